@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+#
+# authtrail: audit-logging reverse-proxy sidecar.
+#
+#   docker build -t authtrail .
+#   docker run --rm -p 8080:8080 -p 9090:9090 \
+#     -v "$PWD/authtrail.yaml:/etc/authtrail/authtrail.yaml:ro" \
+#     -v authtrail-data:/var/lib/authtrail authtrail
+#
+# Needs BuildKit (the default builder since Docker 23) for the cache mounts below.
+
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+# No database during the build: sqlx macros, if ever used, must read the checked-in `.sqlx/`.
+ENV SQLX_OFFLINE=true
+COPY . .
+# The cache mounts keep the crate registry and target/ between builds, so a source change does
+# not recompile every dependency. target/ lives only in the cache, so the binary is copied out
+# in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin authtrail \
+ && install -D -m 0755 target/release/authtrail /out/authtrail
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+# A fixed numeric uid/gid so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
+RUN groupadd --system --gid 10001 authtrail \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+      --home-dir /var/lib/authtrail --shell /usr/sbin/nologin authtrail \
+ && mkdir -p /etc/authtrail /var/lib/authtrail \
+ && chown 10001:10001 /var/lib/authtrail
+COPY --from=builder /out/authtrail /usr/local/bin/authtrail
+
+# /etc/authtrail/authtrail.yaml is mounted at run time (a ConfigMap in Kubernetes);
+# the SQLite store lives in the data volume.
+VOLUME ["/var/lib/authtrail"]
+WORKDIR /var/lib/authtrail
+USER 10001:10001
+# 8080: client traffic to the auth server; 9090: admin listener (/healthz, /readyz).
+EXPOSE 8080 9090
+ENTRYPOINT ["/usr/local/bin/authtrail"]
+CMD ["serve", "--config", "/etc/authtrail/authtrail.yaml"]

@@ -1,0 +1,182 @@
+//! Typed configuration: one YAML file, parsed at the edge into checked types.
+//!
+//! Loading reports every problem with the file, line, column and field path
+//! (`authtrail.yaml:12:11: routes[1].match.path: invalid path template "/a/{": unclosed brace`).
+//! Syntax and type errors stop the parse at the first one (serde cannot go on); all cross-field
+//! checks (duplicate ids, shadowed routes, unknown parameters, secret fields) are reported
+//! together. `${ENV}` and `${ENV:-default}` are substituted in string values.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::header::HeaderName;
+
+use crate::classify::redact::Redactor;
+use crate::classify::RouteMap;
+
+pub mod model;
+pub mod types;
+mod validate;
+
+/// One problem in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    /// Field path such as `routes[3].match.path`; empty for the document itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config {file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+impl Error {
+    /// The individual problems (empty for a read error).
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            Error::Invalid(d) => d,
+            Error::Read { .. } => &[],
+        }
+    }
+}
+
+/// Proxy timeouts, resolved with their defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub header_read: Duration,
+    pub upstream_connect: Duration,
+    pub upstream_response: Duration,
+    pub idle: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Store settings, resolved with their defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub url: String,
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+}
+
+/// The checked configuration the sidecar runs on.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from, for messages.
+    pub file: String,
+    pub listen: SocketAddr,
+    /// Upstream base: scheme and authority (`http://127.0.0.1:9000`).
+    pub upstream: http::Uri,
+    pub inspect_limit: usize,
+    pub request_id_header: HeaderName,
+    pub max_connections: usize,
+    pub timeouts: Timeouts,
+    pub admin_listen: SocketAddr,
+    pub store: StoreConfig,
+    pub redactor: Redactor,
+    pub routes: RouteMap,
+}
+
+/// Read and check a config file.
+pub fn load_file(path: impl AsRef<Path>) -> Result<Config, Error> {
+    let path = path.as_ref();
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        file: file.clone(),
+        source,
+    })?;
+    load_str(&text, &file)
+}
+
+/// Check config text; `file` names it in messages.
+pub fn load_str(text: &str, file: &str) -> Result<Config, Error> {
+    let raw = from_yaml(text, file)?;
+    validate::compile(raw, file).map_err(Error::Invalid)
+}
+
+/// Parse YAML into the raw model, turning a serde error into a positioned diagnostic.
+fn from_yaml(text: &str, file: &str) -> Result<model::File, Error> {
+    use serde::Deserialize;
+
+    let mut failed_path = String::new();
+    let res = serde_saphyr::with_deserializer_from_str(text, |de| {
+        let mut track = serde_path_to_error::Track::new();
+        let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
+        match model::File::deserialize(tracked) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                failed_path = track.path().to_string();
+                Err(e)
+            }
+        }
+    });
+    res.map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
+        let path = clean_path(&failed_path);
+        Error::Invalid(vec![Diagnostic {
+            file: file.to_string(),
+            line,
+            column,
+            path,
+            message: bare_message(&e),
+        }])
+    })
+}
+
+/// serde-saphyr's message without its own position prefix/suffix and source snippet.
+fn bare_message(e: &serde_saphyr::Error) -> String {
+    let full = e.without_snippet().to_string();
+    let mut msg = full.lines().next().unwrap_or("").trim();
+    msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    // "line 3 column 15: msg" → "msg"
+    if let Some((pos, rest)) = msg.split_once(": ") {
+        if pos.starts_with("line ") && pos.contains(" column ") {
+            msg = rest;
+        }
+    }
+    if let Some(i) = msg.rfind(" at line ") {
+        msg = &msg[..i];
+    }
+    msg.trim().to_string()
+}
+
+/// serde-path-to-error's path, without the `value` steps `Spanned` adds.
+fn clean_path(path: &str) -> String {
+    if path == "." {
+        return String::new();
+    }
+    path.split('.')
+        .filter(|seg| *seg != "value" && *seg != "?")
+        .collect::<Vec<_>>()
+        .join(".")
+        .replace(".value[", "[")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,276 @@
+//! Leaf config types that have syntax: durations, byte sizes, strings with `${ENV}`
+//! substitution. Each parses in its `Deserialize`, so a bad value is reported by serde with its
+//! line, column and field path.
+
+use std::fmt;
+use std::time::Duration as StdDuration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// Replace `${VAR}` and `${VAR:-default}` with the environment's value. `$$` is a literal `$`.
+pub fn substitute_env(input: &str) -> Result<String, String> {
+    substitute_with(input, |name| std::env::var(name).ok())
+}
+
+/// [`substitute_env`] with an injectable lookup (for tests).
+pub fn substitute_with(
+    input: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed \"${{\" in \"{input}\""))?;
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(format!("invalid environment variable name \"{name}\""));
+            }
+            match (lookup(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!("environment variable \"{name}\" is not set"));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A config string after `${ENV}` substitution.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Text(pub String);
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Deserialize a scalar as a string (numbers and booleans are taken as written) and substitute
+/// `${ENV}` in it.
+fn env_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            substitute_env(v).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(V)
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        env_scalar(d).map(Text)
+    }
+}
+
+/// A duration written with a unit: `250ms`, `10s`, `5m`, `2h`, `400d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Duration(pub StdDuration);
+
+impl Duration {
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("invalid duration \"{s}\": missing unit (ms, s, m, h, d)"))?;
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration \"{s}\": expected a number then a unit"))?;
+        let ms = match unit {
+            "ms" => Some(n),
+            "s" => n.checked_mul(1_000),
+            "m" => n.checked_mul(60_000),
+            "h" => n.checked_mul(3_600_000),
+            "d" => n.checked_mul(86_400_000),
+            _ => {
+                return Err(format!(
+                    "invalid duration \"{s}\": unknown unit \"{unit}\" (use ms, s, m, h or d)"
+                ))
+            }
+        }
+        .ok_or_else(|| format!("invalid duration \"{s}\": too large"))?;
+        Ok(Duration(StdDuration::from_millis(ms)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = env_scalar(d)?;
+        Duration::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// A size in bytes: a plain number, or with a unit `B`, `KiB`, `MiB`, `GiB` (also `KB`, `MB`,
+/// `GB` for powers of 1000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid size \"{s}\": expected a number then a unit"))?;
+        let mult = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            other => {
+                return Err(format!(
+                    "invalid size \"{s}\": unknown unit \"{other}\" (use B, KiB, MiB or GiB)"
+                ))
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("invalid size \"{s}\": too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = env_scalar(d)?;
+        ByteSize::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// One value or a list of them: `method: POST` or `method: [GET, HEAD]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element()? {
+                    out.push(v);
+                }
+                Ok(OneOrMany(out))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|v| OneOrMany(vec![v]))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                T::deserialize(de::value::StrDeserializer::<E>::new(v)).map(|v| OneOrMany(vec![v]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                T::deserialize(de::value::U64Deserializer::<E>::new(v)).map(|v| OneOrMany(vec![v]))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "SET").then(|| "value".to_string())
+    }
+
+    #[test]
+    fn substitution_forms() {
+        assert_eq!(substitute_with("a ${SET} b", env).unwrap(), "a value b");
+        assert_eq!(substitute_with("${UNSET:-dflt}", env).unwrap(), "dflt");
+        assert_eq!(substitute_with("$$HOME $x", env).unwrap(), "$HOME $x");
+        assert_eq!(
+            substitute_with("${UNSET}", env).unwrap_err(),
+            "environment variable \"UNSET\" is not set"
+        );
+        assert_eq!(
+            substitute_with("${OPEN", env).unwrap_err(),
+            "unclosed \"${\" in \"${OPEN\""
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(
+            Duration::parse("250ms").unwrap().0,
+            StdDuration::from_millis(250)
+        );
+        assert_eq!(
+            Duration::parse("5m").unwrap().0,
+            StdDuration::from_secs(300)
+        );
+        assert_eq!(
+            Duration::parse("400d").unwrap().0,
+            StdDuration::from_secs(400 * 86_400)
+        );
+        assert!(Duration::parse("10").is_err());
+        assert!(Duration::parse("10y").is_err());
+        assert_eq!(ByteSize::parse("64KiB").unwrap().0, 65_536);
+        assert_eq!(ByteSize::parse("1024").unwrap().0, 1_024);
+        assert!(ByteSize::parse("1 parsec").is_err());
+    }
+}

@@ -1,0 +1,431 @@
+//! From the raw model to [`Config`]: parse every value with syntax, apply defaults, and run the
+//! cross-field checks, collecting every problem before giving up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::Method;
+use serde_saphyr::Spanned;
+
+use super::model::File;
+use super::types::{OneOrMany, Text};
+use super::{Config, Diagnostic, StoreConfig, Timeouts};
+use crate::classify::redact::{Redactor, SECRET_HEADERS};
+use crate::classify::{
+    host_only, BodyCondition, Delivery, OutcomeRules, PathTemplate, Route, RouteMap, Source,
+    StatusPattern, TargetRule,
+};
+
+struct Checker<'f> {
+    file: &'f str,
+    errors: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn err<T>(&mut self, at: &Spanned<T>, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(Diagnostic {
+            file: self.file.to_string(),
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn addr(&mut self, v: &Option<Spanned<Text>>, path: &str, default: &str) -> SocketAddr {
+        let fallback: SocketAddr = default.parse().unwrap_or(([127, 0, 0, 1], 0).into());
+        let Some(v) = v else { return fallback };
+        match v.value.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                let msg = format!("invalid address \"{}\": expected IP:PORT", v.value);
+                self.err(v, path, msg);
+                fallback
+            }
+        }
+    }
+
+    /// Check a source list against the route's template and the secret rules.
+    fn sources(
+        &mut self,
+        list: &Spanned<OneOrMany<Source>>,
+        path: &str,
+        template: Option<&PathTemplate>,
+        redactor: &Redactor,
+    ) -> Vec<Source> {
+        let mut out = Vec::new();
+        for (i, src) in list.value.0.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            let ok = match src {
+                Source::Path(name) => match template {
+                    Some(t) if !t.has_param(name) => {
+                        let known: Vec<&str> = t.params().collect();
+                        let msg = format!(
+                            "unknown path parameter \"{name}\": template \"{t}\" has {}",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        );
+                        self.err(list, &at, msg);
+                        false
+                    }
+                    None => {
+                        self.err(
+                            list,
+                            &at,
+                            "path parameters are only available inside a route",
+                        );
+                        false
+                    }
+                    Some(_) => true,
+                },
+                Source::RequestBody(p) | Source::ResponseBody(p)
+                    if !(p.is_empty() || p.starts_with('/')) =>
+                {
+                    let msg =
+                        format!("invalid JSON pointer \"{p}\": must be empty or start with \"/\"");
+                    self.err(list, &at, msg);
+                    false
+                }
+                Source::Header(h) if HeaderName::from_bytes(h.as_bytes()).is_err() => {
+                    self.err(list, &at, format!("invalid header name \"{h}\""));
+                    false
+                }
+                _ => true,
+            };
+            if !ok {
+                continue;
+            }
+            if let Some(field) = src.field_name() {
+                let is_header = matches!(src, Source::Header(_));
+                let rule =
+                    if is_header && SECRET_HEADERS.contains(&field.to_ascii_lowercase().as_str()) {
+                        Some(field.to_ascii_lowercase())
+                    } else {
+                        redactor.secret_rule(field)
+                    };
+                if let Some(rule) = rule {
+                    let msg = format!(
+                        "\"{field}\" is a secret field (matches \"{rule}\") and is never recorded"
+                    );
+                    self.err(list, &at, msg);
+                    continue;
+                }
+            }
+            out.push(src.clone());
+        }
+        out
+    }
+
+    fn statuses(
+        &mut self,
+        v: &Option<Spanned<Vec<Text>>>,
+        path: &str,
+        default: Vec<StatusPattern>,
+    ) -> Vec<StatusPattern> {
+        let Some(v) = v else { return default };
+        let mut out = Vec::new();
+        for (i, s) in v.value.iter().enumerate() {
+            match StatusPattern::parse(s) {
+                Ok(p) => out.push(p),
+                Err(e) => self.err(v, format!("{path}[{i}]"), e),
+            }
+        }
+        out
+    }
+
+    fn pointer(&mut self, v: &Spanned<Text>, path: &str) -> Option<String> {
+        if v.value.is_empty() || v.value.starts_with('/') {
+            Some(v.value.0.clone())
+        } else {
+            let msg = format!(
+                "invalid JSON pointer \"{}\": must be empty or start with \"/\"",
+                v.value
+            );
+            self.err(v, path, msg);
+            None
+        }
+    }
+}
+
+fn valid_event_type(s: &str) -> bool {
+    let mut parts = 0;
+    for part in s.split('.') {
+        parts += 1;
+        let mut chars = part.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        if !first_ok || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            return false;
+        }
+    }
+    parts >= 2
+}
+
+pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> {
+    let mut c = Checker {
+        file,
+        errors: Vec::new(),
+    };
+    let redactor = Redactor::new(raw.redact.fields.iter().map(|t| t.0.clone()));
+
+    let listen = c.addr(&raw.listen, "listen", "0.0.0.0:8080");
+    let admin_listen = c.addr(&raw.admin.listen, "admin.listen", "127.0.0.1:9090");
+
+    let upstream = match raw.upstream.value.parse::<http::Uri>() {
+        Ok(u)
+            if u.scheme_str() == Some("http")
+                && u.authority().is_some()
+                && matches!(u.path(), "" | "/")
+                && u.query().is_none() =>
+        {
+            u
+        }
+        Ok(u) if u.scheme_str() == Some("https") => {
+            c.err(
+                &raw.upstream,
+                "upstream",
+                format!("upstream \"{u}\": https upstreams are not supported yet, use http://"),
+            );
+            http::Uri::from_static("http://127.0.0.1")
+        }
+        _ => {
+            let msg = format!(
+                "invalid upstream \"{}\": expected http://HOST:PORT with no path",
+                raw.upstream.value
+            );
+            c.err(&raw.upstream, "upstream", msg);
+            http::Uri::from_static("http://127.0.0.1")
+        }
+    };
+
+    let request_id_header = match &raw.request_id_header {
+        None => HeaderName::from_static("x-request-id"),
+        Some(h) => HeaderName::from_bytes(h.value.as_bytes()).unwrap_or_else(|_| {
+            let msg = format!("invalid header name \"{}\"", h.value);
+            c.err(h, "request_id_header", msg);
+            HeaderName::from_static("x-request-id")
+        }),
+    };
+
+    let secs =
+        |d: Option<super::types::Duration>, dflt: u64| d.map_or(Duration::from_secs(dflt), |d| d.0);
+    let timeouts = Timeouts {
+        header_read: secs(raw.timeouts.header_read, 10),
+        upstream_connect: secs(raw.timeouts.upstream_connect, 5),
+        upstream_response: secs(raw.timeouts.upstream_response, 30),
+        idle: secs(raw.timeouts.idle, 60),
+        shutdown_grace: secs(raw.timeouts.shutdown_grace, 20),
+    };
+
+    let store_url = match &raw.store.url {
+        None => "sqlite://authtrail.db".to_string(),
+        Some(u) if u.value.starts_with("sqlite://") && u.value.len() > "sqlite://".len() => {
+            u.value.0.clone()
+        }
+        Some(u) => {
+            let msg = format!(
+                "unsupported store url \"{}\": expected sqlite://PATH",
+                u.value
+            );
+            c.err(u, "store.url", msg);
+            String::new()
+        }
+    };
+    let store = StoreConfig {
+        url: store_url,
+        queue_capacity: raw.store.queue_capacity.unwrap_or(10_000).max(1),
+        batch_size: raw.store.batch_size.unwrap_or(256).max(1),
+        flush_interval: raw
+            .store
+            .flush_interval
+            .map_or(Duration::from_millis(100), |d| d.0),
+    };
+
+    let default_actor = raw
+        .defaults
+        .actor
+        .as_ref()
+        .map(|l| c.sources(l, "defaults.actor", None, &redactor))
+        .unwrap_or_default();
+    let default_app = raw
+        .defaults
+        .app
+        .as_ref()
+        .map(|l| c.sources(l, "defaults.app", None, &redactor))
+        .unwrap_or_default();
+
+    let mut routes: Vec<Route> = Vec::new();
+    let mut ids: Vec<(&str, u64)> = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let at = |field: &str| format!("routes[{i}].{field}");
+        if let Some((_, line)) = ids.iter().find(|(id, _)| *id == r.id.value.0) {
+            let msg = format!(
+                "duplicate route id \"{}\" (first defined at line {line})",
+                r.id.value
+            );
+            c.err(&r.id, at("id"), msg);
+            continue;
+        }
+        ids.push((&r.id.value.0, r.id.referenced.line()));
+        if r.id.value.is_empty() {
+            c.err(&r.id, at("id"), "route id must not be empty");
+        }
+        let template = match PathTemplate::parse(&r.matcher.path.value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let msg = format!("invalid path template \"{}\": {e}", r.matcher.path.value);
+                c.err(&r.matcher.path, at("match.path"), msg);
+                None
+            }
+        };
+        let mut methods = Vec::new();
+        if let Some(m) = &r.matcher.method {
+            for (j, name) in m.value.0.iter().enumerate() {
+                let upper = name.to_ascii_uppercase();
+                match Method::from_bytes(upper.as_bytes()) {
+                    Ok(method) if !methods.contains(&method) => methods.push(method),
+                    Ok(_) => {}
+                    Err(_) => c.err(
+                        m,
+                        format!("routes[{i}].match.method[{j}]"),
+                        format!("invalid method \"{name}\""),
+                    ),
+                }
+            }
+        }
+        let host = r.matcher.host.as_ref().map(|h| host_only(&h.value));
+        if !valid_event_type(&r.event.value) {
+            let msg = format!(
+                "invalid event type \"{}\": expected dotted lowercase words like auth.login",
+                r.event.value
+            );
+            c.err(&r.event, at("event"), msg);
+        }
+        let outcome = OutcomeRules {
+            success: c.statuses(
+                &r.outcome.success,
+                &at("outcome.success"),
+                OutcomeRules::default().success,
+            ),
+            failure: c.statuses(
+                &r.outcome.failure,
+                &at("outcome.failure"),
+                OutcomeRules::default().failure,
+            ),
+            error: c.statuses(
+                &r.outcome.error,
+                &at("outcome.error"),
+                OutcomeRules::default().error,
+            ),
+            success_if: r.outcome.success_if.as_ref().and_then(|s| {
+                c.pointer(&s.pointer, &at("outcome.success_if.pointer"))
+                    .map(|pointer| BodyCondition {
+                        pointer,
+                        equals: s.equals.clone(),
+                    })
+            }),
+            reason: r
+                .outcome
+                .reason
+                .as_ref()
+                .and_then(|p| c.pointer(p, &at("outcome.reason"))),
+        };
+        let t = template.as_ref();
+        let actor = match &r.actor {
+            Some(l) => c.sources(l, &at("actor"), t, &redactor),
+            None => default_actor.clone(),
+        };
+        let app = match &r.app {
+            Some(l) => c.sources(l, &at("app"), t, &redactor),
+            None => default_app.clone(),
+        };
+        let target = r.target.as_ref().map(|tg| {
+            let kind = tg.kind.value.to_ascii_lowercase();
+            if kind.is_empty()
+                || !kind
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            {
+                let msg = format!(
+                    "invalid target kind \"{}\": use a lowercase word like user",
+                    tg.kind.value
+                );
+                c.err(&tg.kind, at("target.kind"), msg);
+            }
+            TargetRule {
+                kind,
+                from: c.sources(&tg.from, &at("target.from"), t, &redactor),
+                display: tg
+                    .display
+                    .as_ref()
+                    .map(|d| c.sources(d, &at("target.display"), t, &redactor))
+                    .unwrap_or_default(),
+            }
+        });
+        let mut capture = Vec::new();
+        for (name, sources) in &r.capture.0 {
+            let path = at(&format!("capture.{name}"));
+            if let Some(rule) = redactor.secret_rule(name) {
+                let msg = format!(
+                    "\"{name}\" is a secret field (matches \"{rule}\") and is never recorded"
+                );
+                c.err(sources, path, msg);
+                continue;
+            }
+            capture.push((name.clone(), c.sources(sources, &path, t, &redactor)));
+        }
+        let delivery = match &r.delivery {
+            None => Delivery::Async,
+            Some(d) if d.value.0 == "async" => Delivery::Async,
+            Some(d) => {
+                let msg = format!("unsupported delivery \"{}\": expected async", d.value);
+                c.err(d, at("delivery"), msg);
+                Delivery::Async
+            }
+        };
+        let Some(path) = template else { continue };
+        let route = Route {
+            id: r.id.value.0.clone(),
+            line: r.id.referenced.line(),
+            methods,
+            host,
+            path,
+            event: r.event.value.0.clone(),
+            outcome,
+            actor,
+            app,
+            target,
+            capture,
+            delivery,
+        };
+        if let Some(prev) = routes.iter().find(|p| p.shadows(&route)) {
+            let msg = format!(
+                "route \"{}\" can never match: route \"{}\" (line {}) takes every request it would",
+                route.id, prev.id, prev.line
+            );
+            c.err(&r.matcher.path, at("match"), msg);
+        }
+        routes.push(route);
+    }
+
+    if !c.errors.is_empty() {
+        c.errors.sort_by_key(|d| (d.line, d.column));
+        return Err(c.errors);
+    }
+    Ok(Config {
+        file: file.to_string(),
+        listen,
+        upstream,
+        inspect_limit: raw.inspect_limit.map_or(64 * 1024, |b| b.0 as usize),
+        request_id_header,
+        max_connections: raw.max_connections.unwrap_or(10_000).max(1),
+        timeouts,
+        admin_listen,
+        store,
+        redactor,
+        routes: RouteMap { routes },
+    })
+}

@@ -1,0 +1,429 @@
+//! The reverse proxy: accept client connections, classify each request, forward it to the
+//! upstream, and — for mapped routes — hand the finished exchange to the pipeline as an event.
+//!
+//! Unmapped requests take the short path: forwarded and streamed back untouched, only counted.
+//! Mapped requests stream too; at most `inspect_limit` bytes of each body are copied aside, and
+//! the event is built when the response body ends (or breaks off). The proxy never imports the
+//! store: events leave through [`Pipeline::submit`], which never waits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use uuid::Uuid;
+
+use crate::classify::extract::{self, EventBase, Failure, RequestFacts, ResponseFacts};
+use crate::classify::{self, Match, RequestHead};
+use crate::config::Config;
+use crate::event::{self, ClientInfo};
+use crate::pipeline::Pipeline;
+
+pub mod body;
+pub mod coverage;
+pub mod server;
+
+use body::{BodyEnd, Capture, ProxyBody};
+use coverage::Coverage;
+
+/// Longest user agent kept on an event, in characters.
+const MAX_USER_AGENT: usize = 256;
+
+/// Everything a request needs, shared by all connections.
+pub struct Proxy {
+    cfg: Arc<Config>,
+    client: Client<HttpConnector, ProxyBody>,
+    pipeline: Pipeline,
+    coverage: Arc<Coverage>,
+    /// `http://host:port`, the prefix of every upstream URI.
+    upstream_base: String,
+}
+
+impl Proxy {
+    pub fn new(cfg: Arc<Config>, pipeline: Pipeline, coverage: Arc<Coverage>) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.timeouts.upstream_connect));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(cfg.timeouts.idle)
+            .build(connector);
+        let upstream_base = format!(
+            "{}://{}",
+            cfg.upstream.scheme_str().unwrap_or("http"),
+            cfg.upstream.authority().map_or("", |a| a.as_str())
+        );
+        Proxy {
+            cfg,
+            client,
+            pipeline,
+            coverage,
+            upstream_base,
+        }
+    }
+
+    pub fn coverage(&self) -> &Arc<Coverage> {
+        &self.coverage
+    }
+
+    /// Serve one request from `peer`.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let time = event::now_millis();
+        let (mut parts, body) = req.into_parts();
+        let request_id = ensure_request_id(&mut parts.headers, &self.cfg.request_id_header);
+
+        let matched = classify::classify(&self.cfg.routes, &RequestHead::from_parts(&parts))
+            .map(|m| (m.index, m.params));
+        let Some((index, params)) = matched else {
+            self.coverage.record(&parts.method, parts.uri.path());
+            return self.forward_unmapped(parts, body, peer, request_id).await;
+        };
+
+        let snapshot = RequestSnapshot {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers.clone(),
+        };
+        let head = body::read_head(body, self.cfg.inspect_limit).await;
+        let pending = Pending {
+            proxy: self.clone(),
+            index,
+            params,
+            request: snapshot,
+            req_body: Bytes::copy_from_slice(head.inspected(self.cfg.inspect_limit)),
+            req_truncated: head.truncated,
+            start,
+            time,
+            request_id: request_id.clone(),
+            peer,
+        };
+        if head.failed {
+            pending.finish_without_response(Failure::ClientAborted);
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "request body could not be read",
+                &self.cfg.request_id_header,
+                &request_id,
+            );
+        }
+        let Some(upstream_req) = self.upstream_request(parts, head.into_body(), peer) else {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "invalid request target",
+                &self.cfg.request_id_header,
+                &request_id,
+            );
+        };
+        let sent = tokio::time::timeout(
+            self.cfg.timeouts.upstream_response,
+            self.client.request(upstream_req),
+        )
+        .await;
+        match sent {
+            Ok(Ok(resp)) => {
+                let (mut rparts, rbody) = resp.into_parts();
+                strip_hop_by_hop(&mut rparts.headers);
+                set_header(
+                    &mut rparts.headers,
+                    &self.cfg.request_id_header,
+                    &request_id,
+                );
+                let resp_capture = Capture::new(self.cfg.inspect_limit);
+                let status = rparts.status;
+                let resp_headers = rparts.headers.clone();
+                let cap = resp_capture.clone();
+                let finish: body::Finisher = Box::new(move |how| {
+                    pending.finish(Some(status), Some(resp_headers), &cap, how)
+                });
+                Response::from_parts(rparts, ProxyBody::tee(rbody, resp_capture, Some(finish)))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(route = %self.cfg.routes.routes[index].id, request_id = %request_id, error = %e, "upstream request failed");
+                pending.finish_without_response(Failure::UpstreamUnreachable);
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    "upstream unreachable",
+                    &self.cfg.request_id_header,
+                    &request_id,
+                )
+            }
+            Err(_) => {
+                tracing::warn!(route = %self.cfg.routes.routes[index].id, request_id = %request_id, "upstream timed out");
+                pending.finish_without_response(Failure::UpstreamTimeout);
+                error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway_timeout",
+                    "upstream did not answer in time",
+                    &self.cfg.request_id_header,
+                    &request_id,
+                )
+            }
+        }
+    }
+
+    async fn forward_unmapped(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        peer: SocketAddr,
+        request_id: String,
+    ) -> Response<ProxyBody> {
+        let Some(upstream_req) = self.upstream_request(parts, ProxyBody::Stream(body), peer) else {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "invalid request target",
+                &self.cfg.request_id_header,
+                &request_id,
+            );
+        };
+        let rid = &self.cfg.request_id_header;
+        match tokio::time::timeout(
+            self.cfg.timeouts.upstream_response,
+            self.client.request(upstream_req),
+        )
+        .await
+        {
+            Ok(Ok(resp)) => {
+                let (mut rparts, rbody) = resp.into_parts();
+                strip_hop_by_hop(&mut rparts.headers);
+                set_header(&mut rparts.headers, rid, &request_id);
+                Response::from_parts(rparts, ProxyBody::Stream(rbody))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(request_id = %request_id, error = %e, "upstream request failed");
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    "upstream unreachable",
+                    rid,
+                    &request_id,
+                )
+            }
+            Err(_) => error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "upstream did not answer in time",
+                rid,
+                &request_id,
+            ),
+        }
+    }
+
+    /// Rewrite a client request for the upstream: URI, hop-by-hop headers, `X-Forwarded-*`.
+    fn upstream_request(
+        &self,
+        mut parts: http::request::Parts,
+        body: ProxyBody,
+        peer: SocketAddr,
+    ) -> Option<Request<ProxyBody>> {
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let uri: Uri = format!("{}{}", self.upstream_base, pq).parse().ok()?;
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        let h = &mut parts.headers;
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let prior: Vec<String> = h
+            .get_all(&xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let chain = if prior.is_empty() {
+            peer.ip().to_string()
+        } else {
+            format!("{}, {}", prior.join(", "), peer.ip())
+        };
+        set_header(h, &xff, &chain);
+        set_header(h, &HeaderName::from_static("x-forwarded-proto"), "http");
+        if let Some(host) = original_host {
+            h.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+            h.insert(header::HOST, host);
+        }
+        Some(Request::from_parts(parts, body))
+    }
+}
+
+/// The request as it was when it arrived (before rewriting), for the event.
+struct RequestSnapshot {
+    method: http::Method,
+    path: String,
+    query: Option<String>,
+    headers: HeaderMap,
+}
+
+/// A mapped exchange waiting for its response to finish.
+struct Pending {
+    proxy: Arc<Proxy>,
+    index: usize,
+    params: Vec<(String, String)>,
+    request: RequestSnapshot,
+    /// The inspected head of the request body.
+    req_body: Bytes,
+    req_truncated: bool,
+    start: Instant,
+    time: time::OffsetDateTime,
+    request_id: String,
+    peer: SocketAddr,
+}
+
+impl Pending {
+    fn finish_without_response(self, failure: Failure) {
+        let empty = Capture::new(0);
+        self.record(None, None, &empty, Some(failure));
+    }
+
+    fn finish(
+        self,
+        status: Option<StatusCode>,
+        headers: Option<HeaderMap>,
+        resp: &Capture,
+        how: BodyEnd,
+    ) {
+        let failure = match how {
+            BodyEnd::Complete => None,
+            BodyEnd::Failed => Some(Failure::UpstreamAborted),
+            BodyEnd::Dropped => Some(Failure::ClientAborted),
+        };
+        self.record(status, headers.as_ref(), resp, failure);
+    }
+
+    fn record(
+        self,
+        status: Option<StatusCode>,
+        resp_headers: Option<&HeaderMap>,
+        resp: &Capture,
+        failure: Option<Failure>,
+    ) {
+        let cfg = &self.proxy.cfg;
+        let Some(route) = cfg.routes.routes.get(self.index) else {
+            return;
+        };
+        let resp_cap = resp.take();
+        let m = Match {
+            route,
+            index: self.index,
+            params: self.params,
+        };
+        let req_facts = RequestFacts {
+            method: &self.request.method,
+            path: &self.request.path,
+            query: self.request.query.as_deref(),
+            headers: &self.request.headers,
+            body: &self.req_body,
+            body_truncated: self.req_truncated,
+        };
+        let resp_facts = ResponseFacts {
+            status,
+            headers: resp_headers,
+            body: &resp_cap.bytes,
+            body_truncated: resp_cap.truncated,
+            failure,
+        };
+        let user_agent = self.request.headers.get(header::USER_AGENT).map(|v| {
+            crate::classify::redact::truncate(
+                &String::from_utf8_lossy(v.as_bytes()),
+                MAX_USER_AGENT,
+            )
+        });
+        let base = EventBase {
+            id: Uuid::now_v7(),
+            time: self.time,
+            request_id: self.request_id,
+            client: ClientInfo {
+                ip: Some(self.peer.ip()),
+                user_agent,
+            },
+            duration_ms: self.start.elapsed().as_millis() as u64,
+        };
+        let ev = extract::build_event(&m, &cfg.redactor, &req_facts, &resp_facts, base);
+        tracing::debug!(route = %route.id, event = %ev.event_type, outcome = %ev.outcome, request_id = %ev.http.request_id, "audit event built");
+        self.proxy.pipeline.submit(ev);
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) are for one connection only and never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        h.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        h.remove(*name);
+    }
+}
+
+fn set_header(h: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name.clone(), v);
+    }
+}
+
+/// Keep a sane client-sent request id (≤ 128 visible ASCII characters); otherwise make one.
+fn ensure_request_id(h: &mut HeaderMap, name: &HeaderName) -> String {
+    if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()) {
+            return v.to_string();
+        }
+    }
+    let id = Uuid::now_v7().simple().to_string();
+    set_header(h, name, &id);
+    id
+}
+
+fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    rid_header: &HeaderName,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "error": code, "message": message, "request_id": request_id });
+    let mut resp = Response::new(ProxyBody::full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    set_header(resp.headers_mut(), rid_header, request_id);
+    resp
+}

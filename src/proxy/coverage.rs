@@ -1,0 +1,124 @@
+//! Counts of traffic no route describes, by method and path shape, so an operator can see which
+//! auth endpoints the map misses. Bounded: past [`MAX_KEYS`] distinct shapes, further ones are
+//! only counted in `overflow`. Paths are reduced to shapes (ids and long values become `{}`) so
+//! nothing secret-looking is kept even in memory for long.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// Most distinct method+shape keys kept.
+pub const MAX_KEYS: usize = 10_000;
+
+#[derive(Debug, Default)]
+pub struct Coverage {
+    seen: Mutex<HashMap<(String, String), (u64, i64)>>,
+    overflow: AtomicU64,
+}
+
+/// One row of the coverage report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unmapped {
+    pub method: String,
+    pub path: String,
+    pub count: u64,
+    /// Unix milliseconds.
+    pub last_seen_ms: i64,
+}
+
+impl Coverage {
+    pub fn record(&self, method: &http::Method, path: &str) {
+        let key = (method.as_str().to_string(), shape(path));
+        let now = crate::event::unix_millis(OffsetDateTime::now_utc());
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let len = seen.len();
+        match seen.get_mut(&key) {
+            Some(entry) => {
+                entry.0 += 1;
+                entry.1 = now;
+            }
+            None if len < MAX_KEYS => {
+                seen.insert(key, (1, now));
+            }
+            None => {
+                self.overflow.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Unmapped traffic, most frequent first.
+    pub fn report(&self) -> (Vec<Unmapped>, u64) {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<Unmapped> = seen
+            .iter()
+            .map(|((m, p), (count, last))| Unmapped {
+                method: m.clone(),
+                path: p.clone(),
+                count: *count,
+                last_seen_ms: *last,
+            })
+            .collect();
+        rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.path.cmp(&b.path)));
+        (rows, self.overflow.load(Ordering::Relaxed))
+    }
+}
+
+/// `/v1/users/12345/sessions/abc…` → `/v1/users/{}/sessions/{}`: segments with three or more
+/// digits (or only digits), an `@`, or more than 24 characters are values, not names.
+pub fn shape(path: &str) -> String {
+    let segments = crate::classify::normalize(path);
+    let mut out = String::with_capacity(path.len());
+    for seg in &segments {
+        out.push('/');
+        let digits = seg.chars().filter(char::is_ascii_digit).count();
+        let value = seg.len() > 24 || seg.contains('@') || digits >= 3 || digits == seg.len();
+        out.push_str(if value { "{}" } else { seg });
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_hide_values() {
+        assert_eq!(shape("/v1/users/12345/sessions"), "/v1/users/{}/sessions");
+        assert_eq!(
+            shape("/magic/eyJhbGciOiJIUzI1NiJ9xxxxxxxxxxxx"),
+            "/magic/{}"
+        );
+        assert_eq!(shape("/"), "/");
+        assert_eq!(shape("/oauth2/u-4242/x@y.z/7"), "/oauth2/{}/{}/{}");
+    }
+
+    #[test]
+    fn counts_are_bounded() {
+        let name = |mut n: usize| {
+            let mut s = String::from("/");
+            loop {
+                s.push((b'a' + (n % 26) as u8) as char);
+                n /= 26;
+                if n == 0 {
+                    return s;
+                }
+            }
+        };
+        let c = Coverage::default();
+        for i in 0..(MAX_KEYS + 5) {
+            c.record(&http::Method::GET, &name(i));
+        }
+        c.record(&http::Method::GET, &name(0));
+        let (rows, overflow) = c.report();
+        assert_eq!(rows.len(), MAX_KEYS);
+        assert_eq!(overflow, 5);
+        assert_eq!(rows[0].count, 2);
+        assert_eq!(rows[0].path, "/a");
+    }
+}

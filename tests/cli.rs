@@ -1,0 +1,211 @@
+//! The binary itself: `check`, `explain`, `query`, and `serve` under SIGTERM.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use support::harness::send;
+use support::upstream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_authtrail");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run authtrail");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_reports_every_error_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "upstream: http://127.0.0.1:9000\nroutes:\n  - id: a\n    match: { path: \"/x/{id\" }\n    event: auth.login\n  - id: a\n    match: { path: /y }\n    event: auth.login\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let p = path.display();
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "authtrail: {p}:4:20: routes[0].match.path: invalid path template \"/x/{{id\": unclosed brace\n{p}:6:9: routes[1].id: duplicate route id \"a\" (first defined at line 3)"
+        )
+    );
+}
+
+#[test]
+fn check_prints_the_route_table_and_explain_says_why() {
+    let (code, out, err) = run(&["check", "--config", "config/demo.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("config/demo.yaml: ok, 8 routes\nID "),
+        "{out}"
+    );
+    assert!(out.contains("deactivate-user          POST     *     /v1/apps/{app}/users/{user_id}/deactivate  account.deactivate"), "{out}");
+
+    let (code, out, _) = run(&[
+        "explain",
+        "--config",
+        "config/demo.yaml",
+        "POST",
+        "/v1/token/refresh",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "skip  login (line 12): path has 3 segments, template has 2 and no \"*\"\n\
+         skip  logout (line 25): segment 2 is \"token\", template wants \"sessions\"\n\
+         MATCH refresh (line 31) → event token.refresh\n"
+    );
+    let (_, out, _) = run(&[
+        "explain",
+        "--config",
+        "config/demo.yaml",
+        "GET",
+        "/v1/public/info",
+    ]);
+    assert!(
+        out.ends_with(
+            "no route matches GET /v1/public/info: forwarded untouched, counted as unmapped\n"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let (code, _, err) = run(&["check", "--config", "/nonexistent/authtrail.yaml"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim_end(),
+        "authtrail: config /nonexistent/authtrail.yaml: No such file or directory (os error 2)"
+    );
+}
+
+/// Start `authtrail serve` as a child, return it with the proxy address it logged.
+fn spawn_serve(
+    config: &std::path::Path,
+) -> (
+    std::process::Child,
+    String,
+    BufReader<std::process::ChildStderr>,
+) {
+    let mut child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    for _ in 0..50 {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            if v["fields"]["message"] == "authtrail serving" {
+                let addr = v["fields"]["proxy"].as_str().unwrap().to_string();
+                return (child, addr, stderr);
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("authtrail serve never logged its address; last line: {line}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_their_events_are_stored() {
+    let up = upstream::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("trail.db");
+    let cfg = dir.path().join("authtrail.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:0\nadmin: {{ listen: 127.0.0.1:0 }}\nupstream: http://{}\nstore: {{ url: \"sqlite://{}\" }}\nroutes:\n  - id: slow\n    match: {{ path: /slow }}\n    event: auth.login\n    actor: {{ response_body: /user/id }}\n",
+            up.addr,
+            db.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, _stderr) = spawn_serve(&cfg);
+    let url = format!("http://{addr}/slow");
+    let inflight: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { send(Method::POST, &url, &[], Bytes::new()).await })
+        })
+        .collect();
+    for _ in 0..400 {
+        if up.slow_started.load(std::sync::atomic::Ordering::SeqCst) == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(up.slow_started.load(std::sync::atomic::Ordering::SeqCst), 4);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    for t in inflight {
+        assert_eq!(t.await.unwrap().unwrap().status, StatusCode::OK);
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let (code, out, err) = run(&["query", "--config", cfg.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 4);
+    assert!(events
+        .iter()
+        .all(|e| e["actor"]["id"] == "u-slow" && e["outcome"] == "success"));
+    let (_, table, _) = run(&[
+        "query",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--type",
+        "auth.*",
+        "--since",
+        "1h",
+        "--outcome",
+        "success",
+    ]);
+    assert_eq!(table.lines().count(), 5, "{table}");
+    assert!(table.starts_with("TIME "));
+    let (_, none, _) = run(&[
+        "query",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--type",
+        "token.*",
+    ]);
+    assert_eq!(none.lines().count(), 1, "{none}");
+}
