@@ -34,9 +34,16 @@ pub struct AuditEvent {
     pub app: Option<Attributed>,
     /// Who triggered the action.
     pub actor: Actor,
+    /// Set when the app sources disagreed (e.g. the token says one app, a header another);
+    /// `app` then holds the verified value when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_conflict: Option<Vec<Attributed>>,
     /// What the action was done to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// Tokens presented or issued in this exchange, by fingerprint — never the token itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenRef>,
     pub source: ClientInfo,
     pub http: HttpInfo,
     /// Captured, non-secret fields named by the route's `capture` allow-list.
@@ -149,6 +156,40 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
     pub source: String,
+}
+
+/// Whether a token was sent by the client or handed out by the upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRole {
+    Presented,
+    Issued,
+}
+
+/// A token seen in an exchange, recorded by keyed fingerprint and (for JWTs) its claims.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRef {
+    pub role: TokenRole,
+    /// access, refresh, id, bearer, ... (from the map or the token's own claims).
+    pub kind: String,
+    /// Where the token was found, e.g. `response_body:/access_token` or `bearer`.
+    pub source: String,
+    /// HMAC-SHA-256 of the token under the configured fingerprint key, hex.
+    pub fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// The signature and claims were checked against a configured key set.
+    pub verified: bool,
+    /// Why verification failed: expired, not_yet_valid, bad_signature, unknown_key,
+    /// wrong_issuer, wrong_audience, malformed, alg_not_allowed, keys_unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
 }
 
 /// Where the request came from.

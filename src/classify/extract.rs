@@ -283,8 +283,10 @@ pub fn build_event(
         outcome,
         reason,
         app,
+        app_conflict: None,
         actor,
         target,
+        tokens: Vec::new(),
         source: base.client,
         http: HttpInfo {
             method: req.method.to_string(),

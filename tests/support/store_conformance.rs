@@ -107,7 +107,9 @@ pub fn sample_event(
             },
             None => Actor::anonymous(),
         },
+        app_conflict: None,
         target: None,
+        tokens: Vec::new(),
         source: ClientInfo {
             ip: Some("192.0.2.7".parse().unwrap()),
             user_agent: Some("test-agent/1.0".to_string()),
