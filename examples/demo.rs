@@ -71,13 +71,22 @@ async fn main() -> Result<()> {
     }
 
     // 1. The auth server the sidecar fronts.
-    let secret: Vec<u8> = uuid::Uuid::now_v7().as_bytes().to_vec();
-    let auth = demo_auth::spawn(TcpListener::bind("127.0.0.1:0").await?, secret);
+    let secret = format!("demo-secret-{}", uuid::Uuid::now_v7().simple());
+    let auth = demo_auth::spawn(
+        TcpListener::bind("127.0.0.1:0").await?,
+        secret.clone().into_bytes(),
+    );
 
     // 2. authtrail in front of it, configured by config/demo.yaml.
     std::env::set_var("AUTHTRAIL_DEMO_UPSTREAM", format!("http://{}", auth.addr));
     std::env::set_var("AUTHTRAIL_DEMO_STORE", format!("sqlite://{DB}"));
+    std::env::set_var("AUTHTRAIL_DEMO_JWT_SECRET", &secret);
     let cfg = authtrail::config::load_file(CONFIG).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let fingerprinter = cfg
+        .identity
+        .fingerprinter
+        .clone()
+        .context("demo config has no fingerprint key")?;
     let proxy = TcpListener::bind("127.0.0.1:0").await?;
     let admin = TcpListener::bind("127.0.0.1:0").await?;
     let proxy_addr: SocketAddr = proxy.local_addr()?;
@@ -257,6 +266,16 @@ async fn main() -> Result<()> {
         summary.events.dropped
     );
     print!("{}", authtrail::cli::events_table(&events));
+
+    // 5. Follow alice's first refresh token through its life, by fingerprint only.
+    let fp = fingerprinter.fingerprint(refresh);
+    let life = store::lineage::token_life(store.as_ref(), &fp, None).await?;
+    println!(
+        "\nthe life of alice's first refresh token (fingerprint {}…), oldest first:\n",
+        &fp[..16]
+    );
+    print!("{}", authtrail::cli::events_table(&life));
     println!("\nquery it again: cargo run --release -- query --config {CONFIG} --type 'auth.*'");
+    println!("a token's life: cargo run --release -- query --config {CONFIG} --token \"$(printf %s \"$TOKEN\" | cargo run -q --release -- fingerprint --config {CONFIG})\"");
     Ok(())
 }

@@ -1,35 +1,196 @@
-//! The admin listener: liveness and readiness now; the query API joins it later. It depends on
-//! the store and the pipeline's counters, never on the proxy.
+//! The admin listener: liveness and readiness, the query API under `/v1` (events, one event, a
+//! token's life, stats, coverage, exports and the OpenAPI document describing them) and the
+//! browser viewer at `/ui`.
+//!
+//! Every `/v1` data endpoint passes [`auth`]: a bearer credential from the config, matched by its
+//! SHA-256 in constant time; its permission is checked and its app scope is applied to every
+//! store query here, never left to the caller. Every read is itself recorded in the trail as an
+//! `audit.query` or `audit.export` event through the pipeline. This module reads the store and the
+//! proxy's coverage counters; it never touches the route map or the proxy's connections.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::config::AdminCredential;
 use crate::pipeline::Pipeline;
-use crate::store::EventStore;
+use crate::proxy::coverage::Coverage;
+use crate::store::{self, EventStore};
+
+mod api;
+mod audit;
+pub mod auth;
+pub mod export;
+pub mod filter;
+pub mod generate;
+mod openapi;
+mod ui;
 
 /// What the admin handlers read.
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Arc<dyn EventStore>,
+    /// Where `audit.query` / `audit.export` events go.
     pub pipeline: Pipeline,
     /// Set once shutdown begins: the sidecar stops reporting ready so traffic moves away.
     pub draining: Arc<AtomicBool>,
+    /// Who may use `/v1` (from `admin.credentials`); empty means nobody.
+    pub credentials: Arc<[AdminCredential]>,
+    /// Unmapped traffic and per-route hits counted by the proxy, for `/v1/coverage`.
+    pub coverage: Arc<Coverage>,
+    /// Ids of the configured routes, in map order, for `/v1/coverage`.
+    pub routes: Arc<[String]>,
 }
 
-/// The admin router: `/healthz` (the process is alive) and `/readyz` (it can record events).
+/// Why an admin request failed. [`IntoResponse`] maps each variant to its status in one
+/// exhaustive match; the client gets the status and a short message, details go to `tracing`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No `Authorization: Bearer` header, or its token matches no credential.
+    #[error("missing or invalid admin credential")]
+    Unauthorized {
+        /// A token was sent (and was wrong), as opposed to none at all.
+        presented: bool,
+    },
+    #[error("credential \"{credential}\" lacks the {permission} permission")]
+    Forbidden {
+        credential: String,
+        permission: &'static str,
+    },
+    /// The thing does not exist, or exists outside the caller's app scope: the two are
+    /// deliberately indistinguishable.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("invalid {name} \"{value}\": {reason}")]
+    InvalidParam {
+        name: String,
+        value: String,
+        reason: String,
+    },
+    #[error("unknown query parameter \"{0}\"")]
+    UnknownParam(String),
+    #[error("query parameter \"{0}\" given more than once")]
+    DuplicateParam(String),
+    #[error("event store: {0}")]
+    Store(#[from] store::Error),
+}
+
+impl Error {
+    pub(crate) fn invalid(name: &str, value: &str, reason: impl Into<String>) -> Error {
+        // Echo at most a short prefix of what the client sent.
+        let value: String = value.chars().take(64).collect();
+        Error::InvalidParam {
+            name: name.to_string(),
+            value,
+            reason: reason.into(),
+        }
+    }
+
+    /// The short reason recorded on the `audit.query` event of a failed read.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::Forbidden { .. } => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::InvalidParam { .. } | Error::UnknownParam(_) | Error::DuplicateParam(_) => {
+                "bad_request"
+            }
+            Error::Store(_) => "store_unavailable",
+        }
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::InvalidParam { .. } | Error::UnknownParam(_) | Error::DuplicateParam(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            Error::Store(e) => {
+                tracing::error!(error = %e, "admin: store query failed");
+                "the event store is unavailable".to_string()
+            }
+            other => other.to_string(),
+        };
+        let body = json!({ "error": self.reason(), "message": message });
+        let mut resp = (status, Json(body)).into_response();
+        if let Error::Unauthorized { presented } = self {
+            // RFC 6750 §3: say which scheme, and whether the token sent was the problem.
+            let challenge = if presented {
+                "Bearer realm=\"authtrail\", error=\"invalid_token\""
+            } else {
+                "Bearer realm=\"authtrail\""
+            };
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        resp
+    }
+}
+
+/// The admin router: `/healthz`, `/readyz`, the `/v1` API and the `/ui` viewer.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so audit events carry the
+/// client's address; without it they carry none.
 pub fn app(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/events", get(api::list_events))
+        .route("/v1/events/{id}", get(api::get_event))
+        .route("/v1/tokens/{key}", get(api::token_life))
+        .route("/v1/stats", get(api::stats))
+        .route("/v1/coverage", get(api::coverage))
+        .route("/v1/export", get(export::handler))
+        .route("/v1/openapi.json", get(openapi::handler))
+        .route("/", get(ui::redirect))
+        .route("/ui", get(ui::page))
+        .route("/ui/", get(ui::redirect))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/app.css", get(ui::style))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(common_headers))
         .with_state(state)
+}
+
+async fn common_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // Audit data must not linger in shared caches or the browser's disk cache.
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn not_found() -> Response {
+    let body = json!({ "error": "not_found", "message": "no such admin endpoint" });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -39,25 +200,29 @@ async fn healthz() -> &'static str {
 async fn readyz(State(s): State<AdminState>) -> Response {
     let stats = s.pipeline.stats().snapshot();
     let queue_depth = s.pipeline.queue_depth();
+    // Events parked locally while the store is unavailable (also in `events.spool_depth`).
+    let spool_depth = s.pipeline.spool_depth();
     if s.draining.load(Ordering::Acquire) {
-        let body = json!({ "status": "draining", "queue_depth": queue_depth, "events": stats });
+        let body = json!({ "status": "draining", "queue_depth": queue_depth, "spool_depth": spool_depth, "events": stats });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     match tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await {
         Ok(Ok(())) => {
-            let body = json!({ "status": "ready", "queue_depth": queue_depth, "events": stats });
+            let body = json!({ "status": "ready", "queue_depth": queue_depth, "spool_depth": spool_depth, "events": stats });
             (StatusCode::OK, Json(body)).into_response()
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: store unreachable");
-            let body = json!({ "status": "store_unreachable", "queue_depth": queue_depth, "events": stats });
+            let body = json!({ "status": "store_unreachable", "queue_depth": queue_depth, "spool_depth": spool_depth, "events": stats });
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
         Err(_) => {
             tracing::warn!("readiness: store ping timed out");
-            let body =
-                json!({ "status": "store_timeout", "queue_depth": queue_depth, "events": stats });
+            let body = json!({ "status": "store_timeout", "queue_depth": queue_depth, "spool_depth": spool_depth, "events": stats });
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

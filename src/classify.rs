@@ -13,9 +13,44 @@ pub mod template;
 
 pub use template::{normalize, PathTemplate, TemplateError};
 
+/// Where a token is read from, for claim sources and token recording.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TokenLocation {
+    /// `Authorization: Bearer …`.
+    Bearer,
+    /// A request header (a `Bearer ` prefix is removed).
+    Header(String),
+    Cookie(String),
+    Query(String),
+    /// A JSON pointer into the request body (for form bodies, `/field` names the field).
+    RequestBody(String),
+    Form(String),
+    /// A JSON pointer into the response body: a token the upstream issued.
+    ResponseBody(String),
+}
+
+impl TokenLocation {
+    pub fn label(&self) -> String {
+        match self {
+            TokenLocation::Bearer => "bearer".to_string(),
+            TokenLocation::Header(h) => format!("header:{}", h.to_ascii_lowercase()),
+            TokenLocation::Cookie(c) => format!("cookie:{c}"),
+            TokenLocation::Query(q) => format!("query:{q}"),
+            TokenLocation::RequestBody(p) => format!("request_body:{p}"),
+            TokenLocation::Form(f) => format!("form:{f}"),
+            TokenLocation::ResponseBody(p) => format!("response_body:{p}"),
+        }
+    }
+
+    /// True for tokens the upstream hands out (read from the response).
+    pub fn is_issued(&self) -> bool {
+        matches!(self, TokenLocation::ResponseBody(_))
+    }
+}
+
 /// Where a value (actor, app, target, captured detail) is read from.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "SourceSpec")]
 pub enum Source {
     /// A `{param}` of the route's path template.
     Path(String),
@@ -31,10 +66,122 @@ pub enum Source {
     Form(String),
     /// A fixed value.
     Const(String),
+    /// A claim (name or JSON pointer) of a token, only when the token verifies against `keys`.
+    Claim {
+        claim: String,
+        token: TokenLocation,
+        keys: Option<String>,
+    },
+    /// The user part of `Authorization: Basic` (an OAuth client id); the password is never read.
+    BasicAuthUser,
+}
+
+/// A source as written in YAML: one key naming where to read, or `claim` with a token location.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    path: Option<String>,
+    query: Option<String>,
+    header: Option<String>,
+    request_body: Option<String>,
+    response_body: Option<String>,
+    form: Option<String>,
+    #[serde(rename = "const")]
+    constant: Option<String>,
+    cookie: Option<String>,
+    claim: Option<String>,
+    issued_token: Option<String>,
+    keys: Option<String>,
+    basic_auth: Option<String>,
+}
+
+impl TryFrom<SourceSpec> for Source {
+    type Error = String;
+
+    fn try_from(s: SourceSpec) -> Result<Source, String> {
+        if let Some(claim) = s.claim {
+            let mut locations = Vec::new();
+            if let Some(h) = s.header {
+                locations.push(TokenLocation::Header(h));
+            }
+            if let Some(c) = s.cookie {
+                locations.push(TokenLocation::Cookie(c));
+            }
+            if let Some(q) = s.query {
+                locations.push(TokenLocation::Query(q));
+            }
+            if let Some(p) = s.request_body {
+                locations.push(TokenLocation::RequestBody(p));
+            }
+            if let Some(f) = s.form {
+                locations.push(TokenLocation::Form(f));
+            }
+            if let Some(p) = s.issued_token.or(s.response_body) {
+                locations.push(TokenLocation::ResponseBody(p));
+            }
+            if s.path.is_some() || s.constant.is_some() || s.basic_auth.is_some() {
+                return Err("a claim is read from a token: name it with header, cookie, query, request_body, form or issued_token (default: the bearer token)".into());
+            }
+            if locations.len() > 1 {
+                return Err("a claim source names one token location, not several".into());
+            }
+            return Ok(Source::Claim {
+                claim,
+                token: locations.pop().unwrap_or(TokenLocation::Bearer),
+                keys: s.keys,
+            });
+        }
+        if s.issued_token.is_some() {
+            return Err(
+                "issued_token needs a claim, e.g. { issued_token: /access_token, claim: sub }"
+                    .into(),
+            );
+        }
+        if s.keys.is_some() {
+            return Err("keys only applies to claim sources".into());
+        }
+        if s.cookie.is_some() {
+            return Err("cookie values are secrets: read a claim of a token cookie with { claim: sub, cookie: NAME }".into());
+        }
+        let mut found = Vec::new();
+        if let Some(v) = s.path {
+            found.push(Source::Path(v));
+        }
+        if let Some(v) = s.query {
+            found.push(Source::Query(v));
+        }
+        if let Some(v) = s.header {
+            found.push(Source::Header(v));
+        }
+        if let Some(v) = s.request_body {
+            found.push(Source::RequestBody(v));
+        }
+        if let Some(v) = s.response_body {
+            found.push(Source::ResponseBody(v));
+        }
+        if let Some(v) = s.form {
+            found.push(Source::Form(v));
+        }
+        if let Some(v) = s.constant {
+            found.push(Source::Const(v));
+        }
+        if let Some(v) = s.basic_auth {
+            if v != "user" {
+                return Err(format!("basic_auth: \"{v}\" is not readable: only the user (client id) is, never the password"));
+            }
+            found.push(Source::BasicAuthUser);
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err("empty source: expected one of path, query, header, request_body, response_body, form, const, claim, basic_auth".into()),
+            _ => Err("a source reads from one place; use a list for fallbacks".into()),
+        }
+    }
 }
 
 impl Source {
-    /// How the source is named on events: `path:user_id`, `request_body:/username`, ...
+    /// How the source is named on events: `path:user_id`, `request_body:/username`,
+    /// `claim:sub@bearer`, ...
     pub fn label(&self) -> String {
         match self {
             Source::Path(p) => format!("path:{p}"),
@@ -44,17 +191,22 @@ impl Source {
             Source::ResponseBody(p) => format!("response_body:{p}"),
             Source::Form(f) => format!("form:{f}"),
             Source::Const(_) => "const".to_string(),
+            Source::Claim { claim, token, .. } => format!("claim:{claim}@{}", token.label()),
+            Source::BasicAuthUser => "basic_auth:user".to_string(),
         }
     }
 
-    /// The field name a source reads, for the secret check (`None` for constants and params).
+    /// The field name a source reads, for the secret check (`None` for constants, params and
+    /// claims — a claim source reads a token's claim, never stores the token).
     pub fn field_name(&self) -> Option<&str> {
         match self {
             Source::Query(n) | Source::Header(n) | Source::Form(n) => Some(n),
             Source::RequestBody(p) | Source::ResponseBody(p) => {
                 p.rsplit('/').next().filter(|s| !s.is_empty())
             }
-            Source::Path(_) | Source::Const(_) => None,
+            Source::Path(_) | Source::Const(_) | Source::Claim { .. } | Source::BasicAuthUser => {
+                None
+            }
         }
     }
 }
@@ -99,6 +251,9 @@ pub struct OutcomeRules {
     pub success_if: Option<BodyCondition>,
     /// JSON pointer into the response body for the reason code.
     pub reason: Option<String>,
+    /// When a presented token failed verification, the outcome becomes this (reason
+    /// `token_<why>`), unless the exchange already ended in `error`.
+    pub on_invalid_token: Option<crate::event::Outcome>,
 }
 
 impl Default for OutcomeRules {
@@ -109,6 +264,7 @@ impl Default for OutcomeRules {
             error: vec![StatusPattern::Class(5)],
             success_if: None,
             reason: None,
+            on_invalid_token: None,
         }
     }
 }
@@ -127,6 +283,9 @@ pub enum Delivery {
     /// Queued off the request path; never slows the response.
     #[default]
     Async,
+    /// An `attempt` event is committed before the request is forwarded; when that fails within
+    /// `store.sync_timeout` the client gets 503 and the upstream never sees the request.
+    Sync,
 }
 
 /// One compiled route.
@@ -147,11 +306,72 @@ pub struct Route {
     pub target: Option<TargetRule>,
     pub capture: Vec<(String, Vec<Source>)>,
     pub delivery: Delivery,
+    /// Kind given to a resolved actor.
+    pub actor_kind: crate::event::ActorKind,
+    /// Request-body conditions: JSON pointer (or `/field` of a form) → allowed values.
+    pub body: Vec<(String, Vec<String>)>,
+    /// The verified token this route requires (authenticating mode).
+    pub require: Option<std::sync::Arc<crate::identity::require::Requirement>>,
+    pub tokens: TokenRule,
+}
+
+/// Which tokens of an exchange are recorded (by fingerprint and claims).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenRule {
+    /// Where the request carries tokens (refresh, revoke, logout): body pointers or form fields.
+    pub presented: Vec<TokenLocation>,
+    /// Where the response carries issued tokens.
+    pub issued: Vec<TokenLocation>,
+    /// Record the `Authorization: Bearer` token too (default true).
+    pub bearer: bool,
+    /// Key set to verify them with; the default key set when `None`.
+    pub keys: Option<String>,
 }
 
 impl Route {
+    /// Every token location this route reads: recorded tokens and claim sources, with the key
+    /// set each is verified with.
+    pub fn token_reads(&self) -> Vec<(TokenLocation, Option<String>)> {
+        let mut out: Vec<(TokenLocation, Option<String>)> = Vec::new();
+        let mut add = |loc: &TokenLocation, keys: &Option<String>| {
+            if !out.iter().any(|(l, k)| l == loc && k == keys) {
+                out.push((loc.clone(), keys.clone()));
+            }
+        };
+        if self.tokens.bearer {
+            add(&TokenLocation::Bearer, &self.tokens.keys);
+        }
+        if let Some(r) = &self.require {
+            add(&r.token, &r.keys);
+        }
+        for l in self.tokens.presented.iter().chain(&self.tokens.issued) {
+            add(l, &self.tokens.keys);
+        }
+        let target = self
+            .target
+            .iter()
+            .flat_map(|t| t.from.iter().chain(&t.display));
+        let captures = self.capture.iter().flat_map(|(_, s)| s.iter());
+        for s in self
+            .actor
+            .iter()
+            .chain(&self.app)
+            .chain(target)
+            .chain(captures)
+        {
+            if let Source::Claim { token, keys, .. } = s {
+                add(token, keys);
+            }
+        }
+        out
+    }
+
     /// True when every request this route's successor `other` matches is matched here first.
     pub fn shadows(&self, other: &Route) -> bool {
+        // A route with body conditions takes only some of its requests.
+        if !self.body.is_empty() && self.body != other.body {
+            return false;
+        }
         let methods = self.methods.is_empty()
             || (!other.methods.is_empty()
                 && other.methods.iter().all(|m| self.methods.contains(m)));
@@ -223,6 +443,40 @@ pub enum Verdict {
     Method(String),
     Host(String),
     Path(String),
+    /// Method, host and path match; a body field does not (or no body was given).
+    Body(String),
+}
+
+/// The head of a request body, for routes with `match.body` conditions.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyView<'a> {
+    pub headers: &'a http::HeaderMap,
+    pub bytes: &'a [u8],
+    pub truncated: bool,
+}
+
+/// Check the route's body conditions; `None` body means "not read yet".
+fn check_body(route: &Route, body: Option<&BodyView<'_>>) -> Result<(), String> {
+    if route.body.is_empty() {
+        return Ok(());
+    }
+    let Some(b) = body else {
+        let want: Vec<String> = route
+            .body
+            .iter()
+            .map(|(ptr, allowed)| format!("{ptr} = {}", allowed.join("|")))
+            .collect();
+        return Err(format!("needs a body with {}", want.join(", ")));
+    };
+    for (ptr, allowed) in &route.body {
+        let got = extract::body_field(b.headers, b.bytes, b.truncated, ptr);
+        match got {
+            Some(v) if allowed.contains(&v) => {}
+            Some(v) => return Err(format!("body {ptr} is \"{v}\", not {}", allowed.join("|"))),
+            None => return Err(format!("body has no {ptr}")),
+        }
+    }
+    Ok(())
 }
 
 fn check(route: &Route, head: &RequestHead<'_>, segments: &[String]) -> Verdict {
@@ -249,7 +503,9 @@ fn check(route: &Route, head: &RequestHead<'_>, segments: &[String]) -> Verdict 
     }
 }
 
-/// The first route that matches the request, with its path parameters.
+/// The first route that matches the request head, with its path parameters. Body conditions
+/// are not checked: when the returned route has any, read the body's head and decide with
+/// [`classify_body`].
 pub fn classify<'m>(map: &'m RouteMap, head: &RequestHead<'_>) -> Option<Match<'m>> {
     let segments = normalize(head.path);
     map.routes
@@ -265,12 +521,43 @@ pub fn classify<'m>(map: &'m RouteMap, head: &RequestHead<'_>) -> Option<Match<'
         })
 }
 
-/// Every route up to and including the first match, each with its verdict.
-pub fn explain<'m>(map: &'m RouteMap, head: &RequestHead<'_>) -> Vec<(&'m Route, Verdict)> {
+/// The first route that matches the request head and its body conditions.
+pub fn classify_body<'m>(
+    map: &'m RouteMap,
+    head: &RequestHead<'_>,
+    body: &BodyView<'_>,
+) -> Option<Match<'m>> {
+    let segments = normalize(head.path);
+    map.routes
+        .iter()
+        .enumerate()
+        .find_map(|(index, route)| match check(route, head, &segments) {
+            Verdict::Matched(params) if check_body(route, Some(body)).is_ok() => Some(Match {
+                route,
+                index,
+                params,
+            }),
+            _ => None,
+        })
+}
+
+/// Every route up to and including the first match, each with its verdict. Without a body,
+/// routes with body conditions are reported as needing one and the walk goes on.
+pub fn explain<'m>(
+    map: &'m RouteMap,
+    head: &RequestHead<'_>,
+    body: Option<&BodyView<'_>>,
+) -> Vec<(&'m Route, Verdict)> {
     let segments = normalize(head.path);
     let mut out = Vec::new();
     for route in &map.routes {
-        let v = check(route, head, &segments);
+        let v = match check(route, head, &segments) {
+            Verdict::Matched(params) => match check_body(route, body) {
+                Ok(()) => Verdict::Matched(params),
+                Err(why) => Verdict::Body(why),
+            },
+            other => other,
+        };
         let done = matches!(v, Verdict::Matched(_));
         out.push((route, v));
         if done {

@@ -1,19 +1,22 @@
-//! Command-line interface: `serve`, `check`, `explain`, `query`. Parses arguments with clap and
-//! calls into the library; anyhow lives here and in `main.rs` only.
+//! Command-line interface: `serve`, `check`, `explain`, `query`, `export`, `generate`. Parses
+//! arguments with clap and calls into the library (`query` and `export` run the admin API's query
+//! code); anyhow lives here and in `main.rs` only.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use time::format_description::well_known::Rfc3339;
+use futures_util::StreamExt;
 use time::OffsetDateTime;
 
+use crate::admin::filter::{self, Order, Params};
+use crate::admin::{export, generate};
 use crate::classify::{self, RequestHead, Verdict};
-use crate::config::{self, types, Config};
+use crate::config::{self, Config};
 use crate::event::{AuditEvent, Outcome};
 use crate::sidecar::{self, Listeners};
-use crate::store::{self, Query, TypeFilter};
+use crate::store::{self, Query};
 
 /// authtrail: an audit-logging reverse-proxy sidecar for auth servers.
 #[derive(Debug, Parser)]
@@ -54,9 +57,41 @@ pub enum Command {
         /// Host header of the request.
         #[arg(long)]
         host: Option<String>,
+        /// Request body, for routes with body conditions (JSON, or a form if it does not start
+        /// with `{`).
+        #[arg(long)]
+        body: Option<String>,
+        /// A token to check against the matched route's requirement (`-` reads stdin).
+        #[arg(long)]
+        token: Option<String>,
+        /// A request header, `Name: value` (repeatable), e.g. for tenancy by header.
+        #[arg(long = "header", value_name = "NAME:VALUE")]
+        headers: Vec<String>,
+    },
+    /// Print a token's fingerprint under the config's `trust.fingerprint_key`, to look it up
+    /// with `query --token` (the token is read from stdin when not given or `-`).
+    Fingerprint {
+        #[command(flatten)]
+        config: ConfigArg,
+        token: Option<String>,
     },
     /// List recorded events, newest first.
     Query(QueryArgs),
+    /// Write the filtered events as NDJSON, CSV or OCSF JSON lines, oldest first.
+    Export(ExportArgs),
+    /// Fill the configured store with synthetic events (for benchmarks).
+    Generate(GenerateArgs),
+    /// Check every hash chain and signed checkpoint of the trail, naming the first event that was
+    /// edited, deleted, inserted or reordered; exit 1 on any problem.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Start each chain at its newest checkpoint before this (24h, 7d or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Print a new checkpoint signing key (for `store.checkpoint.signing_key`) and its public key.
+    Keygen,
 }
 
 #[derive(Debug, Args)]
@@ -71,10 +106,9 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
-#[derive(Debug, Args)]
-pub struct QueryArgs {
-    #[command(flatten)]
-    pub config: ConfigArg,
+/// The event filters `query` and `export` share with the admin API (same names, same parsing).
+#[derive(Debug, Default, Args)]
+pub struct FilterArgs {
     #[arg(long)]
     pub app: Option<String>,
     /// Actor id.
@@ -94,17 +128,103 @@ pub struct QueryArgs {
     pub route: Option<String>,
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Client IP.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// A token's fingerprint (see `fingerprint`) or jti.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Case-insensitive substring of ids, display names and details.
+    #[arg(long, visible_alias = "q")]
+    pub search: Option<String>,
     /// Relative (24h, 30m, 7d) or RFC 3339.
     #[arg(long)]
     pub since: Option<String>,
     /// Relative (1h = one hour ago) or RFC 3339; exclusive.
     #[arg(long)]
     pub until: Option<String>,
+}
+
+impl FilterArgs {
+    /// The filters as the admin API's `name=value` pairs.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        let outcome = self.outcome.map(|o| o.to_string());
+        [
+            ("app", &self.app),
+            ("actor", &self.actor),
+            ("target", &self.target),
+            ("type", &self.event_type),
+            ("outcome", &outcome),
+            ("route", &self.route),
+            ("request_id", &self.request_id),
+            ("ip", &self.ip),
+            ("token", &self.token),
+            ("q", &self.search),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.as_ref().map(|v| (n.to_string(), v.clone())))
+        .collect()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Most events shown (at most 10000).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Oldest first instead of newest first.
+    #[arg(long)]
+    pub asc: bool,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// ndjson, csv or ocsf.
+    #[arg(long, default_value = "ndjson")]
+    pub format: String,
+    /// Newest first instead of oldest first.
+    #[arg(long)]
+    pub desc: bool,
+    /// At most this many events (default: all).
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Events to add.
+    #[arg(long)]
+    pub events: u64,
+    /// Distinct apps.
+    #[arg(long, default_value_t = 20)]
+    pub apps: u32,
+    /// Distinct actors (users).
+    #[arg(long, default_value_t = 100_000)]
+    pub actors: u32,
+    /// The events spread evenly over this many days up to now.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Seed of the pseudo-random choices, so runs are repeatable.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// Run a parsed command line. Returns the process exit code.
@@ -124,17 +244,67 @@ pub async fn run(cli: Cli) -> Result<i32> {
             method,
             path,
             host,
+            body,
+            token,
+            headers,
         } => {
             let cfg = load(&config)?;
-            let text = explain(&cfg, &method, &path, host.as_deref())?;
+            let mut text = explain(&cfg, &method, &path, host.as_deref(), body.as_deref())?;
+            if let Some(token) = token {
+                let token = if token == "-" {
+                    let mut buf = String::new();
+                    std::io::stdin().take(64 * 1024).read_to_string(&mut buf)?;
+                    buf.trim().to_string()
+                } else {
+                    token
+                };
+                let host = host.as_deref();
+                text.push_str(
+                    &explain_requirement(&cfg, &method, &path, host, &token, &headers).await?,
+                );
+            }
             print!("{text}");
+            Ok(0)
+        }
+        Command::Fingerprint { config, token } => {
+            let cfg = load(&config)?;
+            let Some(f) = cfg.identity.fingerprinter.as_ref() else {
+                bail!("{}: trust.fingerprint_key is not set", cfg.file);
+            };
+            let token = match token.as_deref() {
+                Some(t) if t != "-" => t.to_string(),
+                _ => {
+                    let mut buf = String::new();
+                    std::io::stdin().take(64 * 1024).read_to_string(&mut buf)?;
+                    buf
+                }
+            };
+            let token = token.trim();
+            let token = token
+                .strip_prefix("Bearer ")
+                .or_else(|| token.strip_prefix("bearer "))
+                .unwrap_or(token);
+            if token.is_empty() {
+                bail!("no token given");
+            }
+            println!("{}", f.fingerprint(token));
             Ok(0)
         }
         Command::Query(q) => {
             let cfg = load(&q.config)?;
             let query = build_query(&q, OffsetDateTime::now_utc())?;
             let store = store::open(&cfg.store.url).await?;
-            let events = store.query(&query).await?;
+            let order = if q.asc { Order::Asc } else { Order::Desc };
+            let limit = q.limit.clamp(1, 10_000);
+            let events = match q.filters.token.as_deref() {
+                // A token's whole life, oldest first, followed through rotation.
+                Some(token) => store::lineage::token_life(store.as_ref(), token, None).await?,
+                None => {
+                    filter::fetch_page(store.as_ref(), &query, order, None, limit)
+                        .await?
+                        .events
+                }
+            };
             let mut out = std::io::stdout().lock();
             if q.json {
                 for ev in &events {
@@ -145,7 +315,87 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Export(x) => export(x).await,
+        Command::Verify { config, since } => {
+            let cfg = load(&config)?;
+            let since = since
+                .as_deref()
+                .map(|s| parse_time(s, OffsetDateTime::now_utc()))
+                .transpose()?;
+            let store = store::open(&cfg.store.url).await?;
+            let mut trusted_keys = Vec::new();
+            if let Some(cp) = &cfg.store.checkpoint {
+                trusted_keys.push(cp.signer.public_key_hex().to_string());
+                trusted_keys.extend(cp.trusted_keys.iter().cloned());
+            }
+            let opts = store::verify::Options {
+                trusted_keys,
+                since,
+            };
+            let report = store::verify::verify(store.as_ref(), &opts).await?;
+            print!("{}", report.render());
+            Ok(if report.ok() { 0 } else { 1 })
+        }
+        Command::Keygen => {
+            let (seed, signer) = store::Signer::generate().map_err(anyhow::Error::msg)?;
+            println!("signing_key: {seed}");
+            println!("public_key:  {}", signer.public_key_hex());
+            Ok(0)
+        }
+        Command::Generate(g) => {
+            let cfg = load(&g.config)?;
+            let store = store::open(&cfg.store.url).await?;
+            let opts = generate::Options {
+                events: g.events,
+                apps: g.apps.max(1),
+                actors: g.actors.max(1),
+                days: g.days.max(1),
+                seed: g.seed,
+            };
+            let started = std::time::Instant::now();
+            let n = generate::fill(store.as_ref(), &opts, |done| {
+                eprintln!("generate: {done} events");
+            })
+            .await?;
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "generate: added {n} events in {secs:.1}s ({:.0} events/s)",
+                n as f64 / secs.max(1e-9)
+            );
+            Ok(0)
+        }
     }
+}
+
+/// `export`: the same filters and paging as `GET /v1/export`, written to stdout or a file.
+async fn export(x: ExportArgs) -> Result<i32> {
+    let cfg = load(&x.config)?;
+    let now = OffsetDateTime::now_utc();
+    let params = Params::parse(x.filters.pairs(), false, &[], u32::MAX, now)?;
+    let format = export::Format::parse(&x.format)?;
+    let order = if x.desc { Order::Desc } else { Order::Asc };
+    let query = params.filters.to_query(None);
+    let store = store::open(&cfg.store.url).await?;
+    let mut out: Box<dyn Write> = match &x.output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut out = std::io::BufWriter::new(&mut out);
+    let mut chunks = std::pin::pin!(export::stream(store, query, format, order, None, x.limit));
+    let mut count = 0;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        count += chunk.events;
+        out.write_all(&chunk.bytes)?;
+    }
+    out.flush()?;
+    if x.output.is_some() {
+        eprintln!("export: {count} events");
+    }
+    Ok(0)
 }
 
 fn init_logging(format: LogFormat) {
@@ -165,13 +415,14 @@ fn load(c: &ConfigArg) -> Result<Config> {
 }
 
 async fn serve(cfg: Config) -> Result<i32> {
+    let shutdown = shutdown_signal();
     let proxy = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let admin = tokio::net::TcpListener::bind(cfg.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin)", cfg.admin_listen))?;
-    let summary = sidecar::run(cfg, Listeners { proxy, admin }, shutdown_signal()).await?;
+    let summary = sidecar::run(cfg, Listeners { proxy, admin }, shutdown).await?;
     Ok(if summary.events.dropped + summary.events.failed > 0 {
         1
     } else {
@@ -179,28 +430,31 @@ async fn serve(cfg: Config) -> Result<i32> {
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal that arrives during startup still drains.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -226,7 +480,10 @@ pub fn route_table(cfg: &Config) -> String {
                 r.host.clone().unwrap_or_else(|| "*".into()),
                 r.path.to_string(),
                 r.event.clone(),
-                "async".into(),
+                match r.delivery {
+                    classify::Delivery::Async => "async".into(),
+                    classify::Delivery::Sync => "sync".into(),
+                },
             ]
         })
         .collect();
@@ -237,7 +494,13 @@ pub fn route_table(cfg: &Config) -> String {
 }
 
 /// The `explain` report.
-pub fn explain(cfg: &Config, method: &str, path: &str, host: Option<&str>) -> Result<String> {
+pub fn explain(
+    cfg: &Config,
+    method: &str,
+    path: &str,
+    host: Option<&str>,
+    body: Option<&str>,
+) -> Result<String> {
     let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
         .with_context(|| format!("invalid method \"{method}\""))?;
     let head = RequestHead {
@@ -246,7 +509,22 @@ pub fn explain(cfg: &Config, method: &str, path: &str, host: Option<&str>) -> Re
         path,
     };
     let mut out = String::new();
-    let verdicts = classify::explain(&cfg.routes, &head);
+    let mut headers = http::HeaderMap::new();
+    let ct = if body.is_some_and(|b| b.trim_start().starts_with('{')) {
+        "application/json"
+    } else {
+        "application/x-www-form-urlencoded"
+    };
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(ct),
+    );
+    let view = body.map(|b| classify::BodyView {
+        headers: &headers,
+        bytes: b.as_bytes(),
+        truncated: false,
+    });
+    let verdicts = classify::explain(&cfg.routes, &head, view.as_ref());
     let mut matched = false;
     for (route, v) in &verdicts {
         let line = match v {
@@ -265,7 +543,7 @@ pub fn explain(cfg: &Config, method: &str, path: &str, host: Option<&str>) -> Re
                     }
                 )
             }
-            Verdict::Method(why) | Verdict::Host(why) | Verdict::Path(why) => {
+            Verdict::Method(why) | Verdict::Host(why) | Verdict::Path(why) | Verdict::Body(why) => {
                 format!("skip  {} (line {}): {why}", route.id, route.line)
             }
         };
@@ -280,31 +558,98 @@ pub fn explain(cfg: &Config, method: &str, path: &str, host: Option<&str>) -> Re
     Ok(out)
 }
 
-/// Turn `--since 24h` or an RFC 3339 time into an instant.
-pub fn parse_time(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime> {
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(t);
+/// For `explain --token`: which requirement the matched route applies to this token and
+/// headers, and whether it would pass.
+pub async fn explain_requirement(
+    cfg: &Config,
+    method: &str,
+    path: &str,
+    host: Option<&str>,
+    token: &str,
+    headers: &[String],
+) -> Result<String> {
+    use crate::identity::require::{self, Decision};
+    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .with_context(|| format!("invalid method \"{method}\""))?;
+    let mut map = http::HeaderMap::new();
+    for h in headers {
+        let (k, v) = h
+            .split_once(':')
+            .with_context(|| format!("invalid header \"{h}\": expected Name: value"))?;
+        let name = http::HeaderName::from_bytes(k.trim().as_bytes())
+            .with_context(|| format!("invalid header name \"{k}\""))?;
+        let value = http::HeaderValue::from_str(v.trim())
+            .with_context(|| format!("invalid header value for {k}"))?;
+        map.append(name, value);
     }
-    match types::Duration::parse(s) {
-        Ok(d) => Ok(now - d.0),
-        Err(_) => bail!("invalid time \"{s}\": expected a duration like 24h or an RFC 3339 time"),
+    let head = RequestHead {
+        method: &method,
+        host,
+        path,
+    };
+    let Some(m) = classify::classify(&cfg.routes, &head) else {
+        return Ok(String::new());
+    };
+    let Some(req) = &m.route.require else {
+        return Ok(format!(
+            "route {} requires no token: it is only recorded\n",
+            m.route.id
+        ));
+    };
+    for ks in cfg.identity.keysets.values() {
+        if let Some(cache) = ks.jwks() {
+            cache.refresh().await;
+        }
     }
+    let checked = cfg.identity.check(token.trim(), req.keys.as_deref()).await;
+    let mut out = format!(
+        "requirement {} ({}), token from {}: ",
+        req.name,
+        req.mode.as_str(),
+        req.token.label()
+    );
+    match (checked.verified, checked.invalid) {
+        (true, _) => out.push_str(&format!(
+            "verified, sub {}\n",
+            checked.claim_str("sub").unwrap_or_else(|| "-".into())
+        )),
+        (false, Some(why)) => out.push_str(&format!("invalid ({why})\n")),
+        (false, None) => out.push_str("not a verifiable JWT\n"),
+    }
+    match require::evaluate(req, Some(&checked), &m.params, &map) {
+        Decision::Allow => out.push_str("PASS: the request would be forwarded\n"),
+        Decision::AllowFlagged { reason } => out.push_str(&format!(
+            "PASS (flagged {reason}): forwarded and recorded as access.would_deny\n"
+        )),
+        Decision::Deny(d) => {
+            let verb = match req.mode {
+                require::Mode::Enforce => "DENY",
+                require::Mode::Observe => {
+                    "WOULD DENY (observe: forwarded, recorded as access.would_deny)"
+                }
+            };
+            out.push_str(&format!(
+                "{verb}: {} {} ({}): {}\n",
+                d.status,
+                d.error.unwrap_or("unauthorized"),
+                d.reason,
+                d.description
+            ));
+        }
+    }
+    Ok(out)
 }
 
+/// Turn `--since 24h` or an RFC 3339 time into an instant (the admin API's parser).
+pub fn parse_time(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime> {
+    filter::parse_time(s, now).map_err(|why| anyhow::anyhow!("invalid time \"{s}\": {why}"))
+}
+
+/// The store query of `query`'s filters, parsed exactly as the admin API parses them (the CLI
+/// reads the store directly, so it sees every app).
 pub fn build_query(q: &QueryArgs, now: OffsetDateTime) -> Result<Query> {
-    Ok(Query {
-        app: q.app.clone(),
-        actor: q.actor.clone(),
-        target: q.target.clone(),
-        event_type: q.event_type.as_deref().map(TypeFilter::parse),
-        outcome: q.outcome,
-        route: q.route.clone(),
-        request_id: q.request_id.clone(),
-        since: q.since.as_deref().map(|s| parse_time(s, now)).transpose()?,
-        until: q.until.as_deref().map(|s| parse_time(s, now)).transpose()?,
-        limit: q.limit.clamp(1, 10_000),
-        ..Query::default()
-    })
+    let params = Params::parse(q.filters.pairs(), false, &[], u32::MAX, now)?;
+    Ok(params.filters.to_query(None))
 }
 
 /// Events as an aligned table, one row each.

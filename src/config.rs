@@ -68,6 +68,7 @@ impl Error {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     pub header_read: Duration,
+    pub body_read: Duration,
     pub upstream_connect: Duration,
     pub upstream_response: Duration,
     pub idle: Duration,
@@ -81,6 +82,65 @@ pub struct StoreConfig {
     pub queue_capacity: usize,
     pub batch_size: usize,
     pub flush_interval: Duration,
+    /// `None`: the spool directory's persisted id.
+    pub instance_id: Option<String>,
+    pub sync_timeout: Duration,
+    pub spool: crate::pipeline::SpoolConfig,
+    pub checkpoint: Option<CheckpointConfig>,
+}
+
+/// Signed checkpoints, resolved with their defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    pub signer: crate::store::Signer,
+    pub every_events: u64,
+    pub interval: Duration,
+    /// Public keys (hex) `verify` trusts besides the signer's own.
+    pub trusted_keys: Vec<String>,
+}
+
+/// Which apps an admin credential sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppScope {
+    /// Every app, and events with no app.
+    All,
+    /// Only events whose app is one of these.
+    Apps(Vec<String>),
+}
+
+/// What an admin credential may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permission {
+    /// List and get events, a token's life, stats, coverage.
+    Read,
+    /// Bulk export (`/v1/export`).
+    Export,
+}
+
+impl Permission {
+    /// The name used in the config and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Export => "export",
+        }
+    }
+}
+
+/// A checked `admin.credentials` entry: the token is known only by its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminCredential {
+    pub name: String,
+    pub token_sha256: [u8; 32],
+    pub apps: AppScope,
+    pub permissions: Vec<Permission>,
+}
+
+/// The listener's certificate and how often its files are checked for a renewal.
+#[derive(Clone, Debug)]
+pub struct ListenerTls {
+    pub cert: std::sync::Arc<crate::proxy::tls::ReloadingCert>,
+    pub reload_interval: Duration,
 }
 
 /// The checked configuration the sidecar runs on.
@@ -96,6 +156,14 @@ pub struct Config {
     pub max_connections: usize,
     pub timeouts: Timeouts,
     pub admin_listen: SocketAddr,
+    /// Who may use the admin query API (empty: nobody).
+    pub admin_credentials: Vec<AdminCredential>,
+    /// Key sets, trusted proxies, the fingerprint key.
+    pub identity: crate::identity::Identity,
+    /// TLS on the proxy listener.
+    pub tls: Option<ListenerTls>,
+    /// TLS towards an `https://` upstream.
+    pub upstream_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub store: StoreConfig,
     pub redactor: Redactor,
     pub routes: RouteMap,

@@ -49,6 +49,23 @@ pub struct AuditEvent {
     /// Captured, non-secret fields named by the route's `capture` allow-list.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub details: Map<String, Value>,
+    /// Tamper evidence: the event's link in its writer's hash chain. Set by the store when the
+    /// pipeline appends the event; `None` before that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainLink>,
+}
+
+/// One link of a hash chain (one chain per sidecar instance).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    /// The sidecar instance whose chain this is.
+    pub instance: String,
+    /// Position in the chain, from 1.
+    pub n: i64,
+    /// `hash` of link `n - 1` (64 zeros for the first link), hex.
+    pub prev_hash: String,
+    /// SHA-256 over the versioned canonical encoding of the event and `prev_hash`, hex.
+    pub hash: String,
 }
 
 /// `attempt` is written before forwarding (sync routes); `completed` once the response is known.

@@ -1,8 +1,12 @@
-//! The road from a finished event to the store: a bounded queue the proxy hands events to without
-//! ever waiting, and a writer task that batches them into the store. It knows events and the
-//! `EventStore` trait; it never imports hyper, and it never logs an event field other than its
-//! id, type and route.
+//! The road from a finished event to the store: a bounded queue the proxy hands `async` events to
+//! without ever waiting, a group-committed path for `sync` events that must be stored before the
+//! request is forwarded, a local spool that keeps events through a store outage, and the writer
+//! task that batches all of it into the store's hash chain and signs checkpoints.
+//!
+//! It knows events and the `EventStore` trait; it never imports hyper, and it never logs an event
+//! field other than its id, type and route.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +15,23 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::AuditEvent;
-use crate::store::EventStore;
+use crate::store::{EventStore, Signer};
 
+pub mod spool;
 mod writer;
 
+pub use spool::{Spool, SpoolConfig};
 pub use writer::Writer;
+
+/// When the writer signs a checkpoint of its chain.
+#[derive(Clone, Debug)]
+pub struct CheckpointPolicy {
+    pub signer: Signer,
+    /// After this many new links. Default: 1,000 events.
+    pub every_events: u64,
+    /// Or this long after the previous checkpoint, when there are new links. Default: 5 min.
+    pub interval: Duration,
+}
 
 /// Sizes and timing of the queue and the writer.
 #[derive(Clone, Debug)]
@@ -26,6 +42,11 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// Longest an event waits in a partial batch before the batch is written. Default: 100 ms.
     pub flush_interval: Duration,
+    /// The hash chain this writer appends to. Default: the spool's persisted id, else a random
+    /// id per process.
+    pub instance_id: Option<String>,
+    /// Signed checkpoints; none when `None`.
+    pub checkpoint: Option<CheckpointPolicy>,
 }
 
 impl Default for PipelineConfig {
@@ -34,27 +55,73 @@ impl Default for PipelineConfig {
             queue_capacity: 10_000,
             batch_size: 256,
             flush_interval: Duration::from_millis(100),
+            instance_id: None,
+            checkpoint: None,
         }
     }
 }
 
-/// Counters of what happened to submitted events, shared by the handle and the writer.
-/// Every submitted event is counted in `dropped` or `enqueued`, and every enqueued one ends up in
-/// exactly one of `written`, `duplicates` or `failed` once the writer is done with it.
+impl PipelineConfig {
+    /// The pipeline settings of a checked `store:` config.
+    pub fn from_store(s: &crate::config::StoreConfig) -> PipelineConfig {
+        PipelineConfig {
+            queue_capacity: s.queue_capacity,
+            batch_size: s.batch_size,
+            flush_interval: s.flush_interval,
+            instance_id: s.instance_id.clone(),
+            checkpoint: s.checkpoint.as_ref().map(|c| CheckpointPolicy {
+                signer: c.signer.clone(),
+                every_events: c.every_events,
+                interval: c.interval,
+            }),
+        }
+    }
+}
+
+/// Why a `sync` event was not committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// The store refused or did not answer; the event went to the spool instead.
+    #[error("audit store unavailable: the attempt event was not committed")]
+    StoreUnavailable,
+    /// The pipeline is shutting down.
+    #[error("audit pipeline stopped: the attempt event was not committed")]
+    Stopped,
+}
+
+/// Counters of what happened to events, shared by the handle and the writer.
+///
+/// Every submitted or committed event is counted in `dropped` or `enqueued`; every enqueued one
+/// ends up in exactly one of `written`, `duplicates` or `failed`, or waits in the spool
+/// (`spool_depth`) until it is replayed into one of the first two.
 #[derive(Default, Debug)]
 pub struct Stats {
-    /// Events accepted into the queue.
+    /// Events accepted into the queue (async) or the sync path.
     pub enqueued: AtomicU64,
     /// Events newly stored.
     pub written: AtomicU64,
     /// Events refused by `submit` because the queue was full or closed. Must stay 0.
     pub dropped: AtomicU64,
-    /// Events lost because the store kept failing.
+    /// Events lost: the store kept failing and the spool could not take them (full, or none).
     pub failed: AtomicU64,
-    /// Batches given up on after retrying (each one counted in `failed` event by event).
+    /// Batches given up on (each one counted in `failed` event by event).
     pub write_errors: AtomicU64,
     /// Events the store already held (same id), so were not stored again.
     pub duplicates: AtomicU64,
+    /// Events written to the spool because the store was unavailable.
+    pub spooled: AtomicU64,
+    /// Events taken back out of the spool into the store.
+    pub replayed: AtomicU64,
+    /// Events in the spool now.
+    pub spool_depth: AtomicU64,
+    /// Bytes of the spool's files now.
+    pub spool_bytes: AtomicU64,
+    /// `sync` events committed before their request was forwarded.
+    pub sync_committed: AtomicU64,
+    /// `sync` events that could not be committed (their request got a 503).
+    pub sync_failed: AtomicU64,
+    /// Signed checkpoints written.
+    pub checkpoints: AtomicU64,
 }
 
 /// A plain copy of [`Stats`] at one moment, for metrics and the admin API.
@@ -66,44 +133,109 @@ pub struct StatsSnapshot {
     pub failed: u64,
     pub write_errors: u64,
     pub duplicates: u64,
+    pub spooled: u64,
+    pub replayed: u64,
+    pub spool_depth: u64,
+    pub spool_bytes: u64,
+    pub sync_committed: u64,
+    pub sync_failed: u64,
+    pub checkpoints: u64,
 }
 
 impl Stats {
     /// Read every counter (each one atomically; the set is not one consistent cut).
     pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StatsSnapshot {
-            enqueued: self.enqueued.load(Ordering::Relaxed),
-            written: self.written.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-            write_errors: self.write_errors.load(Ordering::Relaxed),
-            duplicates: self.duplicates.load(Ordering::Relaxed),
+            enqueued: get(&self.enqueued),
+            written: get(&self.written),
+            dropped: get(&self.dropped),
+            failed: get(&self.failed),
+            write_errors: get(&self.write_errors),
+            duplicates: get(&self.duplicates),
+            spooled: get(&self.spooled),
+            replayed: get(&self.replayed),
+            spool_depth: get(&self.spool_depth),
+            spool_bytes: get(&self.spool_bytes),
+            sync_committed: get(&self.sync_committed),
+            sync_failed: get(&self.sync_failed),
+            checkpoints: get(&self.checkpoints),
         }
     }
 }
 
+/// A `sync` event and who waits for its commit.
+pub(crate) struct SyncItem {
+    pub event: AuditEvent,
+    pub done: oneshot::Sender<Result<(), SyncError>>,
+}
+
 /// The submitting side of the pipeline: cheap to clone, held by every proxy connection.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Pipeline {
     tx: mpsc::Sender<AuditEvent>,
+    sync_tx: mpsc::Sender<SyncItem>,
     stats: Arc<Stats>,
+    instance: Arc<str>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pipeline {
+    /// Start the writer task without a spool: events the store cannot take are counted in
+    /// `failed`. See [`Pipeline::start_with`].
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(store: Arc<dyn EventStore>, cfg: PipelineConfig) -> (Pipeline, Writer) {
+        Pipeline::start_with(store, cfg, None)
+    }
+
     /// Start the writer task on the current tokio runtime and return the submitting handle and
-    /// the writer, whose [`Writer::shutdown`] flushes the queue.
+    /// the writer, whose [`Writer::shutdown`] flushes the queue. With a `spool`, events the store
+    /// cannot take wait there (and anything it already holds is replayed first).
     ///
     /// Dropping the `Writer` without calling `shutdown` leaves the task running until every
     /// `Pipeline` clone is dropped; it then writes what is left and stops.
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub fn start(store: Arc<dyn EventStore>, cfg: PipelineConfig) -> (Pipeline, Writer) {
+    pub fn start_with(
+        store: Arc<dyn EventStore>,
+        cfg: PipelineConfig,
+        spool: Option<Spool>,
+    ) -> (Pipeline, Writer) {
+        let instance: Arc<str> = match (&cfg.instance_id, &spool) {
+            (Some(id), _) => id.as_str().into(),
+            (None, Some(s)) => s.instance_id().into(),
+            (None, None) => format!("auto-{}", uuid::Uuid::now_v7().simple()).into(),
+        };
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
-        let (stop_tx, stop_rx) = oneshot::channel();
+        let (sync_tx, sync_rx) = mpsc::channel(cfg.batch_size.max(1) * 4);
         let stats = Arc::new(Stats::default());
-        let writer = Writer::spawn(rx, stop_tx, stop_rx, store, cfg, Arc::clone(&stats));
-        (Pipeline { tx, stats }, writer)
+        let writer = Writer::spawn(
+            writer::Inputs { rx, sync_rx },
+            store,
+            cfg,
+            Arc::clone(&stats),
+            instance.to_string(),
+            spool,
+        );
+        (
+            Pipeline {
+                tx,
+                sync_tx,
+                stats,
+                instance,
+            },
+            writer,
+        )
     }
 
     /// Queue `event` for the writer. Never blocks or awaits: when the queue is full or the
@@ -128,6 +260,26 @@ impl Pipeline {
         );
     }
 
+    /// Store `event` and wait until its transaction has committed (durably). Concurrent commits
+    /// share one transaction. On `Err` the event was not committed (it may still reach the
+    /// store later through the spool). The caller bounds the wait with its own timeout;
+    /// dropping the future does not withdraw the event.
+    pub fn commit(
+        &self,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send + 'static {
+        let tx = self.sync_tx.clone();
+        let stats = Arc::clone(&self.stats);
+        async move {
+            let (done, wait) = oneshot::channel();
+            tx.send(SyncItem { event, done })
+                .await
+                .map_err(|_| SyncError::Stopped)?;
+            stats.enqueued.fetch_add(1, Ordering::Relaxed);
+            wait.await.map_err(|_| SyncError::Stopped)?
+        }
+    }
+
     /// The counters shared with the writer.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
@@ -136,5 +288,15 @@ impl Pipeline {
     /// Events waiting in the queue (not counting the batch being written).
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Events waiting in the spool for the store to come back.
+    pub fn spool_depth(&self) -> u64 {
+        self.stats.spool_depth.load(Ordering::Relaxed)
+    }
+
+    /// The hash chain this pipeline's writer appends to.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 }

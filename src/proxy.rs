@@ -19,15 +19,18 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use uuid::Uuid;
 
-use crate::classify::extract::{self, EventBase, Failure, RequestFacts, ResponseFacts};
-use crate::classify::{self, Match, RequestHead};
+use crate::classify::extract::{self, EventBase, Failure, RequestFacts, ResponseFacts, SeenToken};
+use crate::classify::{self, Delivery, Match, RequestHead, TokenLocation};
 use crate::config::Config;
-use crate::event::{self, ClientInfo};
+use crate::event::{self, AuditEvent, ClientInfo, Outcome, Stage};
+use crate::identity::require::{self, Decision, Mode, Requirement};
 use crate::pipeline::Pipeline;
 
 pub mod body;
 pub mod coverage;
+pub mod live;
 pub mod server;
+pub mod tls;
 
 use body::{BodyEnd, Capture, ProxyBody};
 use coverage::Coverage;
@@ -37,8 +40,8 @@ const MAX_USER_AGENT: usize = 256;
 
 /// Everything a request needs, shared by all connections.
 pub struct Proxy {
-    cfg: Arc<Config>,
-    client: Client<HttpConnector, ProxyBody>,
+    pub(crate) cfg: Arc<Config>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyBody>,
     pipeline: Pipeline,
     coverage: Arc<Coverage>,
     /// `http://host:port`, the prefix of every upstream URI.
@@ -50,6 +53,19 @@ impl Proxy {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.timeouts.upstream_connect));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        // An http:// upstream never uses the TLS config; an https:// one gets its roots and
+        // optional client certificate from `upstream_tls`.
+        let tls = cfg.upstream_tls.as_deref().cloned().unwrap_or_else(|| {
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        });
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(cfg.timeouts.idle)
             .build(connector);
@@ -83,11 +99,35 @@ impl Proxy {
         let request_id = ensure_request_id(&mut parts.headers, &self.cfg.request_id_header);
 
         let matched = classify::classify(&self.cfg.routes, &RequestHead::from_parts(&parts))
-            .map(|m| (m.index, m.params));
-        let Some((index, params)) = matched else {
+            .map(|m| (m.index, m.params, !m.route.body.is_empty()));
+        let Some((mut index, mut params, needs_body)) = matched else {
             self.coverage.record(&parts.method, parts.uri.path());
-            return self.forward_unmapped(parts, body, peer, request_id).await;
+            return self
+                .forward_unmapped(parts, ProxyBody::Stream(body), peer, request_id)
+                .await;
         };
+        let head =
+            body::read_head_within(body, self.cfg.inspect_limit, self.cfg.timeouts.body_read).await;
+        if needs_body {
+            // The route depends on a body field (e.g. an OAuth grant_type): decide on the head.
+            let view = classify::BodyView {
+                headers: &parts.headers,
+                bytes: head.inspected(self.cfg.inspect_limit),
+                truncated: head.truncated,
+            };
+            match classify::classify_body(&self.cfg.routes, &RequestHead::from_parts(&parts), &view)
+            {
+                Some(m) => (index, params) = (m.index, m.params),
+                None => {
+                    self.coverage.record(&parts.method, parts.uri.path());
+                    return self
+                        .forward_unmapped(parts, head.into_body(), peer, request_id)
+                        .await;
+                }
+            }
+        }
+        self.coverage
+            .record_route(&self.cfg.routes.routes[index].id);
 
         let snapshot = RequestSnapshot {
             method: parts.method.clone(),
@@ -95,7 +135,6 @@ impl Proxy {
             query: parts.uri.query().map(str::to_string),
             headers: parts.headers.clone(),
         };
-        let head = body::read_head(body, self.cfg.inspect_limit).await;
         let pending = Pending {
             proxy: self.clone(),
             index,
@@ -103,17 +142,49 @@ impl Proxy {
             request: snapshot,
             req_body: Bytes::copy_from_slice(head.inspected(self.cfg.inspect_limit)),
             req_truncated: head.truncated,
+            seen: Vec::new(),
             start,
             time,
             request_id: request_id.clone(),
             peer,
         };
+        let mut pending = pending;
+        pending.seen = pending.presented_tokens().await;
         if head.failed {
-            pending.finish_without_response(Failure::ClientAborted);
+            let (failure, status, code, msg) = if head.timed_out {
+                (
+                    Failure::ClientTimeout,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "request body was not sent in time",
+                )
+            } else {
+                (
+                    Failure::ClientAborted,
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "request body could not be read",
+                )
+            };
+            pending.finish_without_response(failure);
+            return error_response(status, code, msg, &self.cfg.request_id_header, &request_id);
+        }
+        // Authenticating mode: a route that requires a verified token is decided here, before
+        // the upstream (or the sync attempt) sees anything.
+        if let Some(req) = self.cfg.routes.routes[index].require.clone() {
+            if let Some(resp) = pending.check_requirement(&req) {
+                return resp;
+            }
+        }
+        // Fail closed: a sync route's attempt event is committed before the upstream sees anything.
+        if self.cfg.routes.routes[index].delivery == Delivery::Sync
+            && !pending.commit_attempt().await
+        {
+            pending.refuse();
             return error_response(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "request body could not be read",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit trail could not record this request, so it was not forwarded",
                 &self.cfg.request_id_header,
                 &request_id,
             );
@@ -178,11 +249,11 @@ impl Proxy {
     async fn forward_unmapped(
         &self,
         parts: http::request::Parts,
-        body: Incoming,
+        body: ProxyBody,
         peer: SocketAddr,
         request_id: String,
     ) -> Response<ProxyBody> {
-        let Some(upstream_req) = self.upstream_request(parts, ProxyBody::Stream(body), peer) else {
+        let Some(upstream_req) = self.upstream_request(parts, body, peer) else {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -242,6 +313,11 @@ impl Proxy {
         parts.uri = uri;
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
+        let proto = if parts.extensions.get::<server::Secure>().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let h = &mut parts.headers;
         let xff = HeaderName::from_static("x-forwarded-for");
         let prior: Vec<String> = h
@@ -249,13 +325,16 @@ impl Proxy {
             .iter()
             .filter_map(|v| v.to_str().ok().map(str::to_string))
             .collect();
-        let chain = if prior.is_empty() {
+        // Only a trusted proxy's chain is passed on; anyone else's is replaced, so the upstream
+        // never sees an address a client made up.
+        let trusted = self.cfg.identity.trusted.contains(peer.ip());
+        let chain = if prior.is_empty() || !trusted {
             peer.ip().to_string()
         } else {
             format!("{}, {}", prior.join(", "), peer.ip())
         };
         set_header(h, &xff, &chain);
-        set_header(h, &HeaderName::from_static("x-forwarded-proto"), "http");
+        set_header(h, &HeaderName::from_static("x-forwarded-proto"), proto);
         if let Some(host) = original_host {
             h.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
             h.insert(header::HOST, host);
@@ -281,6 +360,8 @@ struct Pending {
     /// The inspected head of the request body.
     req_body: Bytes,
     req_truncated: bool,
+    /// Tokens found so far (request side first, issued ones added when the response ends).
+    seen: Vec<SeenToken>,
     start: Instant,
     time: time::OffsetDateTime,
     request_id: String,
@@ -288,6 +369,41 @@ struct Pending {
 }
 
 impl Pending {
+    fn request_facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            method: &self.request.method,
+            path: &self.request.path,
+            query: self.request.query.as_deref(),
+            headers: &self.request.headers,
+            body: &self.req_body,
+            body_truncated: self.req_truncated,
+        }
+    }
+
+    /// Inspect every token the route reads from the request; may wait for a JWKS refresh.
+    async fn presented_tokens(&self) -> Vec<SeenToken> {
+        let cfg = &self.proxy.cfg;
+        let Some(route) = cfg.routes.routes.get(self.index) else {
+            return Vec::new();
+        };
+        let facts = self.request_facts();
+        let mut seen = Vec::new();
+        for (location, keys) in route.token_reads() {
+            if location.is_issued() {
+                continue;
+            }
+            if let Some(raw) = extract::request_token(&location, &facts) {
+                let checked = cfg.identity.check(&raw, keys.as_deref()).await;
+                seen.push(SeenToken {
+                    location,
+                    keys,
+                    checked,
+                });
+            }
+        }
+        seen
+    }
+
     fn finish_without_response(self, failure: Failure) {
         let empty = Capture::new(0);
         self.record(None, None, &empty, Some(failure));
@@ -308,6 +424,120 @@ impl Pending {
         self.record(status, headers.as_ref(), resp, failure);
     }
 
+    /// Commit the `attempt` event of a sync route within `store.sync_timeout`; false when it
+    /// could not be committed (the request must then not be forwarded).
+    async fn commit_attempt(&self) -> bool {
+        let Some(mut ev) = self.event(None, None, &Capture::new(0), None) else {
+            return false;
+        };
+        ev.stage = Stage::Attempt;
+        ev.outcome = Outcome::Unknown;
+        ev.reason = None;
+        let (route, request_id) = (ev.http.route.clone(), ev.http.request_id.clone());
+        let wait = self.proxy.cfg.store.sync_timeout;
+        match tokio::time::timeout(wait, self.proxy.pipeline.commit(ev)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(route = %route, request_id = %request_id, error = %e, "sync route refused: attempt event not committed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(route = %route, request_id = %request_id, timeout = ?wait, "sync route refused: attempt event not committed in time");
+                false
+            }
+        }
+    }
+
+    /// Apply the route's requirement: `None` to go on (allowed, or only observed), or the
+    /// denial to send. Every denial or would-be denial is recorded as its own event.
+    fn check_requirement(&self, req: &Requirement) -> Option<Response<ProxyBody>> {
+        let token = self
+            .seen
+            .iter()
+            .find(|t| t.location == req.token && t.keys == req.keys)
+            .map(|t| &t.checked);
+        let decision = require::evaluate(req, token, &self.params, &self.request.headers);
+        let (kind, denial) = match (&decision, req.mode) {
+            (Decision::Allow, _) => return None,
+            (Decision::AllowFlagged { reason }, _) => {
+                self.record_access("access.would_deny", req, reason, None, token);
+                return None;
+            }
+            (Decision::Deny(d), Mode::Observe) => ("access.would_deny", d),
+            (Decision::Deny(d), Mode::Enforce) => ("access.denied", d),
+        };
+        let status = StatusCode::from_u16(denial.status).unwrap_or(StatusCode::FORBIDDEN);
+        self.record_access(kind, req, &denial.reason, Some(status), token);
+        if req.mode == Mode::Observe {
+            return None;
+        }
+        let cfg = &self.proxy.cfg;
+        let code = denial.error.unwrap_or("unauthorized");
+        let mut resp = error_response(
+            status,
+            code,
+            &denial.description,
+            &cfg.request_id_header,
+            &self.request_id,
+        );
+        if let Some(v) = denial
+            .www_authenticate(req)
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        Some(resp)
+    }
+
+    /// An `access.denied` / `access.would_deny` event: the route's facts, the denial's reason,
+    /// and — when no verified actor is known — the token's own subject, marked unverified.
+    fn record_access(
+        &self,
+        kind: &str,
+        req: &Requirement,
+        reason: &str,
+        status: Option<StatusCode>,
+        token: Option<&crate::identity::CheckedToken>,
+    ) {
+        let Some(mut ev) = self.event(status, None, &Capture::new(0), None) else {
+            return;
+        };
+        ev.event_type = kind.to_string();
+        ev.outcome = Outcome::Failure;
+        ev.reason = Some(reason.to_string());
+        if ev.actor.id.is_none() {
+            if let Some(sub) = token.and_then(|t| t.claim_str("sub")) {
+                ev.actor.id = Some(crate::classify::redact::truncate(
+                    &sub,
+                    crate::classify::redact::MAX_VALUE_CHARS,
+                ));
+                ev.actor.kind = crate::event::ActorKind::User;
+                ev.actor.verified = token.is_some_and(|t| t.verified);
+                ev.actor.source = Some(format!("claim:sub@{}", req.token.label()));
+            }
+        }
+        ev.details.insert(
+            "requirement".into(),
+            serde_json::Value::String(req.name.clone()),
+        );
+        ev.details.insert(
+            "mode".into(),
+            serde_json::Value::String(req.mode.as_str().into()),
+        );
+        tracing::info!(route = %ev.http.route, event = %kind, reason = %reason, request_id = %ev.http.request_id, "access requirement not met");
+        self.proxy.pipeline.submit(ev);
+    }
+
+    /// Record that a sync route was refused with 503 because its attempt was not committed.
+    fn refuse(self) {
+        let status = Some(StatusCode::SERVICE_UNAVAILABLE);
+        if let Some(mut ev) = self.event(status, None, &Capture::new(0), None) {
+            ev.outcome = Outcome::Error;
+            ev.reason = Some("audit_unavailable".to_string());
+            self.proxy.pipeline.submit(ev);
+        }
+    }
+
     fn record(
         self,
         status: Option<StatusCode>,
@@ -315,24 +545,29 @@ impl Pending {
         resp: &Capture,
         failure: Option<Failure>,
     ) {
+        if let Some(ev) = self.event(status, resp_headers, resp, failure) {
+            tracing::debug!(route = %ev.http.route, event = %ev.event_type, outcome = %ev.outcome, request_id = %ev.http.request_id, "audit event built");
+            self.proxy.pipeline.submit(ev);
+        }
+    }
+
+    /// The event of this exchange as far as it is known.
+    fn event(
+        &self,
+        status: Option<StatusCode>,
+        resp_headers: Option<&HeaderMap>,
+        resp: &Capture,
+        failure: Option<Failure>,
+    ) -> Option<AuditEvent> {
         let cfg = &self.proxy.cfg;
-        let Some(route) = cfg.routes.routes.get(self.index) else {
-            return;
-        };
+        let route = cfg.routes.routes.get(self.index)?;
         let resp_cap = resp.take();
         let m = Match {
             route,
             index: self.index,
-            params: self.params,
+            params: self.params.clone(),
         };
-        let req_facts = RequestFacts {
-            method: &self.request.method,
-            path: &self.request.path,
-            query: self.request.query.as_deref(),
-            headers: &self.request.headers,
-            body: &self.req_body,
-            body_truncated: self.req_truncated,
-        };
+        let req_facts = self.request_facts();
         let resp_facts = ResponseFacts {
             status,
             headers: resp_headers,
@@ -349,16 +584,38 @@ impl Pending {
         let base = EventBase {
             id: Uuid::now_v7(),
             time: self.time,
-            request_id: self.request_id,
+            request_id: self.request_id.clone(),
             client: ClientInfo {
-                ip: Some(self.peer.ip()),
+                ip: Some(
+                    cfg.identity
+                        .trusted
+                        .client_ip(self.peer.ip(), &self.request.headers),
+                ),
                 user_agent,
             },
             duration_ms: self.start.elapsed().as_millis() as u64,
         };
-        let ev = extract::build_event(&m, &cfg.redactor, &req_facts, &resp_facts, base);
-        tracing::debug!(route = %route.id, event = %ev.event_type, outcome = %ev.outcome, request_id = %ev.http.request_id, "audit event built");
-        self.proxy.pipeline.submit(ev);
+        let mut seen = self.seen.clone();
+        for (location, keys) in route.token_reads() {
+            if let TokenLocation::ResponseBody(ptr) = &location {
+                if let Some(raw) = extract::response_token(ptr, &resp_facts) {
+                    let checked = cfg.identity.check_now(&raw, keys.as_deref());
+                    seen.push(SeenToken {
+                        location,
+                        keys,
+                        checked,
+                    });
+                }
+            }
+        }
+        Some(extract::build_event(
+            &m,
+            &cfg.redactor,
+            &req_facts,
+            &resp_facts,
+            &seen,
+            base,
+        ))
     }
 }
 

@@ -1,6 +1,7 @@
-//! Where events rest: the `EventStore` trait and its backends (SQLite now, PostgreSQL later),
-//! chosen by the store URL. A store knows events and queries; it never imports hyper or the
-//! route map.
+//! Where events rest: the `EventStore` trait and its backends (SQLite, PostgreSQL), chosen by the
+//! store URL, with the hash chain and signed checkpoints that make the trail tamper-evident
+//! ([`chain`], [`verify`]). A store knows events and queries; it never imports hyper or the
+//! route map, and it never decides when to write (the pipeline does).
 
 use std::sync::Arc;
 
@@ -9,12 +10,20 @@ use time::OffsetDateTime;
 
 use crate::event::{AuditEvent, Outcome};
 
+pub mod chain;
+pub mod lineage;
+pub mod postgres;
+mod sql;
 pub mod sqlite;
+pub mod verify;
+
+pub use chain::{Appended, ChainHead, Checkpoint, CheckpointKind, PurgeReport, Signer};
+pub use sql::{Columns, StoredRow};
 
 /// Failures of a store. The message names the backend and the operation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("unsupported store url \"{0}\": expected sqlite://PATH")]
+    #[error("unsupported store url \"{0}\": expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     #[error("store {op}: {source}")]
     Backend {
@@ -30,6 +39,8 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("invalid chain instance id \"{0}\": use 1-64 characters of A-Z a-z 0-9 . _ : -")]
+    InvalidInstance(String),
 }
 
 impl Error {
@@ -67,6 +78,13 @@ pub struct Query {
     pub outcome: Option<Outcome>,
     pub route: Option<String>,
     pub request_id: Option<String>,
+    /// Client IP, exact.
+    pub ip: Option<std::net::IpAddr>,
+    /// Case-insensitive substring of the event id, request id, actor id or display, target id
+    /// or display, or details (keys and values). Scans: pair it with a selective filter.
+    pub search: Option<String>,
+    /// A token's fingerprint or jti: events that presented or issued it.
+    pub token: Option<String>,
     /// Inclusive lower bound on event time.
     pub since: Option<OffsetDateTime>,
     /// Exclusive upper bound on event time.
@@ -82,6 +100,18 @@ pub struct Query {
     pub limit: u32,
 }
 
+/// One group of [`EventStore::stats`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StatsRow {
+    /// Start of the time bucket, Unix milliseconds.
+    pub bucket_ms: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub outcome: String,
+    pub app: Option<String>,
+    pub count: u64,
+}
+
 /// The contract every backend meets; a conformance suite runs it against each.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -93,14 +123,127 @@ pub trait EventStore: Send + Sync + 'static {
     async fn query(&self, q: &Query) -> Result<Vec<AuditEvent>, Error>;
     /// One event by id (`seq` filled in).
     async fn get(&self, id: uuid::Uuid) -> Result<Option<AuditEvent>, Error>;
+    /// Event counts matching `q` (its order, cursor and limit are ignored), grouped by time bucket
+    /// of `bucket_ms` milliseconds (aligned to the Unix epoch), type, outcome and app, ordered by
+    /// bucket, type, outcome, app.
+    ///
+    /// The default pages through [`EventStore::query`] in constant memory (per group, not per
+    /// event); backends override it with one aggregate query.
+    async fn stats(&self, q: &Query, bucket_ms: i64) -> Result<Vec<StatsRow>, Error> {
+        let bucket_ms = bucket_ms.max(1);
+        let mut groups = std::collections::BTreeMap::<_, u64>::new();
+        let mut page = Query {
+            ascending: true,
+            after_seq: None,
+            before_seq: None,
+            limit: 10_000,
+            ..q.clone()
+        };
+        loop {
+            let events = self.query(&page).await?;
+            for e in &events {
+                let bucket = crate::event::unix_millis(e.time).div_euclid(bucket_ms) * bucket_ms;
+                let key = (
+                    bucket,
+                    e.event_type.clone(),
+                    e.outcome.as_str(),
+                    e.app.as_ref().map(|a| a.value.clone()),
+                );
+                *groups.entry(key).or_default() += 1;
+            }
+            match events.last().and_then(|e| e.seq) {
+                Some(last) if events.len() == page.limit as usize => page.after_seq = Some(last),
+                _ => break,
+            }
+        }
+        Ok(groups
+            .into_iter()
+            .map(|((bucket_ms, event_type, outcome, app), count)| StatsRow {
+                bucket_ms,
+                event_type,
+                outcome: outcome.to_string(),
+                app,
+                count,
+            })
+            .collect())
+    }
     /// Cheap liveness check used by `/readyz`.
     async fn ping(&self) -> Result<(), Error>;
+
+    /// Append `events` to `instance`'s hash chain in one transaction: events whose id is already
+    /// stored (or repeated in the batch) are skipped, the rest are linked after the chain's head
+    /// in order and inserted, each getting a strictly increasing `seq`. Within a chain, seq order
+    /// is link order. With `durable`, the commit survives power loss once this returns.
+    async fn append(
+        &self,
+        instance: &str,
+        events: &[AuditEvent],
+        durable: bool,
+    ) -> Result<Appended, Error>;
+    /// Sign and store a checkpoint of `instance`'s chain covering the links since its previous
+    /// checkpoint; `None` (nothing written) when there are none.
+    async fn checkpoint(
+        &self,
+        instance: &str,
+        kind: CheckpointKind,
+        signer: &Signer,
+    ) -> Result<Option<Checkpoint>, Error>;
+    /// Every stored checkpoint as (row id, JSON body), by chain then `to_n` then row id.
+    async fn checkpoints(&self) -> Result<Vec<(i64, String)>, Error>;
+    /// The instance ids of every chain with at least one stored link.
+    async fn chains(&self) -> Result<Vec<String>, Error>;
+    /// Up to `limit` rows of `instance`'s chain with link position above `after_n`, by position
+    /// (then seq), exactly as stored.
+    async fn chain_rows(
+        &self,
+        instance: &str,
+        after_n: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredRow>, Error>;
+    /// Up to `limit` rows without a chain link, by seq.
+    async fn unchained_rows(&self, limit: u32) -> Result<Vec<StoredRow>, Error>;
+    /// Delete, per chain, the longest prefix of links whose events are all older than `before`
+    /// (and unchained events older than it), sealing each cut with a signed purge checkpoint in
+    /// the same transaction so `verify` still passes.
+    async fn purge_before(
+        &self,
+        before: OffsetDateTime,
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error>;
 }
 
-/// Open the store named by `url` (`sqlite://PATH`, created if missing), running migrations.
+/// `url` fit for logs: a password in it is replaced by `***`.
+pub fn display_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') { ":***" } else { "" };
+            // Query parameters may carry a password too.
+            let tail = match tail.split_once('?') {
+                Some((path, _)) => format!("{path}?..."),
+                None => tail.to_string(),
+            };
+            format!("{scheme}://{user}{masked}@{host}{tail}")
+        }
+        None => match tail.split_once('?') {
+            Some((path, _)) => format!("{scheme}://{authority}{path}?..."),
+            None => url.to_string(),
+        },
+    }
+}
+
+/// Open the store named by `url` (`sqlite://PATH`, created if missing, or
+/// `postgres://USER:PASSWORD@HOST:PORT/DB?...`), running migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, Error> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
     }
     Err(Error::UnsupportedUrl(url.to_string()))
 }

@@ -65,9 +65,9 @@ fn check_prints_the_route_table_and_explain_says_why() {
     assert_eq!(code, 0);
     assert_eq!(
         out,
-        "skip  login (line 12): path has 3 segments, template has 2 and no \"*\"\n\
-         skip  logout (line 25): segment 2 is \"token\", template wants \"sessions\"\n\
-         MATCH refresh (line 31) → event token.refresh\n"
+        "skip  login (line 26): path has 3 segments, template has 2 and no \"*\"\n\
+         skip  logout (line 41): segment 2 is \"token\", template wants \"sessions\"\n\
+         MATCH refresh (line 50) → event token.refresh\n"
     );
     let (_, out, _) = run(&[
         "explain",

@@ -7,14 +7,13 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use authtrail::event::{AuditEvent, Outcome};
 use authtrail::pipeline::{Pipeline, PipelineConfig, StatsSnapshot};
 use authtrail::store::sqlite::SqliteStore;
-use authtrail::store::{Error, EventStore, Query};
+use authtrail::store::{EventStore, Query};
+use support::fault::FaultStore;
 use support::store_conformance::{many, sample_event, T0};
 use tempfile::TempDir;
-use tokio::sync::{Notify, Semaphore};
 
 async fn sqlite() -> (Arc<SqliteStore>, TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -39,6 +38,7 @@ fn config(queue_capacity: usize, batch_size: usize) -> PipelineConfig {
         queue_capacity,
         batch_size,
         flush_interval: Duration::from_millis(10),
+        ..PipelineConfig::default()
     }
 }
 
@@ -52,31 +52,6 @@ async fn wait_for(pipeline: &Pipeline, done: impl Fn(&StatsSnapshot) -> bool) ->
         }
         assert!(Instant::now() < deadline, "stats never got there: {s:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// The real store behind a gate: each insert waits for a permit, and says when it has started.
-struct GatedStore {
-    inner: Arc<SqliteStore>,
-    gate: Semaphore,
-    entered: Notify,
-}
-
-#[async_trait]
-impl EventStore for GatedStore {
-    async fn insert_batch(&self, events: &[AuditEvent]) -> Result<u64, Error> {
-        self.entered.notify_one();
-        let _permit = self.gate.acquire().await.expect("gate open");
-        self.inner.insert_batch(events).await
-    }
-    async fn query(&self, q: &Query) -> Result<Vec<AuditEvent>, Error> {
-        self.inner.query(q).await
-    }
-    async fn get(&self, id: uuid::Uuid) -> Result<Option<AuditEvent>, Error> {
-        self.inner.get(id).await
-    }
-    async fn ping(&self) -> Result<(), Error> {
-        self.inner.ping().await
     }
 }
 
@@ -141,11 +116,7 @@ async fn dropping_the_writer_handle_does_not_stop_writing() {
 #[tokio::test]
 async fn a_full_queue_drops_and_never_blocks() {
     let (inner, _dir) = sqlite().await;
-    let store = Arc::new(GatedStore {
-        inner: inner.clone(),
-        gate: Semaphore::new(0),
-        entered: Notify::new(),
-    });
+    let store = FaultStore::gated(inner.clone());
     let (pipeline, writer) = Pipeline::start(store.clone(), config(4, 1));
     let events = many(8);
 
@@ -162,7 +133,7 @@ async fn a_full_queue_drops_and_never_blocks() {
     let stats = pipeline.stats().snapshot();
     assert_eq!((stats.enqueued, stats.dropped, stats.written), (5, 3, 0));
 
-    store.gate.add_permits(1);
+    store.gate.as_ref().unwrap().add_permits(1);
     writer.shutdown().await;
     let got: Vec<_> = stored(&inner).await.iter().map(|e| e.id).collect();
     assert_eq!(got, events[..5].iter().map(|e| e.id).collect::<Vec<_>>());

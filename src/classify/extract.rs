@@ -7,11 +7,24 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use base64::Engine;
+
 use super::redact::{self, Redactor};
-use super::{Match, OutcomeRules, Source, StatusPattern};
+use super::{Match, OutcomeRules, Source, StatusPattern, TokenLocation};
 use crate::event::{
-    Actor, ActorKind, Attributed, AuditEvent, ClientInfo, HttpInfo, Outcome, Stage, Target,
+    Actor, Attributed, AuditEvent, ClientInfo, HttpInfo, Outcome, Stage, Target, TokenRef,
+    TokenRole,
 };
+use crate::identity::{self, CheckedToken};
+
+/// A token found in the exchange, already inspected (the token itself is not kept).
+#[derive(Clone, Debug)]
+pub struct SeenToken {
+    pub location: TokenLocation,
+    /// The key set it was checked with.
+    pub keys: Option<String>,
+    pub checked: CheckedToken,
+}
 
 /// What the proxy saw of the request (the body only up to the inspect limit).
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +48,8 @@ pub enum Failure {
     UpstreamAborted,
     /// The client went away before the response was delivered.
     ClientAborted,
+    /// The client sent its body too slowly.
+    ClientTimeout,
 }
 
 impl Failure {
@@ -44,6 +59,7 @@ impl Failure {
             Failure::UpstreamTimeout => "upstream_timeout",
             Failure::UpstreamAborted => "upstream_aborted",
             Failure::ClientAborted => "client_aborted",
+            Failure::ClientTimeout => "client_timeout",
         }
     }
 }
@@ -114,6 +130,100 @@ fn form_field(fields: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
+/// A request body field as text (JSON pointer, or `/field` of a form), for route conditions.
+pub fn body_field(headers: &HeaderMap, bytes: &[u8], truncated: bool, ptr: &str) -> Option<String> {
+    match Body::parse(Some(headers), bytes, truncated).pointer(ptr)? {
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The raw token at a request-side location (`None` for response locations).
+pub fn request_token(loc: &TokenLocation, req: &RequestFacts<'_>) -> Option<String> {
+    let header = |name: &str| {
+        req.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let strip_bearer = |v: &str| {
+        let v = v.trim();
+        match v.get(..7) {
+            Some(p) if p.eq_ignore_ascii_case("bearer ") => v[7..].trim().to_string(),
+            _ => v.to_string(),
+        }
+    };
+    let token = match loc {
+        TokenLocation::Bearer => {
+            let v = header("authorization")?;
+            let p = v.get(..7)?;
+            p.eq_ignore_ascii_case("bearer ")
+                .then(|| v[7..].trim().to_string())?
+        }
+        TokenLocation::Header(name) => strip_bearer(header(name)?),
+        TokenLocation::Cookie(name) => req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim_matches('"').to_string())?,
+        TokenLocation::Query(name) => form_urlencoded::parse(req.query?.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())?,
+        TokenLocation::RequestBody(ptr) => {
+            match Body::parse(Some(req.headers), req.body, req.body_truncated).pointer(ptr)? {
+                Value::String(s) => s,
+                _ => return None,
+            }
+        }
+        TokenLocation::Form(name) => {
+            match Body::parse(Some(req.headers), req.body, req.body_truncated) {
+                Body::Form(fields) => form_field(&fields, name)?,
+                _ => return None,
+            }
+        }
+        TokenLocation::ResponseBody(_) => return None,
+    };
+    (!token.is_empty()).then_some(token)
+}
+
+/// The raw token at a response-body pointer.
+pub fn response_token(ptr: &str, resp: &ResponseFacts<'_>) -> Option<String> {
+    match Body::parse(resp.headers, resp.body, resp.body_truncated).pointer(ptr)? {
+        Value::String(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+/// The user (client id) of `Authorization: Basic`; the password is never decoded into a string.
+fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
+    let v = headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let p = v.get(..6)?;
+    if !p.eq_ignore_ascii_case("basic ") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v[6..].trim())
+        .ok()?;
+    let colon = raw.iter().position(|b| *b == b':')?;
+    let user = String::from_utf8(raw[..colon].to_vec()).ok()?;
+    // OAuth clients form-encode the id inside Basic (RFC 6749 §2.3.1).
+    let user = form_urlencoded::parse(format!("u={user}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or(user);
+    (!user.is_empty()).then_some(user)
+}
+
 /// Everything a source may read, parsed once per exchange.
 struct Ctx<'a> {
     m: &'a Match<'a>,
@@ -121,7 +231,11 @@ struct Ctx<'a> {
     req_body: Body,
     resp_body: Body,
     redactor: &'a Redactor,
+    tokens: &'a [SeenToken],
 }
+
+/// A resolved value: the text, the source label, whether it is proven.
+type Resolved = (String, String, bool);
 
 impl Ctx<'_> {
     fn raw(&self, source: &Source) -> Option<Value> {
@@ -149,12 +263,40 @@ impl Ctx<'_> {
                 _ => None,
             },
             Source::Const(v) => Some(Value::String(v.clone())),
+            Source::BasicAuthUser => basic_auth_user(self.req.headers).map(Value::String),
+            // Claims are read through `claim`, which knows whether the token verified.
+            Source::Claim { .. } => self.claim(source).map(|(v, _)| Value::String(v)),
         }
     }
 
+    /// A claim of a verified token; an unverified or invalid token yields nothing.
+    fn claim(&self, source: &Source) -> Option<(String, bool)> {
+        let Source::Claim { claim, token, keys } = source else {
+            return None;
+        };
+        let seen = self
+            .tokens
+            .iter()
+            .find(|t| &t.location == token && &t.keys == keys)?;
+        if !seen.checked.verified {
+            return None;
+        }
+        seen.checked.claim_str(claim).map(|v| (v, true))
+    }
+
     /// The first source that yields a non-empty scalar, as text, with its label.
-    fn first_text(&self, sources: &[Source]) -> Option<(String, String)> {
-        sources.iter().find_map(|s| {
+    fn first_text(&self, sources: &[Source]) -> Option<Resolved> {
+        sources.iter().find_map(|s| self.text(s))
+    }
+
+    /// Every source that yields a value, in order.
+    fn all_texts(&self, sources: &[Source]) -> Vec<Resolved> {
+        sources.iter().filter_map(|s| self.text(s)).collect()
+    }
+
+    fn text(&self, s: &Source) -> Option<Resolved> {
+        {
+            let verified = matches!(s, Source::Claim { .. });
             let text = match self.raw(s)? {
                 Value::String(v) => v,
                 Value::Number(n) => n.to_string(),
@@ -165,8 +307,12 @@ impl Ctx<'_> {
             if text.is_empty() || redact::looks_like_jwt(text) {
                 return None;
             }
-            Some((redact::truncate(text, redact::MAX_VALUE_CHARS), s.label()))
-        })
+            Some((
+                redact::truncate(text, redact::MAX_VALUE_CHARS),
+                s.label(),
+                verified,
+            ))
+        }
     }
 
     /// The first source that yields any value, scrubbed of secrets.
@@ -215,6 +361,7 @@ pub fn build_event(
     redactor: &Redactor,
     req: &RequestFacts<'_>,
     resp: &ResponseFacts<'_>,
+    tokens: &[SeenToken],
     base: EventBase,
 ) -> AuditEvent {
     let route = m.route;
@@ -224,9 +371,13 @@ pub fn build_event(
         req_body: Body::parse(Some(req.headers), req.body, req.body_truncated),
         resp_body: Body::parse(resp.headers, resp.body, resp.body_truncated),
         redactor,
+        tokens,
     };
 
-    let status = if resp.failure.is_some_and(|f| f != Failure::ClientAborted) {
+    let status = if resp
+        .failure
+        .is_some_and(|f| !matches!(f, Failure::ClientAborted | Failure::ClientTimeout))
+    {
         None
     } else {
         resp.status
@@ -240,30 +391,36 @@ pub fn build_event(
             }
         })
     });
-    let reason = reason(&ctx, &route.outcome, outcome, resp);
+    let mut reason = reason(&ctx, &route.outcome, outcome, resp);
+    let mut outcome = outcome;
+    // A presented token that failed verification decides the outcome when the route says so.
+    if let Some(forced) = route.outcome.on_invalid_token {
+        let invalid = tokens
+            .iter()
+            .filter(|t| !t.location.is_issued())
+            .find_map(|t| t.checked.invalid);
+        if let (Some(why), false) = (invalid, outcome == Outcome::Error) {
+            outcome = forced;
+            reason = Some(format!("token_{why}"));
+        }
+    }
 
     let actor = match ctx.first_text(&route.actor) {
-        Some((id, source)) => Actor {
+        Some((id, source, verified)) => Actor {
             id: Some(id),
-            kind: ActorKind::User,
+            kind: route.actor_kind,
             display: None,
-            verified: false,
+            verified,
             source: Some(source),
         },
         None => Actor::anonymous(),
     };
-    let app = ctx
-        .first_text(&route.app)
-        .map(|(value, source)| Attributed {
-            value,
-            source,
-            verified: false,
-        });
+    let (app, app_conflict) = resolve_app(ctx.all_texts(&route.app));
     let target = route.target.as_ref().and_then(|t| {
-        ctx.first_text(&t.from).map(|(id, source)| Target {
+        ctx.first_text(&t.from).map(|(id, source, _)| Target {
             kind: t.kind.clone(),
             id,
-            display: ctx.first_text(&t.display).map(|(d, _)| d),
+            display: ctx.first_text(&t.display).map(|(d, _, _)| d),
             source,
         })
     });
@@ -283,10 +440,10 @@ pub fn build_event(
         outcome,
         reason,
         app,
-        app_conflict: None,
+        app_conflict,
         actor,
         target,
-        tokens: Vec::new(),
+        tokens: token_refs(tokens),
         source: base.client,
         http: HttpInfo {
             method: req.method.to_string(),
@@ -298,7 +455,70 @@ pub fn build_event(
             body_truncated: req.body_truncated || resp.body_truncated,
         },
         details,
+        chain: None,
     }
+}
+
+/// The app: the first verified value, else the first value; when sources disagree, every
+/// distinct value is kept as the conflict.
+fn resolve_app(values: Vec<Resolved>) -> (Option<Attributed>, Option<Vec<Attributed>>) {
+    let chosen = values
+        .iter()
+        .find(|(_, _, verified)| *verified)
+        .or(values.first())
+        .map(|(value, source, verified)| Attributed {
+            value: value.clone(),
+            source: source.clone(),
+            verified: *verified,
+        });
+    let Some(app) = chosen else {
+        return (None, None);
+    };
+    if values.iter().all(|(v, _, _)| *v == app.value) {
+        return (Some(app), None);
+    }
+    let mut conflict: Vec<Attributed> = Vec::new();
+    for (value, source, verified) in values {
+        if !conflict.iter().any(|c| c.value == value) {
+            conflict.push(Attributed {
+                value,
+                source,
+                verified,
+            });
+        }
+    }
+    (Some(app), Some(conflict))
+}
+
+/// The tokens of the exchange as recorded: by fingerprint, once each.
+fn token_refs(tokens: &[SeenToken]) -> Vec<TokenRef> {
+    let mut out: Vec<TokenRef> = Vec::new();
+    for t in tokens {
+        let c = &t.checked;
+        if c.fingerprint.is_empty() || out.iter().any(|r| r.fingerprint == c.fingerprint) {
+            continue;
+        }
+        let label = t.location.label();
+        out.push(TokenRef {
+            role: if t.location.is_issued() {
+                TokenRole::Issued
+            } else {
+                TokenRole::Presented
+            },
+            kind: identity::token_kind(&label, c),
+            source: label,
+            fingerprint: c.fingerprint.clone(),
+            jti: c.claim_str("jti").map(|v| redact::truncate(&v, 128)),
+            sub: c
+                .claim_str("sub")
+                .map(|v| redact::truncate(&v, redact::MAX_VALUE_CHARS)),
+            iat: c.claim_i64("iat"),
+            exp: c.claim_i64("exp"),
+            verified: c.verified,
+            invalid: c.invalid.map(|i| i.as_str().to_string()),
+        });
+    }
+    out
 }
 
 fn reason(

@@ -171,7 +171,7 @@ fn explain_says_why_earlier_routes_did_not_match() {
         host: None,
         path: "/v1/me",
     };
-    let verdicts: Vec<(String, Verdict)> = explain(&m, &head)
+    let verdicts: Vec<(String, Verdict)> = explain(&m, &head, None)
         .into_iter()
         .map(|(r, v)| (r.id.clone(), v))
         .collect();

@@ -33,6 +33,18 @@ pub struct File {
     #[serde(default)]
     pub redact: Redact,
     #[serde(default)]
+    pub trust: Trust,
+    /// TLS on the proxy listener (HTTP/2 by ALPN).
+    pub tls: Option<Spanned<TlsSpec>>,
+    /// TLS towards an `https://` upstream.
+    pub upstream_tls: Option<Spanned<UpstreamTlsSpec>>,
+    /// Named key sets for verifying tokens.
+    #[serde(default)]
+    pub keys: indexmap_lite::OrderedMap<Spanned<KeySetSpec>>,
+    /// Named requirement blocks that routes reference with `require: NAME`.
+    #[serde(default)]
+    pub requirements: indexmap_lite::OrderedMap<Spanned<RequireSpec>>,
+    #[serde(default)]
     pub defaults: Defaults,
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -44,6 +56,8 @@ pub struct File {
 pub struct Timeouts {
     /// Time a client has to send the request head. Default `10s`.
     pub header_read: Option<Duration>,
+    /// Time a client has to send the inspected head of a mapped route's body. Default `30s`.
+    pub body_read: Option<Duration>,
     /// Time to open a connection to the upstream. Default `5s`.
     pub upstream_connect: Option<Duration>,
     /// Time for the upstream to start its response; then 504. Default `30s`.
@@ -54,26 +68,91 @@ pub struct Timeouts {
     pub shutdown_grace: Option<Duration>,
 }
 
-/// The admin listener (health, readiness; later the query API).
+/// The admin listener: health, readiness, the query API (`/v1/...`) and the viewer (`/ui`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     /// Default `127.0.0.1:9090`.
     pub listen: Option<Spanned<Text>>,
+    /// Who may use the query API. Default none: every `/v1` request is refused with 401.
+    #[serde(default)]
+    pub credentials: Vec<AdminCredential>,
+}
+
+/// One admin API credential. Only the token's SHA-256 is configured, never the token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminCredential {
+    /// Unique name, recorded on every `audit.query` / `audit.export` event it causes.
+    pub name: Spanned<Text>,
+    /// SHA-256 of the bearer token, 64 hex digits (`printf %s "$TOKEN" | sha256sum`).
+    pub token_sha256: Spanned<Text>,
+    /// Apps (tenants) whose events the credential sees, or `["*"]` for all.
+    pub apps: Spanned<Vec<Text>>,
+    /// `read` (list, get, tokens, stats, coverage) and/or `export`.
+    pub permissions: Spanned<Vec<Text>>,
 }
 
 /// Where events are stored and how they get there.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Store {
-    /// `sqlite://PATH` (created if missing). Default `sqlite://authtrail.db`.
+    /// `sqlite://PATH` (created if missing) or `postgres://USER:PASSWORD@HOST:PORT/DB`.
+    /// Default `sqlite://authtrail.db`.
     pub url: Option<Spanned<Text>>,
+    /// This sidecar's hash chain: 1-64 characters of `A-Z a-z 0-9 . _ : -`, one per running
+    /// sidecar. Default: a random id created once and kept in the spool directory.
+    pub instance_id: Option<Spanned<Text>>,
+    /// Longest a `sync` route waits for its attempt event to commit; then 503. Default `2s`.
+    pub sync_timeout: Option<Duration>,
+    /// Where events wait while the store is unavailable.
+    #[serde(default)]
+    pub spool: Spool,
+    /// Signed checkpoints of the hash chain; none when absent.
+    pub checkpoint: Option<Checkpoint>,
     /// Events that may wait for the writer; beyond it they are counted as dropped. Default `10000`.
     pub queue_capacity: Option<usize>,
     /// Most events written in one transaction. Default `256`.
     pub batch_size: Option<usize>,
     /// Longest an event waits for its batch to fill. Default `100ms`.
     pub flush_interval: Option<Duration>,
+}
+
+/// The local spool for store outages.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spool {
+    /// Directory of the spool files. Default: beside a SQLite file (`PATH-spool`), else
+    /// `authtrail-spool` in the working directory.
+    pub dir: Option<Spanned<Text>>,
+    /// Most bytes the spool may hold; further events are refused and counted. Default `256MiB`.
+    pub max_bytes: Option<ByteSize>,
+}
+
+/// Ed25519 checkpoints: `{ signing_key: ${AUTHTRAIL_CHECKPOINT_KEY}, events: 1000, interval: 5m }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The 32-byte Ed25519 seed as 64 hex characters (`authtrail keygen` makes one). Required.
+    pub signing_key: SigningKey,
+    /// Sign after this many new events. Default `1000`.
+    pub events: Option<u64>,
+    /// Or this long after the previous checkpoint. Default `5m`.
+    pub interval: Option<Duration>,
+    /// More public keys (hex) whose checkpoints `verify` trusts, e.g. before a key rotation.
+    #[serde(default)]
+    pub trusted_keys: Vec<Spanned<Text>>,
+}
+
+/// A secret config value: never shown by `Debug`.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct SigningKey(pub Spanned<Text>);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
 }
 
 /// Extra secret field names, on top of the built-in list.
@@ -85,10 +164,79 @@ pub struct Redact {
     pub fields: Vec<Text>,
 }
 
+/// `tls: { cert_file, key_file }`: PEM files, re-read when they change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    pub cert_file: Text,
+    pub key_file: Text,
+    /// How often the files are checked for a renewed certificate. Default `30s`.
+    pub reload_interval: Option<Duration>,
+}
+
+/// `upstream_tls: { ca_file, client_cert_file, client_key_file }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSpec {
+    /// PEM CA certificates trusted for the upstream; default: the system roots.
+    pub ca_file: Option<Text>,
+    /// A client certificate and key for mTLS to the upstream.
+    pub client_cert_file: Option<Text>,
+    pub client_key_file: Option<Text>,
+}
+
+/// What the sidecar believes about its network and how it names tokens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    /// CIDRs of proxies whose `Forwarded` / `X-Forwarded-For` headers are believed. Default none.
+    #[serde(default)]
+    pub proxies: Vec<Spanned<Text>>,
+    /// Key for token fingerprints (HMAC-SHA-256), at least 16 bytes. Without it no token is
+    /// recorded.
+    pub fingerprint_key: Option<Spanned<Text>>,
+}
+
+/// One key set: exactly one of `secret`, `public_key_pem`, `public_key_file`, `jwks_url`,
+/// `jwks_file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySetSpec {
+    /// HMAC secret (HS256/384/512).
+    pub secret: Option<Text>,
+    /// A PEM public key (RSA, EC P-256/P-384 or Ed25519).
+    pub public_key_pem: Option<Text>,
+    pub public_key_file: Option<Text>,
+    /// HTTPS URL of a JWKS document (plain http only for loopback hosts).
+    pub jwks_url: Option<Text>,
+    pub jwks_file: Option<Text>,
+    /// PEM CA certificates trusted for `jwks_url` instead of the system roots.
+    pub jwks_ca_file: Option<Text>,
+    /// Scheduled JWKS refresh. Default `10m`.
+    pub refresh: Option<Duration>,
+    /// Shortest time between refreshes triggered by unknown `kid`s. Default `30s`.
+    pub min_refresh: Option<Duration>,
+    /// Allowed algorithms. Default: HS256 for a secret, the key's kind for a PEM key, every
+    /// asymmetric algorithm for a JWKS.
+    pub algorithms: Option<Spanned<Vec<Text>>>,
+    /// Required `iss` (one or a list).
+    pub issuer: Option<OneOrMany<Text>>,
+    /// Required `aud` (one or a list); not checked when absent.
+    pub audience: Option<OneOrMany<Text>>,
+    /// Clock skew allowed on `exp` and `nbf`. Default `30s`.
+    pub leeway: Option<Duration>,
+}
+
 /// Sources used by routes that do not name their own.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
+    /// Key set for claim sources and tokens that name none (needed when there are several).
+    pub keys: Option<Spanned<Text>>,
+    /// Mode of requirements that name none: observe (default) or enforce.
+    pub require_mode: Option<Spanned<Text>>,
+    /// deny (default) or allow_and_flag.
+    pub on_keys_unavailable: Option<Spanned<Text>>,
     pub actor: Option<Spanned<OneOrMany<Source>>>,
     pub app: Option<Spanned<OneOrMany<Source>>>,
 }
@@ -115,6 +263,101 @@ pub struct Route {
     pub capture: indexmap_lite::OrderedMap<Spanned<OneOrMany<Source>>>,
     /// `async` (default): queued, never slows the response.
     pub delivery: Option<Spanned<Text>>,
+    /// Kind of a resolved actor: user (default), admin or service.
+    pub actor_kind: Option<Spanned<Text>>,
+    /// Tokens recorded by fingerprint.
+    pub tokens: Option<Spanned<Tokens>>,
+    /// A verified token this route requires: a requirement's name, or an inline block.
+    pub require: Option<Spanned<RequireRef>>,
+}
+
+/// `require: NAME` or `require: { use: NAME, mode: enforce }` or an inline block.
+#[derive(Debug)]
+pub enum RequireRef {
+    Name(String),
+    Inline(Box<RequireSpec>),
+}
+
+impl<'de> Deserialize<'de> for RequireRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RequireRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a requirement name or a requirement block")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RequireRef, E> {
+                Ok(RequireRef::Name(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RequireRef, A::Error> {
+                RequireSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|s| RequireRef::Inline(Box::new(s)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A requirement block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireSpec {
+    /// Start from the named requirement (inline blocks only).
+    #[serde(rename = "use")]
+    pub use_: Option<Text>,
+    /// observe (record `access.would_deny`, never block) or enforce (deny at the edge).
+    pub mode: Option<Text>,
+    /// Key set that must verify the token. Default: `defaults.keys`.
+    pub keys: Option<Text>,
+    /// Where the token is: `{ header: X-Token }`, `{ cookie: NAME }`, `{ query: NAME }`.
+    /// Default: `Authorization: Bearer`.
+    pub token: Option<TokenAt>,
+    /// Claim → required value or list of allowed values (an array claim must contain one).
+    #[serde(default)]
+    pub claims: indexmap_lite::OrderedMap<OneOrMany<Text>>,
+    /// Scopes that must all be granted (`scope` string or `scp` array).
+    #[serde(default)]
+    pub scopes: Vec<Text>,
+    /// The token's app (claim `app_claim`) must equal `{ path: PARAM }` or `{ header: NAME }`.
+    pub app_matches: Option<AppAt>,
+    /// Default `app_id`.
+    pub app_claim: Option<Text>,
+    /// deny or allow_and_flag. Default: `defaults.on_keys_unavailable`.
+    pub on_keys_unavailable: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenAt {
+    pub header: Option<Text>,
+    pub cookie: Option<Text>,
+    pub query: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppAt {
+    pub path: Option<Text>,
+    pub header: Option<Text>,
+}
+
+/// `tokens: { issued: [/access_token, /refresh_token], presented: [/refresh_token] }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    /// Response-body JSON pointers of tokens the upstream issues.
+    #[serde(default)]
+    pub issued: Vec<Text>,
+    /// Request-body pointers (JSON, or `/field` of a form) of tokens the client presents.
+    #[serde(default)]
+    pub presented: Vec<Text>,
+    /// Record the `Authorization: Bearer` token. Default true.
+    pub bearer: Option<bool>,
+    /// Key set to verify them with. Default: `defaults.keys`.
+    pub keys: Option<Text>,
 }
 
 /// Which requests a route takes.
@@ -127,6 +370,10 @@ pub struct Match {
     pub path: Spanned<Text>,
     /// Host (without port); any host when absent.
     pub host: Option<Spanned<Text>>,
+    /// Request-body conditions: `{ /grant_type: refresh_token }` (JSON pointer, or `/field` of a
+    /// form body) → one value or a list of allowed values.
+    #[serde(default)]
+    pub body: indexmap_lite::OrderedMap<Spanned<OneOrMany<Text>>>,
 }
 
 /// Outcome rules.
@@ -143,6 +390,8 @@ pub struct Outcome {
     pub success_if: Option<BodyCondition>,
     /// JSON pointer into the response body giving the reason, e.g. `/error`.
     pub reason: Option<Spanned<Text>>,
+    /// `failure` (or `error`, `unknown`): the outcome when a presented token failed verification.
+    pub on_invalid_token: Option<Spanned<Text>>,
 }
 
 /// `{ pointer: /ok, equals: true }`; without `equals` the value must exist and not be null.

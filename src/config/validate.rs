@@ -10,12 +10,19 @@ use serde_saphyr::Spanned;
 
 use super::model::File;
 use super::types::{OneOrMany, Text};
-use super::{Config, Diagnostic, StoreConfig, Timeouts};
+use super::{
+    AdminCredential, AppScope, CheckpointConfig, Config, Diagnostic, Permission, StoreConfig,
+    Timeouts,
+};
 use crate::classify::redact::{Redactor, SECRET_HEADERS};
 use crate::classify::{
     host_only, BodyCondition, Delivery, OutcomeRules, PathTemplate, Route, RouteMap, Source,
     StatusPattern, TargetRule,
 };
+
+mod keys;
+mod require;
+mod tls;
 
 struct Checker<'f> {
     file: &'f str,
@@ -151,6 +158,108 @@ impl Checker<'_> {
     }
 }
 
+/// `admin.credentials`: unique names, a SHA-256 (never a token), a non-empty app scope and known
+/// permissions.
+fn admin_credentials(
+    c: &mut Checker<'_>,
+    raw: &[super::model::AdminCredential],
+) -> Vec<AdminCredential> {
+    let mut out: Vec<AdminCredential> = Vec::new();
+    for (i, cred) in raw.iter().enumerate() {
+        let at = |field: &str| format!("admin.credentials[{i}].{field}");
+        let name = cred.name.value.trim().to_string();
+        if name.is_empty() {
+            c.err(&cred.name, at("name"), "credential name must not be empty");
+        } else if out.iter().any(|o| o.name == name) {
+            let msg = format!("duplicate credential name \"{name}\"");
+            c.err(&cred.name, at("name"), msg);
+        }
+        let token_sha256 = match parse_sha256(&cred.token_sha256.value) {
+            Some(h) => h,
+            None => {
+                // Never echo the value: it may be the token itself, pasted by mistake.
+                c.err(
+                    &cred.token_sha256,
+                    at("token_sha256"),
+                    "expected the SHA-256 of the token as 64 hex digits \
+                     (printf %s \"$TOKEN\" | sha256sum), never the token itself",
+                );
+                [0; 32]
+            }
+        };
+        let apps: Vec<String> = cred.apps.value.iter().map(|a| a.0.clone()).collect();
+        let apps = if apps.is_empty() {
+            c.err(
+                &cred.apps,
+                at("apps"),
+                "app scope must not be empty: list apps or use [\"*\"]",
+            );
+            AppScope::Apps(Vec::new())
+        } else if apps.iter().any(|a| a == "*") {
+            if apps.len() > 1 {
+                c.err(
+                    &cred.apps,
+                    at("apps"),
+                    "\"*\" already means every app: list no other app beside it",
+                );
+            }
+            AppScope::All
+        } else {
+            if let Some(bad) = apps.iter().find(|a| a.trim().is_empty()) {
+                let msg = format!("invalid app \"{bad}\": must not be empty");
+                c.err(&cred.apps, at("apps"), msg);
+            }
+            AppScope::Apps(apps)
+        };
+        let mut permissions = Vec::new();
+        for (j, p) in cred.permissions.value.iter().enumerate() {
+            let perm = match p.0.as_str() {
+                "read" => Permission::Read,
+                "export" => Permission::Export,
+                other => {
+                    let msg = format!("unknown permission \"{other}\": expected read or export");
+                    c.err(
+                        &cred.permissions,
+                        format!("{}[{j}]", at("permissions")),
+                        msg,
+                    );
+                    continue;
+                }
+            };
+            if !permissions.contains(&perm) {
+                permissions.push(perm);
+            }
+        }
+        if cred.permissions.value.is_empty() {
+            c.err(
+                &cred.permissions,
+                at("permissions"),
+                "permissions must not be empty: use read, export or both",
+            );
+        }
+        out.push(AdminCredential {
+            name,
+            token_sha256,
+            apps,
+            permissions,
+        });
+    }
+    out
+}
+
+/// 64 hex digits (either case) → 32 bytes.
+fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 fn valid_event_type(s: &str) -> bool {
     let mut parts = 0;
     for part in s.split('.') {
@@ -164,6 +273,100 @@ fn valid_event_type(s: &str) -> bool {
     parts >= 2
 }
 
+/// `store:` with its defaults: the URL, the spool, the chain instance and checkpoint keys.
+fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
+    let url = match &raw.url {
+        None => "sqlite://authtrail.db".to_string(),
+        Some(u)
+            if ["sqlite://", "postgres://", "postgresql://"]
+                .iter()
+                .any(|p| u.value.starts_with(p) && u.value.len() > p.len()) =>
+        {
+            u.value.0.clone()
+        }
+        Some(u) => {
+            // Never echo the value: a database URL may carry a password.
+            let scheme = u.value.split_once("://").map_or("", |(s, _)| s);
+            let msg = format!(
+                "unsupported store url (scheme \"{scheme}\"): expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB"
+            );
+            c.err(u, "store.url", msg);
+            String::new()
+        }
+    };
+    let instance_id = raw.instance_id.as_ref().and_then(|id| {
+        if crate::store::chain::valid_instance_id(&id.value) {
+            Some(id.value.0.clone())
+        } else {
+            let msg = format!(
+                "invalid instance id \"{}\": use 1-64 characters of A-Z a-z 0-9 . _ : -",
+                id.value
+            );
+            c.err(id, "store.instance_id", msg);
+            None
+        }
+    });
+    let spool_dir = match &raw.spool.dir {
+        Some(d) if !d.value.is_empty() => std::path::PathBuf::from(&d.value.0),
+        Some(d) => {
+            c.err(d, "store.spool.dir", "spool directory must not be empty");
+            std::path::PathBuf::new()
+        }
+        None => match url.strip_prefix("sqlite://") {
+            Some(path) if path != ":memory:" => std::path::PathBuf::from(format!("{path}-spool")),
+            _ => std::path::PathBuf::from("authtrail-spool"),
+        },
+    };
+    let checkpoint = raw.checkpoint.as_ref().and_then(|cp| {
+        let key = &cp.signing_key.0;
+        let signer = match crate::store::Signer::from_hex_seed(&key.value) {
+            Ok(s) => Some(s),
+            Err(why) => {
+                c.err(
+                    key,
+                    "store.checkpoint.signing_key",
+                    format!("invalid signing key: {why}"),
+                );
+                None
+            }
+        };
+        let mut trusted_keys = Vec::new();
+        for (i, k) in cp.trusted_keys.iter().enumerate() {
+            let hex = k.value.trim().to_ascii_lowercase();
+            if crate::store::chain::unhex(&hex).is_some_and(|b| b.len() == 32) {
+                trusted_keys.push(hex);
+            } else {
+                let msg = format!(
+                    "invalid public key \"{}\": expected 64 hex characters",
+                    k.value
+                );
+                c.err(k, format!("store.checkpoint.trusted_keys[{i}]"), msg);
+            }
+        }
+        signer.map(|signer| CheckpointConfig {
+            signer,
+            every_events: cp.events.unwrap_or(1000).max(1),
+            interval: cp.interval.map_or(Duration::from_secs(300), |d| d.0),
+            trusted_keys,
+        })
+    });
+    StoreConfig {
+        url,
+        queue_capacity: raw.queue_capacity.unwrap_or(10_000).max(1),
+        batch_size: raw.batch_size.unwrap_or(256).max(1),
+        flush_interval: raw
+            .flush_interval
+            .map_or(Duration::from_millis(100), |d| d.0),
+        instance_id,
+        sync_timeout: raw.sync_timeout.map_or(Duration::from_secs(2), |d| d.0),
+        spool: crate::pipeline::SpoolConfig {
+            dir: spool_dir,
+            max_bytes: raw.spool.max_bytes.map_or(256 * 1024 * 1024, |b| b.0),
+        },
+        checkpoint,
+    }
+}
+
 pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> {
     let mut c = Checker {
         file,
@@ -173,27 +376,20 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
 
     let listen = c.addr(&raw.listen, "listen", "0.0.0.0:8080");
     let admin_listen = c.addr(&raw.admin.listen, "admin.listen", "127.0.0.1:9090");
+    let admin_credentials = admin_credentials(&mut c, &raw.admin.credentials);
 
     let upstream = match raw.upstream.value.parse::<http::Uri>() {
         Ok(u)
-            if u.scheme_str() == Some("http")
+            if matches!(u.scheme_str(), Some("http") | Some("https"))
                 && u.authority().is_some()
                 && matches!(u.path(), "" | "/")
                 && u.query().is_none() =>
         {
             u
         }
-        Ok(u) if u.scheme_str() == Some("https") => {
-            c.err(
-                &raw.upstream,
-                "upstream",
-                format!("upstream \"{u}\": https upstreams are not supported yet, use http://"),
-            );
-            http::Uri::from_static("http://127.0.0.1")
-        }
         _ => {
             let msg = format!(
-                "invalid upstream \"{}\": expected http://HOST:PORT with no path",
+                "invalid upstream \"{}\": expected http(s)://HOST:PORT with no path",
                 raw.upstream.value
             );
             c.err(&raw.upstream, "upstream", msg);
@@ -214,35 +410,14 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
         |d: Option<super::types::Duration>, dflt: u64| d.map_or(Duration::from_secs(dflt), |d| d.0);
     let timeouts = Timeouts {
         header_read: secs(raw.timeouts.header_read, 10),
+        body_read: secs(raw.timeouts.body_read, 30),
         upstream_connect: secs(raw.timeouts.upstream_connect, 5),
         upstream_response: secs(raw.timeouts.upstream_response, 30),
         idle: secs(raw.timeouts.idle, 60),
         shutdown_grace: secs(raw.timeouts.shutdown_grace, 20),
     };
 
-    let store_url = match &raw.store.url {
-        None => "sqlite://authtrail.db".to_string(),
-        Some(u) if u.value.starts_with("sqlite://") && u.value.len() > "sqlite://".len() => {
-            u.value.0.clone()
-        }
-        Some(u) => {
-            let msg = format!(
-                "unsupported store url \"{}\": expected sqlite://PATH",
-                u.value
-            );
-            c.err(u, "store.url", msg);
-            String::new()
-        }
-    };
-    let store = StoreConfig {
-        url: store_url,
-        queue_capacity: raw.store.queue_capacity.unwrap_or(10_000).max(1),
-        batch_size: raw.store.batch_size.unwrap_or(256).max(1),
-        flush_interval: raw
-            .store
-            .flush_interval
-            .map_or(Duration::from_millis(100), |d| d.0),
-    };
+    let store = store_config(&mut c, &raw.store);
 
     let default_actor = raw
         .defaults
@@ -257,6 +432,9 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
         .map(|l| c.sources(l, "defaults.app", None, &redactor))
         .unwrap_or_default();
 
+    let (tls, upstream_tls) = tls::tls(&mut c, &raw);
+    let identity = keys::identity(&mut c, &raw);
+    let requirements = require::requirements(&mut c, &raw, &identity);
     let mut routes: Vec<Route> = Vec::new();
     let mut ids: Vec<(&str, u64)> = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
@@ -332,6 +510,19 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
                 .reason
                 .as_ref()
                 .and_then(|p| c.pointer(p, &at("outcome.reason"))),
+            on_invalid_token: r.outcome.on_invalid_token.as_ref().and_then(|o| {
+                match o.value.0.parse::<crate::event::Outcome>() {
+                    Ok(crate::event::Outcome::Success) | Err(_) => {
+                        let msg = format!(
+                            "invalid on_invalid_token \"{}\": expected failure, error or unknown",
+                            o.value
+                        );
+                        c.err(o, at("outcome.on_invalid_token"), msg);
+                        None
+                    }
+                    Ok(outcome) => Some(outcome),
+                }
+            }),
         };
         let t = template.as_ref();
         let actor = match &r.actor {
@@ -380,12 +571,39 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
         let delivery = match &r.delivery {
             None => Delivery::Async,
             Some(d) if d.value.0 == "async" => Delivery::Async,
+            Some(d) if d.value.0 == "sync" => Delivery::Sync,
             Some(d) => {
-                let msg = format!("unsupported delivery \"{}\": expected async", d.value);
+                let msg = format!(
+                    "unsupported delivery \"{}\": expected async or sync",
+                    d.value
+                );
                 c.err(d, at("delivery"), msg);
                 Delivery::Async
             }
         };
+        let actor_kind = match r.actor_kind.as_ref().map(|k| (k, k.value.0.as_str())) {
+            None | Some((_, "user")) => crate::event::ActorKind::User,
+            Some((_, "admin")) => crate::event::ActorKind::Admin,
+            Some((_, "service")) => crate::event::ActorKind::Service,
+            Some((k, other)) => {
+                let msg =
+                    format!("invalid actor_kind \"{other}\": expected user, admin or service");
+                c.err(k, at("actor_kind"), msg);
+                crate::event::ActorKind::User
+            }
+        };
+        let tokens = keys::token_rule(&mut c, r, &at("tokens"), &identity);
+        let require = r.require.as_ref().and_then(|spec| {
+            require::route_requirement(
+                &mut c,
+                spec,
+                &at("require"),
+                &r.id.value,
+                template.as_ref(),
+                &requirements,
+                &identity,
+            )
+        });
         let Some(path) = template else { continue };
         let route = Route {
             id: r.id.value.0.clone(),
@@ -400,7 +618,28 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
             target,
             capture,
             delivery,
+            actor_kind,
+            tokens,
+            require,
+            body: r
+                .matcher
+                .body
+                .0
+                .iter()
+                .filter_map(|(ptr, allowed)| {
+                    if !ptr.starts_with('/') {
+                        let msg = format!("invalid JSON pointer \"{ptr}\": must start with \"/\"");
+                        c.err(allowed, at("match.body"), msg);
+                        return None;
+                    }
+                    Some((
+                        ptr.clone(),
+                        allowed.value.0.iter().map(|t| t.0.clone()).collect(),
+                    ))
+                })
+                .collect(),
         };
+        keys::check_claim_sources(&mut c, r, &route, &format!("routes[{i}]"), &identity);
         if let Some(prev) = routes.iter().find(|p| p.shadows(&route)) {
             let msg = format!(
                 "route \"{}\" can never match: route \"{}\" (line {}) takes every request it would",
@@ -424,6 +663,10 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
         max_connections: raw.max_connections.unwrap_or(10_000).max(1),
         timeouts,
         admin_listen,
+        admin_credentials,
+        tls,
+        upstream_tls,
+        identity,
         store,
         redactor,
         routes: RouteMap { routes },

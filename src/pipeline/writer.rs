@@ -1,27 +1,49 @@
-//! The writer task: takes events off the queue in batches and stores them, retrying a failed
-//! batch a few times before counting it lost. It is the only consumer of the queue; it must never
-//! hold an event longer than `flush_interval` plus one store write, and never log event fields.
+//! The writer task: the only consumer of the queue and the sync path. It batches events into the
+//! store's hash chain (`EventStore::append`), group-commits `sync` events, parks what the store
+//! cannot take in the spool and replays it when the store is back, and signs checkpoints.
+//!
+//! One task per instance, so the chain needs no lock on this side (the store links inside its
+//! write transaction). It must never hold an async event longer than `flush_interval` plus one
+//! store write, never make a sync waiter wait past its own timeout for an answer it already has,
+//! and never log event fields.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
 
-use super::{PipelineConfig, Stats};
+use super::spool::{Spool, SpoolError};
+use super::{CheckpointPolicy, PipelineConfig, Stats, SyncError, SyncItem};
 use crate::event::AuditEvent;
-use crate::store::EventStore;
+use crate::store::{Appended, CheckpointKind, EventStore};
 
-/// Pauses before retrying a failed batch; once they run out the batch is counted as failed.
+/// Pauses before retrying a failed batch when there is no spool to fall back on; once they run
+/// out the batch is counted as failed.
 const RETRY_DELAYS: [Duration; 3] = [
     Duration::from_millis(50),
     Duration::from_millis(200),
     Duration::from_secs(1),
 ];
+/// With a spool, one quick retry (a dropped connection) before the batch is parked.
+const SPOOL_RETRY_DELAYS: [Duration; 1] = [Duration::from_millis(50)];
 /// Retries left to a failed batch once shutdown has begun: shutdown must not wait on a dead store.
 const RETRIES_WHILE_STOPPING: usize = 1;
+/// Longest one store call may take before it counts as failed (a hung connection).
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Replay backoff while the store stays down.
+const REPLAY_FIRST: Duration = Duration::from_millis(100);
+const REPLAY_MAX: Duration = Duration::from_secs(5);
+/// Most time one replay round takes before the queue gets a turn.
+const REPLAY_SLICE: Duration = Duration::from_millis(250);
+
+/// The two ways in: the async queue and the sync path.
+pub(super) struct Inputs {
+    pub rx: mpsc::Receiver<AuditEvent>,
+    pub sync_rx: mpsc::Receiver<SyncItem>,
+}
 
 /// The running writer task. Call [`Writer::shutdown`] to flush the queue and stop it.
 #[derive(Debug)]
@@ -32,19 +54,40 @@ pub struct Writer {
 
 impl Writer {
     pub(super) fn spawn(
-        rx: mpsc::Receiver<AuditEvent>,
-        stop_tx: oneshot::Sender<()>,
-        stop_rx: oneshot::Receiver<()>,
+        inputs: Inputs,
         store: Arc<dyn EventStore>,
         cfg: PipelineConfig,
         stats: Arc<Stats>,
+        instance: String,
+        spool: Option<Spool>,
     ) -> Writer {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let spooling = spool.as_ref().is_some_and(|s| s.depth() > 0);
+        if let Some(s) = &spool {
+            stats.spool_depth.store(s.depth(), Ordering::Relaxed);
+            stats.spool_bytes.store(s.bytes(), Ordering::Relaxed);
+            if spooling {
+                tracing::warn!(
+                    spool_depth = s.depth(),
+                    "audit spool holds events from an earlier run: replaying"
+                );
+            }
+        }
         let task = Task {
-            rx,
+            rx: inputs.rx,
+            sync_rx: inputs.sync_rx,
             store,
             stats,
             batch_size: cfg.batch_size.max(1),
             flush_interval: cfg.flush_interval,
+            instance,
+            spool: spool.map(|s| Arc::new(Mutex::new(s))),
+            spooling,
+            next_replay: Instant::now(),
+            replay_backoff: REPLAY_FIRST,
+            checkpoint: cfg.checkpoint,
+            since_checkpoint: 1,
+            last_checkpoint: Instant::now(),
             stop: StopSignal(Some(stop_rx)),
             stopping: false,
         };
@@ -55,7 +98,8 @@ impl Writer {
     }
 
     /// Stop accepting events (later submissions are counted as dropped), write every event
-    /// already queued, then return once the writer task has ended.
+    /// already queued (or spool it when the store is down), then return once the writer task has
+    /// ended.
     pub async fn shutdown(self) {
         // The task may already have ended (every Pipeline dropped): nothing to tell it then.
         let _ = self.stop.send(());
@@ -82,22 +126,61 @@ impl StopSignal {
     }
 }
 
+/// What the writer takes in one round.
+#[derive(Default)]
+struct Batch {
+    events: Vec<AuditEvent>,
+    sync: Vec<SyncItem>,
+}
+
+enum Next {
+    Work,
+    /// A timer: replay or checkpoint may be due.
+    Tick,
+    Done,
+}
+
 struct Task {
     rx: mpsc::Receiver<AuditEvent>,
+    sync_rx: mpsc::Receiver<SyncItem>,
     store: Arc<dyn EventStore>,
     stats: Arc<Stats>,
     batch_size: usize,
     flush_interval: Duration,
+    instance: String,
+    spool: Option<Arc<Mutex<Spool>>>,
+    /// The spool holds events: new async events queue behind them.
+    spooling: bool,
+    next_replay: Instant,
+    replay_backoff: Duration,
+    checkpoint: Option<CheckpointPolicy>,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
     stop: StopSignal,
     stopping: bool,
 }
 
 impl Task {
     async fn run(mut self) {
-        let mut batch = Vec::with_capacity(self.batch_size);
-        while self.fill(&mut batch).await {
-            self.write(&batch).await;
-            batch.clear();
+        let mut batch = Batch::default();
+        loop {
+            match self.fill(&mut batch).await {
+                Next::Done => break,
+                Next::Work => {
+                    self.process(std::mem::take(&mut batch)).await;
+                }
+                Next::Tick => {}
+            }
+            if self.spooling && !self.stopping && Instant::now() >= self.next_replay {
+                self.replay().await;
+            }
+            self.maybe_checkpoint(false).await;
+        }
+        if self.spooling {
+            let depth = self.stats.spool_depth.load(Ordering::Relaxed);
+            tracing::warn!(spool_depth = depth, "audit writer stopped with events in the spool: they are replayed on the next start");
+        } else {
+            self.maybe_checkpoint(true).await;
         }
         tracing::debug!("audit writer stopped");
     }
@@ -106,84 +189,383 @@ impl Task {
         self.stopping = true;
         // Refuse new events but keep the queued ones readable.
         self.rx.close();
+        self.sync_rx.close();
     }
 
-    /// Wait for a first event, then gather more until the batch is full or `flush_interval` has
-    /// passed since the first. False when the queue is closed and empty.
-    async fn fill(&mut self, batch: &mut Vec<AuditEvent>) -> bool {
-        let first = loop {
-            if self.stopping {
-                break self.rx.recv().await;
-            }
-            tokio::select! {
-                event = self.rx.recv() => break event,
-                () = self.stop.requested() => self.begin_stop(),
-            }
-        };
-        let Some(first) = first else {
-            return false;
-        };
-        batch.push(first);
+    /// The next time a timer wants the task: a replay or a checkpoint by interval.
+    fn next_timer(&self) -> Option<Instant> {
+        let replay = (self.spooling && !self.stopping).then_some(self.next_replay);
+        let checkpoint = self
+            .checkpoint
+            .as_ref()
+            .filter(|_| self.since_checkpoint > 0 && !self.spooling)
+            .map(|p| self.last_checkpoint + p.interval);
+        match (replay, checkpoint) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 
-        let deadline = Instant::now() + self.flush_interval;
-        while batch.len() < self.batch_size {
+    /// Wait for a first event (or a timer), then gather more: a sync event closes the batch at
+    /// once with whatever else is already waiting (group commit); async events wait up to
+    /// `flush_interval` for the batch to fill.
+    async fn fill(&mut self, batch: &mut Batch) -> Next {
+        loop {
             if self.stopping {
-                // Draining: take what is already queued, wait for nothing.
-                while batch.len() < self.batch_size {
-                    match self.rx.try_recv() {
-                        Ok(event) => batch.push(event),
-                        Err(_) => break,
-                    }
+                if let Ok(item) = self.sync_rx.try_recv() {
+                    batch.sync.push(item);
+                    break;
                 }
-                break;
-            }
-            let room = self.batch_size - batch.len();
-            tokio::select! {
-                received = self.rx.recv_many(batch, room) => {
-                    if received == 0 {
+                match self.rx.recv().await {
+                    Some(e) => {
+                        batch.events.push(e);
                         break;
                     }
+                    None => match self.sync_rx.try_recv() {
+                        Ok(item) => {
+                            batch.sync.push(item);
+                            break;
+                        }
+                        Err(_) => return Next::Done,
+                    },
                 }
-                () = sleep_until(deadline) => break,
+            }
+            let timer = self.next_timer();
+            tokio::select! {
+                biased;
+                item = self.sync_rx.recv() => match item {
+                    Some(item) => { batch.sync.push(item); break; }
+                    None => self.begin_stop(),
+                },
+                event = self.rx.recv() => match event {
+                    Some(e) => { batch.events.push(e); break; }
+                    // Every Pipeline is gone: write what is left and stop.
+                    None => self.begin_stop(),
+                },
+                () = self.stop.requested() => self.begin_stop(),
+                () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+                    return Next::Tick;
+                }
+            }
+        }
+
+        let deadline = Instant::now() + self.flush_interval;
+        loop {
+            while batch.sync.len() < self.batch_size {
+                match self.sync_rx.try_recv() {
+                    Ok(item) => batch.sync.push(item),
+                    Err(_) => break,
+                }
+            }
+            while batch.events.len() < self.batch_size {
+                match self.rx.try_recv() {
+                    Ok(e) => batch.events.push(e),
+                    Err(_) => break,
+                }
+            }
+            if !batch.sync.is_empty() || self.stopping || batch.events.len() >= self.batch_size {
+                return Next::Work;
+            }
+            tokio::select! {
+                biased;
+                item = self.sync_rx.recv() => match item {
+                    Some(item) => batch.sync.push(item),
+                    None => { self.begin_stop(); return Next::Work; }
+                },
+                event = self.rx.recv() => match event {
+                    Some(e) => batch.events.push(e),
+                    None => { self.begin_stop(); return Next::Work; }
+                },
+                () = sleep_until(deadline) => return Next::Work,
                 () = self.stop.requested() => self.begin_stop(),
             }
         }
-        true
     }
 
-    /// Store `batch`, retrying with backoff; count the outcome.
-    async fn write(&mut self, batch: &[AuditEvent]) {
-        let count = batch.len() as u64;
+    async fn process(&mut self, batch: Batch) {
+        if batch.sync.is_empty() {
+            if self.spooling {
+                self.park(batch.events).await;
+            } else {
+                self.write_or_park(batch.events, false, Vec::new()).await;
+            }
+            return;
+        }
+        // Sync events go to the store even while the spool drains: their requests wait.
+        let (events, waiters): (Vec<AuditEvent>, Vec<_>) =
+            batch.sync.into_iter().map(|s| (s.event, s.done)).unzip();
+        if self.spooling {
+            self.park(batch.events).await;
+            self.write_or_park(events, true, waiters).await;
+        } else {
+            let mut all = batch.events;
+            all.extend(events);
+            self.write_or_park(all, true, waiters).await;
+        }
+    }
+
+    /// Append `events` to the chain, retrying briefly; tell the sync `waiters`; park the events in
+    /// the spool if the store will not take them (or count them failed without a spool).
+    async fn write_or_park(
+        &mut self,
+        events: Vec<AuditEvent>,
+        durable: bool,
+        waiters: Vec<oneshot::Sender<Result<(), SyncError>>>,
+    ) {
+        let count = events.len() as u64;
+        let delays: &[Duration] = if self.spool.is_some() {
+            &SPOOL_RETRY_DELAYS
+        } else {
+            &RETRY_DELAYS
+        };
         let mut retries = 0;
-        loop {
-            let error = match self.store.insert_batch(batch).await {
-                Ok(inserted) => {
-                    let inserted = inserted.min(count);
-                    self.stats.written.fetch_add(inserted, Ordering::Relaxed);
-                    self.stats
-                        .duplicates
-                        .fetch_add(count - inserted, Ordering::Relaxed);
+        let error = loop {
+            let error = match self.append(&events, durable).await {
+                Ok(appended) => {
+                    self.count_appended(count, &appended);
+                    if self.spooling {
+                        // The store is back: drain the spool now, not at the next backoff.
+                        self.next_replay = Instant::now();
+                        self.replay_backoff = REPLAY_FIRST;
+                    }
+                    let n = waiters.len() as u64;
+                    for w in waiters {
+                        let _ = w.send(Ok(()));
+                    }
+                    self.stats.sync_committed.fetch_add(n, Ordering::Relaxed);
                     return;
                 }
                 Err(e) => e,
             };
-            let delay = RETRY_DELAYS
+            let delay = delays
                 .get(retries)
                 .filter(|_| !self.stopping || retries < RETRIES_WHILE_STOPPING);
-            let Some(&delay) = delay else {
-                self.stats.failed.fetch_add(count, Ordering::Relaxed);
-                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(count, error = %error, "audit events could not be stored");
-                return;
-            };
+            let Some(&delay) = delay else { break error };
             retries += 1;
-            tracing::warn!(
-                count,
-                retry = retries,
-                error = %error,
-                "audit batch not stored, retrying"
-            );
+            tracing::warn!(count, retry = retries, error = %error, "audit batch not stored, retrying");
             self.pause(delay).await;
+        };
+        let n = waiters.len() as u64;
+        for w in waiters {
+            let _ = w.send(Err(SyncError::StoreUnavailable));
+        }
+        self.stats.sync_failed.fetch_add(n, Ordering::Relaxed);
+        if self.spool.is_some() {
+            tracing::warn!(count, error = %error, "audit store unavailable: spooling events");
+            self.park(events).await;
+            if self.spooling {
+                self.next_replay = Instant::now() + self.replay_backoff;
+            }
+        } else {
+            self.stats.failed.fetch_add(count, Ordering::Relaxed);
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(count, error = %error, "audit events could not be stored");
+        }
+    }
+
+    async fn append(&self, events: &[AuditEvent], durable: bool) -> Result<Appended, String> {
+        match timeout(
+            STORE_TIMEOUT,
+            self.store.append(&self.instance, events, durable),
+        )
+        .await
+        {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("store did not answer within {STORE_TIMEOUT:?}")),
+        }
+    }
+
+    fn count_appended(&mut self, count: u64, appended: &Appended) {
+        let inserted = appended.inserted.min(count);
+        self.stats.written.fetch_add(inserted, Ordering::Relaxed);
+        self.stats
+            .duplicates
+            .fetch_add(count - inserted, Ordering::Relaxed);
+        self.since_checkpoint += inserted;
+    }
+
+    /// Put `events` in the spool (fsync'd); without a spool, or when it is full, count them lost.
+    async fn park(&mut self, events: Vec<AuditEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let count = events.len() as u64;
+        let Some(spool) = self.spool.clone() else {
+            self.stats.failed.fetch_add(count, Ordering::Relaxed);
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let result = tokio::task::spawn_blocking(move || {
+            let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
+            let r = s.append(&events);
+            (r, s.depth(), s.bytes())
+        })
+        .await;
+        match result {
+            Ok((Ok(()), depth, bytes)) => {
+                self.stats.spooled.fetch_add(count, Ordering::Relaxed);
+                self.stats.spool_depth.store(depth, Ordering::Relaxed);
+                self.stats.spool_bytes.store(bytes, Ordering::Relaxed);
+                if !self.spooling {
+                    self.spooling = true;
+                    self.replay_backoff = REPLAY_FIRST;
+                    self.next_replay = Instant::now() + REPLAY_FIRST;
+                }
+            }
+            Ok((Err(e), _, _)) => self.lost(count, &e),
+            Err(e) => {
+                let e = SpoolError::Io {
+                    path: "spool".into(),
+                    source: std::io::Error::other(e.to_string()),
+                };
+                self.lost(count, &e);
+            }
+        }
+    }
+
+    fn lost(&self, count: u64, e: &SpoolError) {
+        self.stats.failed.fetch_add(count, Ordering::Relaxed);
+        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(count, error = %e, "audit events lost: the store is unavailable and the spool refused them");
+    }
+
+    /// Move spooled events into the store, oldest first, until the spool is empty, the store
+    /// fails (then back off), or the time slice is used up.
+    async fn replay(&mut self) {
+        let Some(spool) = self.spool.clone() else {
+            self.spooling = false;
+            return;
+        };
+        let started = Instant::now();
+        let chunk = (self.batch_size * 4).clamp(1, 1024);
+        loop {
+            let peeked = {
+                let spool = spool.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
+                    s.peek(chunk)
+                })
+                .await
+            };
+            let events = match peeked {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "audit spool unreadable");
+                    self.back_off();
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit spool task failed");
+                    self.back_off();
+                    return;
+                }
+            };
+            if !events.is_empty() {
+                match self.append(&events, false).await {
+                    Ok(appended) => {
+                        self.count_appended(events.len() as u64, &appended);
+                        self.stats
+                            .replayed
+                            .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        let depth = self.stats.spool_depth.load(Ordering::Relaxed);
+                        tracing::warn!(spool_depth = depth, error = %error, "audit store still unavailable");
+                        self.back_off();
+                        return;
+                    }
+                }
+            }
+            let consumed = {
+                let spool = spool.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
+                    let r = s.consume();
+                    (r, s.depth(), s.bytes())
+                })
+                .await
+            };
+            let depth = match consumed {
+                Ok((Ok(()), depth, bytes)) => {
+                    self.stats.spool_depth.store(depth, Ordering::Relaxed);
+                    self.stats.spool_bytes.store(bytes, Ordering::Relaxed);
+                    depth
+                }
+                Ok((Err(e), _, _)) => {
+                    tracing::error!(error = %e, "audit spool could not drop replayed events");
+                    self.back_off();
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit spool task failed");
+                    self.back_off();
+                    return;
+                }
+            };
+            if depth == 0 {
+                self.spooling = false;
+                self.replay_backoff = REPLAY_FIRST;
+                let replayed = self.stats.replayed.load(Ordering::Relaxed);
+                tracing::info!(replayed, "audit store available again: spool replayed");
+                return;
+            }
+            if started.elapsed() >= REPLAY_SLICE {
+                // Let the queue have a turn; continue right after.
+                self.next_replay = Instant::now();
+                return;
+            }
+        }
+    }
+
+    fn back_off(&mut self) {
+        self.next_replay = Instant::now() + self.replay_backoff;
+        self.replay_backoff = (self.replay_backoff * 2).min(REPLAY_MAX);
+    }
+
+    /// Sign a checkpoint when one is due (or, at `final_`, whenever there are new links).
+    async fn maybe_checkpoint(&mut self, final_: bool) {
+        let Some(policy) = &self.checkpoint else {
+            return;
+        };
+        if self.spooling || self.since_checkpoint == 0 {
+            return;
+        }
+        let due = final_
+            || self.since_checkpoint >= policy.every_events
+            || self.last_checkpoint.elapsed() >= policy.interval;
+        if !due {
+            return;
+        }
+        let kind = if final_ {
+            CheckpointKind::Shutdown
+        } else {
+            CheckpointKind::Periodic
+        };
+        let signer = policy.signer.clone();
+        let result = timeout(
+            STORE_TIMEOUT,
+            self.store.checkpoint(&self.instance, kind, &signer),
+        )
+        .await;
+        self.last_checkpoint = Instant::now();
+        match result {
+            Ok(Ok(cp)) => {
+                self.since_checkpoint = 0;
+                if let Some(cp) = cp {
+                    self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    // Logged so the chain heads also live outside the store.
+                    tracing::info!(
+                        chain = %cp.instance,
+                        n = cp.to_n,
+                        head_hash = %cp.head_hash,
+                        kind = cp.kind.as_str(),
+                        "audit checkpoint signed"
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "audit checkpoint not written"),
+            Err(_) => tracing::warn!("audit checkpoint not written: store did not answer"),
         }
     }
 

@@ -116,6 +116,8 @@ pub struct Head {
     pub rest: Option<Incoming>,
     /// The client's body failed while being read.
     pub failed: bool,
+    /// The client sent the body too slowly (`timeouts.body_read`).
+    pub timed_out: bool,
 }
 
 impl Head {
@@ -133,6 +135,20 @@ impl Head {
     }
 }
 
+/// [`read_head`] within `timeout`: a body dribbled slower than that is cut off (`timed_out`).
+pub async fn read_head_within(body: Incoming, limit: usize, timeout: std::time::Duration) -> Head {
+    match tokio::time::timeout(timeout, read_head(body, limit)).await {
+        Ok(head) => head,
+        Err(_) => Head {
+            bytes: Bytes::new(),
+            truncated: true,
+            rest: None,
+            failed: true,
+            timed_out: true,
+        },
+    }
+}
+
 /// Read frames until `limit` bytes or the end of the body. Trailers end the read (they are
 /// not forwarded: auth endpoints do not use them).
 pub async fn read_head(mut body: Incoming, limit: usize) -> Head {
@@ -147,6 +163,7 @@ pub async fn read_head(mut body: Incoming, limit: usize) -> Head {
                 bytes: buf.freeze(),
                 rest: (!ended).then_some(body),
                 failed: false,
+                timed_out: false,
             };
         }
         match body.frame().await {
@@ -161,6 +178,7 @@ pub async fn read_head(mut body: Incoming, limit: usize) -> Head {
                     truncated: true,
                     rest: None,
                     failed: true,
+                    timed_out: false,
                 }
             }
             None => {
@@ -169,6 +187,7 @@ pub async fn read_head(mut body: Incoming, limit: usize) -> Head {
                     truncated: false,
                     rest: None,
                     failed: false,
+                    timed_out: false,
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Counts of traffic no route describes, by method and path shape, so an operator can see which
 //! auth endpoints the map misses. Bounded: past [`MAX_KEYS`] distinct shapes, further ones are
 //! only counted in `overflow`. Paths are reduced to shapes (ids and long values become `{}`) so
-//! nothing secret-looking is kept even in memory for long.
+//! nothing secret-looking is kept even in memory for long. Hits of mapped routes are counted too
+//! (by route id, so bounded by the route map), so the admin API can name routes with no traffic.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,10 +14,21 @@ use time::OffsetDateTime;
 /// Most distinct method+shape keys kept.
 pub const MAX_KEYS: usize = 10_000;
 
+/// Traffic counters since the sidecar started, shared by the proxy and the admin API.
 #[derive(Debug, Default)]
 pub struct Coverage {
     seen: Mutex<HashMap<(String, String), (u64, i64)>>,
     overflow: AtomicU64,
+    routes: Mutex<HashMap<String, (u64, i64)>>,
+}
+
+/// Requests one mapped route took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteHits {
+    pub route: String,
+    pub count: u64,
+    /// Unix milliseconds.
+    pub last_seen_ms: i64,
 }
 
 /// One row of the coverage report.
@@ -47,6 +59,36 @@ impl Coverage {
                 self.overflow.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Count a request that route `id` took.
+    pub fn record_route(&self, id: &str) {
+        let now = crate::event::unix_millis(OffsetDateTime::now_utc());
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        match routes.get_mut(id) {
+            Some(entry) => {
+                entry.0 += 1;
+                entry.1 = now;
+            }
+            None => {
+                routes.insert(id.to_string(), (1, now));
+            }
+        }
+    }
+
+    /// Hits per mapped route that had any, by route id.
+    pub fn route_report(&self) -> Vec<RouteHits> {
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<RouteHits> = routes
+            .iter()
+            .map(|(id, (count, last))| RouteHits {
+                route: id.clone(),
+                count: *count,
+                last_seen_ms: *last,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.route.cmp(&b.route));
+        rows
     }
 
     /// Unmapped traffic, most frequent first.

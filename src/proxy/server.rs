@@ -19,16 +19,17 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 
-use super::Proxy;
+use super::live::Live;
 
 /// Accept and serve until `shutdown` resolves, then drain. Returns whether every connection
 /// finished within the grace period.
 pub async fn serve(
-    proxy: Arc<Proxy>,
+    live: Arc<Live>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
-    let cfg = proxy.cfg.clone();
+    // Listener settings are fixed at start; everything per request comes from the live proxy.
+    let cfg = live.config();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -42,6 +43,14 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let graceful = GracefulShutdown::new();
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|t| tokio_rustls::TlsAcceptor::from(super::tls::server_config(t.cert.clone())));
+    let cert_watch = cfg
+        .tls
+        .as_ref()
+        .map(|t| t.cert.spawn_watch(t.reload_interval));
     tokio::pin!(shutdown);
 
     loop {
@@ -67,28 +76,47 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let inflight = Arc::new(AtomicUsize::new(0));
-        let io = IdleIo::new(TokioIo::new(stream), cfg.timeouts.idle, inflight.clone());
-        let proxy = proxy.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let proxy = proxy.clone();
-            let guard = InflightGuard::new(inflight.clone());
-            async move {
-                let resp = proxy.handle(req, peer).await;
-                drop(guard);
-                Ok::<_, std::convert::Infallible>(resp)
-            }
-        });
-        let conn = builder.serve_connection(io, service).into_owned();
-        let conn = graceful.watch(conn);
+        let live = live.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let (idle, handshake) = (cfg.timeouts.idle, cfg.timeouts.header_read);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            match tls {
+                None => {
+                    serve_io(
+                        &builder,
+                        watcher,
+                        live,
+                        TokioIo::new(stream),
+                        peer,
+                        false,
+                        idle,
+                    )
+                    .await
+                }
+                Some(acceptor) => {
+                    // The handshake is bounded like a request head: a stalled client cannot
+                    // hold a connection slot.
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            serve_io(&builder, watcher, live, TokioIo::new(tls), peer, true, idle)
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "tls handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %peer, "tls handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });
     }
     drop(listener);
+    if let Some(w) = cert_watch {
+        w.abort();
+    }
     let grace = cfg.timeouts.shutdown_grace;
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => true,
@@ -99,6 +127,43 @@ pub async fn serve(
             );
             false
         }
+    }
+}
+
+/// Marks a request that arrived over TLS (a request extension), for `X-Forwarded-Proto`.
+#[derive(Clone, Copy, Debug)]
+pub struct Secure;
+
+/// Serve one accepted connection (plain or TLS) until it closes or shutdown drains it.
+async fn serve_io<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    live: Arc<Live>,
+    io: I,
+    peer: std::net::SocketAddr,
+    secure: bool,
+    idle: Duration,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let inflight = Arc::new(AtomicUsize::new(0));
+    let io = IdleIo::new(io, idle, inflight.clone());
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        // Each request is served by the config current when it arrived.
+        let proxy = live.proxy();
+        let guard = InflightGuard::new(inflight.clone());
+        if secure {
+            req.extensions_mut().insert(Secure);
+        }
+        async move {
+            let resp = proxy.handle(req, peer).await;
+            drop(guard);
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let conn = builder.serve_connection(io, service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }
 }
 

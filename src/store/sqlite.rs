@@ -3,6 +3,7 @@
 //! must never interpolate a value into a statement.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -10,27 +11,49 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 use time::OffsetDateTime;
 
-use super::{Error, EventStore, Query, TypeFilter};
-use crate::event::{unix_millis, AuditEvent, Stage};
+use super::chain::{self, ChainTx, PurgePlan, Segment};
+use super::sql;
+use super::{
+    Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeReport,
+    Query, Signer, StatsRow, StoredRow, TypeFilter,
+};
+use crate::event::AuditEvent;
 
 /// Embedded migrations, named like sqlx's `<version>_<description>.sql` files so the directory
 /// also works with the `sqlx` CLI. Append only: a shipped migration never changes.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "events",
-    include_str!("../../migrations/sqlite/0001_events.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "events",
+        include_str!("../../migrations/sqlite/0001_events.sql"),
+    ),
+    (
+        2,
+        "chain",
+        include_str!("../../migrations/sqlite/0002_chain.sql"),
+    ),
+    (
+        3,
+        "query_plans",
+        include_str!("../../migrations/sqlite/0003_query_plans.sql"),
+    ),
+    (
+        4,
+        "event_tokens",
+        include_str!("../../migrations/sqlite/0004_event_tokens.sql"),
+    ),
+];
 
 /// Read connections; SQLite in WAL mode lets them run beside the one writer.
 const READERS: u32 = 4;
 /// Columns written per event by `insert_batch`.
-const COLUMNS: usize = 15;
+const COLUMNS: usize = 18;
 /// Rows per multi-row INSERT. Batches are split into chunks of 64, 32, ..., 1 rows, so at most
 /// seven distinct statements exist and each stays prepared in the connection's cache.
 const CHUNK_SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
@@ -48,8 +71,8 @@ fn insert_sql(rows: usize) -> String {
     let row = format!("({})", vec!["?"; COLUMNS].join(","));
     format!(
         "INSERT INTO events (id, time_ms, type, stage, outcome, reason, app, actor_id, \
-         target_kind, target_id, route, status, ip, request_id, body) VALUES {} \
-         ON CONFLICT(id) DO NOTHING",
+         target_kind, target_id, route, status, ip, request_id, chain_instance, chain_n, \
+         chain_hash, body) VALUES {} ON CONFLICT(id) DO NOTHING",
         vec![row.as_str(); rows].join(",")
     )
 }
@@ -144,65 +167,62 @@ fn migrator() -> Migrator {
     )
 }
 
-/// The columns of one event, encoded before the write transaction starts.
-struct EncodedRow<'a> {
-    event: &'a AuditEvent,
-    id: String,
-    ip: Option<String>,
-    body: String,
-}
-
-fn encode(event: &AuditEvent) -> Result<EncodedRow<'_>, Error> {
-    // The body never carries seq: it is the store's, not the event's.
-    let body = if event.seq.is_some() {
-        let mut unstored = event.clone();
-        unstored.seq = None;
-        serde_json::to_string(&unstored)
-    } else {
-        serde_json::to_string(event)
-    }
-    .map_err(|e| Error::Backend {
-        op: "insert",
-        source: sqlx::Error::Encode(Box::new(e)),
-    })?;
-    Ok(EncodedRow {
-        event,
-        id: event.id.to_string(),
-        ip: event.source.ip.map(|ip| ip.to_string()),
-        body,
-    })
-}
-
-fn stage_str(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Attempt => "attempt",
-        Stage::Completed => "completed",
-    }
-}
-
 type SqliteQuery = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
 
-fn bind_row(q: SqliteQuery, row: EncodedRow<'_>) -> SqliteQuery {
-    let e = row.event;
-    q.bind(row.id)
-        .bind(unix_millis(e.time))
-        .bind(e.event_type.as_str())
-        .bind(stage_str(e.stage))
-        .bind(e.outcome.as_str())
-        .bind(e.reason.as_deref())
-        .bind(e.app.as_ref().map(|a| a.value.as_str()))
-        .bind(e.actor.id.as_deref())
-        .bind(e.target.as_ref().map(|t| t.kind.as_str()))
-        .bind(e.target.as_ref().map(|t| t.id.as_str()))
-        .bind(e.http.route.as_str())
-        .bind(e.http.status.map(i64::from))
-        .bind(row.ip)
-        .bind(e.http.request_id.as_str())
+fn bind_row(q: SqliteQuery, row: sql::Row) -> SqliteQuery {
+    let c = row.columns;
+    q.bind(c.id)
+        .bind(c.time_ms)
+        .bind(c.event_type)
+        .bind(c.stage)
+        .bind(c.outcome)
+        .bind(c.reason)
+        .bind(c.app)
+        .bind(c.actor_id)
+        .bind(c.target_kind)
+        .bind(c.target_id)
+        .bind(c.route)
+        .bind(c.status)
+        .bind(c.ip)
+        .bind(c.request_id)
+        .bind(c.chain_instance)
+        .bind(c.chain_n)
+        .bind(c.chain_hash)
         .bind(row.body)
 }
 
+/// Insert `rows` in chunks of [`CHUNK_SIZES`] on `conn`; returns the rows newly written.
+async fn insert_rows(conn: &mut SqliteConnection, rows: Vec<sql::Row>) -> Result<u64, Error> {
+    let mut inserted = 0;
+    let mut left = rows.len();
+    let mut rows = rows.into_iter();
+    while left > 0 {
+        let size = CHUNK_SIZES.iter().position(|&n| n <= left).unwrap_or(0);
+        let rows_in_chunk = CHUNK_SIZES[size];
+        let mut q = sqlx::query(AssertSqlSafe(INSERT_SQL[size].clone()));
+        for row in rows.by_ref().take(rows_in_chunk) {
+            q = bind_row(q, row);
+        }
+        inserted += q
+            .execute(&mut *conn)
+            .await
+            .map_err(Error::backend("insert"))?
+            .rows_affected();
+        left -= rows_in_chunk;
+    }
+    Ok(inserted)
+}
+
+/// Which SQL the shared query builder writes: the same conditions, but JSON is TEXT in SQLite
+/// and `jsonb` in PostgreSQL. (Placeholders are `?` either way; PostgreSQL's are renumbered.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
 /// A value bound to a `?` of a query built at run time.
-enum Arg {
+pub(super) enum Arg {
     Text(String),
     Int(i64),
 }
@@ -230,66 +250,57 @@ fn prefix_successor(prefix: &str) -> Option<String> {
     None
 }
 
+/// How SQLite's planner may read a type-prefix range (PostgreSQL plans prefixes well by itself).
+///
+/// A range on `type` comes out of the type index sorted by type, so SQLite must sort every match
+/// to find the newest: over a second for `auth.*` on a million events. Written `+type`, the range
+/// cannot use an index, and the planner walks another index (app, actor, outcome, ...) or the
+/// table itself in seq order instead, stopping at `limit`. See [`SqliteStore::query`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PrefixPlan {
+    /// The planner may use the type index for the range (then sorts the matches).
+    TypeIndex,
+    /// `+type`: the range is checked row by row, in seq order.
+    SeqOrder,
+}
+
+/// Rows at the newest end of the table (or just after an ascending cursor) in which a type
+/// prefix with no other indexed filter is looked for first. Reading them costs ~10 ms at most.
+const PREFIX_WINDOW: i64 = 20_000;
+
+/// The page size `build_query` uses for `q`.
+fn effective_limit(q: &Query) -> u32 {
+    match q.limit {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    }
+}
+
 /// The SELECT for `q` and its arguments, in `?` order. `None` when nothing can match.
-fn build_query(q: &Query) -> Option<(String, Vec<Arg>)> {
+pub(super) fn build_query(q: &Query, dialect: Dialect) -> Option<(String, Vec<Arg>)> {
+    build_query_planned(q, dialect, PrefixPlan::TypeIndex, None)
+}
+
+/// [`build_query`] with a plan for a type prefix and an extra seq bound (`seq > ?` or
+/// `seq <= ?`, for the prefix window).
+fn build_query_planned(
+    q: &Query,
+    dialect: Dialect,
+    prefix: PrefixPlan,
+    seq_bound: Option<(&'static str, i64)>,
+) -> Option<(String, Vec<Arg>)> {
     let mut sql = String::from("SELECT seq, id, body FROM events");
-    let mut args = Vec::new();
-    let scope;
-    let mut conds: Vec<&str> = Vec::new();
-
-    let mut eq = |conds: &mut Vec<&str>, cond: &'static str, value: &Option<String>| {
-        if let Some(v) = value {
-            conds.push(cond);
-            args.push(Arg::Text(v.clone()));
-        }
-    };
-    eq(&mut conds, "app = ?", &q.app);
-    eq(&mut conds, "actor_id = ?", &q.actor);
-    eq(&mut conds, "target_id = ?", &q.target);
-    eq(&mut conds, "route = ?", &q.route);
-    eq(&mut conds, "request_id = ?", &q.request_id);
-
-    match &q.event_type {
-        Some(TypeFilter::Exact(t)) => {
-            conds.push("type = ?");
-            args.push(Arg::Text(t.clone()));
-        }
-        Some(TypeFilter::Prefix(p)) if !p.is_empty() => {
-            conds.push("type >= ?");
-            args.push(Arg::Text(p.clone()));
-            if let Some(upper) = prefix_successor(p) {
-                conds.push("type < ?");
-                args.push(Arg::Text(upper));
-            }
-        }
-        Some(TypeFilter::Prefix(_)) | None => {}
-    }
-    if let Some(outcome) = q.outcome {
-        conds.push("outcome = ?");
-        args.push(Arg::Text(outcome.as_str().to_string()));
-    }
-    if let Some(since) = q.since {
-        conds.push("time_ms >= ?");
-        args.push(Arg::Int(ceil_millis(since)));
-    }
-    if let Some(until) = q.until {
-        conds.push("time_ms < ?");
-        args.push(Arg::Int(ceil_millis(until)));
-    }
-    if let Some(apps) = &q.apps_scope {
-        if apps.is_empty() {
-            return None;
-        }
-        scope = format!("app IN ({})", vec!["?"; apps.len()].join(","));
-        conds.push(&scope);
-        args.extend(apps.iter().map(|a| Arg::Text(a.clone())));
+    let (mut conds, mut args) = filter_conds_planned(q, dialect, prefix)?;
+    if let Some((cond, v)) = seq_bound {
+        conds.push(cond.into());
+        args.push(Arg::Int(v));
     }
     if let Some(after) = q.after_seq {
-        conds.push("seq > ?");
+        conds.push("seq > ?".into());
         args.push(Arg::Int(after));
     }
     if let Some(before) = q.before_seq {
-        conds.push("seq < ?");
+        conds.push("seq < ?".into());
         args.push(Arg::Int(before));
     }
 
@@ -302,12 +313,158 @@ fn build_query(q: &Query) -> Option<(String, Vec<Arg>)> {
     } else {
         " ORDER BY seq DESC LIMIT ?"
     });
-    let limit = match q.limit {
-        0 => DEFAULT_LIMIT,
-        n => n.min(MAX_LIMIT),
-    };
-    args.push(Arg::Int(i64::from(limit)));
+    args.push(Arg::Int(i64::from(effective_limit(q))));
     Some((sql, args))
+}
+
+/// `LIKE` pattern for "contains `s`", lowercased, with `\` escaping the wildcards.
+fn contains_pattern(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    p.push('%');
+    for c in s.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// The conditions of `q`'s filters (not its cursor) and their arguments, in `?` order. `None`
+/// when nothing can match.
+fn filter_conds(q: &Query, dialect: Dialect) -> Option<(Vec<String>, Vec<Arg>)> {
+    filter_conds_planned(q, dialect, PrefixPlan::TypeIndex)
+}
+
+fn filter_conds_planned(
+    q: &Query,
+    dialect: Dialect,
+    prefix: PrefixPlan,
+) -> Option<(Vec<String>, Vec<Arg>)> {
+    let mut args = Vec::new();
+    let mut conds: Vec<String> = Vec::new();
+
+    let mut eq = |conds: &mut Vec<String>, cond: &'static str, value: &Option<String>| {
+        if let Some(v) = value {
+            conds.push(cond.into());
+            args.push(Arg::Text(v.clone()));
+        }
+    };
+    eq(&mut conds, "app = ?", &q.app);
+    eq(&mut conds, "actor_id = ?", &q.actor);
+    eq(&mut conds, "target_id = ?", &q.target);
+    eq(&mut conds, "route = ?", &q.route);
+    eq(&mut conds, "request_id = ?", &q.request_id);
+    eq(&mut conds, "ip = ?", &q.ip.map(|ip| ip.to_string()));
+
+    match &q.event_type {
+        Some(TypeFilter::Exact(t)) => {
+            conds.push("type = ?".into());
+            args.push(Arg::Text(t.clone()));
+        }
+        Some(TypeFilter::Prefix(p)) if !p.is_empty() => {
+            let column = match (dialect, prefix) {
+                (Dialect::Sqlite, PrefixPlan::SeqOrder) => "+type",
+                (Dialect::Sqlite, PrefixPlan::TypeIndex) | (Dialect::Postgres, _) => "type",
+            };
+            conds.push(format!("{column} >= ?"));
+            args.push(Arg::Text(p.clone()));
+            if let Some(upper) = prefix_successor(p) {
+                conds.push(format!("{column} < ?"));
+                args.push(Arg::Text(upper));
+            }
+        }
+        Some(TypeFilter::Prefix(_)) | None => {}
+    }
+    if let Some(outcome) = q.outcome {
+        conds.push("outcome = ?".into());
+        args.push(Arg::Text(outcome.as_str().to_string()));
+    }
+    if let Some(since) = q.since {
+        conds.push("time_ms >= ?".into());
+        args.push(Arg::Int(ceil_millis(since)));
+    }
+    if let Some(until) = q.until {
+        conds.push("time_ms < ?".into());
+        args.push(Arg::Int(ceil_millis(until)));
+    }
+    if let Some(apps) = &q.apps_scope {
+        if apps.is_empty() {
+            return None;
+        }
+        conds.push(format!("app IN ({})", vec!["?"; apps.len()].join(",")));
+        args.extend(apps.iter().map(|a| Arg::Text(a.clone())));
+    }
+    if let Some(text) = q.search.as_deref().filter(|t| !t.is_empty()) {
+        // `->` and `->>` with plain labels read the same in SQLite (3.38+) and PostgreSQL (jsonb).
+        let fields = [
+            "request_id",
+            "actor_id",
+            "target_id",
+            "body -> 'actor' ->> 'display'",
+            "body -> 'target' ->> 'display'",
+            "body ->> 'details'",
+        ];
+        let mut any: Vec<String> = fields
+            .iter()
+            .map(|f| format!("lower({f}) LIKE ? ESCAPE '\\'"))
+            .collect();
+        let pattern = contains_pattern(text);
+        args.extend(fields.iter().map(|_| Arg::Text(pattern.clone())));
+        if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {
+            any.push("id = ?".into());
+            args.push(Arg::Text(id.to_string()));
+        }
+        conds.push(format!("({})", any.join(" OR ")));
+    }
+    if let Some(token) = q.token.as_deref().filter(|t| !t.is_empty()) {
+        if dialect == Dialect::Postgres {
+            // jsonb containment: exact on a token's fingerprint or jti, whatever the key order.
+            conds.push("(body @> ?::jsonb OR body @> ?::jsonb)".into());
+            for key in ["fingerprint", "jti"] {
+                let probe = serde_json::json!({ "tokens": [{ key: token }] });
+                args.push(Arg::Text(probe.to_string()));
+            }
+        } else {
+            // The token side table (migrations/sqlite/0004), filled from the body by a trigger.
+            conds.push("seq IN (SELECT seq FROM event_tokens WHERE key = ?)".into());
+            args.push(Arg::Text(token.to_string()));
+        }
+    }
+    Some((conds, args))
+}
+
+/// `SELECT` of [`EventStore::stats`] for `q` and its arguments; `None` when nothing can match.
+pub(super) fn stats_query(
+    q: &Query,
+    bucket_ms: i64,
+    dialect: Dialect,
+) -> Option<(String, Vec<Arg>)> {
+    let (conds, mut where_args) = filter_conds(q, dialect)?;
+    let mut sql = String::from(
+        "SELECT (time_ms - ((time_ms % ?) + ?) % ?) AS bucket, type, outcome, app, count(*) \
+         FROM events",
+    );
+    let mut args: Vec<Arg> = (0..3).map(|_| Arg::Int(bucket_ms)).collect();
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    sql.push_str(" GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4");
+    args.append(&mut where_args);
+    Some((sql, args))
+}
+
+fn bind_args(sql: String, args: Vec<Arg>) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for arg in args {
+        query = match arg {
+            Arg::Text(s) => query.bind(s),
+            Arg::Int(n) => query.bind(n),
+        };
+    }
+    query
 }
 
 fn decode(row: &SqliteRow) -> Result<AuditEvent, Error> {
@@ -321,39 +478,9 @@ fn decode(row: &SqliteRow) -> Result<AuditEvent, Error> {
     Ok(event)
 }
 
-#[async_trait]
-impl EventStore for SqliteStore {
-    async fn insert_batch(&self, events: &[AuditEvent]) -> Result<u64, Error> {
-        if events.is_empty() {
-            return Ok(0);
-        }
-        // Serialise before taking the write lock, so the lock is held for SQLite work only.
-        let rows = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
-
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(Error::backend("insert"))?;
-        let mut inserted = 0;
-        let mut rows = rows.into_iter();
-        let mut left = events.len();
-        while left > 0 {
-            let size = CHUNK_SIZES.iter().position(|&n| n <= left).unwrap_or(0);
-            let rows_in_chunk = CHUNK_SIZES[size];
-            let mut q = sqlx::query(AssertSqlSafe(INSERT_SQL[size].clone()));
-            for row in rows.by_ref().take(rows_in_chunk) {
-                q = bind_row(q, row);
-            }
-            inserted += q
-                .execute(&mut *tx)
-                .await
-                .map_err(Error::backend("insert"))?
-                .rows_affected();
-            left -= rows_in_chunk;
-        }
-        tx.commit().await.map_err(Error::backend("insert"))?;
-
+impl SqliteStore {
+    /// Count inserted rows towards the next `PRAGMA optimize`.
+    async fn note_inserted(&self, inserted: u64) {
         let since = self
             .rows_since_optimize
             .fetch_add(inserted, Ordering::Relaxed)
@@ -362,25 +489,117 @@ impl EventStore for SqliteStore {
             self.rows_since_optimize.store(0, Ordering::Relaxed);
             optimize(&self.writer, "PRAGMA optimize").await;
         }
-        Ok(inserted)
     }
+}
 
-    async fn query(&self, q: &Query) -> Result<Vec<AuditEvent>, Error> {
-        let Some((sql, args)) = build_query(q) else {
+impl SqliteStore {
+    async fn select(
+        &self,
+        q: &Query,
+        prefix: PrefixPlan,
+        seq_bound: Option<(&'static str, i64)>,
+    ) -> Result<Vec<AuditEvent>, Error> {
+        let Some((sql, args)) = build_query_planned(q, Dialect::Sqlite, prefix, seq_bound) else {
             return Ok(Vec::new());
         };
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for arg in args {
-            query = match arg {
-                Arg::Text(s) => query.bind(s),
-                Arg::Int(n) => query.bind(n),
-            };
-        }
-        let rows = query
+        let rows = bind_args(sql, args)
             .fetch_all(&self.reader)
             .await
             .map_err(Error::backend("query"))?;
         rows.iter().map(decode).collect()
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn insert_batch(&self, events: &[AuditEvent]) -> Result<u64, Error> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        // Serialise before taking the write lock, so the lock is held for SQLite work only.
+        let rows = events
+            .iter()
+            .map(sql::encode_raw)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Error::backend("insert"))?;
+        let inserted = insert_rows(&mut tx, rows).await?;
+        tx.commit().await.map_err(Error::backend("insert"))?;
+        self.note_inserted(inserted).await;
+        Ok(inserted)
+    }
+
+    /// A type prefix is planned by hand (see [`PrefixPlan`]): with a filter that has an index in
+    /// seq order (app, actor, target, outcome, request id, ip), that index is walked and the
+    /// prefix checked on the way. Without one, the newest [`PREFIX_WINDOW`] rows (or those just
+    /// after an ascending cursor) are read first; a full page there is the answer, since every
+    /// row outside the window is further down the order. Otherwise the prefix is rare, and the
+    /// type index finds its few rows to sort.
+    async fn query(&self, q: &Query) -> Result<Vec<AuditEvent>, Error> {
+        let prefix = matches!(&q.event_type, Some(TypeFilter::Prefix(p)) if !p.is_empty());
+        if !prefix {
+            return self.select(q, PrefixPlan::TypeIndex, None).await;
+        }
+        let walkable = q.app.is_some()
+            || q.actor.is_some()
+            || q.target.is_some()
+            || q.outcome.is_some()
+            || q.request_id.is_some()
+            || q.ip.is_some()
+            || q.apps_scope.as_ref().is_some_and(|a| a.len() == 1);
+        if walkable {
+            return self.select(q, PrefixPlan::SeqOrder, None).await;
+        }
+        let bound = if q.ascending {
+            (
+                "seq <= ?",
+                q.after_seq.unwrap_or(0).saturating_add(PREFIX_WINDOW),
+            )
+        } else {
+            let top = match q.before_seq {
+                Some(b) => b,
+                None => {
+                    let max: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
+                        .fetch_one(&self.reader)
+                        .await
+                        .map_err(Error::backend("query"))?;
+                    max.unwrap_or(0).saturating_add(1)
+                }
+            };
+            ("seq > ?", top.saturating_sub(PREFIX_WINDOW + 1))
+        };
+        let recent = self.select(q, PrefixPlan::SeqOrder, Some(bound)).await?;
+        if recent.len() == effective_limit(q) as usize {
+            return Ok(recent);
+        }
+        self.select(q, PrefixPlan::TypeIndex, None).await
+    }
+
+    async fn stats(&self, q: &Query, bucket_ms: i64) -> Result<Vec<StatsRow>, Error> {
+        let Some((sql, args)) = stats_query(q, bucket_ms.max(1), Dialect::Sqlite) else {
+            return Ok(Vec::new());
+        };
+        let rows = bind_args(sql, args)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(Error::backend("stats"))?;
+        rows.iter()
+            .map(|row| {
+                let count: i64 = row.try_get(4)?;
+                Ok(StatsRow {
+                    bucket_ms: row.try_get(0)?,
+                    event_type: row.try_get(1)?,
+                    outcome: row.try_get(2)?,
+                    app: row.try_get(3)?,
+                    count: u64::try_from(count).unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::backend("stats"))
     }
 
     async fn get(&self, id: uuid::Uuid) -> Result<Option<AuditEvent>, Error> {
@@ -398,6 +617,364 @@ impl EventStore for SqliteStore {
             .await
             .map_err(Error::backend("ping"))?;
         Ok(())
+    }
+
+    async fn append(
+        &self,
+        instance: &str,
+        events: &[AuditEvent],
+        durable: bool,
+    ) -> Result<Appended, Error> {
+        if !chain::valid_instance_id(instance) {
+            return Err(Error::InvalidInstance(instance.to_string()));
+        }
+        let encoded = events
+            .iter()
+            .map(sql::encode_unlinked)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(Error::backend("append"))?;
+        if durable {
+            // WAL with synchronous=NORMAL survives a crashed process but may lose the last
+            // commits on power loss; FULL syncs the WAL on this commit.
+            set_synchronous(&mut conn, "FULL").await?;
+        }
+        let result = async {
+            let tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
+                .await
+                .map_err(Error::backend("append"))?;
+            let mut tx = SqliteTx(tx);
+            let appended = chain::append(&mut tx, instance, &encoded).await?;
+            tx.0.commit().await.map_err(Error::backend("append"))?;
+            Ok::<_, Error>(appended)
+        }
+        .await;
+        if durable {
+            set_synchronous(&mut conn, "NORMAL").await?;
+        }
+        drop(conn);
+        let appended = result?;
+        self.note_inserted(appended.inserted).await;
+        Ok(appended)
+    }
+
+    async fn checkpoint(
+        &self,
+        instance: &str,
+        kind: CheckpointKind,
+        signer: &Signer,
+    ) -> Result<Option<Checkpoint>, Error> {
+        let tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Error::backend("checkpoint"))?;
+        let mut tx = SqliteTx(tx);
+        let cp = chain::checkpoint(&mut tx, instance, kind, signer).await?;
+        tx.0.commit().await.map_err(Error::backend("checkpoint"))?;
+        Ok(cp)
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<(i64, String)>, Error> {
+        let rows = sqlx::query("SELECT id, body FROM checkpoints ORDER BY instance, to_n, id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(Error::backend("checkpoints"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::backend("checkpoints"))
+    }
+
+    async fn chains(&self) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT chain_instance FROM events WHERE chain_instance IS NOT NULL \
+             ORDER BY chain_instance",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(Error::backend("chains"))?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::backend("chains"))
+    }
+
+    async fn chain_rows(
+        &self,
+        instance: &str,
+        after_n: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredRow>, Error> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {STORED_COLUMNS} FROM events WHERE chain_instance = ? AND chain_n > ? \
+             ORDER BY chain_n, seq LIMIT ?"
+        )))
+        .bind(instance.to_string())
+        .bind(after_n)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(Error::backend("verify"))?;
+        rows.iter().map(stored_row).collect()
+    }
+
+    async fn unchained_rows(&self, limit: u32) -> Result<Vec<StoredRow>, Error> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {STORED_COLUMNS} FROM events WHERE chain_instance IS NULL ORDER BY seq LIMIT ?"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(Error::backend("verify"))?;
+        rows.iter().map(stored_row).collect()
+    }
+
+    async fn purge_before(
+        &self,
+        before: OffsetDateTime,
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error> {
+        let tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Error::backend("purge"))?;
+        let mut tx = SqliteTx(tx);
+        let report = chain::purge_before(&mut tx, before, signer).await?;
+        tx.0.commit().await.map_err(Error::backend("purge"))?;
+        Ok(report)
+    }
+}
+
+/// The columns `verify` reads, in [`stored_row`]'s order.
+const STORED_COLUMNS: &str = "seq, id, time_ms, type, stage, outcome, reason, app, actor_id, \
+     target_kind, target_id, route, status, ip, request_id, chain_instance, chain_n, chain_hash, \
+     body";
+
+fn stored_row(r: &SqliteRow) -> Result<StoredRow, Error> {
+    let get = || -> Result<StoredRow, sqlx::Error> {
+        Ok(StoredRow {
+            seq: r.try_get(0)?,
+            columns: Columns {
+                id: r.try_get(1)?,
+                time_ms: r.try_get(2)?,
+                event_type: r.try_get(3)?,
+                stage: r.try_get(4)?,
+                outcome: r.try_get(5)?,
+                reason: r.try_get(6)?,
+                app: r.try_get(7)?,
+                actor_id: r.try_get(8)?,
+                target_kind: r.try_get(9)?,
+                target_id: r.try_get(10)?,
+                route: r.try_get(11)?,
+                status: r.try_get(12)?,
+                ip: r.try_get(13)?,
+                request_id: r.try_get(14)?,
+                chain_instance: r.try_get(15)?,
+                chain_n: r.try_get(16)?,
+                chain_hash: r.try_get(17)?,
+            },
+            body: r.try_get(18)?,
+        })
+    };
+    get().map_err(Error::backend("verify"))
+}
+
+async fn set_synchronous(conn: &mut SqliteConnection, mode: &'static str) -> Result<(), Error> {
+    let sql = match mode {
+        "FULL" => "PRAGMA synchronous = FULL",
+        _ => "PRAGMA synchronous = NORMAL",
+    };
+    sqlx::query(sql)
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::backend("append"))?;
+    Ok(())
+}
+
+/// The chain steps on a SQLite write transaction (`BEGIN IMMEDIATE`: it holds the write lock).
+struct SqliteTx<'c>(sqlx::Transaction<'c, Sqlite>);
+
+#[async_trait]
+impl ChainTx for SqliteTx<'_> {
+    async fn existing_ids(&mut self, ids: &[uuid::Uuid]) -> Result<HashSet<uuid::Uuid>, Error> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id FROM events WHERE id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            let rows = q
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(Error::backend("append"))?;
+            for r in rows {
+                let id: String = r.try_get(0).map_err(Error::backend("append"))?;
+                if let Ok(id) = uuid::Uuid::parse_str(&id) {
+                    found.insert(id);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn head(&mut self, instance: &str) -> Result<Option<ChainHead>, Error> {
+        let row = sqlx::query(
+            "SELECT chain_n, chain_hash FROM events WHERE chain_instance = ? \
+             ORDER BY chain_n DESC LIMIT 1",
+        )
+        .bind(instance.to_string())
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(Error::backend("chain head"))?;
+        row.map(|r| {
+            Ok(ChainHead {
+                n: r.try_get(0)?,
+                hash: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+            })
+        })
+        .transpose()
+        .map_err(Error::backend("chain head"))
+    }
+
+    async fn insert_rows(&mut self, rows: Vec<sql::Row>) -> Result<u64, Error> {
+        let expected = rows.len() as u64;
+        let inserted = insert_rows(&mut self.0, rows).await?;
+        if inserted != expected {
+            return Err(Error::Backend {
+                op: "append",
+                source: sqlx::Error::Protocol(format!(
+                    "{} of {expected} linked events were not inserted",
+                    expected - inserted
+                )),
+            });
+        }
+        Ok(inserted)
+    }
+
+    async fn max_checkpoint_to(
+        &mut self,
+        instance: &str,
+        purge_only: bool,
+    ) -> Result<Option<i64>, Error> {
+        let sql = if purge_only {
+            "SELECT MAX(to_n) FROM checkpoints WHERE instance = ? AND kind = 'purge'"
+        } else {
+            "SELECT MAX(to_n) FROM checkpoints WHERE instance = ?"
+        };
+        sqlx::query_scalar(sql)
+            .bind(instance.to_string())
+            .fetch_one(&mut *self.0)
+            .await
+            .map_err(Error::backend("checkpoint"))
+    }
+
+    async fn segment(&mut self, instance: &str, from_n: i64, to_n: i64) -> Result<Segment, Error> {
+        let r = sqlx::query(
+            "SELECT count(*), MIN(time_ms), MAX(time_ms) FROM events \
+             WHERE chain_instance = ? AND chain_n > ? AND chain_n <= ?",
+        )
+        .bind(instance.to_string())
+        .bind(from_n)
+        .bind(to_n)
+        .fetch_one(&mut *self.0)
+        .await
+        .map_err(Error::backend("checkpoint"))?;
+        let seg = || -> Result<Segment, sqlx::Error> {
+            Ok(Segment {
+                count: r.try_get(0)?,
+                min_time_ms: r.try_get(1)?,
+                max_time_ms: r.try_get(2)?,
+            })
+        };
+        seg().map_err(Error::backend("checkpoint"))
+    }
+
+    async fn link_at(&mut self, instance: &str, n: i64) -> Result<Option<(String, String)>, Error> {
+        let row = sqlx::query(
+            "SELECT id, chain_hash FROM events WHERE chain_instance = ? AND chain_n = ? LIMIT 1",
+        )
+        .bind(instance.to_string())
+        .bind(n)
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(Error::backend("checkpoint"))?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+            ))
+        })
+        .transpose()
+        .map_err(Error::backend("checkpoint"))
+    }
+
+    async fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), Error> {
+        let body = serde_json::to_string(cp).map_err(sql::encode_error)?;
+        sqlx::query(
+            "INSERT INTO checkpoints (instance, to_n, kind, created_ms, body) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(cp.instance.clone())
+        .bind(cp.to_n)
+        .bind(cp.kind.as_str())
+        .bind(cp.created_ms)
+        .bind(body)
+        .execute(&mut *self.0)
+        .await
+        .map_err(Error::backend("checkpoint"))?;
+        Ok(())
+    }
+
+    async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error> {
+        let rows = sqlx::query(
+            "SELECT chain_instance, MAX(chain_n), MIN(CASE WHEN time_ms >= ? THEN chain_n END) \
+             FROM events WHERE chain_instance IS NOT NULL GROUP BY chain_instance",
+        )
+        .bind(before_ms)
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(Error::backend("purge"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(PurgePlan {
+                    instance: r.try_get(0)?,
+                    max_n: r.try_get(1)?,
+                    first_kept_n: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::backend("purge"))
+    }
+
+    async fn delete_through(&mut self, instance: &str, n: i64) -> Result<u64, Error> {
+        Ok(
+            sqlx::query("DELETE FROM events WHERE chain_instance = ? AND chain_n <= ?")
+                .bind(instance.to_string())
+                .bind(n)
+                .execute(&mut *self.0)
+                .await
+                .map_err(Error::backend("purge"))?
+                .rows_affected(),
+        )
+    }
+
+    async fn delete_unchained_before(&mut self, before_ms: i64) -> Result<u64, Error> {
+        Ok(
+            sqlx::query("DELETE FROM events WHERE chain_instance IS NULL AND time_ms < ?")
+                .bind(before_ms)
+                .execute(&mut *self.0)
+                .await
+                .map_err(Error::backend("purge"))?
+                .rows_affected(),
+        )
     }
 }
 
@@ -441,7 +1018,7 @@ mod tests {
             apps_scope: Some(vec![]),
             ..Query::default()
         };
-        assert!(build_query(&q).is_none());
+        assert!(build_query(&q, Dialect::Sqlite).is_none());
     }
 
     #[test]
@@ -452,7 +1029,7 @@ mod tests {
             event_type: Some(TypeFilter::Prefix("auth.".into())),
             ..Query::default()
         };
-        let (sql, args) = build_query(&q).unwrap();
+        let (sql, args) = build_query(&q, Dialect::Sqlite).unwrap();
         assert_eq!(
             sql,
             "SELECT seq, id, body FROM events WHERE app = ? AND type >= ? AND type < ? \

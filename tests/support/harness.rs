@@ -78,11 +78,20 @@ pub fn config_yaml(
 }
 
 pub async fn start(upstream: SocketAddr, extra: &str, routes: &str) -> Sidecar {
-    init_logs();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("trail.db");
     let yaml = config_yaml(upstream, &db, extra, routes);
     let cfg = authtrail::config::load_str(&yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+    start_config(cfg, db, dir).await
+}
+
+/// Start a sidecar on a loaded config whose store is the SQLite file `db` inside `dir`.
+pub async fn start_config(
+    cfg: authtrail::config::Config,
+    db: PathBuf,
+    dir: tempfile::TempDir,
+) -> Sidecar {
+    init_logs();
     let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = proxy.local_addr().unwrap();

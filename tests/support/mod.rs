@@ -1,8 +1,14 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod admin;
 #[path = "../../examples/demo_auth/mod.rs"]
 pub mod demo_auth;
+pub mod fault;
 pub mod harness;
+pub mod jwks_server;
+pub mod oauth;
+pub mod pg;
 pub mod store_conformance;
+pub mod tcp_cut;
 pub mod upstream;

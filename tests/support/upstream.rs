@@ -33,6 +33,8 @@ pub struct TestUpstream {
     pub requests: Arc<AtomicU64>,
     /// Requests that reached `/slow` (before it answers).
     pub slow_started: Arc<AtomicU64>,
+    /// Every request's path, in arrival order.
+    pub paths: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestUpstream {
@@ -48,6 +50,7 @@ pub async fn spawn() -> TestUpstream {
         addr,
         requests: Arc::new(AtomicU64::new(0)),
         slow_started: Arc::new(AtomicU64::new(0)),
+        paths: Arc::new(std::sync::Mutex::new(Vec::new())),
     };
     let state = up.clone();
     tokio::spawn(async move {
@@ -81,6 +84,7 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     state.requests.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
+    state.paths.lock().unwrap().push(path.clone());
     let headers = req.headers().clone();
     let resp = match path.as_str() {
         "/upload" => {

@@ -1,0 +1,313 @@
+//! `keys`, `trust` and `defaults.keys`: key sets compiled for verification, trusted proxy CIDRs,
+//! the fingerprint key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use super::Checker;
+use crate::config::model::File;
+use crate::identity::jwks::{JwksCache, JwksSource};
+use crate::identity::keys::{family, pem_family, pem_key, ClaimRules, KeySource};
+use crate::identity::{Fingerprinter, Identity, KeySet, TrustedProxies};
+
+const ASYMMETRIC: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+fn loopback_host(uri: &http::Uri) -> bool {
+    matches!(uri.host(), Some("localhost") | Some("[::1]") | Some("::1"))
+        || uri.host().is_some_and(|h| {
+            h.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+        })
+}
+
+pub(super) fn identity(c: &mut Checker<'_>, raw: &File) -> Identity {
+    let mut keysets = HashMap::new();
+    for (name, spec) in &raw.keys.0 {
+        let at = |f: &str| format!("keys.{name}.{f}");
+        let s = &spec.value;
+        let given = [
+            s.secret.is_some(),
+            s.public_key_pem.is_some(),
+            s.public_key_file.is_some(),
+            s.jwks_url.is_some(),
+            s.jwks_file.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if given != 1 {
+            let msg = "a key set has exactly one of secret, public_key_pem, public_key_file, jwks_url, jwks_file";
+            c.err(spec, format!("keys.{name}"), msg);
+            continue;
+        }
+        let mut algorithms = Vec::new();
+        if let Some(algs) = &s.algorithms {
+            for a in &algs.value {
+                match a.0.parse::<Algorithm>() {
+                    Ok(alg) => algorithms.push(alg),
+                    Err(_) => {
+                        let msg = format!("unknown algorithm \"{a}\" (\"none\" is never allowed)");
+                        c.err(algs, at("algorithms"), msg);
+                    }
+                }
+            }
+        }
+        let rules = ClaimRules {
+            issuer: s
+                .issuer
+                .as_ref()
+                .map(|i| i.0.iter().map(|t| t.0.clone()).collect()),
+            audience: s
+                .audience
+                .as_ref()
+                .map(|a| a.0.iter().map(|t| t.0.clone()).collect()),
+            leeway: s.leeway.map_or(Duration::from_secs(30), |d| d.0),
+        };
+        // The kind of key decides which algorithms may ever be used with it.
+        let (source, kind, default_algs): (KeySource, &str, Vec<Algorithm>) = if let Some(secret) =
+            &s.secret
+        {
+            if secret.0.len() < 16 {
+                c.err(
+                    spec,
+                    at("secret"),
+                    "an HMAC secret must be at least 16 bytes",
+                );
+            }
+            (
+                KeySource::Static(DecodingKey::from_secret(secret.0.as_bytes())),
+                "hmac",
+                vec![Algorithm::HS256],
+            )
+        } else if s.public_key_pem.is_some() || s.public_key_file.is_some() {
+            let pem = match (&s.public_key_pem, &s.public_key_file) {
+                (Some(p), _) => Ok(p.0.clone().into_bytes()),
+                (None, Some(f)) => std::fs::read(&f.0)
+                    .map_err(|e| format!("cannot read public_key_file \"{f}\": {e}")),
+                (None, None) => Err(String::new()),
+            };
+            let field = if s.public_key_pem.is_some() {
+                "public_key_pem"
+            } else {
+                "public_key_file"
+            };
+            match pem.and_then(|p| pem_key(&p).map(|(k, algs)| (k, algs, pem_family(&p)))) {
+                Ok((key, algs, fam)) => (KeySource::Static(key), fam.unwrap_or("unknown"), algs),
+                Err(e) => {
+                    c.err(spec, at(field), e);
+                    continue;
+                }
+            }
+        } else {
+            let every = s.refresh.map_or(Duration::from_secs(600), |d| d.0);
+            let min = s.min_refresh.map_or(Duration::from_secs(30), |d| d.0);
+            let source = if let Some(url) = &s.jwks_url {
+                let uri = match url.0.parse::<http::Uri>() {
+                    Ok(u)
+                        if u.scheme_str() == Some("https")
+                            || (u.scheme_str() == Some("http") && loopback_host(&u)) =>
+                    {
+                        u
+                    }
+                    _ => {
+                        let msg = format!("invalid jwks_url \"{url}\": expected https://… (http only for loopback hosts)");
+                        c.err(spec, at("jwks_url"), msg);
+                        continue;
+                    }
+                };
+                let ca = s
+                    .jwks_ca_file
+                    .as_ref()
+                    .map(|f| std::path::PathBuf::from(&f.0));
+                match JwksCache::client(ca.as_deref()) {
+                    Ok(client) => JwksSource::Url {
+                        uri,
+                        client: Box::new(client),
+                    },
+                    Err(e) => {
+                        c.err(spec, at("jwks_ca_file"), e);
+                        continue;
+                    }
+                }
+            } else {
+                let f = s
+                    .jwks_file
+                    .as_ref()
+                    .map(|f| f.0.clone())
+                    .unwrap_or_default();
+                JwksSource::File(f.into())
+            };
+            let cache = Arc::new(JwksCache::new(name.clone(), source, every, min));
+            (KeySource::Jwks(cache), "jwks", ASYMMETRIC.to_vec())
+        };
+        if algorithms.is_empty() {
+            algorithms = default_algs;
+        }
+        for alg in &algorithms {
+            let ok = match kind {
+                "jwks" => family(*alg) != "hmac",
+                k => family(*alg) == k,
+            };
+            if !ok {
+                let msg =
+                    format!("algorithm {alg:?} cannot be used with this key set's {kind} key");
+                match &s.algorithms {
+                    Some(a) => c.err(a, at("algorithms"), msg),
+                    None => c.err(spec, at("algorithms"), msg),
+                }
+            }
+        }
+        keysets.insert(
+            name.clone(),
+            Arc::new(KeySet::new(name.clone(), source, algorithms, &rules)),
+        );
+    }
+
+    let default_keys = match &raw.defaults.keys {
+        Some(k) if !keysets.contains_key(&k.value.0) => {
+            let msg = format!("unknown key set \"{}\"", k.value);
+            c.err(k, "defaults.keys", msg);
+            None
+        }
+        Some(k) => Some(k.value.0.clone()),
+        None if keysets.len() == 1 => keysets.keys().next().cloned(),
+        None => None,
+    };
+
+    let mut proxies = Vec::new();
+    for (i, p) in raw.trust.proxies.iter().enumerate() {
+        let text = p.value.trim();
+        let parsed = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => proxies.push(net),
+            Err(_) => {
+                let msg = format!("invalid CIDR \"{text}\": expected e.g. 10.0.0.0/8 or 192.0.2.1");
+                c.err(p, format!("trust.proxies[{i}]"), msg);
+            }
+        }
+    }
+    let fingerprinter = raw.trust.fingerprint_key.as_ref().and_then(|k| {
+        if k.value.0.len() < 16 {
+            c.err(
+                k,
+                "trust.fingerprint_key",
+                "the fingerprint key must be at least 16 bytes",
+            );
+            None
+        } else {
+            Some(Fingerprinter::new(k.value.0.as_bytes()))
+        }
+    });
+    Identity {
+        keysets,
+        default_keys,
+        fingerprinter,
+        trusted: TrustedProxies(proxies),
+    }
+}
+
+/// `tokens:` of a route: where tokens are presented and issued, checked against the identity
+/// config (recording tokens needs the fingerprint key).
+pub(super) fn token_rule(
+    c: &mut Checker<'_>,
+    r: &crate::config::model::Route,
+    at: &str,
+    identity: &Identity,
+) -> crate::classify::TokenRule {
+    use crate::classify::{TokenLocation, TokenRule};
+    let Some(spec) = &r.tokens else {
+        return TokenRule {
+            bearer: identity.fingerprinter.is_some(),
+            ..TokenRule::default()
+        };
+    };
+    let t = &spec.value;
+    if identity.fingerprinter.is_none() {
+        c.err(spec, at, "recording tokens needs trust.fingerprint_key (tokens are stored by keyed fingerprint only)");
+    }
+    let mut pointers = |list: &[crate::config::types::Text], issued: bool| -> Vec<TokenLocation> {
+        let mut out = Vec::new();
+        for p in list {
+            if !p.0.starts_with('/') {
+                let msg = format!("invalid JSON pointer \"{p}\": must start with \"/\"");
+                c.err(spec, at, msg);
+                continue;
+            }
+            out.push(if issued {
+                TokenLocation::ResponseBody(p.0.clone())
+            } else {
+                TokenLocation::RequestBody(p.0.clone())
+            });
+        }
+        out
+    };
+    let issued = pointers(&t.issued, true);
+    let presented = pointers(&t.presented, false);
+    let keys = t.keys.as_ref().map(|k| k.0.clone());
+    if let Some(k) = &keys {
+        if !identity.keysets.contains_key(k) {
+            c.err(
+                spec,
+                format!("{at}.keys"),
+                format!("unknown key set \"{k}\""),
+            );
+        }
+    }
+    TokenRule {
+        presented,
+        issued,
+        bearer: t.bearer.unwrap_or(true) && identity.fingerprinter.is_some(),
+        keys,
+    }
+}
+
+/// Claim sources must name a key set that exists (or there must be a default one): a claim is
+/// only ever taken from a verified token.
+pub(super) fn check_claim_sources(
+    c: &mut Checker<'_>,
+    r: &crate::config::model::Route,
+    route: &crate::classify::Route,
+    at: &str,
+    identity: &Identity,
+) {
+    use crate::classify::Source;
+    let target = route
+        .target
+        .iter()
+        .flat_map(|t| t.from.iter().chain(&t.display));
+    let captures = route.capture.iter().flat_map(|(_, s)| s.iter());
+    for s in route
+        .actor
+        .iter()
+        .chain(&route.app)
+        .chain(target)
+        .chain(captures)
+    {
+        if let Source::Claim { keys, .. } = s {
+            let msg = match keys {
+                Some(k) if !identity.keysets.contains_key(k) => format!("unknown key set \"{k}\" in {}", s.label()),
+                None if identity.keyset(None).is_none() => format!(
+                    "{} needs a key set to verify the token: add one under keys (and defaults.keys when there are several)",
+                    s.label()
+                ),
+                _ => continue,
+            };
+            c.err(&r.id, at, msg);
+        }
+    }
+}

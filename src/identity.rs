@@ -1,0 +1,256 @@
+//! Who acted, in which app, proven. This module owns JWT verification against the configured
+//! key sets (HMAC secrets, PEM public keys, JWKS), token fingerprints, and the client address
+//! as seen through trusted proxies.
+//!
+//! It never stores or logs a token: callers get a [`CheckedToken`] with a keyed fingerprint and
+//! the claims, and the raw token stays with the request that carried it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+pub mod client_ip;
+pub mod jwks;
+pub mod keys;
+pub mod require;
+
+pub use client_ip::TrustedProxies;
+pub use keys::KeySet;
+
+/// Longest token we look at; anything longer is `malformed` without being parsed.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Why a token did not verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Invalid {
+    Expired,
+    NotYetValid,
+    BadSignature,
+    UnknownKey,
+    WrongIssuer,
+    WrongAudience,
+    Malformed,
+    AlgNotAllowed,
+    /// The key set could not be loaded (JWKS unreachable and nothing cached): not the token's fault.
+    KeysUnavailable,
+}
+
+impl Invalid {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Invalid::Expired => "expired",
+            Invalid::NotYetValid => "not_yet_valid",
+            Invalid::BadSignature => "bad_signature",
+            Invalid::UnknownKey => "unknown_key",
+            Invalid::WrongIssuer => "wrong_issuer",
+            Invalid::WrongAudience => "wrong_audience",
+            Invalid::Malformed => "malformed",
+            Invalid::AlgNotAllowed => "alg_not_allowed",
+            Invalid::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A token after inspection. Holds no part of the token itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedToken {
+    /// HMAC-SHA-256 of the token under the fingerprint key, lowercase hex.
+    pub fingerprint: String,
+    /// The claims: verified when `verified`, else as the token claims them (or empty when the
+    /// token is opaque or unreadable).
+    pub claims: Map<String, Value>,
+    pub is_jwt: bool,
+    pub verified: bool,
+    /// Set when the token is a JWT that failed verification.
+    pub invalid: Option<Invalid>,
+}
+
+impl CheckedToken {
+    /// A claim by name (`sub`) or JSON pointer (`/ext/app`).
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        if let Some(pointer) = name.strip_prefix('/') {
+            let mut cur: Option<&Value> = None;
+            for (i, part) in pointer.split('/').enumerate() {
+                let part = part.replace("~1", "/").replace("~0", "~");
+                cur = if i == 0 {
+                    self.claims.get(&part)
+                } else {
+                    cur.and_then(|v| v.get(&part))
+                };
+            }
+            cur
+        } else {
+            self.claims.get(name)
+        }
+    }
+
+    pub fn claim_str(&self, name: &str) -> Option<String> {
+        match self.claim(name)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Array(a) => a.first().and_then(|v| v.as_str()).map(str::to_string),
+            _ => None,
+        }
+    }
+
+    pub fn claim_i64(&self, name: &str) -> Option<i64> {
+        self.claims.get(name).and_then(Value::as_i64)
+    }
+}
+
+/// Keyed fingerprints: HMAC-SHA-256, so a fingerprint cannot be reversed or brute-forced without
+/// the key, yet anyone holding the key and a token can compute its fingerprint.
+#[derive(Clone)]
+pub struct Fingerprinter {
+    key: aws_lc_rs::hmac::Key,
+}
+
+impl fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fingerprinter(..)")
+    }
+}
+
+impl Fingerprinter {
+    pub fn new(key: &[u8]) -> Fingerprinter {
+        Fingerprinter {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
+        }
+    }
+
+    pub fn fingerprint(&self, token: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.key, token.as_bytes());
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The verified-identity configuration the proxy runs with.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    pub keysets: HashMap<String, Arc<KeySet>>,
+    /// Key set used where a source or route names none.
+    pub default_keys: Option<String>,
+    pub fingerprinter: Option<Fingerprinter>,
+    pub trusted: TrustedProxies,
+}
+
+impl Identity {
+    /// The key set named `name`, or the default one.
+    pub fn keyset(&self, name: Option<&str>) -> Option<&Arc<KeySet>> {
+        self.keysets.get(name.or(self.default_keys.as_deref())?)
+    }
+
+    /// Inspect a token: fingerprint, claims, and (with a key set) verification. Waits for a
+    /// JWKS refresh when the token names a key the cache does not have.
+    pub async fn check(&self, token: &str, keys: Option<&str>) -> CheckedToken {
+        let ks = self.keyset(keys);
+        let mut checked = self.inspect(token);
+        if let (Some(ks), true) = (ks, checked.is_jwt) {
+            apply(&mut checked, ks.verify(token).await);
+        }
+        checked
+    }
+
+    /// Like [`check`](Self::check) without waiting: an unknown key triggers a background
+    /// refresh and is reported as `unknown_key`.
+    pub fn check_now(&self, token: &str, keys: Option<&str>) -> CheckedToken {
+        let ks = self.keyset(keys);
+        let mut checked = self.inspect(token);
+        if let (Some(ks), true) = (ks, checked.is_jwt) {
+            apply(&mut checked, ks.verify_cached(token));
+        }
+        checked
+    }
+
+    fn inspect(&self, token: &str) -> CheckedToken {
+        let fingerprint = self
+            .fingerprinter
+            .as_ref()
+            .map(|f| f.fingerprint(token))
+            .unwrap_or_default();
+        let claims = unverified_claims(token);
+        CheckedToken {
+            fingerprint,
+            is_jwt: claims.is_some(),
+            claims: claims.unwrap_or_default(),
+            verified: false,
+            invalid: None,
+        }
+    }
+}
+
+fn apply(checked: &mut CheckedToken, result: Result<Map<String, Value>, Invalid>) {
+    match result {
+        Ok(claims) => {
+            checked.claims = claims;
+            checked.verified = true;
+        }
+        Err(why) => checked.invalid = Some(why),
+    }
+}
+
+/// The payload of a compact JWS read without checking anything — for recording what an invalid
+/// token claimed (marked unverified), never for trusting it. `None` for anything not shaped
+/// like a JWT.
+pub fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header: Value = serde_json::from_slice(&b64.decode(h).ok()?).ok()?;
+    header.get("alg")?;
+    match serde_json::from_slice(&b64.decode(p).ok()?).ok()? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// Token kind from where it was found (`/refresh_token` → refresh) or its own claims.
+pub fn token_kind(location: &str, checked: &CheckedToken) -> String {
+    let l = location.to_ascii_lowercase();
+    for (needle, kind) in [
+        ("refresh", "refresh"),
+        ("id_token", "id"),
+        ("access", "access"),
+    ] {
+        if l.contains(needle) {
+            return kind.to_string();
+        }
+    }
+    for claim in ["token_type", "typ", "token_use"] {
+        if let Some(v) = checked.claim_str(claim) {
+            let v = v.to_ascii_lowercase();
+            if v.contains("refresh") {
+                return "refresh".into();
+            }
+            if v.contains("access") || v == "at+jwt" {
+                return "access".into();
+            }
+            if v == "id" {
+                return "id".into();
+            }
+        }
+    }
+    if l == "bearer" {
+        return "access".into();
+    }
+    "token".into()
+}
+
+#[cfg(test)]
+mod tests;

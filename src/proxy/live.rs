@@ -1,0 +1,154 @@
+//! Live reload: the proxy a request is served by is swapped whole when the config is re-read
+//! (SIGHUP or the admin API). A request keeps the snapshot it started with, so nothing in flight
+//! changes under it and no connection is dropped; an invalid new config is rejected with its
+//! errors and the running one stays.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::task::JoinHandle;
+
+use super::coverage::Coverage;
+use super::Proxy;
+use crate::config::{self, Config};
+use crate::pipeline::Pipeline;
+
+/// The current proxy and what reloading needs.
+pub struct Live {
+    current: RwLock<Arc<Proxy>>,
+    pipeline: Pipeline,
+    coverage: Arc<Coverage>,
+    jwks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What a successful reload changed.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Reloaded {
+    pub file: String,
+    pub routes: usize,
+    /// Settings that only take effect after a restart and were left as they were.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl Live {
+    /// Start serving `cfg`: its key sets are loaded first (see [`Live::keys_ready`]).
+    pub async fn start(cfg: Arc<Config>, pipeline: Pipeline, coverage: Arc<Coverage>) -> Live {
+        let jwks = keys_ready(&cfg).await;
+        let proxy = Arc::new(Proxy::new(cfg, pipeline.clone(), coverage.clone()));
+        Live {
+            current: RwLock::new(proxy),
+            pipeline,
+            coverage,
+            jwks: Mutex::new(jwks),
+        }
+    }
+
+    /// The proxy new requests are served by.
+    pub fn proxy(&self) -> Arc<Proxy> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.proxy().cfg.clone()
+    }
+
+    /// Re-read the config file; on success new requests use it. Listener, admin listener,
+    /// store and TLS listener settings need a restart and are kept (and reported).
+    pub async fn reload(&self) -> Result<Reloaded, config::Error> {
+        let old = self.config();
+        let mut new = config::load_file(&old.file)?;
+        let mut needs_restart = Vec::new();
+        if new.listen != old.listen {
+            needs_restart.push("listen");
+            new.listen = old.listen;
+        }
+        if new.admin_listen != old.admin_listen {
+            needs_restart.push("admin.listen");
+            new.admin_listen = old.admin_listen;
+        }
+        if new.store != old.store {
+            needs_restart.push("store");
+            new.store = old.store.clone();
+        }
+        if new.tls.is_some() != old.tls.is_some() {
+            needs_restart.push("tls");
+        }
+        new.tls = old.tls.clone();
+        new.max_connections = old.max_connections;
+        let new = Arc::new(new);
+        let jwks = keys_ready(&new).await;
+        let proxy = Arc::new(Proxy::new(
+            new.clone(),
+            self.pipeline.clone(),
+            self.coverage.clone(),
+        ));
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = proxy;
+        let old_jwks = std::mem::replace(
+            &mut *self.jwks.lock().unwrap_or_else(|e| e.into_inner()),
+            jwks,
+        );
+        for t in old_jwks {
+            t.abort();
+        }
+        let done = Reloaded {
+            file: new.file.clone(),
+            routes: new.routes.routes.len(),
+            needs_restart,
+        };
+        tracing::info!(file = %done.file, routes = done.routes, needs_restart = ?done.needs_restart, "config reloaded");
+        Ok(done)
+    }
+
+    /// Reload, logging the outcome (for SIGHUP).
+    pub async fn reload_logged(&self) {
+        if let Err(e) = self.reload().await {
+            tracing::error!(errors = %e, "config reload rejected; the running config stays");
+        }
+    }
+
+    /// Stop the JWKS refresh schedules (at shutdown).
+    pub fn stop(&self) {
+        for t in self
+            .jwks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}
+
+/// Load every JWKS of `cfg` (a failure is logged; tokens then read `keys_unavailable` until a
+/// refresh succeeds) and start their refresh schedules.
+async fn keys_ready(cfg: &Config) -> Vec<JoinHandle<()>> {
+    let mut schedules = Vec::new();
+    for ks in cfg.identity.keysets.values() {
+        if let Some(cache) = ks.jwks() {
+            cache.refresh().await;
+            schedules.push(cache.spawn_schedule());
+        }
+    }
+    schedules
+}
+
+/// Reload on every SIGHUP until the task is aborted.
+#[cfg(unix)]
+pub fn spawn_sighup(live: Arc<Live>) -> JoinHandle<()> {
+    // Registered before returning: a SIGHUP that arrives once serving has begun never falls
+    // back to the default action (terminating the process).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    tokio::spawn(async move {
+        let Ok(mut hup) = hup else {
+            tracing::error!("cannot listen for SIGHUP: reload only through the admin API");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            live.reload_logged().await;
+        }
+    })
+}

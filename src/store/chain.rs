@@ -1,0 +1,587 @@
+//! Tamper evidence: the hash chain that links each appended event to the one before it in its
+//! instance's chain, and the Ed25519-signed checkpoints that pin a chain's head.
+//!
+//! This module owns the versioned encodings (what a hash and a signature cover) and the
+//! backend-neutral steps of `append`, `checkpoint` and `purge_before`, written once against
+//! [`ChainTx`], which each backend implements on its own write transaction. Links are assigned
+//! *inside* that transaction, after reading the chain's head under the store's write lock, so a
+//! chain can never fork, a retried or replayed batch never leaves a hole, and seq order within a
+//! chain is link order. It must never decide whether or when to write: that is the pipeline's.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::sql::{Encoded, Row};
+use super::Error;
+use crate::event::{unix_millis, AuditEvent, ChainLink};
+
+/// `prev_hash` of a chain's first link.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Prefix of every link hash's input; a new encoding gets a new version.
+const LINK_V1: &str = "authtrail.chain.v1";
+/// Prefix of every checkpoint signature's input.
+const CHECKPOINT_V1: &str = "authtrail.checkpoint.v1";
+
+/// The canonical encoding of a JSON value: objects with their keys sorted (by UTF-8 bytes), no
+/// whitespace, strings escaped as serde_json does, and numbers normalised so that a value reads
+/// back the same from SQLite text and PostgreSQL `jsonb` (which rewrites `1e18` as
+/// `1000000000000000000`): an integral float below 2^64 in magnitude is written as an integer.
+pub fn canonical(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.is_finite() && f.fract() == 0.0 && f.abs() < 1.8e19 => {
+                out.push_str(&(f as i128).to_string())
+            }
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::String(s) => push_json_str(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_str(k, out);
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// `s` as a JSON string, escaped exactly as serde_json escapes it.
+fn push_json_str(s: &str, out: &mut String) {
+    let mut buf = Vec::with_capacity(s.len() + 2);
+    if serde_json::to_writer(&mut buf, s).is_ok() {
+        out.push_str(&String::from_utf8_lossy(&buf));
+    }
+}
+
+/// Whether serde_json writes `v` exactly as [`canonical`] does: its maps iterate in sorted key
+/// order (serde_json without `preserve_order`, checked once at run time) and it holds no
+/// integral float. Then the stored body *is* the canonical encoding and need not be built twice.
+pub(crate) fn serializes_canonically(v: &Value) -> bool {
+    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let sorted = *SORTED.get_or_init(|| {
+        let mut m = serde_json::Map::new();
+        m.insert("b".into(), Value::Null);
+        m.insert("a".into(), Value::Null);
+        m.keys().next().map(String::as_str) == Some("a")
+    });
+    fn plain(v: &Value) -> bool {
+        match v {
+            Value::Number(n) => !(n.is_f64() && n.as_f64().is_some_and(|f| f.fract() == 0.0)),
+            Value::Array(items) => items.iter().all(plain),
+            Value::Object(map) => map.values().all(plain),
+            Value::Null | Value::Bool(_) | Value::String(_) => true,
+        }
+    }
+    sorted && plain(v)
+}
+
+/// The canonical encoding a stored body's hash covers: the body without `seq` and `chain`.
+pub fn canonical_body(body: &str) -> Result<String, serde_json::Error> {
+    let mut v: Value = serde_json::from_str(body)?;
+    if let Value::Object(map) = &mut v {
+        map.remove("seq");
+        map.remove("chain");
+    }
+    Ok(canonical(&v))
+}
+
+/// The hash of link `n` of `instance`'s chain: SHA-256 over
+/// `authtrail.chain.v1 \n instance \n n \n prev_hash \n canonical(event)`, hex.
+pub fn link_hash(instance: &str, n: i64, prev_hash: &str, canonical_event: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [LINK_V1, instance, &n.to_string(), prev_hash] {
+        h.update(part.as_bytes());
+        h.update(b"\n");
+    }
+    h.update(canonical_event.as_bytes());
+    hex(&h.finalize())
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// Bytes of a hex string, `None` unless it is even-length hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Whether `id` may name a chain: 1-64 characters of `A-Z a-z 0-9 . _ : -`.
+pub fn valid_instance_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// The newest link of a chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    pub n: i64,
+    pub hash: String,
+}
+
+/// What an append did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Events newly stored (the rest were already there, by id).
+    pub inserted: u64,
+    /// The chain's head after the append; `None` when the chain is still empty.
+    pub head: Option<ChainHead>,
+}
+
+/// Why a checkpoint was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointKind {
+    /// Every `checkpoint.events` links or `checkpoint.interval`.
+    Periodic,
+    /// When the writer stops.
+    Shutdown,
+    /// The boundary left by `purge_before`: links up to `to_n` were deleted.
+    Purge,
+}
+
+impl CheckpointKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointKind::Periodic => "periodic",
+            CheckpointKind::Shutdown => "shutdown",
+            CheckpointKind::Purge => "purge",
+        }
+    }
+}
+
+/// A signed statement about a chain segment `(from_n, to_n]`: how many links it held, their time
+/// range, and the hash of its last link. Stored in the trail's `checkpoints` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub version: u32,
+    pub kind: CheckpointKind,
+    pub instance: String,
+    /// The segment starts after this link (0: the chain's start).
+    pub from_n: i64,
+    /// The chain head this checkpoint pins.
+    pub to_n: i64,
+    /// `hash` of link `to_n`.
+    pub head_hash: String,
+    /// Event id of link `to_n`.
+    pub head_id: String,
+    /// Links of the segment present when signed (for a purge: deleted).
+    pub count: i64,
+    /// Earliest and latest event time in the segment, Unix milliseconds.
+    pub first_time_ms: Option<i64>,
+    pub last_time_ms: Option<i64>,
+    /// For a purge: events of the segment were older than this (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_before_ms: Option<i64>,
+    pub created_ms: i64,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    /// Ed25519 signature over the checkpoint's canonical encoding without this field, hex.
+    #[serde(default)]
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// What the signature covers.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature = String::new();
+        let mut v = serde_json::to_value(&unsigned).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut v {
+            map.remove("signature");
+        }
+        format!("{CHECKPOINT_V1}\n{}", canonical(&v)).into_bytes()
+    }
+
+    /// Check the signature against the public key it names.
+    pub fn signature_valid(&self) -> bool {
+        let (Some(pk), Some(sig)) = (unhex(&self.public_key), unhex(&self.signature)) else {
+            return false;
+        };
+        UnparsedPublicKey::new(&signature::ED25519, pk)
+            .verify(&self.signed_bytes(), &sig)
+            .is_ok()
+    }
+}
+
+/// The Ed25519 key checkpoints are signed with. Its `Debug` shows the public key only.
+#[derive(Clone)]
+pub struct Signer {
+    key: Arc<Ed25519KeyPair>,
+    public_hex: String,
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signer(public_key: {})", self.public_hex)
+    }
+}
+
+impl PartialEq for Signer {
+    fn eq(&self, other: &Signer) -> bool {
+        self.public_hex == other.public_hex
+    }
+}
+impl Eq for Signer {}
+
+impl Signer {
+    /// A signer from a 32-byte Ed25519 seed written as 64 hex characters. The error never
+    /// repeats the key.
+    pub fn from_hex_seed(seed: &str) -> Result<Signer, String> {
+        let bytes = unhex(seed)
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| "expected 64 hex characters (an Ed25519 seed)".to_string())?;
+        let key = Ed25519KeyPair::from_seed_unchecked(&bytes)
+            .map_err(|_| "not a usable Ed25519 seed".to_string())?;
+        let public_hex = hex(key.public_key().as_ref());
+        Ok(Signer {
+            key: Arc::new(key),
+            public_hex,
+        })
+    }
+
+    /// A new random key: (seed as hex, signer).
+    pub fn generate() -> Result<(String, Signer), String> {
+        let mut seed = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut seed).map_err(|_| "no randomness available".to_string())?;
+        let seed_hex = hex(&seed);
+        let signer = Signer::from_hex_seed(&seed_hex)?;
+        Ok((seed_hex, signer))
+    }
+
+    /// The public key, hex: what `verify` trusts.
+    pub fn public_key_hex(&self) -> &str {
+        &self.public_hex
+    }
+
+    /// Set `cp.public_key` and sign it.
+    pub fn sign(&self, cp: &mut Checkpoint) {
+        cp.public_key = self.public_hex.clone();
+        cp.signature = String::new();
+        cp.signature = hex(self.key.sign(&cp.signed_bytes()).as_ref());
+    }
+}
+
+/// Counts and time range of a chain segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub count: i64,
+    pub min_time_ms: Option<i64>,
+    pub max_time_ms: Option<i64>,
+}
+
+/// Per chain, what `purge_before` needs: its newest link, and its first link at or after the
+/// purge time (`None` when every link is older).
+#[derive(Clone, Debug)]
+pub struct PurgePlan {
+    pub instance: String,
+    pub max_n: i64,
+    pub first_kept_n: Option<i64>,
+}
+
+/// The statements a backend runs inside its write transaction (which holds the store's write
+/// lock) so that the steps below can be written once.
+#[async_trait]
+pub(crate) trait ChainTx: Send {
+    async fn existing_ids(&mut self, ids: &[Uuid]) -> Result<HashSet<Uuid>, Error>;
+    async fn head(&mut self, instance: &str) -> Result<Option<ChainHead>, Error>;
+    async fn insert_rows(&mut self, rows: Vec<Row>) -> Result<u64, Error>;
+    /// Highest `to_n` among the chain's checkpoints (only purge boundaries when `purge_only`).
+    async fn max_checkpoint_to(
+        &mut self,
+        instance: &str,
+        purge_only: bool,
+    ) -> Result<Option<i64>, Error>;
+    /// Links `(from_n, to_n]` of the chain.
+    async fn segment(&mut self, instance: &str, from_n: i64, to_n: i64) -> Result<Segment, Error>;
+    /// Event id and hash of link `n`.
+    async fn link_at(&mut self, instance: &str, n: i64) -> Result<Option<(String, String)>, Error>;
+    async fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), Error>;
+    async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error>;
+    /// Delete the chain's links up to and including `n`; returns how many.
+    async fn delete_through(&mut self, instance: &str, n: i64) -> Result<u64, Error>;
+    /// Delete events without a chain link older than `before_ms`; returns how many.
+    async fn delete_unchained_before(&mut self, before_ms: i64) -> Result<u64, Error>;
+}
+
+/// Append `events` to `instance`'s chain: skip ids already stored (and repeats within the
+/// batch), link the rest after the chain's head in order, insert them.
+pub(crate) async fn append<T: ChainTx>(
+    tx: &mut T,
+    instance: &str,
+    encoded: &[Encoded],
+) -> Result<Appended, Error> {
+    let ids: Vec<Uuid> = encoded.iter().map(|e| e.uuid).collect();
+    let mut seen = tx.existing_ids(&ids).await?;
+    let mut head = tx.head(instance).await?;
+    let mut rows = Vec::with_capacity(encoded.len());
+    for e in encoded {
+        if !seen.insert(e.uuid) {
+            continue;
+        }
+        let (n, prev) = match &head {
+            Some(h) => (h.n + 1, h.hash.clone()),
+            None => (1, GENESIS.to_string()),
+        };
+        let hash = link_hash(instance, n, &prev, e.canonical());
+        rows.push(e.linked(ChainLink {
+            instance: instance.to_string(),
+            n,
+            prev_hash: prev,
+            hash: hash.clone(),
+        })?);
+        head = Some(ChainHead { n, hash });
+    }
+    let inserted = if rows.is_empty() {
+        0
+    } else {
+        tx.insert_rows(rows).await?
+    };
+    Ok(Appended { inserted, head })
+}
+
+/// Sign and store a checkpoint of `instance`'s chain covering the links since its last
+/// checkpoint. `None` when there is nothing new to cover.
+pub(crate) async fn checkpoint<T: ChainTx>(
+    tx: &mut T,
+    instance: &str,
+    kind: CheckpointKind,
+    signer: &Signer,
+) -> Result<Option<Checkpoint>, Error> {
+    let Some(head) = tx.head(instance).await? else {
+        return Ok(None);
+    };
+    let from_n = tx.max_checkpoint_to(instance, false).await?.unwrap_or(0);
+    if head.n <= from_n {
+        return Ok(None);
+    }
+    let seg = tx.segment(instance, from_n, head.n).await?;
+    let head_id = tx
+        .link_at(instance, head.n)
+        .await?
+        .map(|(id, _)| id)
+        .unwrap_or_default();
+    let mut cp = Checkpoint {
+        version: 1,
+        kind,
+        instance: instance.to_string(),
+        from_n,
+        to_n: head.n,
+        head_hash: head.hash,
+        head_id,
+        count: seg.count,
+        first_time_ms: seg.min_time_ms,
+        last_time_ms: seg.max_time_ms,
+        purged_before_ms: None,
+        created_ms: unix_millis(crate::event::now_millis()),
+        public_key: String::new(),
+        signature: String::new(),
+    };
+    signer.sign(&mut cp);
+    tx.insert_checkpoint(&cp).await?;
+    Ok(Some(cp))
+}
+
+/// What `purge_before` did.
+#[derive(Clone, Debug, Default)]
+pub struct PurgeReport {
+    /// Events deleted, chained or not.
+    pub deleted: u64,
+    /// The boundary checkpoints written, one per chain that lost links.
+    pub boundaries: Vec<Checkpoint>,
+}
+
+/// Delete, per chain, the longest prefix of links whose events are all older than `before`, and
+/// seal each cut with a signed purge checkpoint, so `verify` can still check the rest.
+pub(crate) async fn purge_before<T: ChainTx>(
+    tx: &mut T,
+    before: OffsetDateTime,
+    signer: &Signer,
+) -> Result<PurgeReport, Error> {
+    let before_ms = unix_millis(before);
+    let mut report = PurgeReport::default();
+    for plan in tx.purge_plans(before_ms).await? {
+        let cut = plan.first_kept_n.map_or(plan.max_n, |n| n - 1);
+        let from_n = tx
+            .max_checkpoint_to(&plan.instance, true)
+            .await?
+            .unwrap_or(0);
+        if cut <= from_n {
+            continue;
+        }
+        let Some((head_id, head_hash)) = tx.link_at(&plan.instance, cut).await? else {
+            // The link the boundary would pin is missing: keep the evidence for `verify`.
+            tracing::warn!(chain = %plan.instance, n = cut, "purge skipped a chain: its cut link is missing");
+            continue;
+        };
+        let seg = tx.segment(&plan.instance, from_n, cut).await?;
+        let mut cp = Checkpoint {
+            version: 1,
+            kind: CheckpointKind::Purge,
+            instance: plan.instance.clone(),
+            from_n,
+            to_n: cut,
+            head_hash,
+            head_id,
+            count: seg.count,
+            first_time_ms: seg.min_time_ms,
+            last_time_ms: seg.max_time_ms,
+            purged_before_ms: Some(before_ms),
+            created_ms: unix_millis(crate::event::now_millis()),
+            public_key: String::new(),
+            signature: String::new(),
+        };
+        signer.sign(&mut cp);
+        tx.insert_checkpoint(&cp).await?;
+        report.deleted += tx.delete_through(&plan.instance, cut).await?;
+        report.boundaries.push(cp);
+    }
+    report.deleted += tx.delete_unchained_before(before_ms).await?;
+    Ok(report)
+}
+
+/// The canonical encoding of an event as its chain hash covers it.
+pub fn canonical_event(event: &AuditEvent) -> Result<String, serde_json::Error> {
+    let mut bare = event.clone();
+    bare.seq = None;
+    bare.chain = None;
+    Ok(canonical(&serde_json::to_value(&bare)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn canonical_sorts_keys_and_normalises_numbers() {
+        let v = json!({"b": [1, 2.5, 1e18, -3.0], "a": {"z": null, "y": "é\"\n"}});
+        assert_eq!(
+            canonical(&v),
+            r#"{"a":{"y":"é\"\n","z":null},"b":[1,2.5,1000000000000000000,-3]}"#
+        );
+    }
+
+    #[test]
+    fn canonical_reads_back_the_same_from_a_rewritten_body() {
+        // What jsonb may hand back for what serde_json wrote.
+        let written = r#"{"details":{"big":1e18,"f":100000.0,"tiny":1e-7},"id":"x"}"#;
+        let rewritten = r#"{"id": "x", "details": {"f": 100000.0, "big": 1000000000000000000, "tiny": 0.0000001}}"#;
+        assert_eq!(
+            canonical_body(written).unwrap(),
+            canonical_body(rewritten).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_plain_body_is_its_own_canonical_encoding() {
+        let v = json!({"b": {"y": [1, 2.5, "x\u{1}\"é"], "x": null}, "a": true});
+        assert!(serializes_canonically(&v));
+        assert_eq!(serde_json::to_string(&v).unwrap(), canonical(&v));
+        assert!(!serializes_canonically(&json!({"a": [1.0]})));
+    }
+
+    #[test]
+    fn link_hash_covers_every_input() {
+        let base = link_hash("a", 1, GENESIS, "{}");
+        assert_eq!(base.len(), 64);
+        assert_ne!(base, link_hash("b", 1, GENESIS, "{}"));
+        assert_ne!(base, link_hash("a", 2, GENESIS, "{}"));
+        assert_ne!(base, link_hash("a", 1, &"1".repeat(64), "{}"));
+        assert_ne!(base, link_hash("a", 1, GENESIS, "{ }"));
+    }
+
+    #[test]
+    fn checkpoints_sign_and_verify() {
+        let (seed, signer) = Signer::generate().unwrap();
+        assert_eq!(seed.len(), 64);
+        let mut cp = Checkpoint {
+            version: 1,
+            kind: CheckpointKind::Periodic,
+            instance: "a".into(),
+            from_n: 0,
+            to_n: 3,
+            head_hash: GENESIS.into(),
+            head_id: "id".into(),
+            count: 3,
+            first_time_ms: Some(1),
+            last_time_ms: Some(2),
+            purged_before_ms: None,
+            created_ms: 5,
+            public_key: String::new(),
+            signature: String::new(),
+        };
+        signer.sign(&mut cp);
+        assert!(cp.signature_valid());
+        let mut forged = cp.clone();
+        forged.to_n = 4;
+        assert!(!forged.signature_valid());
+        assert!(!format!("{signer:?}").contains(&seed));
+    }
+
+    #[test]
+    fn seeds_must_be_32_bytes_of_hex() {
+        assert!(Signer::from_hex_seed("abc").is_err());
+        assert!(Signer::from_hex_seed(&"zz".repeat(32)).is_err());
+        assert!(Signer::from_hex_seed(&"01".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn instance_ids() {
+        assert!(valid_instance_id("sidecar-a:8080"));
+        assert!(!valid_instance_id(""));
+        assert!(!valid_instance_id("a\nb"));
+        assert!(!valid_instance_id(&"a".repeat(65)));
+    }
+}

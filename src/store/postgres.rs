@@ -1,0 +1,577 @@
+//! The PostgreSQL backend: the shared store when many sidecars write one trail. Same tables,
+//! indexes and queries as SQLite (its own migrations in `migrations/postgres`; the query builder
+//! is shared, with `$n` placeholders); values are always bound, never interpolated.
+//!
+//! Seq order is commit order. An identity column hands out values when rows are inserted, not
+//! when they commit, so two concurrent writers could commit seq 11 before seq 10 and a cursor
+//! reader that saw 11 would skip 10 forever. Every append therefore first takes a
+//! transaction-scoped advisory lock (one per `events` table): appends from all writers are
+//! serialised for the few milliseconds of their insert and commit, and a reader that has seen
+//! seq N has seen everything below it. Reads never take the lock.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Postgres, Row as _};
+use time::OffsetDateTime;
+
+use super::chain::{self, ChainTx, PurgePlan, Segment};
+use super::sql::{self, dollar_placeholders, Row};
+use super::sqlite::{build_query, stats_query, Arg, Dialect};
+use super::{
+    Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeReport,
+    Query, Signer, StatsRow, StoredRow,
+};
+use crate::event::AuditEvent;
+
+/// Embedded migrations; versions match the SQLite ones that make the same change.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "events",
+        include_str!("../../migrations/postgres/0001_events.sql"),
+    ),
+    (
+        2,
+        "chain",
+        include_str!("../../migrations/postgres/0002_chain.sql"),
+    ),
+    (
+        3,
+        "query_plans",
+        include_str!("../../migrations/postgres/0003_query_plans.sql"),
+    ),
+];
+
+/// Connections for queries (the admin API, exports, verify).
+const READERS: u32 = 8;
+/// How long a query waits for a connection before failing (the store is down or saturated).
+const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections for writes: appends, checkpoints, purges. Their own pool, so queries never
+/// starve the writer, and a short wait, so an outage is noticed (and the spool used) quickly:
+/// while the server refuses connections, sqlx retries until this runs out.
+const WRITERS: u32 = 2;
+const WRITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Taken at the start of every append and purge; see the module docs.
+const LOCK_SQL: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('authtrail.events:' || 'events'::regclass::oid::text, 0))";
+
+const INSERT_SQL: &str = "INSERT INTO events (id, time_ms, type, stage, outcome, reason, app, \
+     actor_id, target_kind, target_id, route, status, ip, request_id, chain_instance, chain_n, \
+     chain_hash, body) \
+     SELECT id, time_ms, type, stage, outcome, reason, app, actor_id, target_kind, target_id, \
+     route, status, ip, request_id, chain_instance, chain_n, chain_hash, body::jsonb \
+     FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int8[], $13::text[], \
+     $14::text[], $15::text[], $16::int8[], $17::text[], $18::text[]) WITH ORDINALITY \
+     AS u(id, time_ms, type, stage, outcome, reason, app, actor_id, target_kind, target_id, \
+     route, status, ip, request_id, chain_instance, chain_n, chain_hash, body, ord) \
+     ORDER BY ord ON CONFLICT (id) DO NOTHING";
+
+/// An `EventStore` in a PostgreSQL database (the schema first on the connection's
+/// `search_path`).
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    writer: PgPool,
+    reader: PgPool,
+}
+
+impl PostgresStore {
+    /// Connect to `url` (`postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=...`) and bring the schema
+    /// up to date.
+    pub async fn open(url: &str) -> Result<PostgresStore, Error> {
+        let options = PgConnectOptions::from_str(url).map_err(Error::backend("open"))?;
+        PostgresStore::connect(options).await
+    }
+
+    /// Connect with explicit options (e.g. a `search_path` per test) and migrate.
+    pub async fn connect(options: PgConnectOptions) -> Result<PostgresStore, Error> {
+        let writer = PgPoolOptions::new()
+            .max_connections(WRITERS)
+            .acquire_timeout(WRITE_ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(Error::backend("open"))?;
+        migrator().run(&writer).await?;
+        let reader = PgPoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(READ_ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(PostgresStore { writer, reader })
+    }
+
+    /// Close the pools, waiting for checked-out connections to come back.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn begin_locked(&self, op: &'static str) -> Result<PgTx, Error> {
+        let mut tx = self.writer.begin().await.map_err(Error::backend(op))?;
+        sqlx::query(LOCK_SQL)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::backend(op))?;
+        Ok(PgTx(tx))
+    }
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+type PgQuery = sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>;
+
+/// The shared builder's `?` SQL, made PostgreSQL's: `$n` placeholders, and the jsonb body read
+/// back as text.
+fn bind_args(sql: String, args: Vec<Arg>) -> PgQuery {
+    let sql = dollar_placeholders(&sql).replacen(
+        "SELECT seq, id, body FROM",
+        "SELECT seq, id, body::text FROM",
+        1,
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for arg in args {
+        query = match arg {
+            Arg::Text(s) => query.bind(s),
+            Arg::Int(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+fn decode(row: &PgRow) -> Result<AuditEvent, Error> {
+    let seq: i64 = row.try_get(0).map_err(Error::backend("query"))?;
+    let body: &str = row.try_get(2).map_err(Error::backend("query"))?;
+    let mut event: AuditEvent = serde_json::from_str(body).map_err(|source| Error::Corrupt {
+        id: row.try_get::<String, _>(1).unwrap_or_default(),
+        source,
+    })?;
+    event.seq = Some(seq);
+    Ok(event)
+}
+
+/// Insert `rows` with one UNNEST statement, in order; returns the rows newly written.
+async fn insert_rows(conn: &mut sqlx::PgConnection, rows: Vec<Row>) -> Result<u64, Error> {
+    macro_rules! col {
+        ($field:ident) => {
+            rows.iter()
+                .map(|r| r.columns.$field.clone())
+                .collect::<Vec<_>>()
+        };
+    }
+    let q = sqlx::query(INSERT_SQL)
+        .bind(col!(id))
+        .bind(col!(time_ms))
+        .bind(col!(event_type))
+        .bind(col!(stage))
+        .bind(col!(outcome))
+        .bind(col!(reason))
+        .bind(col!(app))
+        .bind(col!(actor_id))
+        .bind(col!(target_kind))
+        .bind(col!(target_id))
+        .bind(col!(route))
+        .bind(col!(status))
+        .bind(col!(ip))
+        .bind(col!(request_id))
+        .bind(col!(chain_instance))
+        .bind(col!(chain_n))
+        .bind(col!(chain_hash))
+        .bind(rows.iter().map(|r| r.body.clone()).collect::<Vec<_>>());
+    Ok(q.execute(&mut *conn)
+        .await
+        .map_err(Error::backend("insert"))?
+        .rows_affected())
+}
+
+/// The columns `verify` reads, in [`stored_row`]'s order.
+const STORED_COLUMNS: &str = "seq, id, time_ms, type, stage, outcome, reason, app, actor_id, \
+     target_kind, target_id, route, status, ip, request_id, chain_instance, chain_n, chain_hash, \
+     body::text";
+
+fn stored_row(r: &PgRow) -> Result<StoredRow, Error> {
+    let get = || -> Result<StoredRow, sqlx::Error> {
+        Ok(StoredRow {
+            seq: r.try_get(0)?,
+            columns: Columns {
+                id: r.try_get(1)?,
+                time_ms: r.try_get(2)?,
+                event_type: r.try_get(3)?,
+                stage: r.try_get(4)?,
+                outcome: r.try_get(5)?,
+                reason: r.try_get(6)?,
+                app: r.try_get(7)?,
+                actor_id: r.try_get(8)?,
+                target_kind: r.try_get(9)?,
+                target_id: r.try_get(10)?,
+                route: r.try_get(11)?,
+                status: r.try_get(12)?,
+                ip: r.try_get(13)?,
+                request_id: r.try_get(14)?,
+                chain_instance: r.try_get(15)?,
+                chain_n: r.try_get(16)?,
+                chain_hash: r.try_get(17)?,
+            },
+            body: r.try_get(18)?,
+        })
+    };
+    get().map_err(Error::backend("verify"))
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn insert_batch(&self, events: &[AuditEvent]) -> Result<u64, Error> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let rows = events
+            .iter()
+            .map(sql::encode_raw)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.begin_locked("insert").await?;
+        let inserted = insert_rows(&mut tx.0, rows).await?;
+        tx.0.commit().await.map_err(Error::backend("insert"))?;
+        Ok(inserted)
+    }
+
+    async fn query(&self, q: &Query) -> Result<Vec<AuditEvent>, Error> {
+        let Some((sql, args)) = build_query(q, Dialect::Postgres) else {
+            return Ok(Vec::new());
+        };
+        let rows = bind_args(sql, args)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(Error::backend("query"))?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn stats(&self, q: &Query, bucket_ms: i64) -> Result<Vec<StatsRow>, Error> {
+        let Some((sql, args)) = stats_query(q, bucket_ms.max(1), Dialect::Postgres) else {
+            return Ok(Vec::new());
+        };
+        let rows = bind_args(sql, args)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(Error::backend("stats"))?;
+        rows.iter()
+            .map(|row| {
+                let count: i64 = row.try_get(4)?;
+                Ok(StatsRow {
+                    bucket_ms: row.try_get(0)?,
+                    event_type: row.try_get(1)?,
+                    outcome: row.try_get(2)?,
+                    app: row.try_get(3)?,
+                    count: u64::try_from(count).unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::backend("stats"))
+    }
+
+    async fn get(&self, id: uuid::Uuid) -> Result<Option<AuditEvent>, Error> {
+        let row = sqlx::query("SELECT seq, id, body::text FROM events WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(Error::backend("get"))?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(Error::backend("ping"))?;
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        instance: &str,
+        events: &[AuditEvent],
+        // Every commit waits for its WAL flush (synchronous_commit's default).
+        _durable: bool,
+    ) -> Result<Appended, Error> {
+        if !chain::valid_instance_id(instance) {
+            return Err(Error::InvalidInstance(instance.to_string()));
+        }
+        let encoded = events
+            .iter()
+            .map(sql::encode_unlinked)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.begin_locked("append").await?;
+        let appended = chain::append(&mut tx, instance, &encoded).await?;
+        tx.0.commit().await.map_err(Error::backend("append"))?;
+        Ok(appended)
+    }
+
+    async fn checkpoint(
+        &self,
+        instance: &str,
+        kind: CheckpointKind,
+        signer: &Signer,
+    ) -> Result<Option<Checkpoint>, Error> {
+        let mut tx = self.begin_locked("checkpoint").await?;
+        let cp = chain::checkpoint(&mut tx, instance, kind, signer).await?;
+        tx.0.commit().await.map_err(Error::backend("checkpoint"))?;
+        Ok(cp)
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<(i64, String)>, Error> {
+        let rows = sqlx::query("SELECT id, body FROM checkpoints ORDER BY instance, to_n, id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(Error::backend("checkpoints"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::backend("checkpoints"))
+    }
+
+    async fn chains(&self) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT chain_instance FROM events WHERE chain_instance IS NOT NULL \
+             ORDER BY chain_instance",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(Error::backend("chains"))?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::backend("chains"))
+    }
+
+    async fn chain_rows(
+        &self,
+        instance: &str,
+        after_n: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredRow>, Error> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {STORED_COLUMNS} FROM events WHERE chain_instance = $1 AND chain_n > $2 \
+             ORDER BY chain_n, seq LIMIT $3"
+        )))
+        .bind(instance.to_string())
+        .bind(after_n)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(Error::backend("verify"))?;
+        rows.iter().map(stored_row).collect()
+    }
+
+    async fn unchained_rows(&self, limit: u32) -> Result<Vec<StoredRow>, Error> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {STORED_COLUMNS} FROM events WHERE chain_instance IS NULL \
+             ORDER BY seq LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(Error::backend("verify"))?;
+        rows.iter().map(stored_row).collect()
+    }
+
+    async fn purge_before(
+        &self,
+        before: OffsetDateTime,
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error> {
+        let mut tx = self.begin_locked("purge").await?;
+        let report = chain::purge_before(&mut tx, before, signer).await?;
+        tx.0.commit().await.map_err(Error::backend("purge"))?;
+        Ok(report)
+    }
+}
+
+/// The chain steps on a PostgreSQL transaction that holds the append lock.
+struct PgTx(sqlx::Transaction<'static, Postgres>);
+
+#[async_trait]
+impl ChainTx for PgTx {
+    async fn existing_ids(&mut self, ids: &[uuid::Uuid]) -> Result<HashSet<uuid::Uuid>, Error> {
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let found: Vec<String> = sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&mut *self.0)
+            .await
+            .map_err(Error::backend("append"))?;
+        Ok(found
+            .iter()
+            .filter_map(|s| uuid::Uuid::parse_str(s).ok())
+            .collect())
+    }
+
+    async fn head(&mut self, instance: &str) -> Result<Option<ChainHead>, Error> {
+        let row = sqlx::query(
+            "SELECT chain_n, chain_hash FROM events WHERE chain_instance = $1 \
+             ORDER BY chain_n DESC LIMIT 1",
+        )
+        .bind(instance.to_string())
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(Error::backend("chain head"))?;
+        row.map(|r| {
+            Ok(ChainHead {
+                n: r.try_get(0)?,
+                hash: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+            })
+        })
+        .transpose()
+        .map_err(Error::backend("chain head"))
+    }
+
+    async fn insert_rows(&mut self, rows: Vec<Row>) -> Result<u64, Error> {
+        let expected = rows.len() as u64;
+        let inserted = insert_rows(&mut self.0, rows).await?;
+        if inserted != expected {
+            return Err(Error::Backend {
+                op: "append",
+                source: sqlx::Error::Protocol(format!(
+                    "{} of {expected} linked events were not inserted",
+                    expected - inserted
+                )),
+            });
+        }
+        Ok(inserted)
+    }
+
+    async fn max_checkpoint_to(
+        &mut self,
+        instance: &str,
+        purge_only: bool,
+    ) -> Result<Option<i64>, Error> {
+        let sql = if purge_only {
+            "SELECT MAX(to_n) FROM checkpoints WHERE instance = $1 AND kind = 'purge'"
+        } else {
+            "SELECT MAX(to_n) FROM checkpoints WHERE instance = $1"
+        };
+        sqlx::query_scalar(sql)
+            .bind(instance.to_string())
+            .fetch_one(&mut *self.0)
+            .await
+            .map_err(Error::backend("checkpoint"))
+    }
+
+    async fn segment(&mut self, instance: &str, from_n: i64, to_n: i64) -> Result<Segment, Error> {
+        let r = sqlx::query(
+            "SELECT count(*), MIN(time_ms), MAX(time_ms) FROM events \
+             WHERE chain_instance = $1 AND chain_n > $2 AND chain_n <= $3",
+        )
+        .bind(instance.to_string())
+        .bind(from_n)
+        .bind(to_n)
+        .fetch_one(&mut *self.0)
+        .await
+        .map_err(Error::backend("checkpoint"))?;
+        let seg = || -> Result<Segment, sqlx::Error> {
+            Ok(Segment {
+                count: r.try_get(0)?,
+                min_time_ms: r.try_get(1)?,
+                max_time_ms: r.try_get(2)?,
+            })
+        };
+        seg().map_err(Error::backend("checkpoint"))
+    }
+
+    async fn link_at(&mut self, instance: &str, n: i64) -> Result<Option<(String, String)>, Error> {
+        let row = sqlx::query(
+            "SELECT id, chain_hash FROM events WHERE chain_instance = $1 AND chain_n = $2 LIMIT 1",
+        )
+        .bind(instance.to_string())
+        .bind(n)
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(Error::backend("checkpoint"))?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+            ))
+        })
+        .transpose()
+        .map_err(Error::backend("checkpoint"))
+    }
+
+    async fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), Error> {
+        let body = serde_json::to_string(cp).map_err(sql::encode_error)?;
+        sqlx::query(
+            "INSERT INTO checkpoints (instance, to_n, kind, created_ms, body) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(cp.instance.clone())
+        .bind(cp.to_n)
+        .bind(cp.kind.as_str())
+        .bind(cp.created_ms)
+        .bind(body)
+        .execute(&mut *self.0)
+        .await
+        .map_err(Error::backend("checkpoint"))?;
+        Ok(())
+    }
+
+    async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error> {
+        let rows = sqlx::query(
+            "SELECT chain_instance, MAX(chain_n), MIN(CASE WHEN time_ms >= $1 THEN chain_n END) \
+             FROM events WHERE chain_instance IS NOT NULL GROUP BY chain_instance",
+        )
+        .bind(before_ms)
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(Error::backend("purge"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(PurgePlan {
+                    instance: r.try_get(0)?,
+                    max_n: r.try_get(1)?,
+                    first_kept_n: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::backend("purge"))
+    }
+
+    async fn delete_through(&mut self, instance: &str, n: i64) -> Result<u64, Error> {
+        Ok(
+            sqlx::query("DELETE FROM events WHERE chain_instance = $1 AND chain_n <= $2")
+                .bind(instance.to_string())
+                .bind(n)
+                .execute(&mut *self.0)
+                .await
+                .map_err(Error::backend("purge"))?
+                .rows_affected(),
+        )
+    }
+
+    async fn delete_unchained_before(&mut self, before_ms: i64) -> Result<u64, Error> {
+        Ok(
+            sqlx::query("DELETE FROM events WHERE chain_instance IS NULL AND time_ms < $1")
+                .bind(before_ms)
+                .execute(&mut *self.0)
+                .await
+                .map_err(Error::backend("purge"))?
+                .rows_affected(),
+        )
+    }
+}

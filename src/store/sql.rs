@@ -1,0 +1,214 @@
+//! What both SQL backends share: the columns an event is stored as (copies of the fields queries
+//! filter on, plus its chain link), their encoding, and the placeholder rewrite from `?` to `$n`.
+//! It holds no connection and runs no statement.
+
+use uuid::Uuid;
+
+use super::Error;
+use crate::event::{unix_millis, AuditEvent, ChainLink, Stage};
+
+/// The indexed columns of one stored event, as written (from [`Columns::of`]) or as read back.
+/// `verify` compares the two, so an edit to a column that queries filter on is caught even when
+/// the event body was left alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Columns {
+    pub id: String,
+    pub time_ms: i64,
+    pub event_type: String,
+    pub stage: Option<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub app: Option<String>,
+    pub actor_id: Option<String>,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    pub route: Option<String>,
+    pub status: Option<i64>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    pub chain_instance: Option<String>,
+    pub chain_n: Option<i64>,
+    pub chain_hash: Option<String>,
+}
+
+impl Columns {
+    /// The columns `event` is stored with.
+    pub fn of(e: &AuditEvent) -> Columns {
+        Columns {
+            id: e.id.to_string(),
+            time_ms: unix_millis(e.time),
+            event_type: e.event_type.clone(),
+            stage: Some(stage_str(e.stage).to_string()),
+            outcome: e.outcome.as_str().to_string(),
+            reason: e.reason.clone(),
+            app: e.app.as_ref().map(|a| a.value.clone()),
+            actor_id: e.actor.id.clone(),
+            target_kind: e.target.as_ref().map(|t| t.kind.clone()),
+            target_id: e.target.as_ref().map(|t| t.id.clone()),
+            route: Some(e.http.route.clone()),
+            status: e.http.status.map(i64::from),
+            ip: e.source.ip.map(|ip| ip.to_string()),
+            request_id: Some(e.http.request_id.clone()),
+            chain_instance: e.chain.as_ref().map(|c| c.instance.clone()),
+            chain_n: e.chain.as_ref().map(|c| c.n),
+            chain_hash: e.chain.as_ref().map(|c| c.hash.clone()),
+        }
+    }
+
+    /// The first column whose value differs from `other`'s: (name, self's value, other's value).
+    pub fn first_difference(&self, other: &Columns) -> Option<(&'static str, String, String)> {
+        fn show<T: std::fmt::Debug>(v: &T) -> String {
+            format!("{v:?}")
+        }
+        macro_rules! cmp {
+            ($($field:ident => $name:literal),* $(,)?) => {
+                $(
+                    if self.$field != other.$field {
+                        return Some(($name, show(&self.$field), show(&other.$field)));
+                    }
+                )*
+            };
+        }
+        cmp!(
+            id => "id", time_ms => "time_ms", event_type => "type", stage => "stage",
+            outcome => "outcome", reason => "reason", app => "app", actor_id => "actor_id",
+            target_kind => "target_kind", target_id => "target_id", route => "route",
+            status => "status", ip => "ip", request_id => "request_id",
+            chain_instance => "chain_instance", chain_n => "chain_n", chain_hash => "chain_hash",
+        );
+        None
+    }
+}
+
+/// One stored event exactly as the table holds it, for `verify`.
+#[derive(Clone, Debug)]
+pub struct StoredRow {
+    pub seq: i64,
+    pub columns: Columns,
+    /// The stored JSON body (what queries return).
+    pub body: String,
+}
+
+pub(crate) fn stage_str(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Attempt => "attempt",
+        Stage::Completed => "completed",
+    }
+}
+
+/// A row ready to insert: its columns and its JSON body.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    pub columns: Columns,
+    pub body: String,
+}
+
+/// An event encoded before the write transaction starts: its columns, its body without `seq`
+/// and `chain`, and the canonical encoding its chain hash covers.
+pub(crate) struct Encoded {
+    pub uuid: Uuid,
+    pub columns: Columns,
+    /// JSON object without `seq` and `chain`.
+    pub body: String,
+    /// The canonical encoding, when it differs from `body`.
+    pub canonical: Option<String>,
+}
+
+pub(crate) fn encode_error(e: serde_json::Error) -> Error {
+    Error::Backend {
+        op: "insert",
+        source: sqlx::Error::Encode(Box::new(e)),
+    }
+}
+
+/// Encode `event` as stored by a raw insert: body and columns as given (chain included).
+pub(crate) fn encode_raw(event: &AuditEvent) -> Result<Row, Error> {
+    let body = if event.seq.is_some() {
+        let mut unstored = event.clone();
+        unstored.seq = None;
+        serde_json::to_string(&unstored)
+    } else {
+        serde_json::to_string(event)
+    }
+    .map_err(encode_error)?;
+    Ok(Row {
+        columns: Columns::of(event),
+        body,
+    })
+}
+
+/// Encode `event` for appending to a chain: the link is added inside the transaction.
+pub(crate) fn encode_unlinked(event: &AuditEvent) -> Result<Encoded, Error> {
+    let mut value = serde_json::to_value(event).map_err(encode_error)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.remove("seq");
+        map.remove("chain");
+    }
+    let body = serde_json::to_string(&value).map_err(encode_error)?;
+    let canonical =
+        (!super::chain::serializes_canonically(&value)).then(|| super::chain::canonical(&value));
+    let mut columns = Columns::of(event);
+    columns.chain_instance = None;
+    columns.chain_n = None;
+    columns.chain_hash = None;
+    Ok(Encoded {
+        uuid: event.id,
+        columns,
+        body,
+        canonical,
+    })
+}
+
+impl Encoded {
+    /// What the chain hash covers.
+    pub fn canonical(&self) -> &str {
+        self.canonical.as_deref().unwrap_or(&self.body)
+    }
+
+    /// The row once `link` is known: the link joins the body (as its last member) and the
+    /// chain columns.
+    pub fn linked(&self, link: ChainLink) -> Result<Row, Error> {
+        let link_json = serde_json::to_string(&link).map_err(encode_error)?;
+        let mut body = String::with_capacity(self.body.len() + link_json.len() + 10);
+        // `body` is a JSON object with at least `id`: drop its closing brace, add the member.
+        body.push_str(self.body.trim_end().strip_suffix('}').unwrap_or(&self.body));
+        body.push_str(",\"chain\":");
+        body.push_str(&link_json);
+        body.push('}');
+        let mut columns = self.columns.clone();
+        columns.chain_instance = Some(link.instance.clone());
+        columns.chain_n = Some(link.n);
+        columns.chain_hash = Some(link.hash.clone());
+        Ok(Row { columns, body })
+    }
+}
+
+/// Rewrite `?` placeholders to PostgreSQL's `$1, $2, ...`. The SQL this crate builds never holds
+/// a `?` anywhere else (values are bound, never interpolated; JSON operators are `->`/`->>`).
+pub(crate) fn dollar_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(
+            dollar_placeholders("a = ? AND b IN (?,?) LIMIT ?"),
+            "a = $1 AND b IN ($2,$3) LIMIT $4"
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! A store that fails on demand: wraps a real one and, while `down`, refuses every write and
+//! ping the way an unreachable database would. For outage tests on SQLite, whose file cannot be
+//! made unreachable from inside the test (root ignores permissions).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use authtrail::event::AuditEvent;
+use authtrail::store::{
+    Appended, Checkpoint, CheckpointKind, Error, EventStore, PurgeReport, Query, Signer, StoredRow,
+};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, Semaphore};
+
+/// A real store behind a switch (and, optionally, a gate every append waits at).
+pub struct FaultStore {
+    pub inner: Arc<dyn EventStore>,
+    pub down: AtomicBool,
+    /// Appends refused while down.
+    pub refused: AtomicU64,
+    /// When set, each append takes a permit first (and says so on `entered`).
+    pub gate: Option<Semaphore>,
+    pub entered: Notify,
+}
+
+impl FaultStore {
+    pub fn new(inner: Arc<dyn EventStore>) -> Arc<FaultStore> {
+        Arc::new(FaultStore {
+            inner,
+            down: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+            gate: None,
+            entered: Notify::new(),
+        })
+    }
+
+    /// A store whose appends wait for permits added to `gate`.
+    pub fn gated(inner: Arc<dyn EventStore>) -> Arc<FaultStore> {
+        Arc::new(FaultStore {
+            inner,
+            down: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+            gate: Some(Semaphore::new(0)),
+            entered: Notify::new(),
+        })
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn check(&self, op: &'static str) -> Result<(), Error> {
+        if self.down.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(Error::Backend {
+                op,
+                source: sqlx::Error::PoolTimedOut,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventStore for FaultStore {
+    async fn insert_batch(&self, events: &[AuditEvent]) -> Result<u64, Error> {
+        self.check("insert")?;
+        self.inner.insert_batch(events).await
+    }
+    async fn append(
+        &self,
+        instance: &str,
+        events: &[AuditEvent],
+        durable: bool,
+    ) -> Result<Appended, Error> {
+        if let Some(gate) = &self.gate {
+            self.entered.notify_one();
+            let _permit = gate.acquire().await.expect("gate open");
+        }
+        self.check("append")?;
+        self.inner.append(instance, events, durable).await
+    }
+    async fn query(&self, q: &Query) -> Result<Vec<AuditEvent>, Error> {
+        self.inner.query(q).await
+    }
+    async fn get(&self, id: uuid::Uuid) -> Result<Option<AuditEvent>, Error> {
+        self.inner.get(id).await
+    }
+    async fn ping(&self) -> Result<(), Error> {
+        self.check("ping")?;
+        self.inner.ping().await
+    }
+    async fn checkpoint(
+        &self,
+        instance: &str,
+        kind: CheckpointKind,
+        signer: &Signer,
+    ) -> Result<Option<Checkpoint>, Error> {
+        self.check("checkpoint")?;
+        self.inner.checkpoint(instance, kind, signer).await
+    }
+    async fn checkpoints(&self) -> Result<Vec<(i64, String)>, Error> {
+        self.inner.checkpoints().await
+    }
+    async fn chains(&self) -> Result<Vec<String>, Error> {
+        self.inner.chains().await
+    }
+    async fn chain_rows(
+        &self,
+        instance: &str,
+        after_n: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredRow>, Error> {
+        self.inner.chain_rows(instance, after_n, limit).await
+    }
+    async fn unchained_rows(&self, limit: u32) -> Result<Vec<StoredRow>, Error> {
+        self.inner.unchained_rows(limit).await
+    }
+    async fn purge_before(
+        &self,
+        before: OffsetDateTime,
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error> {
+        self.check("purge")?;
+        self.inner.purge_before(before, signer).await
+    }
+}

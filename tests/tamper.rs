@@ -1,0 +1,275 @@
+//! The tamper suite, on SQLite and PostgreSQL: edit the trail behind the store's back the way an
+//! attacker with database access would — update a field, delete a row, swap two rows, insert a
+//! forged row, truncate the tail past a checkpoint — and check that `verify` fails and names the
+//! event. PostgreSQL cases skip (with a message) when `AUTHTRAIL_TEST_PG_URL` is unset outside CI.
+
+mod support;
+
+use std::sync::Arc;
+
+use authtrail::store::sqlite::SqliteStore;
+use authtrail::store::verify::{self, all_chain_rows, ProblemKind, Report};
+use authtrail::store::{CheckpointKind, EventStore, StoredRow};
+use support::pg;
+use support::store_conformance::{many, test_signer, trusted};
+
+/// A way to run raw SQL on the store's own database.
+enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+impl Db {
+    async fn exec(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self {
+            Db::Sqlite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            Db::Pg(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn is_pg(&self) -> bool {
+        matches!(self, Db::Pg(_))
+    }
+}
+
+/// A store with chain "t" of 20 events, checkpoints at #10 and #20, and raw access to it.
+struct Trail {
+    store: Arc<dyn EventStore>,
+    db: Db,
+    rows: Vec<StoredRow>,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+impl Trail {
+    fn id(&self, n: i64) -> String {
+        self.rows[(n - 1) as usize].columns.id.clone()
+    }
+    fn seq(&self, n: i64) -> i64 {
+        self.rows[(n - 1) as usize].seq
+    }
+
+    async fn verify(&self) -> Report {
+        verify::verify(self.store.as_ref(), &trusted())
+            .await
+            .unwrap()
+    }
+}
+
+async fn seed(store: Arc<dyn EventStore>, db: Db, guard: Box<dyn std::any::Any + Send>) -> Trail {
+    let signer = test_signer();
+    let events = many(20);
+    for (i, chunk) in events.chunks(5).enumerate() {
+        store.append("t", chunk, false).await.unwrap();
+        if i % 2 == 1 {
+            store
+                .checkpoint("t", CheckpointKind::Periodic, &signer)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    let rows = all_chain_rows(store.as_ref(), "t").await.unwrap();
+    assert_eq!(rows.len(), 20);
+    let trail = Trail {
+        store,
+        db,
+        rows,
+        _guard: guard,
+    };
+    let clean = trail.verify().await;
+    assert!(clean.ok(), "{:?}", clean.problems);
+    trail
+}
+
+async fn sqlite_trail() -> Option<Trail> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    Some(seed(Arc::new(store), Db::Sqlite(pool), Box::new(dir)).await)
+}
+
+async fn pg_trail() -> Option<Trail> {
+    let (store, schema) = pg::fresh().await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_with(schema.options())
+        .await
+        .unwrap();
+    Some(seed(Arc::new(store), Db::Pg(pool), Box::new(schema)).await)
+}
+
+/// The first problem, checked to be of `kind` and to name event `id`.
+fn assert_first(report: &Report, kind: ProblemKind, id: &str) {
+    assert!(!report.ok(), "verify passed a tampered trail");
+    let first = &report.problems[0];
+    assert_eq!(first.kind, kind, "{:#?}", report.problems);
+    assert_eq!(first.event.as_deref(), Some(id), "{:#?}", report.problems);
+    assert!(first.message.contains(id), "{}", first.message);
+}
+
+async fn update_a_column(t: Trail) {
+    t.db.exec("UPDATE events SET outcome = 'failure' WHERE chain_n = 7")
+        .await;
+    let r = t.verify().await;
+    assert_first(&r, ProblemKind::Edited, &t.id(7));
+    assert!(
+        r.problems[0]
+            .message
+            .ends_with("was edited: column outcome holds \"failure\", its body says \"success\""),
+        "{}",
+        r.problems[0].message
+    );
+}
+
+async fn update_the_body(t: Trail) {
+    let sql = if t.db.is_pg() {
+        "UPDATE events SET body = jsonb_set(body, '{source,user_agent}', '\"evil/1.0\"') WHERE chain_n = 3"
+    } else {
+        "UPDATE events SET body = json_set(body, '$.source.user_agent', 'evil/1.0') WHERE chain_n = 3"
+    };
+    t.db.exec(sql).await;
+    let r = t.verify().await;
+    assert_first(&r, ProblemKind::Edited, &t.id(3));
+    assert!(r.problems[0]
+        .message
+        .ends_with("its content does not match its hash"));
+}
+
+async fn delete_a_row(t: Trail) {
+    t.db.exec("DELETE FROM events WHERE chain_n = 5").await;
+    let r = t.verify().await;
+    // Named at the event that follows the hole, with the missing position.
+    assert_first(&r, ProblemKind::Deleted, &t.id(6));
+    assert_eq!(r.problems[0].n, Some(5));
+    assert!(r.problems[0]
+        .message
+        .starts_with("chain \"t\": #5 is missing (deleted): event "));
+}
+
+async fn swap_two_rows(t: Trail) {
+    // Give #8 the seq of #9 and the other way round: same rows, other order.
+    let (s8, s9) = (t.seq(8), t.seq(9));
+    let cols = "id, time_ms, type, stage, outcome, reason, app, actor_id, target_kind, target_id, \
+                route, status, ip, request_id, chain_instance, chain_n, chain_hash, body";
+    let overriding = if t.db.is_pg() {
+        "OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
+    };
+    t.db.exec(&format!(
+        "CREATE TEMP TABLE sw AS SELECT seq, {cols} FROM events WHERE seq IN ({s8}, {s9}); \
+         DELETE FROM events WHERE seq IN ({s8}, {s9}); \
+         INSERT INTO events (seq, {cols}) {overriding} \
+           SELECT CASE WHEN seq = {s8} THEN {s9} ELSE {s8} END, {cols} FROM sw;"
+    ))
+    .await;
+    let r = t.verify().await;
+    assert_first(&r, ProblemKind::Reordered, &t.id(9));
+    assert!(r.problems[0]
+        .message
+        .contains("is out of order: it is stored before #8"));
+}
+
+async fn insert_a_forged_row(t: Trail) {
+    // The attacker drops the index that keeps one event per chain position, then slips a copy
+    // of #12 with another id and actor into position #12.
+    t.db.exec("DROP INDEX events_chain").await;
+    let forged_id = uuid::Uuid::now_v7().to_string();
+    let mut body: serde_json::Value = serde_json::from_str(&t.rows[11].body).unwrap();
+    body["id"] = forged_id.clone().into();
+    body["actor"]["id"] = "mallory".into();
+    let body = body.to_string().replace('\'', "''");
+    let cast = if t.db.is_pg() { "::jsonb" } else { "" };
+    t.db.exec(&format!(
+        "INSERT INTO events (id, time_ms, type, stage, outcome, reason, app, actor_id, target_kind, \
+           target_id, route, status, ip, request_id, chain_instance, chain_n, chain_hash, body) \
+         SELECT '{forged_id}', time_ms, type, stage, outcome, reason, app, 'mallory', target_kind, \
+           target_id, route, status, ip, request_id, chain_instance, chain_n, chain_hash, '{body}'{cast} \
+         FROM events WHERE chain_n = 12"
+    ))
+    .await;
+    let r = t.verify().await;
+    assert!(!r.ok());
+    assert_eq!(
+        r.problems[0].event.as_deref(),
+        Some(forged_id.as_str()),
+        "{:#?}",
+        r.problems
+    );
+    let inserted = r
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::Inserted)
+        .unwrap_or_else(|| panic!("no inserted-row problem: {:#?}", r.problems));
+    assert_eq!(inserted.event.as_deref(), Some(forged_id.as_str()));
+    assert!(inserted
+        .message
+        .contains(&format!("position #12 is already held by {}", t.id(12))));
+}
+
+async fn truncate_the_tail_past_a_checkpoint(t: Trail) {
+    t.db.exec("DELETE FROM events WHERE chain_n > 15").await;
+    let r = t.verify().await;
+    // The checkpoint at #20 pinned the event that is gone.
+    assert_first(&r, ProblemKind::Truncated, &t.id(20));
+    assert_eq!(r.problems[0].n, Some(16));
+    assert!(
+        r.problems[0].message.contains("it ends at #15")
+            && r.problems[0].message.ends_with("#16..#20 are missing"),
+        "{}",
+        r.problems[0].message
+    );
+}
+
+async fn forge_a_checkpoint(t: Trail) {
+    t.db.exec(r#"UPDATE checkpoints SET body = replace(body, '"count":10', '"count":11')"#)
+        .await;
+    let r = t.verify().await;
+    assert_eq!(r.problems.len(), 2, "{:#?}", r.problems);
+    assert_eq!(
+        r.problems[0].kind,
+        ProblemKind::Checkpoint,
+        "{:#?}",
+        r.problems
+    );
+    assert!(r.problems[0]
+        .message
+        .ends_with("has an invalid signature: it was edited or forged"));
+}
+
+macro_rules! tamper_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let t = super::sqlite_trail().await.unwrap();
+                    super::$name(t).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(t) = super::pg_trail().await else { return };
+                    super::$name(t).await;
+                }
+            )*
+        }
+    };
+}
+
+tamper_tests!(
+    update_a_column,
+    update_the_body,
+    delete_a_row,
+    swap_two_rows,
+    insert_a_forged_row,
+    truncate_the_tail_past_a_checkpoint,
+    forge_a_checkpoint,
+);
