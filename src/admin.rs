@@ -19,7 +19,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::config::AdminCredential;
+use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::proxy::coverage::Coverage;
 use crate::store::{self, EventStore};
@@ -41,13 +41,24 @@ pub struct AdminState {
     pub pipeline: Pipeline,
     /// Set once shutdown begins: the sidecar stops reporting ready so traffic moves away.
     pub draining: Arc<AtomicBool>,
-    /// Who may use `/v1` (from `admin.credentials`); empty means nobody.
-    pub credentials: Arc<[AdminCredential]>,
+    /// The config in force, read on every request so a reload's `admin.credentials` and routes
+    /// apply at once (rotating a leaked admin token needs no restart).
+    pub config: ConfigSource,
     /// Unmapped traffic and per-route hits counted by the proxy, for `/v1/coverage`.
     pub coverage: Arc<Coverage>,
-    /// Ids of the configured routes, in map order, for `/v1/coverage`.
-    pub routes: Arc<[String]>,
+    /// Re-reads the config for `POST /v1/reload` (`None`: reload is not offered).
+    pub reload: Option<Reloader>,
 }
+
+/// Re-read the config: the summary of what changed, or every config error.
+pub type Reloader = Arc<
+    dyn Fn() -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, Vec<String>>>
+        + Send
+        + Sync,
+>;
+
+/// Where the admin API reads the config in force (the live-reloaded one in a sidecar).
+pub type ConfigSource = Arc<dyn Fn() -> Arc<Config> + Send + Sync>;
 
 /// Why an admin request failed. [`IntoResponse`] maps each variant to its status in one
 /// exhaustive match; the client gets the status and a short message, details go to `tracing`.
@@ -161,6 +172,8 @@ pub fn app(state: AdminState) -> Router {
         .route("/v1/stats", get(api::stats))
         .route("/v1/coverage", get(api::coverage))
         .route("/v1/export", get(export::handler))
+        .route("/v1/whoami", get(api::whoami))
+        .route("/v1/reload", axum::routing::post(api::reload))
         .route("/v1/openapi.json", get(openapi::handler))
         .route("/", get(ui::redirect))
         .route("/ui", get(ui::page))

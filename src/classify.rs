@@ -11,7 +11,7 @@ pub mod extract;
 pub mod redact;
 pub mod template;
 
-pub use template::{normalize, PathTemplate, TemplateError};
+pub use template::{normalize, segments, PathTemplate, TemplateError};
 
 /// Where a token is read from, for claim sources and token recording.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -426,14 +426,18 @@ impl<'a> RequestHead<'a> {
 
 /// Lowercase host without port (`Auth.Example.com:8443` → `auth.example.com`).
 pub fn host_only(host: &str) -> String {
-    let h = if let Some(rest) = host.strip_prefix('[') {
+    host_part(host).to_ascii_lowercase()
+}
+
+/// The host of a `Host` value without its port, as written (not yet lowercased).
+fn host_part(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
         host.rsplit_once(':')
             .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
             .map_or(host, |(h, _)| h)
-    };
-    h.to_ascii_lowercase()
+    }
 }
 
 /// Why a route did or did not match, for `explain`.
@@ -503,22 +507,39 @@ fn check(route: &Route, head: &RequestHead<'_>, segments: &[String]) -> Verdict 
     }
 }
 
+/// [`check`] for the request path: the same rules, but no reasons, so a route that does not
+/// match costs no allocation (every request walks the map).
+fn check_fast<S: AsRef<str>>(
+    route: &Route,
+    head: &RequestHead<'_>,
+    host: Option<&str>,
+    segments: &[S],
+) -> Option<Vec<(String, String)>> {
+    if !route.methods.is_empty() && !route.methods.contains(head.method) {
+        return None;
+    }
+    if let Some(want) = &route.host {
+        // `want` is lowercase already (see `host_only` in config validation).
+        if !host.is_some_and(|h| h.eq_ignore_ascii_case(want)) {
+            return None;
+        }
+    }
+    route.path.matches(segments)
+}
+
 /// The first route that matches the request head, with its path parameters. Body conditions
 /// are not checked: when the returned route has any, read the body's head and decide with
 /// [`classify_body`].
 pub fn classify<'m>(map: &'m RouteMap, head: &RequestHead<'_>) -> Option<Match<'m>> {
-    let segments = normalize(head.path);
-    map.routes
-        .iter()
-        .enumerate()
-        .find_map(|(index, route)| match check(route, head, &segments) {
-            Verdict::Matched(params) => Some(Match {
-                route,
-                index,
-                params,
-            }),
-            _ => None,
+    let segments = segments(head.path);
+    let host = head.host.map(host_part);
+    map.routes.iter().enumerate().find_map(|(index, route)| {
+        check_fast(route, head, host, &segments).map(|params| Match {
+            route,
+            index,
+            params,
         })
+    })
 }
 
 /// The first route that matches the request head and its body conditions.
@@ -527,18 +548,17 @@ pub fn classify_body<'m>(
     head: &RequestHead<'_>,
     body: &BodyView<'_>,
 ) -> Option<Match<'m>> {
-    let segments = normalize(head.path);
-    map.routes
-        .iter()
-        .enumerate()
-        .find_map(|(index, route)| match check(route, head, &segments) {
-            Verdict::Matched(params) if check_body(route, Some(body)).is_ok() => Some(Match {
+    let segments = segments(head.path);
+    let host = head.host.map(host_part);
+    map.routes.iter().enumerate().find_map(|(index, route)| {
+        check_fast(route, head, host, &segments)
+            .filter(|_| check_body(route, Some(body)).is_ok())
+            .map(|params| Match {
                 route,
                 index,
                 params,
-            }),
-            _ => None,
-        })
+            })
+    })
 }
 
 /// Every route up to and including the first match, each with its verdict. Without a body,

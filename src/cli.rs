@@ -92,6 +92,15 @@ pub enum Command {
     },
     /// Print a new checkpoint signing key (for `store.checkpoint.signing_key`) and its public key.
     Keygen,
+    /// Delete the events the config's `retention` policy says are due (as the sidecar's
+    /// background purge does), sealed with signed checkpoints so `verify` still passes.
+    Purge {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only show what would be deleted, by app and event type.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +146,12 @@ pub struct FilterArgs {
     /// Case-insensitive substring of ids, display names and details.
     #[arg(long, visible_alias = "q")]
     pub search: Option<String>,
+    /// The event's reason, exact (e.g. invalid_credentials, claim_mismatch:role).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only events whose app sources disagreed (app_conflict).
+    #[arg(long)]
+    pub conflicts: bool,
     /// Relative (24h, 30m, 7d) or RFC 3339.
     #[arg(long)]
     pub since: Option<String>,
@@ -149,6 +164,7 @@ impl FilterArgs {
     /// The filters as the admin API's `name=value` pairs.
     pub fn pairs(&self) -> Vec<(String, String)> {
         let outcome = self.outcome.map(|o| o.to_string());
+        let conflict = self.conflicts.then(|| "true".to_string());
         [
             ("app", &self.app),
             ("actor", &self.actor),
@@ -159,6 +175,8 @@ impl FilterArgs {
             ("request_id", &self.request_id),
             ("ip", &self.ip),
             ("token", &self.token),
+            ("reason", &self.reason),
+            ("conflict", &conflict),
             ("q", &self.search),
             ("since", &self.since),
             ("until", &self.until),
@@ -336,6 +354,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             print!("{}", report.render());
             Ok(if report.ok() { 0 } else { 1 })
         }
+        Command::Purge { config, dry_run } => purge(load(&config)?, dry_run).await,
         Command::Keygen => {
             let (seed, signer) = store::Signer::generate().map_err(anyhow::Error::msg)?;
             println!("signing_key: {seed}");
@@ -428,6 +447,73 @@ async fn serve(cfg: Config) -> Result<i32> {
     } else {
         0
     })
+}
+
+/// `purge`: run the retention policy once (or, with `dry_run`, only count what is due), print
+/// what went by app and type, and record an `audit.purge` event for what was deleted.
+async fn purge(cfg: Config, dry_run: bool) -> Result<i32> {
+    use crate::ops::retention;
+    let Some(policy) = &cfg.retention else {
+        bail!("{}: no retention policy (`retention:`) to apply", cfg.file);
+    };
+    let store = store::open(&cfg.store.url).await?;
+    let signer = cfg.store.checkpoint.as_ref().map(|c| &c.signer);
+    let now = OffsetDateTime::now_utc();
+    let (summary, error) =
+        match retention::purge(store.as_ref(), policy, signer, now, dry_run).await {
+            Ok(s) => (s, None),
+            Err((e, s)) => (s, Some(e)),
+        };
+    let ms = |t: i64| {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000)
+            .map(crate::event::rfc3339_millis::format)
+            .unwrap_or_default()
+    };
+    let rows: Vec<Vec<String>> = summary
+        .due
+        .iter()
+        .map(|((app, t), tally)| {
+            vec![
+                app.clone().unwrap_or_else(|| "-".into()),
+                t.clone(),
+                tally.count.to_string(),
+                ms(tally.oldest_ms),
+                ms(tally.newest_ms),
+            ]
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    out.write_all(table(&["APP", "TYPE", "EVENTS", "OLDEST", "NEWEST"], &rows).as_bytes())?;
+    if dry_run {
+        writeln!(
+            out,
+            "dry run: {} events would be purged",
+            summary.due_total()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "purged {} events ({} chains, {} signed checkpoints)",
+            summary.deleted, summary.chains, summary.checkpoints
+        )?;
+    }
+    if summary.tampered > 0 {
+        writeln!(
+            out,
+            "kept {} due events whose content does not match their hash: run verify",
+            summary.tampered
+        )?;
+    }
+    drop(out);
+    if !dry_run && (summary.deleted > 0 || error.is_some()) {
+        let why = error.as_ref().map(ToString::to_string);
+        let event = retention::purge_event(&summary, policy, why.as_deref());
+        store.append("authtrail-cli", &[event], true).await?;
+    }
+    match error {
+        Some(e) => bail!("purge stopped early: {e}"),
+        None => Ok(0),
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when

@@ -115,6 +115,8 @@ pub enum Permission {
     Read,
     /// Bulk export (`/v1/export`).
     Export,
+    /// Re-read the config (`POST /v1/reload`); only with an app scope of `*`.
+    Reload,
 }
 
 impl Permission {
@@ -123,6 +125,7 @@ impl Permission {
         match self {
             Permission::Read => "read",
             Permission::Export => "export",
+            Permission::Reload => "reload",
         }
     }
 }
@@ -167,6 +170,12 @@ pub struct Config {
     pub store: StoreConfig,
     pub redactor: Redactor,
     pub routes: RouteMap,
+    /// `retention:`; nothing is purged without it.
+    pub retention: Option<crate::ops::retention::Policy>,
+    /// `sinks:`, in file order.
+    pub sinks: Vec<crate::ops::sinks::SinkConfig>,
+    /// `alerts:`, in file order.
+    pub alerts: Vec<crate::ops::alerts::Rule>,
 }
 
 /// Read and check a config file.

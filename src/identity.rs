@@ -128,9 +128,26 @@ impl Fingerprinter {
     }
 
     pub fn fingerprint(&self, token: &str) -> String {
-        let tag = aws_lc_rs::hmac::sign(&self.key, token.as_bytes());
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.tag(token))
     }
+
+    fn tag(&self, token: &str) -> [u8; 32] {
+        let tag = aws_lc_rs::hmac::sign(&self.key, token.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&tag.as_ref()[..32]);
+        out
+    }
+}
+
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 /// The verified-identity configuration the proxy runs with.
@@ -151,11 +168,23 @@ impl Identity {
 
     /// Inspect a token: fingerprint, claims, and (with a key set) verification. Waits for a
     /// JWKS refresh when the token names a key the cache does not have.
+    ///
+    /// A token the key set has already verified (or found expired) is answered from its
+    /// verdict cache, keyed by the token's keyed hash, until the token expires.
     pub async fn check(&self, token: &str, keys: Option<&str>) -> CheckedToken {
         let ks = self.keyset(keys);
-        let mut checked = self.inspect(token);
-        if let (Some(ks), true) = (ks, checked.is_jwt) {
+        let (fingerprint, key) = self.keys_of(token, ks.is_some());
+        let (Some(ks), Some(key)) = (ks, key) else {
+            return inspect(fingerprint, token);
+        };
+        if let Some(v) = ks.cached(&key) {
+            return from_verdict(fingerprint, v);
+        }
+        let generation = ks.key_generation();
+        let mut checked = inspect(fingerprint, token);
+        if checked.is_jwt {
             apply(&mut checked, ks.verify(token).await);
+            remember(ks, key, generation, &checked);
         }
         checked
     }
@@ -164,28 +193,72 @@ impl Identity {
     /// refresh and is reported as `unknown_key`.
     pub fn check_now(&self, token: &str, keys: Option<&str>) -> CheckedToken {
         let ks = self.keyset(keys);
-        let mut checked = self.inspect(token);
-        if let (Some(ks), true) = (ks, checked.is_jwt) {
+        let (fingerprint, key) = self.keys_of(token, ks.is_some());
+        let (Some(ks), Some(key)) = (ks, key) else {
+            return inspect(fingerprint, token);
+        };
+        if let Some(v) = ks.cached(&key) {
+            return from_verdict(fingerprint, v);
+        }
+        let generation = ks.key_generation();
+        let mut checked = inspect(fingerprint, token);
+        if checked.is_jwt {
             apply(&mut checked, ks.verify_cached(token));
+            remember(ks, key, generation, &checked);
         }
         checked
     }
 
-    fn inspect(&self, token: &str) -> CheckedToken {
-        let fingerprint = self
-            .fingerprinter
-            .as_ref()
-            .map(|f| f.fingerprint(token))
-            .unwrap_or_default();
-        let claims = unverified_claims(token);
-        CheckedToken {
-            fingerprint,
-            is_jwt: claims.is_some(),
-            claims: claims.unwrap_or_default(),
-            verified: false,
-            invalid: None,
+    /// The token's fingerprint (empty without a fingerprint key) and, when a key set will
+    /// verify it, its verdict-cache key: the fingerprint's HMAC tag, else a SHA-256 of the token.
+    fn keys_of(&self, token: &str, verifying: bool) -> (String, Option<[u8; 32]>) {
+        match &self.fingerprinter {
+            Some(f) => {
+                let tag = f.tag(token);
+                (hex(&tag), Some(tag))
+            }
+            None if verifying => {
+                let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&d.as_ref()[..32]);
+                (String::new(), Some(key))
+            }
+            None => (String::new(), None),
         }
     }
+}
+
+fn inspect(fingerprint: String, token: &str) -> CheckedToken {
+    let claims = unverified_claims(token);
+    CheckedToken {
+        fingerprint,
+        is_jwt: claims.is_some(),
+        claims: claims.unwrap_or_default(),
+        verified: false,
+        invalid: None,
+    }
+}
+
+/// A checked token from a remembered verdict (only JWTs that reached a verdict are remembered).
+fn from_verdict(fingerprint: String, v: keys::Verdict) -> CheckedToken {
+    CheckedToken {
+        fingerprint,
+        claims: v.claims,
+        is_jwt: true,
+        verified: v.invalid.is_none(),
+        invalid: v.invalid,
+    }
+}
+
+fn remember(ks: &KeySet, key: [u8; 32], generation: keys::KeyGeneration, checked: &CheckedToken) {
+    if checked.invalid.is_some_and(|i| i != Invalid::Expired) {
+        return;
+    }
+    let verdict = keys::Verdict {
+        claims: checked.claims.clone(),
+        invalid: checked.invalid,
+    };
+    ks.remember(key, generation, &verdict);
 }
 
 fn apply(checked: &mut CheckedToken, result: Result<Map<String, Value>, Invalid>) {

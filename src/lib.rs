@@ -5,6 +5,8 @@
 //! queue and batch ([`pipeline`]) → store ([`store`]) → query ([`admin`], [`cli`]).
 //! [`identity`] verifies tokens (HMAC, PEM, JWKS), fingerprints them and decides route
 //! requirements; [`config`] turns the YAML file into the checked types all of them run on;
+//! [`ops`] runs beside the pipeline: alert rules and stream sinks on its taps, and retention
+//! purges of the store; [`metrics`] serves Prometheus counters at `/metrics`.
 //! [`sidecar`] wires them together and drains them in order on shutdown.
 
 pub mod admin;
@@ -13,6 +15,8 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod identity;
+pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod proxy;
 pub mod sidecar;

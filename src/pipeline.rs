@@ -18,9 +18,11 @@ use crate::event::AuditEvent;
 use crate::store::{EventStore, Signer};
 
 pub mod spool;
+pub mod tap;
 mod writer;
 
 pub use spool::{Spool, SpoolConfig};
+pub use tap::{Tap, TapStats, Taps};
 pub use writer::Writer;
 
 /// When the writer signs a checkpoint of its chain.
@@ -177,6 +179,8 @@ pub struct Pipeline {
     sync_tx: mpsc::Sender<SyncItem>,
     stats: Arc<Stats>,
     instance: Arc<str>,
+    /// Copies of every event for alert rules and stream sinks.
+    taps: Taps,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -233,15 +237,27 @@ impl Pipeline {
                 sync_tx,
                 stats,
                 instance,
+                taps: Taps::default(),
             },
             writer,
         )
+    }
+
+    /// This pipeline with `taps`: every event submitted or committed through it (or a clone made
+    /// from it) is also offered to them. Set it before handing out clones.
+    pub fn with_taps(mut self, taps: Taps) -> Pipeline {
+        self.taps = taps;
+        self
     }
 
     /// Queue `event` for the writer. Never blocks or awaits: when the queue is full or the
     /// pipeline has shut down the event is dropped, counted in `dropped` and logged by id, type
     /// and route.
     pub fn submit(&self, event: AuditEvent) {
+        crate::metrics::count_event(&event);
+        if !self.taps.is_empty() {
+            self.taps.offer(&event);
+        }
         let (event, why) = match self.tx.try_send(event) {
             Ok(()) => {
                 self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
@@ -268,6 +284,10 @@ impl Pipeline {
         &self,
         event: AuditEvent,
     ) -> impl Future<Output = Result<(), SyncError>> + Send + 'static {
+        crate::metrics::count_event(&event);
+        if !self.taps.is_empty() {
+            self.taps.offer(&event);
+        }
         let tx = self.sync_tx.clone();
         let stats = Arc::clone(&self.stats);
         async move {

@@ -19,7 +19,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use uuid::Uuid;
 
-use crate::classify::extract::{self, EventBase, Failure, RequestFacts, ResponseFacts, SeenToken};
+use crate::classify::extract::{
+    self, EventBase, Failure, ParsedBody, RequestFacts, ResponseFacts, SeenToken,
+};
 use crate::classify::{self, Delivery, Match, RequestHead, TokenLocation};
 use crate::config::Config;
 use crate::event::{self, AuditEvent, ClientInfo, Outcome, Stage};
@@ -46,6 +48,10 @@ pub struct Proxy {
     coverage: Arc<Coverage>,
     /// `http://host:port`, the prefix of every upstream URI.
     upstream_base: String,
+    /// The same, parsed once: upstream URIs are assembled from parts, not re-parsed.
+    upstream_origin: Option<(http::uri::Scheme, http::uri::Authority)>,
+    /// Request counters and latency histograms, registered per route of this map.
+    metrics: crate::metrics::ProxyMetrics,
 }
 
 impl Proxy {
@@ -74,12 +80,20 @@ impl Proxy {
             cfg.upstream.scheme_str().unwrap_or("http"),
             cfg.upstream.authority().map_or("", |a| a.as_str())
         );
+        let upstream_origin = cfg
+            .upstream
+            .scheme()
+            .cloned()
+            .zip(cfg.upstream.authority().cloned());
+        let metrics = crate::metrics::ProxyMetrics::new(&cfg.routes);
         Proxy {
             cfg,
             client,
             pipeline,
             coverage,
             upstream_base,
+            upstream_origin,
+            metrics,
         }
     }
 
@@ -128,6 +142,7 @@ impl Proxy {
         }
         self.coverage
             .record_route(&self.cfg.routes.routes[index].id);
+        self.metrics.route(index).request();
 
         let snapshot = RequestSnapshot {
             method: parts.method.clone(),
@@ -140,8 +155,12 @@ impl Proxy {
             index,
             params,
             request: snapshot,
-            req_body: Bytes::copy_from_slice(head.inspected(self.cfg.inspect_limit)),
+            // A view of the head (no copy): the same bytes are forwarded by `head.into_body()`.
+            req_body: head
+                .bytes
+                .slice(..head.bytes.len().min(self.cfg.inspect_limit)),
             req_truncated: head.truncated,
+            req_parsed: ParsedBody::default(),
             seen: Vec::new(),
             start,
             time,
@@ -198,11 +217,22 @@ impl Proxy {
                 &request_id,
             );
         };
+        let forwarded = Instant::now();
         let sent = tokio::time::timeout(
             self.cfg.timeouts.upstream_response,
             self.client.request(upstream_req),
         )
         .await;
+        let m = self.metrics.route(index);
+        match &sent {
+            Ok(Ok(_)) => {
+                let waited = forwarded.elapsed();
+                m.upstream(waited);
+                m.added(start.elapsed().saturating_sub(waited));
+            }
+            Ok(Err(_)) => m.upstream_error(false),
+            Err(_) => m.upstream_error(true),
+        }
         match sent {
             Ok(Ok(resp)) => {
                 let (mut rparts, rbody) = resp.into_parts();
@@ -263,12 +293,20 @@ impl Proxy {
             );
         };
         let rid = &self.cfg.request_id_header;
-        match tokio::time::timeout(
+        let m = self.metrics.unmapped();
+        m.request();
+        let forwarded = Instant::now();
+        let sent = tokio::time::timeout(
             self.cfg.timeouts.upstream_response,
             self.client.request(upstream_req),
         )
-        .await
-        {
+        .await;
+        match &sent {
+            Ok(Ok(_)) => m.upstream(forwarded.elapsed()),
+            Ok(Err(_)) => m.upstream_error(false),
+            Err(_) => m.upstream_error(true),
+        }
+        match sent {
             Ok(Ok(resp)) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 strip_hop_by_hop(&mut rparts.headers);
@@ -295,6 +333,23 @@ impl Proxy {
         }
     }
 
+    /// The upstream URI of a request: the upstream's origin and the request's path and query.
+    fn upstream_uri(&self, uri: &Uri) -> Option<Uri> {
+        match (&self.upstream_origin, uri.path_and_query()) {
+            (Some((scheme, authority)), Some(pq)) if pq.as_str().starts_with('/') => {
+                let mut up = http::uri::Parts::default();
+                up.scheme = Some(scheme.clone());
+                up.authority = Some(authority.clone());
+                up.path_and_query = Some(pq.clone());
+                Uri::from_parts(up).ok()
+            }
+            _ => {
+                let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+                format!("{}{}", self.upstream_base, pq).parse().ok()
+            }
+        }
+    }
+
     /// Rewrite a client request for the upstream: URI, hop-by-hop headers, `X-Forwarded-*`.
     fn upstream_request(
         &self,
@@ -308,9 +363,7 @@ impl Proxy {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let uri: Uri = format!("{}{}", self.upstream_base, pq).parse().ok()?;
-        parts.uri = uri;
+        parts.uri = self.upstream_uri(&parts.uri)?;
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         let proto = if parts.extensions.get::<server::Secure>().is_some() {
@@ -360,6 +413,8 @@ struct Pending {
     /// The inspected head of the request body.
     req_body: Bytes,
     req_truncated: bool,
+    /// `req_body` parsed once, for every token location and source that reads it.
+    req_parsed: ParsedBody,
     /// Tokens found so far (request side first, issued ones added when the response ends).
     seen: Vec<SeenToken>,
     start: Instant,
@@ -377,6 +432,7 @@ impl Pending {
             headers: &self.request.headers,
             body: &self.req_body,
             body_truncated: self.req_truncated,
+            parsed: &self.req_parsed,
         }
     }
 
@@ -568,12 +624,14 @@ impl Pending {
             params: self.params.clone(),
         };
         let req_facts = self.request_facts();
+        let resp_parsed = ParsedBody::default();
         let resp_facts = ResponseFacts {
             status,
             headers: resp_headers,
             body: &resp_cap.bytes,
             body_truncated: resp_cap.truncated,
             failure,
+            parsed: &resp_parsed,
         };
         let user_agent = self.request.headers.get(header::USER_AGENT).map(|v| {
             crate::classify::redact::truncate(
@@ -595,12 +653,13 @@ impl Pending {
             },
             duration_ms: self.start.elapsed().as_millis() as u64,
         };
-        let mut seen = self.seen.clone();
+        // Issued tokens join the presented ones; without any, the presented ones are lent as is.
+        let mut seen = std::borrow::Cow::Borrowed(self.seen.as_slice());
         for (location, keys) in route.token_reads() {
             if let TokenLocation::ResponseBody(ptr) = &location {
                 if let Some(raw) = extract::response_token(ptr, &resp_facts) {
                     let checked = cfg.identity.check_now(&raw, keys.as_deref());
-                    seen.push(SeenToken {
+                    seen.to_mut().push(SeenToken {
                         location,
                         keys,
                         checked,
@@ -620,16 +679,17 @@ impl Pending {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) are for one connection only and never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// (Parsed names: removing by `&str` would parse each name again on every request.)
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -643,8 +703,8 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     for name in listed {
         h.remove(name);
     }
-    for name in HOP_BY_HOP {
-        h.remove(*name);
+    for name in &HOP_BY_HOP {
+        h.remove(name);
     }
 }
 
@@ -662,9 +722,12 @@ fn ensure_request_id(h: &mut HeaderMap, name: &HeaderName) -> String {
             return v.to_string();
         }
     }
-    let id = Uuid::now_v7().simple().to_string();
-    set_header(h, name, &id);
-    id
+    let mut buf = Uuid::encode_buffer();
+    let id: &str = Uuid::now_v7().simple().encode_lower(&mut buf);
+    if let Ok(v) = HeaderValue::from_str(id) {
+        h.insert(name.clone(), v);
+    }
+    id.to_string()
 }
 
 fn error_response(

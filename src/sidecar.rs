@@ -17,6 +17,10 @@ use crate::proxy::live::{self, Live};
 use crate::proxy::server;
 use crate::store;
 
+/// How long alerts and retention get to stop, and the sinks to write what is queued, at
+/// shutdown (each, after the proxy's drain).
+const OPS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The two sockets a sidecar serves; bound by the caller so tests can use port 0.
 pub struct Listeners {
     pub proxy: TcpListener,
@@ -32,6 +36,8 @@ pub enum Error {
     Admin(#[source] std::io::Error),
     #[error("cannot open the audit spool: {0}")]
     Spool(#[from] SpoolError),
+    #[error("cannot start the sinks: {0}")]
+    Sinks(String),
 }
 
 /// How a run ended.
@@ -74,24 +80,72 @@ pub async fn run_with_store(
         PipelineConfig::from_store(&cfg.store),
         Some(spool),
     );
-    let draining = Arc::new(AtomicBool::new(false));
+    // Alert rules and sinks tap the pipeline: every clone handed out below carries the taps.
+    let (pipeline, mut ops) =
+        crate::ops::Ops::start(&cfg, store.clone(), pipeline).map_err(Error::Sinks)?;
+    // Before the proxy starts: its per-route instruments register with this recorder.
+    let metrics = crate::metrics::install().map(|handle| {
+        Arc::new(crate::metrics::Source {
+            handle,
+            pipeline: pipeline.clone(),
+            ops: ops.stats.clone(),
+            live: std::sync::OnceLock::new(),
+        })
+    });
+    let upkeep = metrics
+        .as_ref()
+        .map(|m| crate::metrics::spawn_upkeep(m.handle.clone(), std::time::Duration::from_secs(5)));
+    // Not ready until the proxy is up (key sets loaded): `/readyz` answers 503 until then.
+    let draining = Arc::new(AtomicBool::new(true));
     let coverage = Arc::new(Coverage::default());
+    // The admin API reads the live (reloadable) config once the proxy is up, the first before.
+    let admin_live: Arc<std::sync::OnceLock<Arc<Live>>> = Arc::default();
     let admin_state = AdminState {
         store,
         pipeline: pipeline.clone(),
         draining: draining.clone(),
-        credentials: cfg.admin_credentials.clone().into(),
+        config: {
+            let (first, live) = (cfg.clone(), admin_live.clone());
+            Arc::new(move || live.get().map_or_else(|| first.clone(), |l| l.config()))
+        },
         coverage: coverage.clone(),
-        routes: cfg.routes.routes.iter().map(|r| r.id.clone()).collect(),
+        reload: {
+            let live = admin_live.clone();
+            let reloader: admin::Reloader = Arc::new(move || {
+                let live = live.get().cloned();
+                Box::pin(async move {
+                    let Some(live) = live else {
+                        return Err(vec!["the sidecar is still starting".to_string()]);
+                    };
+                    match live.reload().await {
+                        Ok(done) => Ok(serde_json::to_value(done).unwrap_or_default()),
+                        Err(e) if !e.diagnostics().is_empty() => {
+                            Err(e.diagnostics().iter().map(ToString::to_string).collect())
+                        }
+                        Err(e) => Err(vec![e.to_string()]),
+                    }
+                })
+            });
+            Some(reloader)
+        },
     };
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_app = admin::app(admin_state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut admin_router = admin::app(admin_state);
+    if let Some(m) = &metrics {
+        admin_router = admin_router.merge(crate::metrics::router(m.clone()));
+    }
+    let admin_app = admin_router.into_make_service_with_connect_info::<SocketAddr>();
     let admin_server = axum::serve(listeners.admin, admin_app).with_graceful_shutdown(async move {
         let _ = admin_stopped.await;
     });
     let mut admin_task = tokio::spawn(async move { admin_server.await });
 
     let live = Arc::new(Live::start(cfg.clone(), pipeline.clone(), coverage).await);
+    let _ = admin_live.set(live.clone());
+    draining.store(false, Ordering::Release);
+    if let Some(m) = &metrics {
+        let _ = m.live.set(live.clone());
+    }
     #[cfg(unix)]
     let sighup = live::spawn_sighup(live.clone());
     tracing::info!(
@@ -118,7 +172,14 @@ pub async fn run_with_store(
         tracing::warn!("shutdown: admin requests still running after the grace period");
         admin_task.abort();
     }
+    // Alerts and retention still submit events: stop them before the writer's last flush, and
+    // the sinks after it, so they get every event.
+    ops.stop_producers(OPS_GRACE).await;
     writer.shutdown().await;
+    ops.shutdown(OPS_GRACE).await;
+    if let Some(u) = upkeep {
+        u.abort();
+    }
     let events = pipeline.stats().snapshot();
     tracing::info!(
         written = events.written,

@@ -17,7 +17,9 @@ mod sql;
 pub mod sqlite;
 pub mod verify;
 
-pub use chain::{Appended, ChainHead, Checkpoint, CheckpointKind, PurgeReport, Signer};
+pub use chain::{
+    Appended, ChainHead, Checkpoint, CheckpointKind, Gap, PurgeLink, PurgeReport, Signer,
+};
 pub use sql::{Columns, StoredRow};
 
 /// Failures of a store. The message names the backend and the operation.
@@ -85,6 +87,10 @@ pub struct Query {
     pub search: Option<String>,
     /// A token's fingerprint or jti: events that presented or issued it.
     pub token: Option<String>,
+    /// The event's reason, exact (`invalid_credentials`, `claim_mismatch:role`).
+    pub reason: Option<String>,
+    /// Only events whose app sources disagreed (`app_conflict` present).
+    pub app_conflict: bool,
     /// Inclusive lower bound on event time.
     pub since: Option<OffsetDateTime>,
     /// Exclusive upper bound on event time.
@@ -208,6 +214,16 @@ pub trait EventStore: Send + Sync + 'static {
     async fn purge_before(
         &self,
         before: OffsetDateTime,
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error>;
+    /// Delete the given links of `instance`'s chain (what a retention policy chose) in one
+    /// transaction, sealed with signed checkpoints so `verify` still passes: a run continuing the
+    /// purged prefix moves the `purge` boundary, the other runs become the gaps of a `retention`
+    /// checkpoint. Fails without deleting anything when a link is no longer stored.
+    async fn purge_links(
+        &self,
+        instance: &str,
+        links: &[PurgeLink],
         signer: &Signer,
     ) -> Result<PurgeReport, Error>;
 }

@@ -578,6 +578,16 @@ async fn no_valid_credential_is_401_and_a_missing_permission_403() {
         get(&sc, "/v1/export", Some(TOKEN_EXPORTER)).await.status,
         StatusCode::OK
     );
+    // Who am I: the credential's name, scope and permissions, never its hash.
+    assert_eq!(
+        get(&sc, "/v1/whoami", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let me = get(&sc, "/v1/whoami", Some(TOKEN_ALPHA)).await;
+    assert_eq!(
+        me.json(),
+        serde_json::json!({"name": "support-alpha", "apps": ["app-a"], "permissions": ["read"]})
+    );
     // What needs no credential: health, the API description, the viewer's files.
     for path in [
         "/healthz",
@@ -619,10 +629,10 @@ fn config_takes_hashes_never_tokens() {
         [
             "a.yaml:4:34: admin.credentials[0].token_sha256: expected the SHA-256 of the token as 64 hex digits (printf %s \"$TOKEN\" | sha256sum), never the token itself",
             "a.yaml:4:60: admin.credentials[0].apps: \"*\" already means every app: list no other app beside it",
-            "a.yaml:4:87: admin.credentials[0].permissions[1]: unknown permission \"write\": expected read or export",
+            "a.yaml:4:87: admin.credentials[0].permissions[1]: unknown permission \"write\": expected read, export or reload",
             "a.yaml:5:15: admin.credentials[1].name: duplicate credential name \"sec\"",
             "a.yaml:5:106: admin.credentials[1].apps: app scope must not be empty: list apps or use [\"*\"]",
-            "a.yaml:5:123: admin.credentials[1].permissions: permissions must not be empty: use read, export or both",
+            "a.yaml:5:123: admin.credentials[1].permissions: permissions must not be empty: use read, export or reload",
         ]
     );
 }

@@ -389,6 +389,16 @@ async fn the_viewer_shows_failed_logins_and_keeps_tenants_apart() {
             ),
         )
         .await;
+    let who = s
+        .js("const w = document.getElementById('who'); return w.hidden ? null : w.textContent;")
+        .await;
+    assert_eq!(who, "support-alpha · app-a");
+    // No export permission: no export links.
+    assert_eq!(
+        s.js("return document.querySelector('.exports').hidden")
+            .await,
+        true
+    );
     assert!(
         rows.as_array().unwrap().iter().all(|r| r["app"] == "app-a"),
         "{rows}"

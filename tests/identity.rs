@@ -158,6 +158,15 @@ async fn app_conflict_keeps_the_verified_app_and_both_values() {
         .collect();
     assert_eq!(values, vec![("app-alpha", true), ("app-beta", false)]);
     assert_eq!(evs[1].app_conflict, None);
+    // A query can list the conflicts.
+    let conflicts = sc
+        .query(authtrail::store::Query {
+            app_conflict: true,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].id, evs[0].id);
 }
 
 #[tokio::test]

@@ -181,3 +181,85 @@ async fn sighup_reloads_a_good_map_and_rejects_a_bad_one_while_requests_flow() {
     // After the rejected reload the good map still applied: /bytes stayed mapped to the end.
     assert!(events.iter().all(|e| e["http"]["route"] != "broken"));
 }
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn admin_api_reload_needs_the_reload_permission_and_reports_errors() {
+    let up = upstream::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("trail.db");
+    let path = dir.path().join("authtrail.yaml");
+    let admin = format!(
+        "admin:\n  credentials:\n    - {{ name: ops, token_sha256: {}, apps: [\"*\"], permissions: [read, reload] }}\n    - {{ name: support, token_sha256: {}, apps: [app-a], permissions: [read] }}\n",
+        sha256_hex("ops-admin-token-0001"),
+        sha256_hex("support-token-0002")
+    );
+    let write = |routes: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                "upstream: http://{}\nstore: {{ url: \"sqlite://{}\" }}\n{admin}routes:\n{routes}",
+                up.addr,
+                db.display()
+            ),
+        )
+        .unwrap()
+    };
+    write("  - id: echo\n    match: { path: /echo-headers }\n    event: account.update\n");
+    let cfg = authtrail::config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut sc = support::harness::start_config(
+        cfg,
+        dir.path().join("trail.db"),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let url = format!("http://{}/v1/reload", sc.admin);
+    let post = |token: &'static str| {
+        let url = url.clone();
+        async move {
+            let bearer = format!("Bearer {token}");
+            send(
+                Method::POST,
+                &url,
+                &[("authorization", &bearer)],
+                Bytes::new(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(post("support-token-0002").await.status, 403);
+    assert_eq!(post("wrong-token").await.status, 401);
+    write("  - id: echo\n    match: { path: /echo-headers }\n    event: account.update\n  - id: bytes\n    match: { path: /bytes }\n    event: support.action\n");
+    let ok = post("ops-admin-token-0001").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()["routes"], 2);
+    write("  - id: broken\n    match: { path: \"/x/{\" }\n    event: auth.login\n");
+    let bad = post("ops-admin-token-0001").await;
+    assert_eq!(bad.status, 422);
+    assert!(
+        bad.json()["errors"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("routes[0].match.path: invalid path template \"/x/{\": unclosed brace"),
+        "{}",
+        bad.json()
+    );
+    // The good map stayed: /bytes is mapped.
+    assert_eq!(
+        send(Method::GET, &sc.url("/bytes"), &[], Bytes::new())
+            .await
+            .unwrap()
+            .status,
+        418
+    );
+    sc.stop().await;
+    assert!(sc.events().await.iter().any(|e| e.http.route == "bytes"));
+}

@@ -205,6 +205,20 @@ async fn enforce_denies_at_the_edge_with_rfc6750_answers() {
         1,
         "only the allowed one reached the upstream"
     );
+    // Denials can be listed by route, reason and app.
+    let by_reason = sc
+        .query(authtrail::store::Query {
+            event_type: Some(authtrail::store::TypeFilter::Prefix("access.".into())),
+            route: Some("deactivate".into()),
+            reason: Some("app_mismatch".into()),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(by_reason.len(), 1);
+    assert_eq!(
+        by_reason[0].http.path,
+        "/v1/apps/app-beta/users/u-alice/deactivate"
+    );
 
     let stored = harness::store_bytes(&sc.db);
     let logs = harness::captured_logs();

@@ -15,7 +15,7 @@ use super::audit::{self, Ending, Kind, Read};
 use super::auth::Caller;
 use super::filter::{fetch_page, Order, Page, Params, DEFAULT_LIMIT, MAX_LIMIT};
 use super::{AdminState, Error};
-use crate::config::{types, Permission};
+use crate::config::{types, AppScope, Permission};
 use crate::event::{rfc3339_millis, unix_millis, AuditEvent, Target};
 use crate::store;
 
@@ -335,14 +335,15 @@ pub(super) async fn coverage(State(s): State<AdminState>, caller: Caller, uri: U
                 .map(rfc3339_millis::format)
                 .unwrap_or_default()
         };
+        let config = (s.config)();
+        let route_ids: Vec<&str> = config.routes.routes.iter().map(|r| r.id.as_str()).collect();
         let body = if caller.sees_all() {
             let (unmapped, overflow) = s.coverage.report();
             let hits = s.coverage.route_report();
-            let routes: Vec<Value> = s
-                .routes
+            let routes: Vec<Value> = route_ids
                 .iter()
-                .map(|id| {
-                    let h = hits.iter().find(|h| h.route == *id);
+                .map(|&id| {
+                    let h = hits.iter().find(|h| h.route == id);
                     json!({
                         "id": id,
                         "hits": h.map_or(0, |h| h.count),
@@ -350,10 +351,10 @@ pub(super) async fn coverage(State(s): State<AdminState>, caller: Caller, uri: U
                     })
                 })
                 .collect();
-            let idle: Vec<&String> = s
-                .routes
+            let idle: Vec<&str> = route_ids
                 .iter()
-                .filter(|id| !hits.iter().any(|h| h.route == **id))
+                .copied()
+                .filter(|&id| !hits.iter().any(|h| h.route == id))
                 .collect();
             let unmapped: Vec<Value> = unmapped
                 .iter()
@@ -391,4 +392,57 @@ pub(super) async fn coverage(State(s): State<AdminState>, caller: Caller, uri: U
     }
     .await;
     finish(&s, &caller, "/v1/coverage", &uri, None, result)
+}
+
+/// `POST /v1/reload`: re-read the config file, as SIGHUP does. Needs the `reload` permission
+/// and an app scope of `*` (a reload changes every app's routes). 200 with what changed, or
+/// 422 with every config error while the running config stays.
+pub(super) async fn reload(State(state): State<AdminState>, caller: Caller) -> Response {
+    if let Err(e) = caller
+        .require(Permission::Reload)
+        .and_then(|()| match caller.credential.apps {
+            AppScope::All => Ok(()),
+            AppScope::Apps(_) => Err(Error::Forbidden {
+                credential: caller.credential.name.clone(),
+                permission: "reload (with apps: [\"*\"])",
+            }),
+        })
+    {
+        return e.into_response();
+    }
+    let Some(reload) = state.reload.clone() else {
+        return Error::NotFound("reload").into_response();
+    };
+    match reload().await {
+        Ok(summary) => {
+            tracing::info!(credential = %caller.credential.name, "config reloaded through the admin API");
+            (StatusCode::OK, Json(summary)).into_response()
+        }
+        Err(errors) => {
+            tracing::warn!(credential = %caller.credential.name, count = errors.len(), "config reload through the admin API rejected");
+            let body = json!({ "error": "invalid_config", "errors": errors });
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        }
+    }
+}
+
+/// `GET /v1/whoami`: the calling credential's name, app scope and permissions (so the viewer can
+/// say who is signed in and offer only what the credential may do). Reads nothing from the trail.
+pub(super) async fn whoami(caller: Caller) -> Response {
+    let apps = match &caller.credential.apps {
+        AppScope::All => json!(["*"]),
+        AppScope::Apps(list) => json!(list),
+    };
+    let permissions: Vec<&str> = caller
+        .credential
+        .permissions
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    let body = json!({
+        "name": caller.credential.name,
+        "apps": apps,
+        "permissions": permissions,
+    });
+    (StatusCode::OK, Json(body)).into_response()
 }

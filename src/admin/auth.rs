@@ -119,7 +119,8 @@ impl FromRequestParts<AdminState> for Caller {
             tracing::info!(ip = ?ip, path = %parts.uri.path(), "admin: request without a credential");
             return Err(Error::Unauthorized { presented: false });
         };
-        let Some(credential) = authenticate(&state.credentials, token) else {
+        let config = (state.config)();
+        let Some(credential) = authenticate(&config.admin_credentials, token) else {
             tracing::warn!(ip = ?ip, path = %parts.uri.path(), "admin: invalid credential");
             return Err(Error::Unauthorized { presented: true });
         };

@@ -37,6 +37,8 @@ pub const FILTER_PARAMS: &[&str] = &[
     "request_id",
     "ip",
     "token",
+    "reason",
+    "conflict",
     "since",
     "until",
     "q",
@@ -61,6 +63,10 @@ pub struct Filters {
     pub until: Option<OffsetDateTime>,
     /// Substring of ids, display names and details.
     pub search: Option<String>,
+    /// The event's reason, exact.
+    pub reason: Option<String>,
+    /// Only events whose app sources disagreed.
+    pub conflict: bool,
 }
 
 /// Turn `24h` (that long before `now`) or an RFC 3339 time into an instant.
@@ -69,7 +75,11 @@ pub fn parse_time(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String
         return Ok(t);
     }
     match types::Duration::parse(s) {
-        Ok(d) => Ok(now - d.0),
+        // `now - d` panics past year -9999 (`since=999999999d`): refuse such a duration instead.
+        Ok(d) => time::Duration::try_from(d.0)
+            .ok()
+            .and_then(|d| now.checked_sub(d))
+            .ok_or_else(|| "the duration reaches too far into the past".to_string()),
         Err(_) => Err("expected a duration like 24h or an RFC 3339 time".to_string()),
     }
 }
@@ -100,6 +110,14 @@ impl Filters {
             "route" => self.route = text(name, value)?,
             "request_id" => self.request_id = text(name, value)?,
             "token" => self.token = text(name, value)?,
+            "reason" => self.reason = text(name, value)?,
+            "conflict" => {
+                self.conflict = match value {
+                    "" | "false" | "0" => false,
+                    "true" | "1" => true,
+                    v => return Err(Error::invalid(name, v, "expected true or false")),
+                }
+            }
             "type" => {
                 self.event_type = text(name, value)?.map(|t| TypeFilter::parse(&t));
             }
@@ -160,6 +178,8 @@ impl Filters {
             ip: self.ip,
             token: self.token.clone(),
             search: self.search.clone(),
+            reason: self.reason.clone(),
+            app_conflict: self.conflict,
             since: self.since,
             until: self.until,
             apps_scope,

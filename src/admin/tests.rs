@@ -290,6 +290,7 @@ fn openapi_document_parses_and_names_every_route() {
         "/v1/stats",
         "/v1/coverage",
         "/v1/export",
+        "/v1/whoami",
         "/v1/openapi.json",
     ] {
         assert!(paths.contains_key(route), "{route} is not documented");

@@ -228,8 +228,12 @@
     const ol = $("token-events");
     ol.replaceChildren();
     for (const e of life.events) {
-      ol.append(el("li", {}, badge(e.outcome), " ", e.type, " ",
-        el("span", { class: "muted", title: e.time }, absolute(e.time)), " ",
+      const roles = (e.tokens || []).filter((t) => t.fingerprint === key || t.jti === key).map((t) => t.role);
+      ol.append(el("li", {}, badge(e.outcome), " ", el("strong", {}, e.type), " ",
+        roles.length ? "(" + roles.join(", ") + ") " : "(rotation) ",
+        el("span", { class: "strong" }, e.app ? e.app.value : "—"), " · ",
+        el("span", { class: "strong" }, actorText(e.actor) || "—"), " ",
+        el("span", { class: "muted", title: e.time }, absolute(e.time) + " (" + relative(e.time) + ")"), " ",
         el("button", { type: "button", class: "link", onclick: () => openEvent(e.id) }, "open")));
     }
     $("token-life").hidden = false;
@@ -260,12 +264,15 @@
   }
 
   // ---- sign in / out ----
-  function showApp(name) {
+  function showApp(me) {
     $("signin").hidden = true;
     $("app").hidden = false;
     $("who").hidden = false;
-    $("who").textContent = name ? "signed in" : "";
+    const apps = me.apps.includes("*") ? "all apps" : me.apps.join(", ");
+    $("who").textContent = me.name + " · " + apps;
+    $("who").title = "permissions: " + me.permissions.join(", ");
     $("signout-btn").hidden = false;
+    for (const b of document.querySelectorAll(".exports")) b.hidden = !me.permissions.includes("export");
   }
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -279,10 +286,12 @@
   }
   async function signIn(t) {
     sessionStorage.setItem(TOKEN_KEY, t);
-    const resp = await fetch("/v1/events?limit=1", { headers: { Authorization: "Bearer " + t }, cache: "no-store" });
+    const resp = await fetch("/v1/whoami", { headers: { Authorization: "Bearer " + t }, cache: "no-store" });
     if (resp.status === 401) { signOut("That token was not accepted."); return; }
-    if (resp.status === 403) { signOut("That credential may not read events."); return; }
-    showApp(true);
+    if (!resp.ok) { signOut("Sign-in failed: HTTP " + resp.status); return; }
+    const me = await resp.json();
+    if (!me.permissions.includes("read")) { signOut("That credential may not read events."); return; }
+    showApp(me);
     loadFiltersFromHash();
     state.cursors = [];
     await load(null);

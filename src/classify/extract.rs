@@ -35,6 +35,33 @@ pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
     pub body_truncated: bool,
+    /// `body` as JSON or form, parsed on first use and then shared by every reader (token
+    /// locations, sources, captures) for the rest of the exchange.
+    pub parsed: &'a ParsedBody,
+}
+
+impl RequestFacts<'_> {
+    fn parsed_body(&self) -> &Body {
+        self.parsed
+            .get(Some(self.headers), self.body, self.body_truncated)
+    }
+}
+
+/// A body parsed at most once, on first use. Holds field values of the body: never printed.
+#[derive(Default)]
+pub struct ParsedBody(std::sync::OnceLock<Body>);
+
+impl ParsedBody {
+    fn get(&self, headers: Option<&HeaderMap>, bytes: &[u8], truncated: bool) -> &Body {
+        self.0
+            .get_or_init(|| Body::parse(headers, bytes, truncated))
+    }
+}
+
+impl std::fmt::Debug for ParsedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ParsedBody(..)")
+    }
 }
 
 /// Why no (complete) response came back.
@@ -72,6 +99,15 @@ pub struct ResponseFacts<'a> {
     pub body: &'a [u8],
     pub body_truncated: bool,
     pub failure: Option<Failure>,
+    /// `body`, parsed on first use (see [`RequestFacts::parsed`]).
+    pub parsed: &'a ParsedBody,
+}
+
+impl ResponseFacts<'_> {
+    fn parsed_body(&self) -> &Body {
+        self.parsed
+            .get(self.headers, self.body, self.body_truncated)
+    }
 }
 
 /// Event fields that come from the proxy rather than the route.
@@ -175,18 +211,14 @@ pub fn request_token(loc: &TokenLocation, req: &RequestFacts<'_>) -> Option<Stri
         TokenLocation::Query(name) => form_urlencoded::parse(req.query?.as_bytes())
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())?,
-        TokenLocation::RequestBody(ptr) => {
-            match Body::parse(Some(req.headers), req.body, req.body_truncated).pointer(ptr)? {
-                Value::String(s) => s,
-                _ => return None,
-            }
-        }
-        TokenLocation::Form(name) => {
-            match Body::parse(Some(req.headers), req.body, req.body_truncated) {
-                Body::Form(fields) => form_field(&fields, name)?,
-                _ => return None,
-            }
-        }
+        TokenLocation::RequestBody(ptr) => match req.parsed_body().pointer(ptr)? {
+            Value::String(s) => s,
+            _ => return None,
+        },
+        TokenLocation::Form(name) => match req.parsed_body() {
+            Body::Form(fields) => form_field(fields, name)?,
+            _ => return None,
+        },
         TokenLocation::ResponseBody(_) => return None,
     };
     (!token.is_empty()).then_some(token)
@@ -194,7 +226,7 @@ pub fn request_token(loc: &TokenLocation, req: &RequestFacts<'_>) -> Option<Stri
 
 /// The raw token at a response-body pointer.
 pub fn response_token(ptr: &str, resp: &ResponseFacts<'_>) -> Option<String> {
-    match Body::parse(resp.headers, resp.body, resp.body_truncated).pointer(ptr)? {
+    match resp.parsed_body().pointer(ptr)? {
         Value::String(s) if !s.is_empty() => Some(s),
         _ => None,
     }
@@ -224,12 +256,11 @@ fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
     (!user.is_empty()).then_some(user)
 }
 
-/// Everything a source may read, parsed once per exchange.
+/// Everything a source may read; each body is parsed once, when a source first reads it.
 struct Ctx<'a> {
     m: &'a Match<'a>,
     req: &'a RequestFacts<'a>,
-    req_body: Body,
-    resp_body: Body,
+    resp: &'a ResponseFacts<'a>,
     redactor: &'a Redactor,
     tokens: &'a [SeenToken],
 }
@@ -256,9 +287,9 @@ impl Ctx<'_> {
                 .headers
                 .get(name.as_str())
                 .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())),
-            Source::RequestBody(ptr) => self.req_body.pointer(ptr),
-            Source::ResponseBody(ptr) => self.resp_body.pointer(ptr),
-            Source::Form(name) => match &self.req_body {
+            Source::RequestBody(ptr) => self.req.parsed_body().pointer(ptr),
+            Source::ResponseBody(ptr) => self.resp.parsed_body().pointer(ptr),
+            Source::Form(name) => match self.req.parsed_body() {
                 Body::Form(fields) => form_field(fields, name).map(Value::String),
                 _ => None,
             },
@@ -368,8 +399,7 @@ pub fn build_event(
     let ctx = Ctx {
         m,
         req,
-        req_body: Body::parse(Some(req.headers), req.body, req.body_truncated),
-        resp_body: Body::parse(resp.headers, resp.body, resp.body_truncated),
+        resp,
         redactor,
         tokens,
     };
@@ -384,7 +414,7 @@ pub fn build_event(
     };
     let outcome = decide_outcome(&route.outcome, status, || {
         route.outcome.success_if.as_ref().is_some_and(|c| {
-            match (ctx.resp_body.pointer(&c.pointer), &c.equals) {
+            match (resp.parsed_body().pointer(&c.pointer), &c.equals) {
                 (Some(v), Some(want)) => &v == want,
                 (Some(v), None) => !v.is_null(),
                 (None, _) => false,
@@ -533,27 +563,36 @@ fn reason(
     if outcome == Outcome::Success {
         return None;
     }
-    let from_body = rules
-        .reason
-        .as_deref()
-        .and_then(|ptr| match ctx.resp_body.pointer(ptr)? {
-            Value::String(s) if !s.trim().is_empty() => Some(redact::truncate(s.trim(), 128)),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        });
+    let from_body =
+        rules
+            .reason
+            .as_deref()
+            .and_then(|ptr| match ctx.resp.parsed_body().pointer(ptr)? {
+                Value::String(s) if !s.trim().is_empty() => Some(redact::truncate(s.trim(), 128)),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
     from_body.or_else(|| resp.status.map(|s| format!("http_{}", s.as_u16())))
 }
 
 /// The concrete path as stored: normalised, with the values of secret-named parameters
 /// (`/verify/{code}`) replaced by their placeholder, and cut to a sane length.
 fn stored_path(m: &Match<'_>, redactor: &Redactor, raw: &str) -> String {
-    let mut segments = super::normalize(raw);
+    let mut segments = super::segments(raw);
     for (name, value) in &m.params {
         if redactor.is_secret(name) {
             for seg in segments.iter_mut().filter(|s| *s == value) {
-                *seg = format!("{{{name}}}");
+                *seg = format!("{{{name}}}").into();
             }
         }
     }
-    redact::truncate(&format!("/{}", segments.join("/")), 512)
+    let mut path = String::with_capacity(raw.len() + 1);
+    for seg in &segments {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    redact::truncate_owned(path, 512)
 }

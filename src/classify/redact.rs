@@ -123,6 +123,15 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// [`truncate`] for an owned string: returned as is (no copy) when short enough.
+pub fn truncate_owned(mut s: String, max: usize) -> String {
+    if let Some((idx, _)) = s.char_indices().nth(max) {
+        s.truncate(idx);
+        s.push('…');
+    }
+    s
+}
+
 /// `eyJ…`-style compact JWS: three base64url parts, the first decoding to a JSON object.
 pub fn looks_like_jwt(s: &str) -> bool {
     let mut parts = s.split('.');

@@ -4,6 +4,7 @@
 //! Requests are matched on a *normalised* path (see [`normalize`]), so `//v1/./sessions/` cannot
 //! slip past a route for `/v1/sessions` that the upstream would still serve.
 
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,14 +135,38 @@ impl PathTemplate {
         self.params().any(|p| p == name)
     }
 
-    /// Match normalised segments (see [`normalize`]); on success the parameter values in
-    /// template order.
-    pub fn matches(&self, segments: &[String]) -> Option<Vec<(String, String)>> {
-        self.explain(segments).ok()
+    /// Match normalised segments (see [`normalize`], [`segments`]); on success the parameter
+    /// values in template order. Allocates nothing unless it matches (then only the values).
+    pub fn matches<S: AsRef<str>>(&self, segments: &[S]) -> Option<Vec<(String, String)>> {
+        let n = self.segments.len();
+        if segments.len() < n || (!self.tail && segments.len() > n) {
+            return None;
+        }
+        let literals_match = self
+            .segments
+            .iter()
+            .zip(segments)
+            .all(|(tpl, seg)| match tpl {
+                Segment::Literal(lit) => lit == seg.as_ref(),
+                Segment::Param(_) => true,
+            });
+        if !literals_match {
+            return None;
+        }
+        Some(
+            self.segments
+                .iter()
+                .zip(segments)
+                .filter_map(|(tpl, seg)| match tpl {
+                    Segment::Param(name) => Some((name.clone(), seg.as_ref().to_string())),
+                    Segment::Literal(_) => None,
+                })
+                .collect(),
+        )
     }
 
     /// Like [`matches`](Self::matches), but on failure says why, for `explain`.
-    pub fn explain(&self, segments: &[String]) -> Result<Vec<(String, String)>, String> {
+    pub fn explain<S: AsRef<str>>(&self, segments: &[S]) -> Result<Vec<(String, String)>, String> {
         if segments.len() < self.segments.len() {
             return Err(format!(
                 "path has {} segments, template needs {}",
@@ -158,6 +183,7 @@ impl PathTemplate {
         }
         let mut params = Vec::new();
         for (i, (tpl, seg)) in self.segments.iter().zip(segments).enumerate() {
+            let seg = seg.as_ref();
             match tpl {
                 Segment::Literal(lit) if lit == seg => {}
                 Segment::Literal(lit) => {
@@ -166,7 +192,7 @@ impl PathTemplate {
                         i + 1
                     ))
                 }
-                Segment::Param(name) => params.push((name.clone(), seg.clone())),
+                Segment::Param(name) => params.push((name.clone(), seg.to_string())),
             }
         }
         Ok(params)
@@ -199,11 +225,17 @@ impl PathTemplate {
 /// percent-decoded, empty and `.` segments are skipped and `..` removes the previous one —
 /// the same reading most servers give a path, so an odd spelling cannot evade a route.
 pub fn normalize(path: &str) -> Vec<String> {
+    segments(path).into_iter().map(Cow::into_owned).collect()
+}
+
+/// [`normalize`] without copying: segments without escapes borrow from `path` (the classifier's
+/// hot path, once per request).
+pub fn segments(path: &str) -> Vec<Cow<'_, str>> {
     let path = path.split('?').next().unwrap_or("");
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(8);
     for raw in path.split('/') {
-        let seg = percent_decode(raw);
-        match seg.as_str() {
+        let seg = decode_cow(raw);
+        match &*seg {
             "" | "." => {}
             ".." => {
                 out.pop();
@@ -212,6 +244,14 @@ pub fn normalize(path: &str) -> Vec<String> {
         }
     }
     out
+}
+
+fn decode_cow(s: &str) -> Cow<'_, str> {
+    if s.contains('%') {
+        Cow::Owned(percent_decode(s))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// Decode `%XX` escapes; invalid escapes and invalid UTF-8 are kept as written / replaced.

@@ -48,6 +48,129 @@ pub struct File {
     pub defaults: Defaults,
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// How long events are kept, per event type and app; nothing is ever purged without it.
+    pub retention: Option<Spanned<Retention>>,
+    /// Where events stream besides the store (JSON lines on stdout, batched webhooks), by name.
+    #[serde(default)]
+    pub sinks: indexmap_lite::OrderedMap<Spanned<Sink>>,
+    /// Rules that raise an alert (`alert.fired`, the log, webhooks) on matching events.
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
+}
+
+/// `retention: { default: 400d, rules: [...], legal_hold: [app-x] }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// How long an event no rule matches is kept: a duration such as `400d`, or `forever`.
+    /// Default `forever`.
+    pub default: Option<Spanned<Text>>,
+    /// Per event type and app; the first rule that matches an event decides its keep.
+    #[serde(default)]
+    pub rules: Vec<RetentionRule>,
+    /// Apps whose events are never purged while they are listed here.
+    #[serde(default)]
+    pub legal_hold: Vec<Spanned<Text>>,
+    /// How often the background purge runs (its first run is at most 30s after start).
+    /// Default `1h`.
+    pub interval: Option<Duration>,
+    /// Most events deleted in one transaction. Default `1000`.
+    pub batch: Option<usize>,
+}
+
+/// `{ event: "auth.*", app: app-a, keep: 90d }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// Event type, exact (`auth.login`) or a prefix (`auth.*`); any type when absent.
+    pub event: Option<Spanned<Text>>,
+    /// App (tenant); any app when absent.
+    pub app: Option<Spanned<Text>>,
+    /// A duration such as `90d`, or `forever`. Required.
+    pub keep: Spanned<Text>,
+}
+
+/// One stream sink: `{ stdout: { format: json } }` or `{ webhook: URL, secret: ..., ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sink {
+    /// JSON lines on standard output, one event per line.
+    pub stdout: Option<StdoutSink>,
+    /// URL batches of events are POSTed to (https; plain http only for loopback hosts).
+    pub webhook: Option<Spanned<Text>>,
+    /// Webhook: key of the `X-Authtrail-Signature` HMAC-SHA256, at least 16 bytes (use
+    /// `${ENV}`). Without it requests are not signed.
+    pub secret: Option<SigningKey>,
+    /// Webhook: `json` (default) or `ocsf`.
+    pub format: Option<Spanned<Text>>,
+    /// Webhook: most events per request. Default `100`.
+    pub batch: Option<usize>,
+    /// Webhook: longest an event waits for its batch to fill. Default `1s`.
+    pub flush: Option<Duration>,
+    /// Webhook: time each attempt may take. Default `5s`.
+    pub timeout: Option<Duration>,
+    /// Webhook: retries after a failed attempt (connection error, timeout, 408, 429, 5xx).
+    /// Default `3`.
+    pub retries: Option<u32>,
+    /// Webhook: pause before the first retry, doubling for each next one. Default `500ms`.
+    pub backoff: Option<Duration>,
+    /// Webhook: PEM CA certificates trusted instead of the system roots.
+    pub ca_file: Option<Text>,
+    /// Events waiting for this sink; beyond it they are dropped (and counted). Default `10000`.
+    pub queue: Option<usize>,
+    /// Event types streamed, exact or prefix (`auth.*`). Default: all; `[]` streams none (a
+    /// webhook that only receives alert notifications).
+    pub events: Option<Spanned<Vec<Text>>>,
+}
+
+/// `stdout: { format: json }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSink {
+    /// `json` (the event as stored; default) or `ocsf`.
+    pub format: Option<Spanned<Text>>,
+}
+
+/// One alert rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    /// Unique id, recorded on every `alert.fired` event of the rule.
+    pub id: Spanned<Text>,
+    /// Which events count; every condition given must hold.
+    pub when: Spanned<AlertWhen>,
+    /// Fire when `count` matching events of one group fall within `window`; without it every
+    /// matching event fires.
+    pub threshold: Option<Spanned<Threshold>>,
+    /// Webhook sinks that receive the alert (it is always logged).
+    #[serde(default)]
+    pub notify: Vec<Spanned<Text>>,
+}
+
+/// `when: { event: auth.login, outcome: failure }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertWhen {
+    /// Event type(s), exact or prefix (`provider.*`).
+    pub event: Option<Spanned<OneOrMany<Text>>>,
+    /// success, failure, error or unknown (one or a list).
+    pub outcome: Option<Spanned<OneOrMany<Text>>>,
+    /// App(s).
+    pub app: Option<Spanned<OneOrMany<Text>>>,
+    /// Route id(s).
+    pub route: Option<Spanned<OneOrMany<Text>>>,
+}
+
+/// `threshold: { count: 5, window: 5m, group_by: actor }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    /// Matching events needed within the window (at least 1).
+    pub count: u32,
+    pub window: Duration,
+    /// actor, ip, target or app: count each value separately (events without one are not
+    /// counted). Default: all matching events together.
+    pub group_by: Option<Spanned<Text>>,
 }
 
 /// Proxy timeouts.

@@ -24,7 +24,7 @@ fn unknown_key_names_file_line_column_and_field() {
 fn unknown_top_level_key() {
     assert_eq!(
         errors("upstream: http://127.0.0.1:9000\nlisten_addr: 0.0.0.0:1\n"),
-        ["authtrail.yaml:2:1: listen_addr: unknown field `listen_addr`, expected one of listen, upstream, inspect_limit, request_id_header, max_connections, timeouts, admin, store, redact, trust, tls, upstream_tls, keys, requirements, defaults, routes"]
+        ["authtrail.yaml:2:1: listen_addr: unknown field `listen_addr`, expected one of listen, upstream, inspect_limit, request_id_header, max_connections, timeouts, admin, store, redact, trust, tls, upstream_tls, keys, requirements, defaults, routes, retention, sinks, alerts"]
     );
 }
 
@@ -140,7 +140,169 @@ fn kubernetes_configmap_config_loads() {
     let text = std::fs::read_to_string(path).unwrap();
     let cm: ConfigMap = serde_saphyr::from_str(&text).unwrap();
     let embedded = cm.data.get("authtrail.yaml").expect("data.authtrail.yaml");
-    if let Err(e) = load_str(embedded, "configmap.yaml#authtrail.yaml") {
-        panic!("{e}");
+    // Every ${VAR} the config reads is a key of the example Secret.
+    let secret = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/kubernetes/secret.yaml"
+    ))
+    .unwrap();
+    for var in embedded
+        .split("${")
+        .skip(1)
+        .filter_map(|s| s.split_once('}'))
+    {
+        assert!(
+            secret.contains(&format!("{}:", var.0)),
+            "{} is not in secret.yaml",
+            var.0
+        );
     }
+    std::env::set_var("AUTHTRAIL_CHECKPOINT_KEY", "42".repeat(32));
+    std::env::set_var(
+        "AUTHTRAIL_FINGERPRINT_KEY",
+        "configmap-test-fingerprint-key",
+    );
+    std::env::set_var("AUTHTRAIL_WEBHOOK_SECRET", "configmap-test-webhook-secret");
+    let cfg = match load_str(embedded, "configmap.yaml#authtrail.yaml") {
+        Ok(cfg) => cfg,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(cfg.retention.is_some() && !cfg.alerts.is_empty() && cfg.sinks.len() == 2);
+
+    // Both pod layouts give authtrail time for its preStop, its drain and the last flushes
+    // (alerts, store, sinks: up to 10s more) before SIGKILL.
+    let grace = cfg.timeouts.shutdown_grace.as_secs();
+    for (file, budget) in [
+        ("deployment.yaml", "containers"),
+        ("deployment-native-sidecar.yaml", "initContainers"),
+    ] {
+        let path = format!("{}/examples/kubernetes/{file}", env!("CARGO_MANIFEST_DIR"));
+        let d: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        let authtrail = pod[budget]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "authtrail")
+            .unwrap_or_else(|| panic!("{file}: no authtrail in {budget}"));
+        let own_pre_stop = authtrail["lifecycle"]["preStop"]["sleep"]["seconds"]
+            .as_u64()
+            .unwrap_or(0);
+        // A native sidecar stops after the main containers: their preStop comes first.
+        let before = if budget == "initContainers" {
+            assert_eq!(authtrail["restartPolicy"], "Always", "{file}");
+            pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+                .as_u64()
+                .unwrap()
+                + 5
+        } else {
+            own_pre_stop
+        };
+        let period = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+        assert!(
+            period >= before + grace + 10,
+            "{file}: terminationGracePeriodSeconds {period} < {before} + {grace} + 10"
+        );
+    }
+}
+
+#[test]
+fn retention_sinks_and_alerts_errors_are_reported_together() {
+    let yaml = r#"upstream: http://127.0.0.1:9000
+routes:
+  - id: login
+    match: { path: /login }
+    event: auth.login
+retention:
+  default: 400days
+  rules:
+    - { event: "Auth.*", keep: 90d }
+    - { app: app-a, keep: sometimes }
+sinks:
+  both: { stdout: {}, webhook: "https://hooks.example.com/a" }
+  plain: { webhook: "http://hooks.example.com/a" }
+  weak: { webhook: "https://hooks.example.com/a", secret: short, format: xml }
+  out: { stdout: { format: json }, batch: 10 }
+alerts:
+  - id: a
+    when: { event: auth.login, outcome: failed, route: nope }
+    threshold: { count: 0, window: 5m, group_by: user }
+    notify: [out, missing]
+"#;
+    assert_eq!(
+        errors(yaml),
+        [
+            "authtrail.yaml:7:3: retention: retention needs store.checkpoint.signing_key: every purge is sealed with a signed checkpoint so that verify still passes",
+            "authtrail.yaml:7:12: retention.default: invalid keep \"400days\": expected a duration such as 90d, or forever",
+            "authtrail.yaml:9:16: retention.rules[0].event: invalid event type \"Auth.*\": expected dotted lowercase words like auth.login, or a prefix like auth.*",
+            "authtrail.yaml:10:27: retention.rules[1].keep: invalid keep \"sometimes\": expected a duration such as 90d, or forever",
+            "authtrail.yaml:12:9: sinks.both: a sink has exactly one of stdout, webhook",
+            "authtrail.yaml:13:21: sinks.plain.webhook: invalid webhook \"http://hooks.example.com/a\": expected https://… (http only for loopback hosts)",
+            "authtrail.yaml:14:59: sinks.weak.secret: webhook secret must be at least 16 bytes",
+            "authtrail.yaml:14:74: sinks.weak.format: unknown format \"xml\": expected json or ocsf",
+            "authtrail.yaml:15:8: sinks.out.batch: batch is only for webhook sinks (stdout takes format)",
+            "authtrail.yaml:18:41: alerts[0].when.outcome[0]: invalid outcome \"failed\": expected success, failure, error or unknown",
+            "authtrail.yaml:18:56: alerts[0].when.route[0]: unknown route \"nope\"",
+            "authtrail.yaml:19:16: alerts[0].threshold.count: count must be at least 1",
+            "authtrail.yaml:19:50: alerts[0].threshold.group_by: invalid group_by \"user\": expected actor, ip, target or app",
+            "authtrail.yaml:20:14: alerts[0].notify[0]: sink \"out\" is not a webhook",
+            "authtrail.yaml:20:19: alerts[0].notify[1]: unknown sink \"missing\"",
+        ]
+    );
+}
+
+#[test]
+fn retention_sinks_and_alerts_defaults() {
+    let yaml = r#"upstream: http://127.0.0.1:9000
+store: { checkpoint: { signing_key: "4242424242424242424242424242424242424242424242424242424242424242" } }
+retention:
+  rules: [ { event: "auth.*", keep: 90d }, { event: account.delete, keep: forever } ]
+  legal_hold: [app-x]
+sinks:
+  out: { stdout: {} }
+  hook: { webhook: "http://127.0.0.1:8125/hook", secret: "0123456789abcdef", events: [auth.*] }
+alerts:
+  - id: deactivations
+    when: { event: account.deactivate }
+    notify: [hook]
+"#;
+    let cfg = load_str(yaml, "a.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let r = cfg.retention.unwrap();
+    use crate::ops::retention::Keep;
+    assert_eq!(r.default, Keep::Forever);
+    assert_eq!(r.interval, Duration::from_secs(3600));
+    assert_eq!(r.batch, 1000);
+    assert_eq!(r.rules[1].keep, Keep::Forever);
+    assert_eq!(r.legal_hold, ["app-x"]);
+    use crate::ops::sinks::{Format, Target};
+    assert_eq!(cfg.sinks.len(), 2);
+    assert_eq!(
+        (
+            &cfg.sinks[0].target,
+            cfg.sinks[0].format,
+            cfg.sinks[0].queue
+        ),
+        (&Target::Stdout, Format::Json, 10_000)
+    );
+    let Target::Webhook {
+        webhook,
+        batch,
+        flush,
+    } = &cfg.sinks[1].target
+    else {
+        panic!("a webhook")
+    };
+    assert_eq!((*batch, *flush), (100, Duration::from_secs(1)));
+    assert_eq!(
+        (webhook.timeout, webhook.retries, webhook.backoff),
+        (Duration::from_secs(5), 3, Duration::from_millis(500))
+    );
+    assert_eq!(format!("{:?}", webhook.secret), "Some(Secret(..))");
+    assert_eq!(
+        cfg.sinks[1].types,
+        Some(vec![crate::store::TypeFilter::Prefix("auth.".into())])
+    );
+    assert_eq!(cfg.alerts[0].notify, ["hook"]);
+    assert!(cfg.alerts[0].threshold.is_none());
 }

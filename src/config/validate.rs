@@ -21,6 +21,7 @@ use crate::classify::{
 };
 
 mod keys;
+mod ops;
 mod require;
 mod tls;
 
@@ -216,8 +217,10 @@ fn admin_credentials(
             let perm = match p.0.as_str() {
                 "read" => Permission::Read,
                 "export" => Permission::Export,
+                "reload" => Permission::Reload,
                 other => {
-                    let msg = format!("unknown permission \"{other}\": expected read or export");
+                    let msg =
+                        format!("unknown permission \"{other}\": expected read, export or reload");
                     c.err(
                         &cred.permissions,
                         format!("{}[{j}]", at("permissions")),
@@ -234,7 +237,7 @@ fn admin_credentials(
             c.err(
                 &cred.permissions,
                 at("permissions"),
-                "permissions must not be empty: use read, export or both",
+                "permissions must not be empty: use read, export or reload",
             );
         }
         out.push(AdminCredential {
@@ -650,6 +653,8 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
         routes.push(route);
     }
 
+    let ops = ops::ops(&mut c, &raw, &store, &routes);
+
     if !c.errors.is_empty() {
         c.errors.sort_by_key(|d| (d.line, d.column));
         return Err(c.errors);
@@ -670,5 +675,8 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
         store,
         redactor,
         routes: RouteMap { routes },
+        retention: ops.retention,
+        sinks: ops.sinks,
+        alerts: ops.alerts,
     })
 }

@@ -4,15 +4,18 @@
 //! algorithms of that kind are allowed. `none` is never allowed.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use super::jwks::JwksCache;
+use super::jwks::{JwkKeys, JwksCache};
 use super::{Invalid, MAX_TOKEN_LEN};
+
+/// Most verdicts a key set remembers (two generations of half as many each).
+pub const VERDICT_CACHE_ENTRIES: usize = 4096;
 
 /// Where a key set's keys come from.
 pub enum KeySource {
@@ -29,6 +32,63 @@ pub struct KeySet {
     pub algorithms: Vec<Algorithm>,
     /// Prepared validation per allowed algorithm.
     validations: HashMap<Algorithm, Validation>,
+    /// Seconds a token is still accepted after its `exp`.
+    leeway: u64,
+    /// Verdicts of tokens already checked, by token key (see [`KeySet::cached`]).
+    verdicts: Mutex<VerdictCache>,
+}
+
+/// What verification said about one token, as remembered: the token's claims (verified ones
+/// when `invalid` is `None`, else what it claimed) and the reason it failed.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub claims: Map<String, Value>,
+    pub invalid: Option<Invalid>,
+}
+
+struct Remembered {
+    verdict: Verdict,
+    /// Unix seconds after which the verdict may have changed (a verified token expires).
+    until: u64,
+    /// The JWKS generation it was reached with; a verdict of another generation is stale.
+    jwks: Option<Weak<JwkKeys>>,
+}
+
+/// A bounded, roughly least-recently-used map: lookups promote an entry into `young`; when
+/// `young` is full the older generation is dropped whole. O(1) and never more than
+/// [`VERDICT_CACHE_ENTRIES`] entries.
+#[derive(Default)]
+struct VerdictCache {
+    young: HashMap<[u8; 32], Remembered>,
+    old: HashMap<[u8; 32], Remembered>,
+}
+
+impl VerdictCache {
+    fn get(&mut self, key: &[u8; 32]) -> Option<&Remembered> {
+        if !self.young.contains_key(key) {
+            let promoted = self.old.remove(key)?;
+            self.insert(*key, promoted);
+        }
+        self.young.get(key)
+    }
+
+    fn insert(&mut self, key: [u8; 32], value: Remembered) {
+        if self.young.len() >= VERDICT_CACHE_ENTRIES / 2 && !self.young.contains_key(&key) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, value);
+    }
+
+    fn remove(&mut self, key: &[u8; 32]) {
+        self.young.remove(key);
+        self.old.remove(key);
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl std::fmt::Debug for KeySet {
@@ -78,13 +138,21 @@ impl KeySet {
                 let mut v = Validation::new(*alg);
                 v.leeway = rules.leeway.as_secs();
                 v.validate_nbf = true;
+                // A configured issuer or audience must be present in the token (and of the
+                // right type): jsonwebtoken only compares them when they are there.
+                let mut required = vec!["exp"];
                 match &rules.audience {
-                    Some(aud) => v.set_audience(aud),
+                    Some(aud) => {
+                        v.set_audience(aud);
+                        required.push("aud");
+                    }
                     None => v.validate_aud = false,
                 }
                 if let Some(iss) = &rules.issuer {
                     v.set_issuer(iss);
+                    required.push("iss");
                 }
+                v.set_required_spec_claims(&required);
                 (*alg, v)
             })
             .collect();
@@ -93,7 +161,68 @@ impl KeySet {
             source,
             algorithms,
             validations,
+            leeway: rules.leeway.as_secs(),
+            verdicts: Mutex::new(VerdictCache::default()),
         }
+    }
+
+    /// The key material in force now: a verdict reached with other keys does not apply.
+    fn current_jwks(&self) -> Option<Arc<JwkKeys>> {
+        self.jwks().and_then(|c| c.current())
+    }
+
+    /// The remembered verdict for the token whose keyed hash is `key`, if it still holds: same
+    /// JWKS generation, and (for a verified token) not past `exp` plus leeway — exactly when
+    /// verifying again would say the same.
+    pub fn cached(&self, key: &[u8; 32]) -> Option<Verdict> {
+        let jwks = self.current_jwks();
+        let mut cache = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = cache.get(key)?;
+        let same_keys = match (&hit.jwks, &jwks) {
+            (None, None) => true,
+            (Some(w), Some(now)) => std::ptr::eq(w.as_ptr(), Arc::as_ptr(now)),
+            _ => false,
+        };
+        if same_keys && unix_now() <= hit.until {
+            return Some(hit.verdict.clone());
+        }
+        cache.remove(key);
+        None
+    }
+
+    /// The key generation to pass to [`remember`](Self::remember): taken *before* verifying,
+    /// so a verdict is never filed under keys it was not reached with.
+    pub fn key_generation(&self) -> KeyGeneration {
+        KeyGeneration(self.current_jwks().map(|g| Arc::downgrade(&g)))
+    }
+
+    /// Keep a verdict for later requests presenting the same token. Only verdicts that cannot
+    /// change while the key material stays the same are kept: a verified token (until its
+    /// `exp` plus leeway) and an expired one. Failures anyone can mint (bad signature, garbage),
+    /// verdicts that change with time (`not_yet_valid`) or with a key fetch (`unknown_key`,
+    /// `keys_unavailable`) are never cached.
+    pub fn remember(&self, key: [u8; 32], at: KeyGeneration, verdict: &Verdict) {
+        let until = match verdict.invalid {
+            None => match verdict.claims.get("exp").and_then(Value::as_u64) {
+                Some(exp) => exp.saturating_add(self.leeway),
+                None => return,
+            },
+            // A signature that verified, on a token past its expiry: that stays so.
+            Some(Invalid::Expired) => u64::MAX,
+            Some(_) => return,
+        };
+        if self.jwks().is_some() && at.0.is_none() {
+            return;
+        }
+        let mut cache = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        cache.insert(
+            key,
+            Remembered {
+                verdict: verdict.clone(),
+                until,
+                jwks: at.0,
+            },
+        );
     }
 
     pub fn jwks(&self) -> Option<&Arc<JwksCache>> {
@@ -149,6 +278,9 @@ impl KeySet {
     }
 }
 
+/// The key generation a verification started with (see [`KeySet::remember_token`]).
+pub struct KeyGeneration(Option<Weak<JwkKeys>>);
+
 /// The JOSE header, size-checked. `jku`, `x5u`, `jwk` and `x5c` are never followed: keys come
 /// from the config only.
 fn read_header(token: &str) -> Result<Map<String, Value>, Invalid> {
@@ -184,6 +316,8 @@ fn decode(
             ErrorKind::InvalidSignature => Invalid::BadSignature,
             ErrorKind::InvalidIssuer => Invalid::WrongIssuer,
             ErrorKind::InvalidAudience => Invalid::WrongAudience,
+            ErrorKind::MissingRequiredClaim(c) if c == "iss" => Invalid::WrongIssuer,
+            ErrorKind::MissingRequiredClaim(c) if c == "aud" => Invalid::WrongAudience,
             ErrorKind::InvalidAlgorithm
             | ErrorKind::InvalidAlgorithmName
             | ErrorKind::MissingAlgorithm => Invalid::AlgNotAllowed,

@@ -364,12 +364,14 @@ impl Task {
     }
 
     async fn append(&self, events: &[AuditEvent], durable: bool) -> Result<Appended, String> {
-        match timeout(
+        let started = std::time::Instant::now();
+        let result = timeout(
             STORE_TIMEOUT,
             self.store.append(&self.instance, events, durable),
         )
-        .await
-        {
+        .await;
+        crate::metrics::store_write(started.elapsed());
+        match result {
             Ok(Ok(a)) => Ok(a),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("store did not answer within {STORE_TIMEOUT:?}")),

@@ -14,10 +14,17 @@ use time::OffsetDateTime;
 /// Most distinct method+shape keys kept.
 pub const MAX_KEYS: usize = 10_000;
 
+/// Path shape → (count, last seen in Unix milliseconds), for one method.
+type Shapes = HashMap<String, (u64, i64)>;
+
 /// Traffic counters since the sidecar started, shared by the proxy and the admin API.
 #[derive(Debug, Default)]
 pub struct Coverage {
-    seen: Mutex<HashMap<(String, String), (u64, i64)>>,
+    /// Method → shape → (count, last seen): nested so a hit is looked up by `&str`, without
+    /// building an owned key per request.
+    seen: Mutex<HashMap<String, Shapes>>,
+    /// Keys in `seen`, for the bound.
+    keys: AtomicU64,
     overflow: AtomicU64,
     routes: Mutex<HashMap<String, (u64, i64)>>,
 }
@@ -43,21 +50,24 @@ pub struct Unmapped {
 
 impl Coverage {
     pub fn record(&self, method: &http::Method, path: &str) {
-        let key = (method.as_str().to_string(), shape(path));
+        let shape = shape(path);
         let now = crate::event::unix_millis(OffsetDateTime::now_utc());
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let len = seen.len();
-        match seen.get_mut(&key) {
-            Some(entry) => {
-                entry.0 += 1;
-                entry.1 = now;
-            }
-            None if len < MAX_KEYS => {
-                seen.insert(key, (1, now));
-            }
-            None => {
-                self.overflow.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(entry) = seen
+            .get_mut(method.as_str())
+            .and_then(|shapes| shapes.get_mut(&shape))
+        {
+            entry.0 += 1;
+            entry.1 = now;
+            return;
+        }
+        if self.keys.load(Ordering::Relaxed) < MAX_KEYS as u64 {
+            self.keys.fetch_add(1, Ordering::Relaxed);
+            seen.entry(method.as_str().to_string())
+                .or_default()
+                .insert(shape, (1, now));
+        } else {
+            self.overflow.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -96,11 +106,13 @@ impl Coverage {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut rows: Vec<Unmapped> = seen
             .iter()
-            .map(|((m, p), (count, last))| Unmapped {
-                method: m.clone(),
-                path: p.clone(),
-                count: *count,
-                last_seen_ms: *last,
+            .flat_map(|(m, shapes)| {
+                shapes.iter().map(move |(p, (count, last))| Unmapped {
+                    method: m.clone(),
+                    path: p.clone(),
+                    count: *count,
+                    last_seen_ms: *last,
+                })
             })
             .collect();
         rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.path.cmp(&b.path)));
@@ -111,13 +123,13 @@ impl Coverage {
 /// `/v1/users/12345/sessions/abc…` → `/v1/users/{}/sessions/{}`: segments with three or more
 /// digits (or only digits), an `@`, or more than 24 characters are values, not names.
 pub fn shape(path: &str) -> String {
-    let segments = crate::classify::normalize(path);
+    let segments = crate::classify::segments(path);
     let mut out = String::with_capacity(path.len());
     for seg in &segments {
         out.push('/');
         let digits = seg.chars().filter(char::is_ascii_digit).count();
         let value = seg.len() > 24 || seg.contains('@') || digits >= 3 || digits == seg.len();
-        out.push_str(if value { "{}" } else { seg });
+        out.push_str(if value { "{}" } else { seg.as_ref() });
     }
     if out.is_empty() {
         out.push('/');

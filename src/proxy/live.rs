@@ -56,7 +56,8 @@ impl Live {
     }
 
     /// Re-read the config file; on success new requests use it. Listener, admin listener,
-    /// store and TLS listener settings need a restart and are kept (and reported).
+    /// store, TLS listener, retention, sinks and alerts need a restart and are kept (and
+    /// reported).
     pub async fn reload(&self) -> Result<Reloaded, config::Error> {
         let old = self.config();
         let mut new = config::load_file(&old.file)?;
@@ -78,6 +79,19 @@ impl Live {
         }
         new.tls = old.tls.clone();
         new.max_connections = old.max_connections;
+        // Retention, sinks and alerts run as tasks started with the sidecar.
+        if new.retention != old.retention {
+            needs_restart.push("retention");
+            new.retention = old.retention.clone();
+        }
+        if new.sinks != old.sinks {
+            needs_restart.push("sinks");
+            new.sinks = old.sinks.clone();
+        }
+        if new.alerts != old.alerts {
+            needs_restart.push("alerts");
+            new.alerts = old.alerts.clone();
+        }
         let new = Arc::new(new);
         let jwks = keys_ready(&new).await;
         let proxy = Arc::new(Proxy::new(

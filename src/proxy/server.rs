@@ -1,6 +1,12 @@
 //! The listener: accept connections (bounded by `max_connections`), serve HTTP/1.1 and HTTP/2
 //! on each, close connections idle for longer than the idle timeout, and on shutdown stop
 //! accepting and let in-flight requests finish within the grace period.
+//!
+//! A plain HTTP/1.1 keep-alive connection that stays silent for the header-read timeout is
+//! *parked*: hyper's connection state and buffers (two 8 KiB buffers and the request future)
+//! are dropped and only the socket is kept until the client sends again, when a fresh HTTP/1.1
+//! connection state takes over. Any partial request head would have been cut off by then, so a
+//! client cannot tell; 10,000 idle keep-alive clients cost their sockets and little else.
 
 use std::future::Future;
 use std::io;
@@ -10,16 +16,29 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use super::live::Live;
+
+/// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What every connection task shares: protocol settings and the shutdown signal.
+struct Shared {
+    live: Arc<Live>,
+    auto: auto::Builder<TokioExecutor>,
+    h1: hyper::server::conn::http1::Builder,
+    idle: Duration,
+    header_read: Duration,
+}
 
 /// Accept and serve until `shutdown` resolves, then drain. Returns whether every connection
 /// finished within the grace period.
@@ -40,9 +59,22 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(64 * 1024);
-    let builder = Arc::new(builder);
+    // The same HTTP/1.1 settings, for connections known to be HTTP/1.1 (see `serve_plain`).
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(cfg.timeouts.header_read)
+        .max_buf_size(64 * 1024);
+    let shared = Arc::new(Shared {
+        live: live.clone(),
+        auto: builder,
+        h1,
+        idle: cfg.timeouts.idle,
+        header_read: cfg.timeouts.header_read,
+    });
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
-    let graceful = GracefulShutdown::new();
+    // Shutdown: `true` is sent to every connection; draining is done when every receiver
+    // (one per connection task) is gone.
+    let (stop_tx, stop_rx) = watch::channel(false);
     let tls = cfg
         .tls
         .as_ref()
@@ -76,32 +108,21 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let live = live.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let shared = shared.clone();
+        let stop = stop_rx.clone();
         let tls = tls.clone();
-        let (idle, handshake) = (cfg.timeouts.idle, cfg.timeouts.header_read);
+        // The connection futures are boxed so the task itself stays small while a connection
+        // is parked.
         tokio::spawn(async move {
             match tls {
-                None => {
-                    serve_io(
-                        &builder,
-                        watcher,
-                        live,
-                        TokioIo::new(stream),
-                        peer,
-                        false,
-                        idle,
-                    )
-                    .await
-                }
+                None => Box::pin(serve_plain(&shared, stream, peer, stop)).await,
                 Some(acceptor) => {
                     // The handshake is bounded like a request head: a stalled client cannot
                     // hold a connection slot.
-                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(shared.header_read, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            serve_io(&builder, watcher, live, TokioIo::new(tls), peer, true, idle)
-                                .await
+                            let io = IdleIo::new(TokioIo::new(tls), shared.idle, None);
+                            Box::pin(serve_auto(&shared, io, peer, true, stop)).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %peer, error = %e, "tls handshake failed")
@@ -114,11 +135,13 @@ pub async fn serve(
         });
     }
     drop(listener);
+    drop(stop_rx);
     if let Some(w) = cert_watch {
         w.abort();
     }
     let grace = cfg.timeouts.shutdown_grace;
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(grace, stop_tx.closed()).await {
         Ok(()) => true,
         Err(_) => {
             tracing::warn!(
@@ -134,38 +157,197 @@ pub async fn serve(
 #[derive(Clone, Copy, Debug)]
 pub struct Secure;
 
-/// Serve one accepted connection (plain or TLS) until it closes or shutdown drains it.
-async fn serve_io<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-    live: Arc<Live>,
-    io: I,
+type Response = hyper::Response<super::ProxyBody>;
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
+
+/// The service of one connection: each request is served by the config current when it
+/// arrived, and counts as in flight until its response head is ready.
+fn service(
+    live: &Arc<Live>,
     peer: std::net::SocketAddr,
     secure: bool,
-    idle: Duration,
-) where
-    I: Read + Write + Unpin + Send + 'static,
-{
-    let inflight = Arc::new(AtomicUsize::new(0));
-    let io = IdleIo::new(io, idle, inflight.clone());
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        // Each request is served by the config current when it arrived.
+    inflight: &Arc<AtomicUsize>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = ResponseFuture,
+> {
+    let (live, inflight) = (live.clone(), inflight.clone());
+    hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let proxy = live.proxy();
         let guard = InflightGuard::new(inflight.clone());
         if secure {
             req.extensions_mut().insert(Secure);
         }
-        async move {
+        // Boxed: an `Unpin` future lets the HTTP/1.1 path drive hyper's connection with
+        // `poll_without_shutdown` and take the socket back when it parks.
+        Box::pin(async move {
             let resp = proxy.handle(req, peer).await;
             drop(guard);
             Ok::<_, std::convert::Infallible>(resp)
+        }) as ResponseFuture
+    })
+}
+
+/// A plain TCP connection: HTTP/1.1 with parking, or (HTTP/2 prior knowledge, or a first
+/// read too short to tell) the auto-detecting server as it is.
+async fn serve_plain(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Nothing sent within the header-read timeout: the connection is closed unserved.
+    let mut head = [0u8; H2_PREFACE.len()];
+    let peeked = tokio::select! {
+        biased;
+        _ = stop.changed() => return,
+        p = tokio::time::timeout(shared.header_read, stream.peek(&mut head)) => p,
+    };
+    let n = match peeked {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return,
+    };
+    let surely_h1 = head[..n] != H2_PREFACE[..n];
+    // Parking needs a wait shorter than the idle timeout to be worth anything.
+    let park_after = shared.header_read.max(Duration::from_millis(100));
+    if !surely_h1 || park_after >= shared.idle {
+        let io = IdleIo::new(TokioIo::new(stream), shared.idle, None);
+        return Box::pin(serve_auto(shared, io, peer, false, stop)).await;
+    }
+
+    let mut stream = stream;
+    let mut carry = Bytes::new();
+    loop {
+        // Boxed: the HTTP/1.1 state lives only as long as the connection is active.
+        let round = Box::pin(serve_h1(shared, stream, carry, peer, park_after, &mut stop)).await;
+        let Some((parked, rest)) = round else {
+            return;
+        };
+        (stream, carry) = (parked, rest);
+        if !carry.is_empty() {
+            continue;
         }
-    });
-    let conn = builder.serve_connection(io, service);
-    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(peer = %peer, "idle connection parked");
+        release_freed_memory_soon();
+        // Parked: only the socket, until the client speaks again, the idle timeout runs out,
+        // or shutdown.
+        let left = shared.idle.saturating_sub(park_after);
+        let woke = tokio::select! {
+            biased;
+            _ = stop.changed() => false,
+            r = tokio::time::timeout(left, stream.readable()) => matches!(r, Ok(Ok(()))),
+        };
+        if !woke {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Serve HTTP/1.1 on `stream` until the connection ends (`None`) or parks: then the socket and
+/// any bytes hyper had read ahead.
+async fn serve_h1(
+    shared: &Shared,
+    stream: TcpStream,
+    carry: Bytes,
+    peer: std::net::SocketAddr,
+    park_after: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, Bytes)> {
+    let inflight = Arc::new(AtomicUsize::new(0));
+    let mut io = IdleIo::new(TokioIo::new(stream), park_after, Some(inflight.clone()));
+    io.pre = (!carry.is_empty()).then_some(carry);
+    let svc = service(&shared.live, peer, false, &inflight);
+    let mut conn = shared.h1.serve_connection(io, svc);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        Pin::new(&mut conn).graceful_shutdown();
+    }
+    let result = {
+        let mut changed = std::pin::pin!(stop.changed());
+        std::future::poll_fn(|cx| {
+            if !stopping && changed.as_mut().poll(cx).is_ready() {
+                stopping = true;
+                Pin::new(&mut conn).graceful_shutdown();
+            }
+            conn.poll_without_shutdown(cx)
+        })
+        .await
+    };
+    if let Err(e) = result {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        return None;
+    }
+    let parts = conn.into_parts();
+    let mut io = parts.io;
+    if !io.parked || stopping {
+        // Ended (client closed, `Connection: close`, shutdown): close our side as hyper would.
+        let _ = io.inner.inner_mut().shutdown().await;
+        return None;
+    }
+    Some((io.inner.into_inner(), parts.read_buf))
+}
+
+/// Serve one connection (TLS, HTTP/2, or undecided) with the auto-detecting server until it
+/// closes or shutdown drains it.
+async fn serve_auto<I>(
+    shared: &Shared,
+    mut io: IdleIo<I>,
+    peer: std::net::SocketAddr,
+    secure: bool,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let inflight = Arc::new(AtomicUsize::new(0));
+    io.inflight = Some(inflight.clone());
+    let svc = service(&shared.live, peer, secure, &inflight);
+    let conn = shared.auto.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        biased;
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }
 }
+
+/// Parks since the allocator last gave freed pages back.
+static PARKED_SINCE_TRIM: AtomicUsize = AtomicUsize::new(0);
+
+/// After connections park, hand the pages their buffers occupied back to the OS, at most once
+/// a second: glibc keeps freed small allocations resident, so without this a burst of
+/// connections would leave its peak as the process's RSS for good.
+fn release_freed_memory_soon() {
+    if PARKED_SINCE_TRIM.fetch_add(1, Ordering::AcqRel) != 0 {
+        return;
+    }
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        PARKED_SINCE_TRIM.store(0, Ordering::Release);
+        let _ = tokio::task::spawn_blocking(trim_heap).await;
+    });
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: `malloc_trim` only walks glibc's own free lists (under its arena locks) and
+    // returns unused pages to the OS; it touches no memory the program owns.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 /// Counts a request as in flight until its response head is ready.
 struct InflightGuard(Arc<AtomicUsize>);
@@ -184,26 +366,43 @@ impl Drop for InflightGuard {
 }
 
 /// A connection's I/O that reports end-of-stream once nothing has been read or written for
-/// `idle` while no request is waiting for its response, so hyper closes the connection.
+/// `quiet` while no request is waiting for its response, so hyper ends the connection: the
+/// idle timeout, or (HTTP/1.1 path) the point where the connection is parked, marked `parked`.
 struct IdleIo<T> {
     inner: T,
-    idle: Duration,
+    /// Bytes read before (a parked connection's leftovers), served first.
+    pre: Option<Bytes>,
+    quiet: Duration,
     timer: Pin<Box<Sleep>>,
-    inflight: Arc<AtomicUsize>,
+    /// `None` until the connection's service exists (then requests in flight).
+    inflight: Option<Arc<AtomicUsize>>,
+    /// The end of stream reported was a park, not an idle close.
+    parked: bool,
+    /// Parking is what a quiet connection gets (else it is closed).
+    parks: bool,
 }
 
 impl<T> IdleIo<T> {
-    fn new(inner: T, idle: Duration, inflight: Arc<AtomicUsize>) -> IdleIo<T> {
+    fn new(inner: T, quiet: Duration, parking: Option<Arc<AtomicUsize>>) -> IdleIo<T> {
         IdleIo {
             inner,
-            idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
-            inflight,
+            pre: None,
+            quiet,
+            timer: Box::pin(tokio::time::sleep(quiet)),
+            parks: parking.is_some(),
+            inflight: parking,
+            parked: false,
         }
     }
 
     fn touch(&mut self) {
-        self.timer.as_mut().reset(Instant::now() + self.idle);
+        self.timer.as_mut().reset(Instant::now() + self.quiet);
+    }
+
+    fn busy(&self) -> bool {
+        self.inflight
+            .as_ref()
+            .is_some_and(|n| n.load(Ordering::Acquire) > 0)
     }
 }
 
@@ -211,9 +410,18 @@ impl<T: Read + Unpin> Read for IdleIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
+        mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if let Some(mut pre) = this.pre.take() {
+            let n = pre.len().min(buf.remaining());
+            buf.put_slice(&pre.split_to(n));
+            if !pre.is_empty() {
+                this.pre = Some(pre);
+            }
+            this.touch();
+            return Poll::Ready(Ok(()));
+        }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 this.touch();
@@ -221,8 +429,9 @@ impl<T: Read + Unpin> Read for IdleIo<T> {
             }
             Poll::Pending => {
                 if this.timer.as_mut().poll(cx).is_ready() {
-                    if this.inflight.load(Ordering::Acquire) == 0 {
-                        // Zero bytes read: end of stream, hyper closes the connection.
+                    if !this.busy() {
+                        // Zero bytes read: end of stream, hyper ends the connection.
+                        this.parked = this.parks;
                         return Poll::Ready(Ok(()));
                     }
                     this.touch();

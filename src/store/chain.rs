@@ -2,11 +2,12 @@
 //! instance's chain, and the Ed25519-signed checkpoints that pin a chain's head.
 //!
 //! This module owns the versioned encodings (what a hash and a signature cover) and the
-//! backend-neutral steps of `append`, `checkpoint` and `purge_before`, written once against
-//! [`ChainTx`], which each backend implements on its own write transaction. Links are assigned
-//! *inside* that transaction, after reading the chain's head under the store's write lock, so a
-//! chain can never fork, a retried or replayed batch never leaves a hole, and seq order within a
-//! chain is link order. It must never decide whether or when to write: that is the pipeline's.
+//! backend-neutral steps of `append`, `checkpoint`, `purge_before` and `purge_links`, written
+//! once against [`ChainTx`], which each backend implements on its own write transaction. Links
+//! are assigned *inside* that transaction, after reading the chain's head under the store's write
+//! lock, so a chain can never fork, a retried or replayed batch never leaves a hole, and seq
+//! order within a chain is link order. It must never decide whether or when to write: that is
+//! the pipeline's.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -188,6 +189,9 @@ pub enum CheckpointKind {
     Shutdown,
     /// The boundary left by `purge_before`: links up to `to_n` were deleted.
     Purge,
+    /// Links deleted from inside the chain by a retention policy: `gaps` lists each run of them
+    /// with the hash of its last link, so `verify` can bridge it.
+    Retention,
 }
 
 impl CheckpointKind {
@@ -196,6 +200,7 @@ impl CheckpointKind {
             CheckpointKind::Periodic => "periodic",
             CheckpointKind::Shutdown => "shutdown",
             CheckpointKind::Purge => "purge",
+            CheckpointKind::Retention => "retention",
         }
     }
 }
@@ -229,6 +234,28 @@ pub struct Checkpoint {
     /// Ed25519 signature over the checkpoint's canonical encoding without this field, hex.
     #[serde(default)]
     pub signature: String,
+    /// For a retention checkpoint: the runs of deleted links (empty otherwise, and then not
+    /// serialized, so older checkpoints keep their signatures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
+}
+
+/// Links `(from_n, to_n]` of a chain were deleted by a retention purge; `hash` is the hash of
+/// link `to_n`, which link `to_n + 1` names as its predecessor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    pub from_n: i64,
+    pub to_n: i64,
+    pub hash: String,
+}
+
+/// A link a retention purge deletes: its position, event id, hash and event time (Unix ms).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurgeLink {
+    pub n: i64,
+    pub id: String,
+    pub hash: String,
+    pub time_ms: i64,
 }
 
 impl Checkpoint {
@@ -352,6 +379,8 @@ pub(crate) trait ChainTx: Send {
     async fn delete_through(&mut self, instance: &str, n: i64) -> Result<u64, Error>;
     /// Delete events without a chain link older than `before_ms`; returns how many.
     async fn delete_unchained_before(&mut self, before_ms: i64) -> Result<u64, Error>;
+    /// Delete the chain's links at positions `ns`; returns how many.
+    async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error>;
 }
 
 /// Append `events` to `instance`'s chain: skip ids already stored (and repeats within the
@@ -426,6 +455,7 @@ pub(crate) async fn checkpoint<T: ChainTx>(
         created_ms: unix_millis(crate::event::now_millis()),
         public_key: String::new(),
         signature: String::new(),
+        gaps: Vec::new(),
     };
     signer.sign(&mut cp);
     tx.insert_checkpoint(&cp).await?;
@@ -480,6 +510,7 @@ pub(crate) async fn purge_before<T: ChainTx>(
             created_ms: unix_millis(crate::event::now_millis()),
             public_key: String::new(),
             signature: String::new(),
+            gaps: Vec::new(),
         };
         signer.sign(&mut cp);
         tx.insert_checkpoint(&cp).await?;
@@ -488,6 +519,102 @@ pub(crate) async fn purge_before<T: ChainTx>(
     }
     report.deleted += tx.delete_unchained_before(before_ms).await?;
     Ok(report)
+}
+
+/// Delete `links` of `instance`'s chain, sealing them with signed checkpoints so `verify` still
+/// passes: a run that continues the purged prefix (it starts right after the newest `purge`
+/// boundary) moves that boundary, like [`purge_before`]; every other run of consecutive
+/// positions becomes a gap of one `retention` checkpoint, with the hash of its last link. Fails,
+/// deleting nothing, when a link is no longer stored (another purge got there first).
+pub(crate) async fn purge_links<T: ChainTx>(
+    tx: &mut T,
+    instance: &str,
+    links: &[PurgeLink],
+    signer: &Signer,
+) -> Result<PurgeReport, Error> {
+    let mut links: Vec<&PurgeLink> = links.iter().collect();
+    links.sort_by_key(|l| l.n);
+    links.dedup_by_key(|l| l.n);
+    let mut report = PurgeReport::default();
+    if links.is_empty() {
+        return Ok(report);
+    }
+    let ns: Vec<i64> = links.iter().map(|l| l.n).collect();
+    let deleted = tx.delete_links(instance, &ns).await?;
+    if deleted != ns.len() as u64 {
+        return Err(Error::Backend {
+            op: "purge",
+            source: sqlx::Error::Protocol(format!(
+                "{} of {} links of chain \"{instance}\" to purge were no longer stored",
+                ns.len() as u64 - deleted,
+                ns.len()
+            )),
+        });
+    }
+    report.deleted = deleted;
+    let mut runs: Vec<&[&PurgeLink]> = Vec::new();
+    let mut start = 0;
+    for i in 1..=links.len() {
+        if i == links.len() || links[i].n != links[i - 1].n + 1 {
+            runs.push(&links[start..i]);
+            start = i;
+        }
+    }
+    let boundary = tx.max_checkpoint_to(instance, true).await?.unwrap_or(0);
+    let mut gaps_of = runs.as_slice();
+    if let Some((first, rest)) = runs.split_first() {
+        if first[0].n == boundary + 1 {
+            let cp = seal(instance, CheckpointKind::Purge, first, Vec::new(), signer);
+            tx.insert_checkpoint(&cp).await?;
+            report.boundaries.push(cp);
+            gaps_of = rest;
+        }
+    }
+    if !gaps_of.is_empty() {
+        let gaps = gaps_of
+            .iter()
+            .map(|run| Gap {
+                from_n: run[0].n - 1,
+                to_n: run[run.len() - 1].n,
+                hash: run[run.len() - 1].hash.clone(),
+            })
+            .collect();
+        let all: Vec<&PurgeLink> = gaps_of.iter().flat_map(|r| r.iter().copied()).collect();
+        let cp = seal(instance, CheckpointKind::Retention, &all, gaps, signer);
+        tx.insert_checkpoint(&cp).await?;
+        report.boundaries.push(cp);
+    }
+    Ok(report)
+}
+
+/// A signed checkpoint over deleted `links` (in position order).
+fn seal(
+    instance: &str,
+    kind: CheckpointKind,
+    links: &[&PurgeLink],
+    gaps: Vec<Gap>,
+    signer: &Signer,
+) -> Checkpoint {
+    let (first, last) = (links[0], links[links.len() - 1]);
+    let mut cp = Checkpoint {
+        version: 1,
+        kind,
+        instance: instance.to_string(),
+        from_n: first.n - 1,
+        to_n: last.n,
+        head_hash: last.hash.clone(),
+        head_id: last.id.clone(),
+        count: links.len() as i64,
+        first_time_ms: links.iter().map(|l| l.time_ms).min(),
+        last_time_ms: links.iter().map(|l| l.time_ms).max(),
+        purged_before_ms: None,
+        created_ms: unix_millis(crate::event::now_millis()),
+        public_key: String::new(),
+        signature: String::new(),
+        gaps,
+    };
+    signer.sign(&mut cp);
+    cp
 }
 
 /// The canonical encoding of an event as its chain hash covers it.
@@ -561,6 +688,7 @@ mod tests {
             created_ms: 5,
             public_key: String::new(),
             signature: String::new(),
+            gaps: Vec::new(),
         };
         signer.sign(&mut cp);
         assert!(cp.signature_valid());

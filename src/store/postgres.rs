@@ -24,8 +24,8 @@ use super::chain::{self, ChainTx, PurgePlan, Segment};
 use super::sql::{self, dollar_placeholders, Row};
 use super::sqlite::{build_query, stats_query, Arg, Dialect};
 use super::{
-    Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeReport,
-    Query, Signer, StatsRow, StoredRow,
+    Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
+    PurgeReport, Query, Signer, StatsRow, StoredRow,
 };
 use crate::event::AuditEvent;
 
@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "query_plans",
         include_str!("../../migrations/postgres/0003_query_plans.sql"),
+    ),
+    (
+        4,
+        "event_tokens",
+        include_str!("../../migrations/postgres/0004_event_tokens.sql"),
     ),
 ];
 
@@ -403,6 +408,18 @@ impl EventStore for PostgresStore {
         tx.0.commit().await.map_err(Error::backend("purge"))?;
         Ok(report)
     }
+
+    async fn purge_links(
+        &self,
+        instance: &str,
+        links: &[PurgeLink],
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error> {
+        let mut tx = self.begin_locked("purge").await?;
+        let report = chain::purge_links(&mut tx, instance, links, signer).await?;
+        tx.0.commit().await.map_err(Error::backend("purge"))?;
+        Ok(report)
+    }
 }
 
 /// The chain steps on a PostgreSQL transaction that holds the append lock.
@@ -424,9 +441,14 @@ impl ChainTx for PgTx {
     }
 
     async fn head(&mut self, instance: &str) -> Result<Option<ChainHead>, Error> {
+        // The newest stored link, or the newest link a checkpoint pinned when that is higher: a
+        // purge may have deleted the newest links, and the chain must go on after them.
         let row = sqlx::query(
-            "SELECT chain_n, chain_hash FROM events WHERE chain_instance = $1 \
-             ORDER BY chain_n DESC LIMIT 1",
+            "SELECT n, h FROM (SELECT chain_n AS n, chain_hash AS h FROM events \
+             WHERE chain_instance = $1 ORDER BY chain_n DESC LIMIT 1) AS l \
+             UNION ALL SELECT n, h FROM (SELECT to_n AS n, body::jsonb ->> 'head_hash' AS h \
+             FROM checkpoints WHERE instance = $1 ORDER BY to_n DESC LIMIT 1) AS c \
+             ORDER BY n DESC LIMIT 1",
         )
         .bind(instance.to_string())
         .fetch_optional(&mut *self.0)
@@ -568,6 +590,18 @@ impl ChainTx for PgTx {
         Ok(
             sqlx::query("DELETE FROM events WHERE chain_instance IS NULL AND time_ms < $1")
                 .bind(before_ms)
+                .execute(&mut *self.0)
+                .await
+                .map_err(Error::backend("purge"))?
+                .rows_affected(),
+        )
+    }
+
+    async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error> {
+        Ok(
+            sqlx::query("DELETE FROM events WHERE chain_instance = $1 AND chain_n = ANY($2)")
+                .bind(instance.to_string())
+                .bind(ns.to_vec())
                 .execute(&mut *self.0)
                 .await
                 .map_err(Error::backend("purge"))?

@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 use super::chain::{self, ChainTx, PurgePlan, Segment};
 use super::sql;
 use super::{
-    Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeReport,
-    Query, Signer, StatsRow, StoredRow, TypeFilter,
+    Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
+    PurgeReport, Query, Signer, StatsRow, StoredRow, TypeFilter,
 };
 use crate::event::AuditEvent;
 
@@ -111,6 +111,12 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            // A commit that fails (SQLITE_FULL, SQLITE_IOERR) can leave the connection with a
+            // transaction sqlx still counts: every later BEGIN then fails ("non-zero transaction
+            // depth") and the store never recovers. Such a connection is replaced, not reused.
+            .after_release(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .connect_with(options.clone())
             .await
             .map_err(Error::backend("open"))?;
@@ -357,6 +363,11 @@ fn filter_conds_planned(
     eq(&mut conds, "route = ?", &q.route);
     eq(&mut conds, "request_id = ?", &q.request_id);
     eq(&mut conds, "ip = ?", &q.ip.map(|ip| ip.to_string()));
+    eq(&mut conds, "reason = ?", &q.reason);
+    if q.app_conflict {
+        // `->` reads the same in SQLite (3.38+) and PostgreSQL (jsonb): NULL when absent.
+        conds.push("(body -> 'app_conflict') IS NOT NULL".into());
+    }
 
     match &q.event_type {
         Some(TypeFilter::Exact(t)) => {
@@ -420,10 +431,11 @@ fn filter_conds_planned(
     }
     if let Some(token) = q.token.as_deref().filter(|t| !t.is_empty()) {
         if dialect == Dialect::Postgres {
-            // jsonb containment: exact on a token's fingerprint or jti, whatever the key order.
-            conds.push("(body @> ?::jsonb OR body @> ?::jsonb)".into());
+            // jsonb containment: exact on a token's fingerprint or jti, whatever the key order;
+            // written on `body -> 'tokens'` so the GIN index of migrations/postgres/0004 serves it.
+            conds.push("(body -> 'tokens' @> ?::jsonb OR body -> 'tokens' @> ?::jsonb)".into());
             for key in ["fingerprint", "jti"] {
-                let probe = serde_json::json!({ "tokens": [{ key: token }] });
+                let probe = serde_json::json!([{ key: token }]);
                 args.push(Arg::Text(probe.to_string()));
             }
         } else {
@@ -748,6 +760,23 @@ impl EventStore for SqliteStore {
         tx.0.commit().await.map_err(Error::backend("purge"))?;
         Ok(report)
     }
+
+    async fn purge_links(
+        &self,
+        instance: &str,
+        links: &[PurgeLink],
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error> {
+        let tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Error::backend("purge"))?;
+        let mut tx = SqliteTx(tx);
+        let report = chain::purge_links(&mut tx, instance, links, signer).await?;
+        tx.0.commit().await.map_err(Error::backend("purge"))?;
+        Ok(report)
+    }
 }
 
 /// The columns `verify` reads, in [`stored_row`]'s order.
@@ -827,10 +856,16 @@ impl ChainTx for SqliteTx<'_> {
     }
 
     async fn head(&mut self, instance: &str) -> Result<Option<ChainHead>, Error> {
+        // The newest stored link, or the newest link a checkpoint pinned when that is higher: a
+        // purge may have deleted the newest links, and the chain must go on after them.
         let row = sqlx::query(
-            "SELECT chain_n, chain_hash FROM events WHERE chain_instance = ? \
-             ORDER BY chain_n DESC LIMIT 1",
+            "SELECT n, h FROM (SELECT chain_n AS n, chain_hash AS h FROM events \
+             WHERE chain_instance = ? ORDER BY chain_n DESC LIMIT 1) AS l \
+             UNION ALL SELECT n, h FROM (SELECT to_n AS n, body ->> '$.head_hash' AS h \
+             FROM checkpoints WHERE instance = ? ORDER BY to_n DESC LIMIT 1) AS c \
+             ORDER BY n DESC LIMIT 1",
         )
+        .bind(instance.to_string())
         .bind(instance.to_string())
         .fetch_optional(&mut *self.0)
         .await
@@ -975,6 +1010,26 @@ impl ChainTx for SqliteTx<'_> {
                 .map_err(Error::backend("purge"))?
                 .rows_affected(),
         )
+    }
+
+    async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error> {
+        let mut deleted = 0;
+        for chunk in ns.chunks(500) {
+            let sql = format!(
+                "DELETE FROM events WHERE chain_instance = ? AND chain_n IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(instance.to_string());
+            for n in chunk {
+                q = q.bind(*n);
+            }
+            deleted += q
+                .execute(&mut *self.0)
+                .await
+                .map_err(Error::backend("purge"))?
+                .rows_affected();
+        }
+        Ok(deleted)
     }
 }
 

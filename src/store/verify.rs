@@ -6,7 +6,9 @@
 //! link, each link names its predecessor's hash, positions have no holes or repeats, seq order
 //! agrees with link order, and the indexed columns agree with the body. Checkpoints must carry a
 //! valid signature by a trusted key, and the links they pin must still be there with the same
-//! hash, count and time range. What it cannot see: an attacker with write access who recomputes
+//! hash, count and time range. Links a purge deleted are bridged only by a trusted checkpoint:
+//! a `purge` boundary (the chain starts after it) or a `retention` gap (the walk goes on from the
+//! hash it recorded for the gap's last link). What it cannot see: an attacker with write access who recomputes
 //! every hash after the newest checkpoint can rewrite that tail undetected; checkpoints (and the
 //! log line each one writes) bound that window.
 
@@ -240,6 +242,18 @@ async fn verify_chain(
         message,
     };
 
+    // Runs of links a retention purge deleted from inside the chain, by their last position:
+    // (first position - 1, hash of the last link, when the purge happened).
+    let gaps: BTreeMap<i64, (i64, String, i64)> = cps
+        .iter()
+        .filter(|c| c.kind == CheckpointKind::Retention)
+        .flat_map(|c| {
+            c.gaps
+                .iter()
+                .map(|g| (g.to_n, (g.from_n, g.hash.clone(), c.created_ms)))
+        })
+        .collect();
+
     // Where the stored chain starts: after the newest purge boundary, or at its beginning.
     let boundary = cps
         .iter()
@@ -252,6 +266,7 @@ async fn verify_chain(
         let since_ms = unix_millis(since);
         if let Some(cp) = cps
             .iter()
+            .filter(|c| c.kind != CheckpointKind::Retention)
             .filter(|c| c.to_n > start_n && c.last_time_ms.is_some_and(|t| t < since_ms))
             .max_by_key(|c| c.to_n)
         {
@@ -260,16 +275,20 @@ async fn verify_chain(
         }
     }
 
-    // Periodic and shutdown checkpoints are checked against the walk.
+    // Periodic and shutdown checkpoints are checked against the walk. Their counts only when no
+    // link of their segment was purged after they were signed.
     let mut tallies: Vec<Tally> = cps
         .iter()
-        .filter(|c| c.kind != CheckpointKind::Purge)
+        .filter(|c| !matches!(c.kind, CheckpointKind::Purge | CheckpointKind::Retention))
         .map(|c| Tally {
             cp: c.clone(),
             count: 0,
             min: None,
             max: None,
-            whole: c.from_n >= start_n,
+            whole: c.from_n >= start_n
+                && !gaps.iter().any(|(to, (from, _, created))| {
+                    *created >= c.created_ms && *from < c.to_n && *to > c.from_n
+                }),
             head_seen: None,
         })
         .collect();
@@ -330,6 +349,16 @@ async fn verify_chain(
                 ));
             }
 
+            // Links a retention purge deleted: go on from the hash it recorded for the last one.
+            while n > expected {
+                match gap_at(&gaps, expected) {
+                    Some((to, hash)) if to < n => {
+                        expected = to + 1;
+                        prev_hash = hash.to_string();
+                    }
+                    _ => break,
+                }
+            }
             if n < expected {
                 let holder = prev.as_ref().map_or("another event", |(_, id)| id.as_str());
                 report.problems.push(problem(
@@ -405,6 +434,12 @@ async fn verify_chain(
         }
     }
 
+    // A purged tail: the chain's last links were deleted by retention.
+    while let Some((to, _)) = gap_at(&gaps, expected) {
+        expected = to + 1;
+        last_n = to;
+    }
+
     // Checkpoints against what was walked.
     let mut truncated = false;
     for t in &tallies {
@@ -436,6 +471,8 @@ async fn verify_chain(
             continue;
         }
         match &t.head_seen {
+            // The pinned link was purged by retention: the purge's own checkpoint stands for it.
+            None if gap_at(&gaps, cp.to_n).is_some() => {}
             Some(h) if *h == cp.head_hash => {}
             Some(_) => report.problems.push(problem(
                 ProblemKind::Checkpoint,
@@ -474,6 +511,14 @@ async fn verify_chain(
         }
     }
     Ok(())
+}
+
+/// The retention gap holding position `n`: its last position and the hash of that link.
+fn gap_at(gaps: &BTreeMap<i64, (i64, String, i64)>, n: i64) -> Option<(i64, &str)> {
+    gaps.range(n..)
+        .next()
+        .filter(|(_, (from, _, _))| *from < n)
+        .map(|(to, (_, hash, _))| (*to, hash.as_str()))
 }
 
 /// Rows of a chain for tests and tools that want to look at what `verify` reads.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use authtrail::event::AuditEvent;
 use authtrail::store::{
-    Appended, Checkpoint, CheckpointKind, Error, EventStore, PurgeReport, Query, Signer, StoredRow,
+    Appended, Checkpoint, CheckpointKind, Error, EventStore, PurgeLink, PurgeReport, Query, Signer,
+    StoredRow,
 };
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore};
@@ -124,5 +125,14 @@ impl EventStore for FaultStore {
     ) -> Result<PurgeReport, Error> {
         self.check("purge")?;
         self.inner.purge_before(before, signer).await
+    }
+    async fn purge_links(
+        &self,
+        instance: &str,
+        links: &[PurgeLink],
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error> {
+        self.check("purge")?;
+        self.inner.purge_links(instance, links, signer).await
     }
 }

@@ -158,6 +158,15 @@ impl Sidecar {
             .unwrap()
     }
 
+    /// Stored events matching `q` (its limit defaults to 10,000).
+    pub async fn query(&self, q: Query) -> Vec<AuditEvent> {
+        let store = store::open(&format!("sqlite://{}", self.db.display()))
+            .await
+            .unwrap();
+        let limit = if q.limit == 0 { 10_000 } else { q.limit };
+        store.query(&Query { limit, ..q }).await.unwrap()
+    }
+
     /// Wait until at least `n` events are stored (the writer flushes every 20ms here).
     pub async fn wait_events(&self, n: usize) -> Vec<AuditEvent> {
         for _ in 0..300 {

@@ -12,3 +12,4 @@ pub mod pg;
 pub mod store_conformance;
 pub mod tcp_cut;
 pub mod upstream;
+pub mod webhook;

@@ -65,6 +65,7 @@ macro_rules! store_conformance_tests {
             filter_token_by_fingerprint_or_jti,
             filter_ip_and_search,
             stats_count_every_match_once,
+            filter_reason_and_app_conflict,
         );
     };
     (@tests $open:expr; $($name:ident),* $(,)?) => {
@@ -1169,4 +1170,56 @@ pub async fn stats_count_every_match_once(store: Arc<dyn EventStore>) {
     assert!(rows
         .iter()
         .all(|r| r.app.as_deref() == Some("a2") && r.count == 1));
+}
+
+pub async fn filter_reason_and_app_conflict(store: Arc<dyn EventStore>) {
+    let now = OffsetDateTime::now_utc();
+    let mut conflicted = sample_event(
+        "conflicted",
+        "account.update",
+        Some("app-a"),
+        Some("u1"),
+        Outcome::Failure,
+        now,
+    );
+    conflicted.reason = Some("claim_mismatch:role".into());
+    conflicted.app_conflict = Some(vec![
+        Attributed {
+            value: "app-a".into(),
+            source: "claim:app_id@bearer".into(),
+            verified: true,
+        },
+        Attributed {
+            value: "app-b".into(),
+            source: "header:x-app-id".into(),
+            verified: false,
+        },
+    ]);
+    let plain = sample_event(
+        "plain",
+        "account.update",
+        Some("app-a"),
+        Some("u1"),
+        Outcome::Failure,
+        now,
+    );
+    store
+        .insert_batch(&[conflicted, plain])
+        .await
+        .expect("insert");
+    let q = Query {
+        app_conflict: true,
+        ..Query::default()
+    };
+    assert_eq!(labels(&store, q).await, ["conflicted"]);
+    let q = Query {
+        reason: Some("claim_mismatch:role".into()),
+        ..Query::default()
+    };
+    assert_eq!(labels(&store, q).await, ["conflicted"]);
+    let q = Query {
+        reason: Some("invalid_credentials".into()),
+        ..Query::default()
+    };
+    assert_eq!(labels(&store, q).await, ["plain"]);
 }

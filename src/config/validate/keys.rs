@@ -25,7 +25,7 @@ const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::EdDSA,
 ];
 
-fn loopback_host(uri: &http::Uri) -> bool {
+pub(super) fn loopback_host(uri: &http::Uri) -> bool {
     matches!(uri.host(), Some("localhost") | Some("[::1]") | Some("::1"))
         || uri.host().is_some_and(|h| {
             h.parse::<std::net::Ipv4Addr>()

@@ -1,0 +1,408 @@
+//! Prometheus metrics, served at `/metrics` on the admin listener.
+//!
+//! Two kinds. On the request path, counters and histograms go through the `metrics` facade with
+//! handles registered up front, one set per route when a route map is loaded ([`ProxyMetrics`]),
+//! so a request costs a few atomic operations and no allocation. Everything the sidecar already
+//! counts (pipeline, spool, taps, sinks, alerts, JWKS, retention) is copied into the recorder
+//! when `/metrics` is scraped. Label values are bounded: route ids, event types and outcomes of
+//! the map, sink, alert and key set names of the config — never raw paths or ids.
+//!
+//! The recorder is process-global (the `metrics` facade has one); [`install`] sets it once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{Counter, Histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::classify::RouteMap;
+use crate::event::{AuditEvent, Outcome};
+use crate::ops::OpsStats;
+use crate::pipeline::Pipeline;
+use crate::proxy::live::Live;
+
+/// Histogram buckets, seconds: 0.5 ms to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Distinct (route, type) pairs counted by `authtrail_events_total` before the rest are
+/// counted under `route="_other"`.
+const MAX_EVENT_SERIES: usize = 2_000;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Install the Prometheus recorder (once per process) and return its handle; `None` when
+/// another recorder was installed first (metrics are then that recorder's business).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = match PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics: invalid buckets");
+                    return None;
+                }
+            };
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    ENABLED.store(true, Ordering::Release);
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: another recorder is installed; /metrics stays empty");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+fn describe() {
+    describe_counter!(
+        "authtrail_requests_total",
+        "Requests received, by route id (\"unmapped\" for requests no route describes)."
+    );
+    describe_counter!(
+        "authtrail_events_total",
+        "Audit events handed to the pipeline, by route, event type and outcome."
+    );
+    describe_histogram!(
+        "authtrail_upstream_latency_seconds",
+        Unit::Seconds,
+        "Time from forwarding a request until the upstream's response head, by route."
+    );
+    describe_histogram!(
+        "authtrail_proxy_added_latency_seconds",
+        Unit::Seconds,
+        "Time the sidecar adds to a request (everything but the upstream's wait), by route."
+    );
+    describe_counter!(
+        "authtrail_upstream_errors_total",
+        "Requests with no upstream response, by route and kind (unreachable, timeout)."
+    );
+    describe_histogram!(
+        "authtrail_store_write_seconds",
+        Unit::Seconds,
+        "Duration of one batch append to the store."
+    );
+    describe_gauge!(
+        "authtrail_queue_depth",
+        "Events waiting for the store writer."
+    );
+    describe_gauge!(
+        "authtrail_spool_depth",
+        "Events waiting in the local spool for the store."
+    );
+    describe_gauge!("authtrail_spool_bytes", "Bytes of the spool's files.");
+    describe_counter!("authtrail_events_written_total", "Events newly stored.");
+    describe_counter!(
+        "authtrail_events_dropped_total",
+        "Events refused by the pipeline (queue full or closed). Must stay 0."
+    );
+    describe_counter!(
+        "authtrail_events_failed_total",
+        "Events neither stored nor spooled."
+    );
+    describe_counter!(
+        "authtrail_events_spooled_total",
+        "Events spooled while the store was unavailable."
+    );
+    describe_counter!(
+        "authtrail_events_replayed_total",
+        "Events replayed from the spool into the store."
+    );
+    describe_counter!(
+        "authtrail_sync_failed_total",
+        "Sync-route attempt events not committed (their requests got 503)."
+    );
+    describe_counter!("authtrail_checkpoints_total", "Signed checkpoints written.");
+    describe_gauge!("authtrail_sink_queue_depth", "Events waiting for a sink.");
+    describe_counter!(
+        "authtrail_sink_events_sent_total",
+        "Events a sink delivered."
+    );
+    describe_counter!(
+        "authtrail_sink_events_dropped_total",
+        "Events a sink's full queue refused."
+    );
+    describe_counter!(
+        "authtrail_sink_events_failed_total",
+        "Events a sink gave up on after its retries."
+    );
+    describe_gauge!(
+        "authtrail_alert_queue_depth",
+        "Events waiting for alert evaluation."
+    );
+    describe_counter!(
+        "authtrail_alert_events_dropped_total",
+        "Events the alert queue refused (full)."
+    );
+    describe_counter!("authtrail_alerts_fired_total", "Alert firings, by rule.");
+    describe_counter!(
+        "authtrail_alert_notifications_total",
+        "Alert webhook notifications, by sink and result (delivered, failed, dropped)."
+    );
+    describe_counter!(
+        "authtrail_jwks_refreshes_total",
+        "Successful JWKS fetches, by key set."
+    );
+    describe_counter!(
+        "authtrail_jwks_failures_total",
+        "Failed JWKS fetches, by key set."
+    );
+    describe_counter!(
+        "authtrail_purged_events_total",
+        "Events deleted by the retention purge."
+    );
+    describe_counter!(
+        "authtrail_purge_runs_total",
+        "Retention purge runs, by result (ok, failed)."
+    );
+}
+
+/// The request-path instruments of one route (or of unmapped traffic).
+#[derive(Debug)]
+pub struct RouteMetrics {
+    requests: Counter,
+    upstream: Histogram,
+    added: Histogram,
+    unreachable: Counter,
+    timeout: Counter,
+}
+
+impl RouteMetrics {
+    fn new(route: &str) -> RouteMetrics {
+        let r = route.to_string();
+        RouteMetrics {
+            requests: counter!("authtrail_requests_total", "route" => r.clone()),
+            upstream: histogram!("authtrail_upstream_latency_seconds", "route" => r.clone()),
+            added: histogram!("authtrail_proxy_added_latency_seconds", "route" => r.clone()),
+            unreachable: counter!("authtrail_upstream_errors_total", "route" => r.clone(), "kind" => "unreachable"),
+            timeout: counter!("authtrail_upstream_errors_total", "route" => r, "kind" => "timeout"),
+        }
+    }
+
+    /// A request arrived.
+    pub fn request(&self) {
+        self.requests.increment(1);
+    }
+
+    /// The upstream's response head arrived `waited` after forwarding.
+    pub fn upstream(&self, waited: Duration) {
+        self.upstream.record(waited.as_secs_f64());
+    }
+
+    /// The sidecar's own share of a request's time to its response head.
+    pub fn added(&self, added: Duration) {
+        self.added.record(added.as_secs_f64());
+    }
+
+    /// No response: the upstream was unreachable, or (`timed_out`) did not answer in time.
+    pub fn upstream_error(&self, timed_out: bool) {
+        if timed_out {
+            self.timeout.increment(1);
+        } else {
+            self.unreachable.increment(1);
+        }
+    }
+}
+
+/// Request-path instruments of a route map: registered once per map, indexed like its routes.
+#[derive(Debug)]
+pub struct ProxyMetrics {
+    routes: Box<[RouteMetrics]>,
+    unmapped: RouteMetrics,
+}
+
+impl ProxyMetrics {
+    pub fn new(map: &RouteMap) -> ProxyMetrics {
+        ProxyMetrics {
+            routes: map
+                .routes
+                .iter()
+                .map(|r| RouteMetrics::new(&r.id))
+                .collect(),
+            unmapped: RouteMetrics::new("unmapped"),
+        }
+    }
+
+    /// The instruments of route `index` (of unmapped traffic when out of range).
+    pub fn route(&self, index: usize) -> &RouteMetrics {
+        self.routes.get(index).unwrap_or(&self.unmapped)
+    }
+
+    pub fn unmapped(&self) -> &RouteMetrics {
+        &self.unmapped
+    }
+}
+
+/// `authtrail_events_total` counters, by route, then type, then outcome.
+type EventSeries = HashMap<String, HashMap<String, [Counter; 4]>>;
+static EVENT_SERIES: OnceLock<RwLock<EventSeries>> = OnceLock::new();
+
+fn outcome_index(o: Outcome) -> usize {
+    match o {
+        Outcome::Success => 0,
+        Outcome::Failure => 1,
+        Outcome::Error => 2,
+        Outcome::Unknown => 3,
+    }
+}
+
+/// Count an event handed to the pipeline. A read lock and an atomic add once its (route, type)
+/// has been seen; registering a new pair allocates once.
+pub fn count_event(e: &AuditEvent) {
+    if !enabled() {
+        return;
+    }
+    let series = EVENT_SERIES.get_or_init(Default::default);
+    let i = outcome_index(e.outcome);
+    {
+        let map = series.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(&e.http.route).and_then(|t| t.get(&e.event_type)) {
+            c[i].increment(1);
+            return;
+        }
+    }
+    let mut map = series.write().unwrap_or_else(|p| p.into_inner());
+    let size: usize = map.values().map(HashMap::len).sum();
+    let (route, event_type) = if size >= MAX_EVENT_SERIES {
+        ("_other".to_string(), "_other".to_string())
+    } else {
+        (e.http.route.clone(), e.event_type.clone())
+    };
+    let counters = map
+        .entry(route.clone())
+        .or_default()
+        .entry(event_type.clone())
+        .or_insert_with(|| {
+            ["success", "failure", "error", "unknown"].map(|o| {
+                counter!("authtrail_events_total", "route" => route.clone(), "type" => event_type.clone(), "outcome" => o)
+            })
+        });
+    counters[i].increment(1);
+}
+
+/// Record one store append's duration.
+pub fn store_write(took: Duration) {
+    if !enabled() {
+        return;
+    }
+    static H: OnceLock<Histogram> = OnceLock::new();
+    H.get_or_init(|| histogram!("authtrail_store_write_seconds"))
+        .record(took.as_secs_f64());
+}
+
+/// What `/metrics` reads besides the recorder.
+pub struct Source {
+    pub handle: PrometheusHandle,
+    pub pipeline: Pipeline,
+    pub ops: Arc<OpsStats>,
+    /// Set once the proxy runs (for its key sets' JWKS counters).
+    pub live: OnceLock<Arc<Live>>,
+}
+
+/// `GET /metrics`, to merge into the admin router.
+pub fn router(source: Arc<Source>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(source)
+}
+
+/// Run the recorder's upkeep (drain histogram samples) every `every` until aborted.
+pub fn spawn_upkeep(handle: PrometheusHandle, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            handle.run_upkeep();
+        }
+    })
+}
+
+async fn scrape(State(s): State<Arc<Source>>) -> Response {
+    collect(&s);
+    s.handle.run_upkeep();
+    let mut resp = s.handle.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Copy the counters the sidecar keeps itself into the recorder.
+fn collect(s: &Source) {
+    let p = s.pipeline.stats().snapshot();
+    gauge!("authtrail_queue_depth").set(s.pipeline.queue_depth() as f64);
+    gauge!("authtrail_spool_depth").set(p.spool_depth as f64);
+    gauge!("authtrail_spool_bytes").set(p.spool_bytes as f64);
+    counter!("authtrail_events_written_total").absolute(p.written);
+    counter!("authtrail_events_dropped_total").absolute(p.dropped);
+    counter!("authtrail_events_failed_total").absolute(p.failed);
+    counter!("authtrail_events_spooled_total").absolute(p.spooled);
+    counter!("authtrail_events_replayed_total").absolute(p.replayed);
+    counter!("authtrail_sync_failed_total").absolute(p.sync_failed);
+    counter!("authtrail_checkpoints_total").absolute(p.checkpoints);
+
+    for sink in &s.ops.sinks {
+        let name = sink.name.clone();
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        gauge!("authtrail_sink_queue_depth", "sink" => name.clone()).set(sink.tap.depth() as f64);
+        counter!("authtrail_sink_events_sent_total", "sink" => name.clone())
+            .absolute(get(&sink.sent));
+        counter!("authtrail_sink_events_dropped_total", "sink" => name.clone())
+            .absolute(get(&sink.tap.dropped));
+        counter!("authtrail_sink_events_failed_total", "sink" => name).absolute(get(&sink.failed));
+    }
+    if let Some(a) = &s.ops.alerts {
+        gauge!("authtrail_alert_queue_depth").set(a.tap.depth() as f64);
+        counter!("authtrail_alert_events_dropped_total")
+            .absolute(a.tap.dropped.load(Ordering::Relaxed));
+        for (rule, n) in &a.fired {
+            counter!("authtrail_alerts_fired_total", "alert" => rule.clone())
+                .absolute(n.load(Ordering::Relaxed));
+        }
+        for (sink, ok, failed) in &a.notified {
+            counter!("authtrail_alert_notifications_total", "sink" => sink.clone(), "result" => "delivered")
+                .absolute(ok.load(Ordering::Relaxed));
+            counter!("authtrail_alert_notifications_total", "sink" => sink.clone(), "result" => "failed")
+                .absolute(failed.load(Ordering::Relaxed));
+        }
+        counter!("authtrail_alert_notifications_total", "sink" => "_any", "result" => "dropped")
+            .absolute(a.notify_dropped.load(Ordering::Relaxed));
+    }
+    if let Some(r) = &s.ops.retention {
+        counter!("authtrail_purged_events_total").absolute(r.purged.load(Ordering::Relaxed));
+        let runs = r.runs.load(Ordering::Relaxed);
+        let failed = r.failures.load(Ordering::Relaxed);
+        counter!("authtrail_purge_runs_total", "result" => "ok").absolute(runs - failed.min(runs));
+        counter!("authtrail_purge_runs_total", "result" => "failed").absolute(failed);
+    }
+    if let Some(live) = s.live.get() {
+        let cfg = live.config();
+        for (name, ks) in &cfg.identity.keysets {
+            if let Some(cache) = ks.jwks() {
+                counter!("authtrail_jwks_refreshes_total", "keys" => name.clone())
+                    .absolute(cache.refreshes.load(Ordering::Relaxed));
+                counter!("authtrail_jwks_failures_total", "keys" => name.clone())
+                    .absolute(cache.failures.load(Ordering::Relaxed));
+            }
+        }
+    }
+}

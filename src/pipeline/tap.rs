@@ -1,0 +1,126 @@
+//! Taps: a copy of each event, as it is handed to the pipeline, for the consumers beside the
+//! store (alert rules, stream sinks). Every tap has its own bounded queue; when it is full the
+//! copy is dropped and counted, so a slow consumer never slows the proxy or the store writer.
+//!
+//! A tap sees events before they are stored: without `seq` and `chain`, and including events
+//! that later end in the spool or fail to store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::event::AuditEvent;
+use crate::store::TypeFilter;
+
+/// Counters of one tap, shared with its consumer and the metrics.
+#[derive(Debug)]
+pub struct TapStats {
+    pub name: String,
+    /// Copies refused because the tap's queue was full (or its consumer had stopped).
+    pub dropped: AtomicU64,
+    /// Copies queued.
+    pub queued: AtomicU64,
+    capacity: usize,
+    tx: mpsc::WeakSender<Arc<AuditEvent>>,
+}
+
+impl TapStats {
+    /// Copies waiting in the queue now.
+    pub fn depth(&self) -> usize {
+        self.tx
+            .upgrade()
+            .map_or(0, |tx| self.capacity - tx.capacity())
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// The sending side of one tap.
+#[derive(Clone, Debug)]
+pub struct Tap {
+    /// Event types the consumer wants; every type when `None`.
+    types: Option<Arc<[TypeFilter]>>,
+    tx: mpsc::Sender<Arc<AuditEvent>>,
+    stats: Arc<TapStats>,
+}
+
+/// A tap named `name` holding up to `capacity` events, taking only `types` (all when `None`),
+/// and the queue its consumer reads.
+pub fn tap(
+    name: &str,
+    capacity: usize,
+    types: Option<Vec<TypeFilter>>,
+) -> (Tap, mpsc::Receiver<Arc<AuditEvent>>) {
+    let capacity = capacity.max(1);
+    let (tx, rx) = mpsc::channel(capacity);
+    let stats = Arc::new(TapStats {
+        name: name.to_string(),
+        dropped: AtomicU64::new(0),
+        queued: AtomicU64::new(0),
+        capacity,
+        tx: tx.downgrade(),
+    });
+    let tap = Tap {
+        types: types.map(Into::into),
+        tx,
+        stats,
+    };
+    (tap, rx)
+}
+
+/// Whether `filter` takes `event_type`.
+pub fn type_matches(filter: &TypeFilter, event_type: &str) -> bool {
+    match filter {
+        TypeFilter::Exact(t) => t == event_type,
+        TypeFilter::Prefix(p) => event_type.starts_with(p.as_str()),
+    }
+}
+
+impl Tap {
+    pub fn stats(&self) -> &Arc<TapStats> {
+        &self.stats
+    }
+
+    fn wants(&self, event: &AuditEvent) -> bool {
+        self.types
+            .as_deref()
+            .is_none_or(|types| types.iter().any(|f| type_matches(f, &event.event_type)))
+    }
+}
+
+/// Every tap of a pipeline.
+#[derive(Clone, Debug, Default)]
+pub struct Taps(Arc<[Tap]>);
+
+impl Taps {
+    pub fn new(taps: Vec<Tap>) -> Taps {
+        Taps(taps.into())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Offer `event` to every tap that wants it: one copy shared by all of them, never waiting.
+    pub fn offer(&self, event: &AuditEvent) {
+        let mut shared: Option<Arc<AuditEvent>> = None;
+        for tap in self.0.iter().filter(|t| t.wants(event)) {
+            let copy = shared
+                .get_or_insert_with(|| Arc::new(event.clone()))
+                .clone();
+            match tap.tx.try_send(copy) {
+                Ok(()) => {
+                    tap.stats.queued.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    // Counted, not logged per event: a stuck sink would flood the log. The sink
+                    // logs its own failures, and the count is a metric.
+                    tap.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}

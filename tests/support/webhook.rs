@@ -1,0 +1,196 @@
+//! A webhook receiver on 127.0.0.1:0 for sink and alert tests: records every request (path,
+//! headers, body, the status it answered), can answer 500 to the next N requests or to all, or
+//! stall, and checks `X-Authtrail-Signature` independently of the sidecar's code.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// What the receiver answered.
+    pub status: u16,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
+    /// Whether the signature header is `v1=hex(HMAC-SHA256(secret, "<timestamp>.<body>"))`
+    /// with the timestamp header's value.
+    pub fn signed_with(&self, secret: &str) -> bool {
+        let (Some(ts), Some(sig)) = (
+            self.headers
+                .get("x-authtrail-timestamp")
+                .and_then(|v| v.to_str().ok()),
+            self.headers
+                .get("x-authtrail-signature")
+                .and_then(|v| v.to_str().ok()),
+        ) else {
+            return false;
+        };
+        let Some(hex) = sig.strip_prefix("v1=") else {
+            return false;
+        };
+        let Ok(tag) = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+        else {
+            return false;
+        };
+        let mut signed = ts.as_bytes().to_vec();
+        signed.push(b'.');
+        signed.extend_from_slice(&self.body);
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+        hmac::verify(&key, &signed, &tag).is_ok()
+    }
+
+    /// The timestamp header, Unix seconds.
+    pub fn timestamp(&self) -> u64 {
+        self.headers
+            .get("x-authtrail-timestamp")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    got: Arc<Mutex<Vec<Received>>>,
+    fail_next: Arc<AtomicU64>,
+    fail_always: Arc<AtomicBool>,
+    stall: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answer 500 to the next `n` requests.
+    pub fn fail_next(&self, n: u64) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Answer 500 to every request.
+    pub fn fail_always(&self) {
+        self.fail_always.store(true, Ordering::SeqCst);
+    }
+
+    /// Hold every request for 30s before answering.
+    pub fn stall(&self) {
+        self.stall.store(true, Ordering::SeqCst);
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn all(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Requests answered 2xx so far.
+    pub fn delivered(&self) -> Vec<Received> {
+        self.all().into_iter().filter(|r| r.status < 300).collect()
+    }
+
+    /// Wait (up to 10s) until `pred` holds for the requests received.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        for _ in 0..1_000 {
+            let all = self.all();
+            if pred(&all) {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "webhook receiver: {what} did not happen within 10s; got {:#?}",
+            self.all()
+        );
+    }
+}
+
+pub async fn spawn() -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rx = Receiver {
+        addr: listener.local_addr().unwrap(),
+        got: Arc::new(Mutex::new(Vec::new())),
+        fail_next: Arc::new(AtomicU64::new(0)),
+        fail_always: Arc::new(AtomicBool::new(false)),
+        stall: Arc::new(AtomicBool::new(false)),
+    };
+    let state = rx.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    rx
+}
+
+async fn handle(
+    state: Receiver,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let headers = req.headers().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    if state.stall.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    let fail = state.fail_always.load(Ordering::SeqCst)
+        || state
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    let status = if fail {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    state.got.lock().unwrap().push(Received {
+        path,
+        headers,
+        body,
+        status: status.as_u16(),
+    });
+    Ok(Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap())
+}
