@@ -22,7 +22,7 @@
 #   BENCH_CASES="a b c d e f"                                 BENCH_LOADGEN_CPU=1, BENCH_SERVER_CPUS=0 (taskset)
 #   BENCH_IDLE_CONNS=10000  BENCH_IDLE_HOLD=30 (s held open)  BENCH_IDLE_SETTLE=12 (s before the idle RSS sample)
 #   BENCH_SOAK_SECS=120   length of the soak run (0: skip)
-#   BENCH_STORE=1         also run examples/store_bench (0: skip)
+#   BENCH_STORE=1         also run examples/store_bench (0: skip)   BENCH_MEMORY=1  the memory runs (0: skip)
 #   BENCH_QUIET_LOAD=     wait (at most BENCH_QUIET_WAIT=600 s) for the 1-min load average to drop below this
 #   BENCH_AUTHTRAIL_BIN=  benchmark another authtrail binary (e.g. a baseline build); default: this tree's release build
 #   BENCH_OUT=BENCHMARKS.md  where the section goes; "-" prints it only. The section is also kept in target/bench/.
@@ -43,6 +43,7 @@ IDLE_HOLD=${BENCH_IDLE_HOLD:-30}
 IDLE_SETTLE=${BENCH_IDLE_SETTLE:-12}
 SOAK_SECS=${BENCH_SOAK_SECS:-120}
 RUN_STORE=${BENCH_STORE:-1}
+RUN_MEMORY=${BENCH_MEMORY:-1}
 QUIET_LOAD=${BENCH_QUIET_LOAD:-}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-600}
 OUT=${BENCH_OUT:-BENCHMARKS.md}
@@ -361,6 +362,7 @@ fi
 # Memory: a fresh authtrail on SQLite (async), as in case d.
 MEM=$T/memory.txt
 : > "$MEM"
+if [ "$RUN_MEMORY" = 1 ]; then
 log "memory: idle, under load, ${IDLE_CONNS} idle connections, soak ${SOAK_SECS}s"
 start_authtrail mem "sqlite://$T/mem.db" async
 MEM_PID=$AT_PID MEM_PORT=$AT_PORT
@@ -412,6 +414,7 @@ if [ "$SOAK_SECS" -gt 0 ]; then
 fi
 echo "hwm_kib=$(hwm_kib "$MEM_PID")" >> "$MEM"
 stop_pid "$MEM_PID"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Store throughput (examples/store_bench), same machine, same run.
