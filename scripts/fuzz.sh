@@ -46,6 +46,8 @@ for t in "${TARGETS[@]}"; do
     -max_len=65536 -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
+  # spool_reader's scratch directories (one per fuzzer process).
+  rm -rf /dev/shm/authtrail-fuzz-spool-* "${TMPDIR:-/tmp}"/authtrail-fuzz-spool-*
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s+=$2} END {print s+0}')
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | awk '{print $2}')
   corpus=$(find "fuzz/work/$t" -type f | wc -l)
