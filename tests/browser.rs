@@ -61,7 +61,12 @@ impl Drop for Driver {
     }
 }
 
-async fn call(method: Method, url: &str, body: Option<Value>) -> Value {
+/// One WebDriver command: its `value`, or the WebDriver error (`error` code, whole answer).
+async fn try_call(
+    method: Method,
+    url: &str,
+    body: Option<Value>,
+) -> Result<Value, (String, String)> {
     let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
     let r = send(
         method.clone(),
@@ -72,13 +77,29 @@ async fn call(method: Method, url: &str, body: Option<Value>) -> Value {
     .await
     .unwrap_or_else(|e| panic!("webdriver {method} {url}: {e}"));
     let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    assert!(
-        r.status.is_success(),
-        "webdriver {method} {url}: {} {v}",
-        r.status
-    );
-    v["value"].clone()
+    if r.status.is_success() {
+        Ok(v["value"].clone())
+    } else {
+        let code = v["value"]["error"].as_str().unwrap_or("").to_string();
+        Err((code, format!("webdriver {method} {url}: {} {v}", r.status)))
+    }
 }
+
+async fn call(method: Method, url: &str, body: Option<Value>) -> Value {
+    try_call(method, url, body)
+        .await
+        .unwrap_or_else(|(_, msg)| panic!("{msg}"))
+}
+
+/// WebDriver errors that only mean "not yet": the page is still rendering (an element hidden
+/// until a fetch answers, or replaced by a re-render). Element commands retry on them until
+/// `WAIT` runs out; any other error fails at once.
+const NOT_YET: &[&str] = &[
+    "no such element",
+    "element not interactable",
+    "stale element reference",
+    "element click intercepted",
+];
 
 struct Session {
     url: String,
@@ -122,38 +143,51 @@ impl Session {
         .await;
     }
 
-    async fn find(&self, css: &str) -> String {
-        let v = call(
-            Method::POST,
-            &format!("{}/element", self.url),
-            Some(json!({ "using": "css selector", "value": css })),
-        )
-        .await;
-        v[ELEMENT].as_str().expect("element id").to_string()
+    /// Run `steps` (element commands against the element `css` finds, found afresh each try)
+    /// until they all succeed, retrying while the page is not ready for them (`NOT_YET`).
+    async fn on_element(&self, css: &str, steps: &[(&str, Value)]) {
+        let start = Instant::now();
+        'retry: loop {
+            let mut last = match try_call(
+                Method::POST,
+                &format!("{}/element", self.url),
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await
+            {
+                Ok(v) => {
+                    let el = v[ELEMENT].as_str().expect("element id").to_string();
+                    let mut failed = None;
+                    for (cmd, body) in steps {
+                        let url = format!("{}/element/{el}/{cmd}", self.url);
+                        if let Err(e) = try_call(Method::POST, &url, Some(body.clone())).await {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    match failed {
+                        None => break 'retry,
+                        Some(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            if !NOT_YET.contains(&last.0.as_str()) || start.elapsed() >= WAIT {
+                last.1.insert_str(0, &format!("{css}: "));
+                panic!("{}", last.1);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn click(&self, css: &str) {
-        let el = self.find(css).await;
-        call(
-            Method::POST,
-            &format!("{}/element/{el}/click", self.url),
-            Some(json!({})),
-        )
-        .await;
+        self.on_element(css, &[("click", json!({}))]).await;
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let el = self.find(css).await;
-        call(
-            Method::POST,
-            &format!("{}/element/{el}/clear", self.url),
-            Some(json!({})),
-        )
-        .await;
-        call(
-            Method::POST,
-            &format!("{}/element/{el}/value", self.url),
-            Some(json!({ "text": text })),
+        self.on_element(
+            css,
+            &[("clear", json!({})), ("value", json!({ "text": text }))],
         )
         .await;
     }
@@ -380,6 +414,11 @@ async fn the_viewer_shows_failed_logins_and_keeps_tenants_apart() {
     .await;
     s.type_into("#token-input", TOKEN_ALPHA).await;
     s.click("#signin-btn").await;
+    s.wait_for(
+        "the viewer for support-alpha",
+        "const w = document.getElementById('who'); return !document.getElementById('app').hidden && !w.hidden && w.textContent.startsWith('support-alpha');",
+    )
+    .await;
     s.click("#failed-logins-btn").await;
     let rows = s
         .wait_for(

@@ -226,10 +226,13 @@ async fn serve_plain(
         let Some((parked, rest)) = round else {
             return;
         };
-        (stream, carry) = (parked, rest);
-        if !carry.is_empty() {
+        stream = parked;
+        if !rest.is_empty() {
+            carry = rest;
             continue;
         }
+        // An empty `Bytes` from hyper may still hold its whole read buffer: let it go.
+        carry = Bytes::new();
         tracing::debug!(peer = %peer, "idle connection parked");
         release_freed_memory_soon();
         // Parked: only the socket, until the client speaks again, the idle timeout runs out,
