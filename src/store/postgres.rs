@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event_tokens",
         include_str!("../../migrations/postgres/0004_event_tokens.sql"),
     ),
+    (
+        5,
+        "time_index",
+        include_str!("../../migrations/postgres/0005_time_index.sql"),
+    ),
 ];
 
 /// Connections for queries (the admin API, exports, verify).
@@ -117,7 +122,7 @@ impl PostgresStore {
         self.writer.close().await;
     }
 
-    async fn begin_locked(&self, op: &'static str) -> Result<PgTx, Error> {
+    async fn begin_locked(&self, op: &'static str) -> Result<PgTx<'static>, Error> {
         let mut tx = self.writer.begin().await.map_err(Error::backend(op))?;
         sqlx::query(LOCK_SQL)
             .execute(&mut *tx)
@@ -278,19 +283,7 @@ impl EventStore for PostgresStore {
             .fetch_all(&self.reader)
             .await
             .map_err(Error::backend("stats"))?;
-        rows.iter()
-            .map(|row| {
-                let count: i64 = row.try_get(4)?;
-                Ok(StatsRow {
-                    bucket_ms: row.try_get(0)?,
-                    event_type: row.try_get(1)?,
-                    outcome: row.try_get(2)?,
-                    app: row.try_get(3)?,
-                    count: u64::try_from(count).unwrap_or(0),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Error::backend("stats"))
+        sql::stats_rows(&rows)
     }
 
     async fn get(&self, id: uuid::Uuid) -> Result<Option<AuditEvent>, Error> {
@@ -317,17 +310,30 @@ impl EventStore for PostgresStore {
         // Every commit waits for its WAL flush (synchronous_commit's default).
         _durable: bool,
     ) -> Result<Appended, Error> {
-        if !chain::valid_instance_id(instance) {
-            return Err(Error::InvalidInstance(instance.to_string()));
+        let encoded = sql::encode_for_append(instance, events)?;
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(Error::backend("append"))?;
+        let result = async {
+            let tx = sqlx::Connection::begin(&mut *conn)
+                .await
+                .map_err(Error::backend("append"))?;
+            let mut tx = PgTx(tx);
+            sqlx::query(LOCK_SQL)
+                .execute(&mut *tx.0)
+                .await
+                .map_err(Error::backend("append"))?;
+            let appended = chain::append(&mut tx, instance, &encoded).await?;
+            tx.0.commit().await.map_err(Error::backend("append"))?;
+            Ok::<_, Error>(appended)
         }
-        let encoded = events
-            .iter()
-            .map(sql::encode_unlinked)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = self.begin_locked("append").await?;
-        let appended = chain::append(&mut tx, instance, &encoded).await?;
-        tx.0.commit().await.map_err(Error::backend("append"))?;
-        Ok(appended)
+        .await;
+        if matches!(&result, Err(e) if read_only(e)) {
+            conn.close_on_drop();
+        }
+        result
     }
 
     async fn checkpoint(
@@ -422,11 +428,20 @@ impl EventStore for PostgresStore {
     }
 }
 
+/// SQLSTATE 25006: a session that is read-only (`default_transaction_read_only`, or a standby).
+/// A session keeps the default it started with, so a writer connection that saw this would
+/// refuse every write even once the database takes writes again: it is closed rather than
+/// reused, and the next write opens a fresh session.
+fn read_only(e: &Error) -> bool {
+    matches!(e, Error::Backend { source: sqlx::Error::Database(db), .. }
+        if db.code().as_deref() == Some("25006"))
+}
+
 /// The chain steps on a PostgreSQL transaction that holds the append lock.
-struct PgTx(sqlx::Transaction<'static, Postgres>);
+struct PgTx<'c>(sqlx::Transaction<'c, Postgres>);
 
 #[async_trait]
-impl ChainTx for PgTx {
+impl ChainTx for PgTx<'_> {
     async fn existing_ids(&mut self, ids: &[uuid::Uuid]) -> Result<HashSet<uuid::Uuid>, Error> {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let found: Vec<String> = sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1)")

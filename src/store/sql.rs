@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::Error;
+use super::{Error, StatsRow};
 use crate::event::{unix_millis, AuditEvent, ChainLink, Stage};
 
 /// The indexed columns of one stored event, as written (from [`Columns::of`]) or as read back.
@@ -159,6 +159,17 @@ pub(crate) fn encode_unlinked(event: &AuditEvent) -> Result<Encoded, Error> {
     })
 }
 
+/// The events of an `append` to `instance`'s chain, encoded before its transaction starts.
+pub(crate) fn encode_for_append(
+    instance: &str,
+    events: &[AuditEvent],
+) -> Result<Vec<Encoded>, Error> {
+    if !super::chain::valid_instance_id(instance) {
+        return Err(Error::InvalidInstance(instance.to_string()));
+    }
+    events.iter().map(encode_unlinked).collect()
+}
+
 impl Encoded {
     /// What the chain hash covers.
     pub fn canonical(&self) -> &str {
@@ -181,6 +192,31 @@ impl Encoded {
         columns.chain_hash = Some(link.hash.clone());
         Ok(Row { columns, body })
     }
+}
+
+/// The rows of a stats query (`bucket, type, outcome, app, count`, as `stats_query` in
+/// src/store/sqlite.rs selects them) as [`StatsRow`]s, whichever backend read them.
+pub(crate) fn stats_rows<R>(rows: &[R]) -> Result<Vec<StatsRow>, Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|row| {
+            let count: i64 = row.try_get(4)?;
+            Ok(StatsRow {
+                bucket_ms: row.try_get(0)?,
+                event_type: row.try_get(1)?,
+                outcome: row.try_get(2)?,
+                app: row.try_get(3)?,
+                count: u64::try_from(count).unwrap_or(0),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Error::backend("stats"))
 }
 
 /// Rewrite `?` placeholders to PostgreSQL's `$1, $2, ...`. The SQL this crate builds never holds

@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event_tokens",
         include_str!("../../migrations/sqlite/0004_event_tokens.sql"),
     ),
+    (
+        5,
+        "time_index",
+        include_str!("../../migrations/sqlite/0005_time_index.sql"),
+    ),
 ];
 
 /// Read connections; SQLite in WAL mode lets them run beside the one writer.
@@ -144,6 +149,23 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+}
+
+/// SQLITE_READONLY (any extended code). SQLite silently opens a file it cannot write read-only
+/// (made immutable, on a read-only mount, after a failed write made the pool reconnect): such a
+/// writer connection refuses every write even once the file is writable again, so it is closed
+/// rather than reused, and the next write reconnects.
+fn read_only(e: &Error) -> bool {
+    match e {
+        Error::Backend {
+            source: sqlx::Error::Database(db),
+            ..
+        } => db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| c & 0xff == 8),
+        _ => false,
     }
 }
 
@@ -296,7 +318,8 @@ fn build_query_planned(
     seq_bound: Option<(&'static str, i64)>,
 ) -> Option<(String, Vec<Arg>)> {
     let mut sql = String::from("SELECT seq, id, body FROM events");
-    let (mut conds, mut args) = filter_conds_planned(q, dialect, prefix)?;
+    let (mut conds, mut args) =
+        filter_conds_planned(q, dialect, prefix, page_time_column(dialect))?;
     if let Some((cond, v)) = seq_bound {
         conds.push(cond.into());
         args.push(Arg::Int(v));
@@ -339,14 +362,26 @@ fn contains_pattern(s: &str) -> String {
 
 /// The conditions of `q`'s filters (not its cursor) and their arguments, in `?` order. `None`
 /// when nothing can match.
+/// Time bounds here may use the time index (`events_time`, migration 0005): what stats want.
 fn filter_conds(q: &Query, dialect: Dialect) -> Option<(Vec<String>, Vec<Arg>)> {
-    filter_conds_planned(q, dialect, PrefixPlan::TypeIndex)
+    filter_conds_planned(q, dialect, PrefixPlan::TypeIndex, "time_ms")
+}
+
+/// The column a page's time bounds are written on. A page is read in seq order and stops at its
+/// limit, so SQLite must not start from the time index (it would read the whole window and
+/// sort it): `+time_ms` keeps the planner off it. PostgreSQL weighs both with its statistics.
+fn page_time_column(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "+time_ms",
+        Dialect::Postgres => "time_ms",
+    }
 }
 
 fn filter_conds_planned(
     q: &Query,
     dialect: Dialect,
     prefix: PrefixPlan,
+    time_column: &'static str,
 ) -> Option<(Vec<String>, Vec<Arg>)> {
     let mut args = Vec::new();
     let mut conds: Vec<String> = Vec::new();
@@ -362,7 +397,16 @@ fn filter_conds_planned(
     eq(&mut conds, "target_id = ?", &q.target);
     eq(&mut conds, "route = ?", &q.route);
     eq(&mut conds, "request_id = ?", &q.request_id);
-    eq(&mut conds, "ip = ?", &q.ip.map(|ip| ip.to_string()));
+    // An address is shared (NAT, a proxy, an office) where an actor, target or request id is
+    // one party: beside one of those, SQLite must walk that index and check the address, not
+    // the reverse (its sampled statistics, `analysis_limit`, often rate the two alike).
+    let ip_column = match dialect {
+        Dialect::Sqlite if q.actor.is_some() || q.target.is_some() || q.request_id.is_some() => {
+            "+ip = ?"
+        }
+        Dialect::Sqlite | Dialect::Postgres => "ip = ?",
+    };
+    eq(&mut conds, ip_column, &q.ip.map(|ip| ip.to_string()));
     eq(&mut conds, "reason = ?", &q.reason);
     if q.app_conflict {
         // `->` reads the same in SQLite (3.38+) and PostgreSQL (jsonb): NULL when absent.
@@ -393,11 +437,11 @@ fn filter_conds_planned(
         args.push(Arg::Text(outcome.as_str().to_string()));
     }
     if let Some(since) = q.since {
-        conds.push("time_ms >= ?".into());
+        conds.push(format!("{time_column} >= ?"));
         args.push(Arg::Int(ceil_millis(since)));
     }
     if let Some(until) = q.until {
-        conds.push("time_ms < ?".into());
+        conds.push(format!("{time_column} < ?"));
         args.push(Arg::Int(ceil_millis(until)));
     }
     if let Some(apps) = &q.apps_scope {
@@ -599,19 +643,7 @@ impl EventStore for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(Error::backend("stats"))?;
-        rows.iter()
-            .map(|row| {
-                let count: i64 = row.try_get(4)?;
-                Ok(StatsRow {
-                    bucket_ms: row.try_get(0)?,
-                    event_type: row.try_get(1)?,
-                    outcome: row.try_get(2)?,
-                    app: row.try_get(3)?,
-                    count: u64::try_from(count).unwrap_or(0),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Error::backend("stats"))
+        sql::stats_rows(&rows)
     }
 
     async fn get(&self, id: uuid::Uuid) -> Result<Option<AuditEvent>, Error> {
@@ -637,13 +669,7 @@ impl EventStore for SqliteStore {
         events: &[AuditEvent],
         durable: bool,
     ) -> Result<Appended, Error> {
-        if !chain::valid_instance_id(instance) {
-            return Err(Error::InvalidInstance(instance.to_string()));
-        }
-        let encoded = events
-            .iter()
-            .map(sql::encode_unlinked)
-            .collect::<Result<Vec<_>, _>>()?;
+        let encoded = sql::encode_for_append(instance, events)?;
         let mut conn = self
             .writer
             .acquire()
@@ -664,6 +690,9 @@ impl EventStore for SqliteStore {
             Ok::<_, Error>(appended)
         }
         .await;
+        if matches!(&result, Err(e) if read_only(e)) {
+            conn.close_on_drop();
+        }
         if durable {
             set_synchronous(&mut conn, "NORMAL").await?;
         }
@@ -1091,6 +1120,108 @@ mod tests {
              AND app IN (?,?) ORDER BY seq DESC LIMIT ?"
         );
         assert_eq!(args.len(), 6);
+    }
+
+    /// SQLite's plan for `sql`: the `detail` column of `EXPLAIN QUERY PLAN`, one line a step.
+    async fn plan(store: &SqliteStore, sql: &str, args: Vec<Arg>) -> String {
+        let mut explain = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for arg in args {
+            explain = match arg {
+                Arg::Text(s) => explain.bind(s),
+                Arg::Int(n) => explain.bind(n),
+            };
+        }
+        let rows = explain.fetch_all(&store.writer).await.unwrap();
+        rows.iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn stats_read_the_time_index_and_pages_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.db");
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        // Statistics of a big trail (10M events, a time value per event, 20 apps), as ANALYZE
+        // would write them: they make a time window look cheap to read from the time index.
+        for (index, stat) in [
+            ("events_time", "10000000 1 1 1 1"),
+            ("events_app", "10000000 500000 1 1"),
+        ] {
+            sqlx::query("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('events', ?, ?)")
+                .bind(index)
+                .bind(stat)
+                .execute(&store.writer)
+                .await
+                .unwrap();
+        }
+        sqlx::query("ANALYZE sqlite_schema")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let window = Query {
+            since: Some(datetime!(2026-01-01 00:00 UTC)),
+            until: Some(datetime!(2026-01-02 00:00 UTC)),
+            ..Query::default()
+        };
+        let (sql, args) = stats_query(&window, 3_600_000, Dialect::Sqlite).unwrap();
+        let stats = plan(&store, &sql, args).await;
+        assert!(
+            stats.contains("COVERING INDEX events_time"),
+            "stats over a window: {stats}"
+        );
+        for q in [
+            window.clone(),
+            Query {
+                app: Some("app-a".into()),
+                ..window.clone()
+            },
+        ] {
+            let (sql, args) = build_query(&q, Dialect::Sqlite).unwrap();
+            let page = plan(&store, &sql, args).await;
+            assert!(!page.contains("events_time"), "page {q:?}: {page}");
+            assert!(!page.contains("TEMP B-TREE"), "page sorts: {page}");
+        }
+    }
+
+    #[tokio::test]
+    async fn actor_and_ip_walk_the_actor_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.db");
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        // Statistics that rate an address as rarer than an actor (as sampled ones may).
+        for (index, stat) in [
+            ("events_ip", "10000000 2"),
+            ("events_actor", "10000000 100 1 1"),
+        ] {
+            sqlx::query("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('events', ?, ?)")
+                .bind(index)
+                .bind(stat)
+                .execute(&store.writer)
+                .await
+                .unwrap();
+        }
+        sqlx::query("ANALYZE sqlite_schema")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let q = Query {
+            actor: Some("alice".into()),
+            ip: Some("10.0.0.1".parse().unwrap()),
+            ..Query::default()
+        };
+        let (sql, args) = build_query(&q, Dialect::Sqlite).unwrap();
+        let page = plan(&store, &sql, args).await;
+        assert!(page.contains("INDEX events_actor"), "{page}");
+        // Alone, an address still has its index.
+        let q = Query {
+            ip: Some("10.0.0.1".parse().unwrap()),
+            ..Query::default()
+        };
+        let (sql, args) = build_query(&q, Dialect::Sqlite).unwrap();
+        let page = plan(&store, &sql, args).await;
+        assert!(page.contains("INDEX events_ip"), "{page}");
     }
 
     #[test]
