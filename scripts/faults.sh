@@ -16,7 +16,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-ALL=(upstream sqlite-locked disk-full disk-full-spool-too pg-restart pg-crash kill9-async kill9-sync sigterm)
+ALL=(upstream sqlite-locked sqlite-readonly disk-full disk-full-spool-too pg-restart pg-crash pg-readonly kill9-async kill9-sync sigterm)
 SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=("${ALL[@]}")
 RATE=${FAULT_RATE:-300}
@@ -45,6 +45,7 @@ cleanup() {
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
   fi
   for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || true; done
+  chattr -R -i "$WORK" 2>/dev/null || true # sqlite-readonly's files, if it was cut short
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -89,12 +90,17 @@ EOF
 
 # start_serve CONFIG LOG: sets SERVE_PID, PROXY, ADMIN
 start_serve() {
+  # A restart appends to the same log: only the lines after this point are the new process's
+  # (reading the first "serving" line made the restarts of kill9-* wait on the dead process's
+  # admin port, and never settle).
+  local skip
+  skip=$( (cat "$2" 2>/dev/null || true) | wc -l)
   "$BIN/authtrail" --log-format json serve --config "$1" 2>>"$2" &
   SERVE_PID=$!
   PIDS+=("$SERVE_PID")
   local line=""
   for _ in $(seq 1 300); do
-    line=$(grep -m1 '"authtrail serving"' "$2" || true)
+    line=$(tail -n +"$((skip + 1))" "$2" | grep -m1 '"authtrail serving"' || true)
     [ -n "$line" ] && break
     sleep 0.05
   done
@@ -104,6 +110,22 @@ start_serve() {
 }
 
 readyz() { curl -s --max-time 3 "http://$ADMIN/readyz" || echo '{}'; }
+# "degraded (store down: write_failed, spool ok, spool_depth 12)" from a /readyz answer.
+readyz_summary() {
+  python3 - "$1" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1] or "{}")
+err = ": " + r["store_error"] if "store_error" in r else ""
+print(f"{r.get('status')} (store {r.get('store')}{err}, spool {r.get('spool')}, spool_depth {r.get('spool_depth')})")
+PY
+}
+final_counts() {
+  python3 - "$1" <<'PY'
+import json, sys
+e = json.loads(sys.argv[1] or "{}").get("events", {})
+print(" ".join(f"{k}={e[k]}" for k in ("written", "spooled", "replayed", "dropped", "failed") if k in e))
+PY
+}
 
 # Wait (bounded) until nothing is queued or spooled.
 settle() {
@@ -227,8 +249,8 @@ sqlite_outage() {
   events_sqlite "$db" >"$dir/events.tsv"
   analyse "$name" "$what" "$dir/events.tsv" "$WORK/acks-$name.csv" -- \
     "exit_code=$EXIT_CODE" \
-    "readyz_during=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r.get("status"), "spool_depth", r.get("spool_depth"))' "$during")" \
-    "final=$(python3 -c 'import json,sys; e=json.loads(sys.argv[1]).get("events",{}); print(" ".join(f"{k}={e[k]}" for k in ("written","spooled","replayed","dropped","failed") if k in e))' "$ready")"
+    "readyz_during=$(readyz_summary "$during")" \
+    "final=$(final_counts "$ready")"
 }
 
 scenario_sqlite-locked() {
@@ -241,9 +263,23 @@ scenario_sqlite-locked() {
     "sleep 0.5"
 }
 
-# A read-only store is not a scenario of its own: `mount -o remount,ro` fails (EBUSY) while the
-# sidecar holds the database open for writing, and a file system the kernel forces read-only
-# after I/O errors fails every write, as a full disk does (the disk-full rows).
+# A read-only SQLite store under a running sidecar. `mount -o remount,ro` cannot do it (EBUSY
+# while the sidecar holds the database open for writing); `chattr +i` can: once the database
+# and its WAL are immutable, every write fails with EPERM, root's too, also through descriptors
+# opened before. (Not the -shm file: SQLite writes it through mmap, where a refused write
+# would be a SIGBUS rather than an error.)
+scenario_sqlite-readonly() {
+  echo "==> SQLite database and WAL made immutable (chattr +i) for 8s"
+  local dir="$WORK/sqlite-readonly"
+  mkdir -p "$dir"
+  if ! { : >"$dir/probe" && chattr +i "$dir/probe" 2>/dev/null; }; then
+    echo "chattr +i does not work on $dir's file system: skipped"
+    return 0
+  fi
+  chattr -i "$dir/probe" && rm -f "$dir/probe"
+  sqlite_outage sqlite-readonly "the database and its WAL are made immutable (chattr +i: writes fail with EPERM) for 8s, spool beside them" "$dir/trail.db" "$dir/spool" \
+    "chattr +i '$dir/trail.db' '$dir/trail.db-wal'" "chattr -i '$dir/trail.db' '$dir/trail.db-wal'"
+}
 
 scenario_disk-full() {
   echo "==> the store's disk fills up (32 MiB tmpfs filled by a file), then the file is removed"
@@ -311,8 +347,46 @@ pg_outage() {
   events_pg "$url" >"$dir/events.tsv"
   analyse "$name" "$what" "$dir/events.tsv" "$WORK/acks-$name.csv" -- \
     "exit_code=$EXIT_CODE" \
-    "readyz_during=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r.get("status"), "spool_depth", r.get("spool_depth"))' "$during")" \
-    "final=$(python3 -c 'import json,sys; e=json.loads(sys.argv[1]).get("events",{}); print(" ".join(f"{k}={e[k]}" for k in ("written","spooled","replayed","dropped","failed") if k in e))' "$ready")"
+    "readyz_during=$(readyz_summary "$during")" \
+    "final=$(final_counts "$ready")"
+}
+
+# PostgreSQL turns read-only under load, as after a failover to a standby: new sessions of the
+# database default to read-only transactions and the sidecar's sessions are cut (it reconnects
+# into read-only ones); 6s later the default is reset *without* cutting anyone again, so the
+# sidecar has to notice by itself that new sessions may write.
+scenario_pg-readonly() {
+  echo "==> PostgreSQL database read-only (default_transaction_read_only) for 6s under load"
+  [ -n "$PG_BIN" ] || { echo "no PostgreSQL server binaries: skipped"; return 0; }
+  local name=pg-readonly
+  pg_start
+  local db="fault_${name//-/_}"
+  runuser -u postgres -- "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" "$db"
+  local url="postgres://postgres@127.0.0.1:$PG_PORT/$db"
+  local su="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  local dir="$WORK/$name"
+  mkdir -p "$dir"
+  config "$url" "$dir/spool" >"$dir/cfg.yaml"
+  start_serve "$dir/cfg.yaml" "$dir/serve.log"
+  load 20 "$name"
+  sleep 4
+  psql "$su" -qAt -c "ALTER DATABASE $db SET default_transaction_read_only = on" \
+    -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$db'" >"$dir/cut.txt"
+  sleep 6
+  local during
+  during=$(readyz)
+  psql "$su" -qAt -c "ALTER DATABASE $db RESET default_transaction_read_only"
+  wait "$LOAD_PID" || true
+  settle
+  local ready
+  ready=$(readyz)
+  stop_serve
+  events_pg "$url" >"$dir/events.tsv"
+  analyse "$name" "the database turns read-only (default_transaction_read_only = on, the sidecar's $(tr -d '\n' <"$dir/cut.txt") sessions cut) for 6s, then writable again without cutting them" \
+    "$dir/events.tsv" "$WORK/acks-$name.csv" -- \
+    "exit_code=$EXIT_CODE" \
+    "readyz_during=$(readyz_summary "$during")" \
+    "final=$(final_counts "$ready")"
 }
 
 scenario_pg-restart() {

@@ -210,31 +210,95 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Longest the store's read check and the spool's write probe may each take: together below a
+/// default Kubernetes probe timeout.
+const READY_CHECK: Duration = Duration::from_millis(450);
+/// A spool write failure younger than this is believed as it is; an older one is checked again
+/// by a probe write, so a disk that has room again is noticed without traffic.
+const SPOOL_RECHECK: Duration = Duration::from_secs(5);
+
+/// Ready means "a request now will be recorded": the store takes writes, or — while it does
+/// not — the spool does (async events wait there; sync routes answer 503). 503 when neither
+/// can, and while starting or draining. The body says which, with the queue and spool counts.
+///
+/// The store is down when the writer's last append failed (a full disk, a read-only or locked
+/// database: a read would still succeed), or, with no failed write pending, when it does not
+/// answer a read. The spool is only probed with a real write while the store is down: then it
+/// decides.
 async fn readyz(State(s): State<AdminState>) -> Response {
+    use crate::pipeline::SpoolHealth;
+
+    let health = &s.pipeline.stats().health;
     let stats = s.pipeline.stats().snapshot();
-    let queue_depth = s.pipeline.queue_depth();
-    // Events parked locally while the store is unavailable (also in `events.spool_depth`).
-    let spool_depth = s.pipeline.spool_depth();
+    let cfg = (s.config)();
+    let mut body = json!({
+        "queue_depth": s.pipeline.queue_depth(),
+        // Events parked locally while the store is unavailable (also in `events.spool_depth`).
+        "spool_depth": stats.spool_depth,
+        "spool_bytes": stats.spool_bytes,
+        "spool_max_bytes": cfg.store.spool.max_bytes,
+        "events": stats,
+    });
     if s.draining.load(Ordering::Acquire) {
-        let body = json!({ "status": "draining", "queue_depth": queue_depth, "spool_depth": spool_depth, "events": stats });
+        body["status"] = json!("draining");
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
-    match tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await {
-        Ok(Ok(())) => {
-            let body = json!({ "status": "ready", "queue_depth": queue_depth, "spool_depth": spool_depth, "events": stats });
-            (StatusCode::OK, Json(body)).into_response()
+    let store: Result<(), &str> = if health.store_failing() {
+        Err("write_failed")
+    } else {
+        match tokio::time::timeout(READY_CHECK, s.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: store unreachable");
+                Err("unreachable")
+            }
+            Err(_) => Err("timeout"),
         }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: store unreachable");
-            let body = json!({ "status": "store_unreachable", "queue_depth": queue_depth, "spool_depth": spool_depth, "events": stats });
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    };
+    let spool = match health.spool() {
+        _ if stats.spool_bytes >= cfg.store.spool.max_bytes => "full",
+        // Replay makes room once the store is back: a full spool that holds events stays full
+        // until then. (One that holds none refused a batch bigger than all of it: recheck.)
+        SpoolHealth::Full { since } if stats.spool_depth > 0 || since < SPOOL_RECHECK => "full",
+        SpoolHealth::Failing { since } if since < SPOOL_RECHECK => "failing",
+        // While the store is down the spool decides whether a request is recorded: ask it.
+        _ if store.is_err() => {
+            let dir = cfg.store.spool.dir.clone();
+            let probe = tokio::task::spawn_blocking(move || crate::pipeline::spool::probe(&dir));
+            match tokio::time::timeout(READY_CHECK, probe).await {
+                Ok(Ok(Ok(()))) => "ok",
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(error = %e, "readiness: the spool refuses writes");
+                    // Believed for SPOOL_RECHECK, as a refused batch would be.
+                    health.spool_refused(false);
+                    "failing"
+                }
+                Ok(Err(_)) | Err(_) => "failing",
+            }
         }
-        Err(_) => {
-            tracing::warn!("readiness: store ping timed out");
-            let body = json!({ "status": "store_timeout", "queue_depth": queue_depth, "spool_depth": spool_depth, "events": stats });
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
+        SpoolHealth::Full { .. } => "full",
+        SpoolHealth::Failing { .. } => "failing",
+        SpoolHealth::Ok => "ok",
+    };
+    let (status, code) = match (store, spool) {
+        (Ok(()), _) => ("ready", StatusCode::OK),
+        (Err(_), "ok") => ("degraded", StatusCode::OK),
+        (Err(_), _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+    };
+    body["status"] = json!(status);
+    body["store"] = json!(if store.is_ok() { "ok" } else { "down" });
+    if let Err(why) = store {
+        body["store_error"] = json!(why);
     }
+    body["spool"] = json!(spool);
+    if code != StatusCode::OK {
+        tracing::warn!(
+            store_error = store.err().unwrap_or_default(),
+            spool,
+            "readiness: not ready, a request now would not be recorded"
+        );
+    }
+    (code, Json(body)).into_response()
 }
 
 #[cfg(test)]

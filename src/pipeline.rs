@@ -124,6 +124,71 @@ pub struct Stats {
     pub sync_failed: AtomicU64,
     /// Signed checkpoints written.
     pub checkpoints: AtomicU64,
+    /// What the writer last learned about the store and the spool (for `/readyz`).
+    pub health: Health,
+}
+
+/// Whether the store and the spool took their last write: set by the writer on every store
+/// append and spool append, read by `/readyz` without waiting on either.
+#[derive(Default, Debug)]
+pub struct Health {
+    store_failing: std::sync::atomic::AtomicBool,
+    /// When the spool last refused a batch, in ms since the Unix epoch; 0 once a later append
+    /// succeeded or replay made room.
+    spool_refused_at: AtomicU64,
+    spool_refused_full: std::sync::atomic::AtomicBool,
+}
+
+/// The spool's last append, as [`Health::spool`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpoolHealth {
+    /// Took its last batch (or has not been asked yet).
+    Ok,
+    /// Refused a batch that would pass `max_bytes` this long ago, and replay has not made room
+    /// since.
+    Full { since: Duration },
+    /// Could not write a batch (an I/O error, say a full disk) this long ago.
+    Failing { since: Duration },
+}
+
+impl Health {
+    /// The last store append failed, and none has succeeded since.
+    pub fn store_failing(&self) -> bool {
+        self.store_failing.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn store_result(&self, ok: bool) {
+        self.store_failing.store(!ok, Ordering::Relaxed);
+    }
+
+    pub fn spool(&self) -> SpoolHealth {
+        let at = self.spool_refused_at.load(Ordering::Relaxed);
+        let since = Duration::from_millis(now_ms().saturating_sub(at));
+        if at == 0 {
+            SpoolHealth::Ok
+        } else if self.spool_refused_full.load(Ordering::Relaxed) {
+            SpoolHealth::Full { since }
+        } else {
+            SpoolHealth::Failing { since }
+        }
+    }
+
+    /// The spool took a batch, or replay made room in it.
+    pub(crate) fn spool_ok(&self) {
+        self.spool_refused_at.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn spool_refused(&self, full: bool) {
+        self.spool_refused_full.store(full, Ordering::Relaxed);
+        self.spool_refused_at
+            .store(now_ms().max(1), Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A plain copy of [`Stats`] at one moment, for metrics and the admin API.

@@ -252,15 +252,10 @@ impl Proxy {
                 Response::from_parts(rparts, ProxyBody::tee(rbody, resp_capture, Some(finish)))
             }
             Ok(Err(e)) => {
-                tracing::warn!(route = %self.cfg.routes.routes[index].id, request_id = %request_id, error = %e, "upstream request failed");
-                pending.finish_without_response(Failure::UpstreamUnreachable);
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "bad_gateway",
-                    "upstream unreachable",
-                    &self.cfg.request_id_header,
-                    &request_id,
-                )
+                let failure = upstream_failure(&e);
+                tracing::warn!(route = %self.cfg.routes.routes[index].id, request_id = %request_id, reason = failure.reason(), error = %ErrorChain(&e), "upstream request failed");
+                pending.finish_without_response(failure);
+                bad_gateway(failure, &self.cfg.request_id_header, &request_id)
             }
             Err(_) => {
                 tracing::warn!(route = %self.cfg.routes.routes[index].id, request_id = %request_id, "upstream timed out");
@@ -314,14 +309,9 @@ impl Proxy {
                 Response::from_parts(rparts, ProxyBody::Stream(rbody))
             }
             Ok(Err(e)) => {
-                tracing::warn!(request_id = %request_id, error = %e, "upstream request failed");
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "bad_gateway",
-                    "upstream unreachable",
-                    rid,
-                    &request_id,
-                )
+                let failure = upstream_failure(&e);
+                tracing::warn!(request_id = %request_id, reason = failure.reason(), error = %ErrorChain(&e), "upstream request failed");
+                bad_gateway(failure, rid, &request_id)
             }
             Err(_) => error_response(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -475,6 +465,7 @@ impl Pending {
         let failure = match how {
             BodyEnd::Complete => None,
             BodyEnd::Failed => Some(Failure::UpstreamAborted),
+            BodyEnd::Malformed => Some(Failure::UpstreamBadResponse),
             BodyEnd::Dropped => Some(Failure::ClientAborted),
         };
         self.record(status, headers.as_ref(), resp, failure);
@@ -728,6 +719,64 @@ fn ensure_request_id(h: &mut HeaderMap, name: &HeaderName) -> String {
         h.insert(name.clone(), v);
     }
     id.to_string()
+}
+
+/// Why the upstream gave no usable response head. A failure to connect (refused, TLS handshake,
+/// connect timeout) and a connection closed or reset before the head was complete are
+/// `upstream_unreachable`; a head hyper could not parse (not HTTP, a bad status line or header,
+/// too large) is `upstream_bad_response`.
+fn upstream_failure(e: &hyper_util::client::legacy::Error) -> Failure {
+    if e.is_connect() {
+        return Failure::UpstreamUnreachable;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            // `is_parse` covers a bad status line, header or version and a head too large.
+            return if h.is_parse() {
+                Failure::UpstreamBadResponse
+            } else {
+                Failure::UpstreamUnreachable
+            };
+        }
+        source = s.source();
+    }
+    Failure::UpstreamUnreachable
+}
+
+/// The 502 of a request the upstream gave no usable response head to.
+fn bad_gateway(failure: Failure, rid_header: &HeaderName, request_id: &str) -> Response<ProxyBody> {
+    let message = match failure {
+        Failure::UpstreamBadResponse => "upstream sent an invalid response",
+        Failure::UpstreamUnreachable
+        | Failure::UpstreamTimeout
+        | Failure::UpstreamAborted
+        | Failure::ClientAborted
+        | Failure::ClientTimeout => "upstream unreachable",
+    };
+    error_response(
+        StatusCode::BAD_GATEWAY,
+        "bad_gateway",
+        message,
+        rid_header,
+        request_id,
+    )
+}
+
+/// An error with its sources, for the log: hyper-util's own message ("client error
+/// (SendRequest)") does not say what went wrong.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
 }
 
 fn error_response(

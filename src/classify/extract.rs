@@ -67,11 +67,15 @@ impl std::fmt::Debug for ParsedBody {
 /// Why no (complete) response came back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// The upstream could not be reached (connection refused, reset before a response).
+    /// No response came back: the connection was refused, failed (TLS handshake, connect
+    /// timeout), or closed or reset before a response head was complete.
     UpstreamUnreachable,
+    /// The upstream answered, but not with HTTP: an unparsable or over-long response head, or
+    /// a body whose framing is broken (an invalid chunk).
+    UpstreamBadResponse,
     /// The upstream did not answer within `upstream_response`.
     UpstreamTimeout,
-    /// The response body broke off midway.
+    /// The response body broke off midway (reset, closed short of its length, stalled).
     UpstreamAborted,
     /// The client went away before the response was delivered.
     ClientAborted,
@@ -83,6 +87,7 @@ impl Failure {
     pub fn reason(self) -> &'static str {
         match self {
             Failure::UpstreamUnreachable => "upstream_unreachable",
+            Failure::UpstreamBadResponse => "upstream_bad_response",
             Failure::UpstreamTimeout => "upstream_timeout",
             Failure::UpstreamAborted => "upstream_aborted",
             Failure::ClientAborted => "client_aborted",

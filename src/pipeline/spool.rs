@@ -349,6 +349,20 @@ impl Spool {
     }
 }
 
+/// Whether the spool directory takes a write now: create a small file, write one block to it,
+/// `fsync` it and remove it again. For `/readyz` while the store is down (the spool then decides
+/// whether requests are recorded); a full or read-only disk fails it. Blocking.
+pub fn probe(dir: &Path) -> Result<(), SpoolError> {
+    let path = dir.join(format!("probe-{}.tmp", uuid::Uuid::now_v7().simple()));
+    let written = create_private(&path).and_then(|mut f| {
+        f.write_all(&[0u8; 4096])
+            .and_then(|()| f.sync_data())
+            .map_err(io_err(&path))
+    });
+    let _ = fs::remove_file(&path);
+    written
+}
+
 /// Length of valid content, records in it, and whether it ended cleanly.
 fn scan(path: &Path) -> Result<(u64, u64, bool), SpoolError> {
     let f = File::open(path).map_err(io_err(path))?;

@@ -371,6 +371,7 @@ impl Task {
         )
         .await;
         crate::metrics::store_write(started.elapsed());
+        self.stats.health.store_result(matches!(result, Ok(Ok(_))));
         match result {
             Ok(Ok(a)) => Ok(a),
             Ok(Err(e)) => Err(e.to_string()),
@@ -396,6 +397,7 @@ impl Task {
         let Some(spool) = self.spool.clone() else {
             self.stats.failed.fetch_add(count, Ordering::Relaxed);
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            self.stats.health.spool_refused(false);
             return;
         };
         let result = tokio::task::spawn_blocking(move || {
@@ -406,6 +408,7 @@ impl Task {
         .await;
         match result {
             Ok((Ok(()), depth, bytes)) => {
+                self.stats.health.spool_ok();
                 self.stats.spooled.fetch_add(count, Ordering::Relaxed);
                 self.stats.spool_depth.store(depth, Ordering::Relaxed);
                 self.stats.spool_bytes.store(bytes, Ordering::Relaxed);
@@ -427,6 +430,9 @@ impl Task {
     }
 
     fn lost(&self, count: u64, e: &SpoolError) {
+        self.stats
+            .health
+            .spool_refused(matches!(e, SpoolError::Full { .. }));
         self.stats.failed.fetch_add(count, Ordering::Relaxed);
         self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
         tracing::error!(count, error = %e, "audit events lost: the store is unavailable and the spool refused them");
@@ -490,6 +496,8 @@ impl Task {
             };
             let depth = match consumed {
                 Ok((Ok(()), depth, bytes)) => {
+                    // Room again for a batch the spool refused as full.
+                    self.stats.health.spool_ok();
                     self.stats.spool_depth.store(depth, Ordering::Relaxed);
                     self.stats.spool_bytes.store(bytes, Ordering::Relaxed);
                     depth

@@ -17,8 +17,11 @@ use hyper::body::Incoming;
 pub enum BodyEnd {
     /// Every frame was delivered.
     Complete,
-    /// The source body failed midway.
+    /// The source body broke off midway (reset, closed early, or its connection failed).
     Failed,
+    /// The source body's framing was invalid midway (a broken chunk): the peer sent something
+    /// that is not HTTP.
+    Malformed,
     /// The body was dropped before its end (the receiving side went away).
     Dropped,
 }
@@ -212,6 +215,29 @@ impl ProxyBody {
     }
 }
 
+/// How a body that failed midway ended: hyper reports broken framing (a bad chunk-size line, an
+/// overflowing chunk size, over-long trailers) as an I/O error of kind `InvalidData` or
+/// `InvalidInput`; a reset or an early end is any other kind.
+pub fn body_failure(e: &hyper::Error) -> BodyEnd {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+                    BodyEnd::Malformed
+                }
+                _ => BodyEnd::Failed,
+            };
+        }
+        source = s.source();
+    }
+    if e.is_parse() {
+        BodyEnd::Malformed
+    } else {
+        BodyEnd::Failed
+    }
+}
+
 fn finish(capture: &Capture, finish: &mut Option<Finisher>, how: BodyEnd) {
     capture.end(how);
     if let Some(f) = finish.take() {
@@ -251,7 +277,7 @@ impl Body for ProxyBody {
                             capture.push(data);
                         }
                     }
-                    Some(Err(_)) => finish(capture, f, BodyEnd::Failed),
+                    Some(Err(e)) => finish(capture, f, body_failure(e)),
                     None => finish(capture, f, BodyEnd::Complete),
                 }
                 Poll::Ready(polled)

@@ -1,6 +1,7 @@
 //! A store that fails on demand: wraps a real one and, while `down`, refuses every write and
 //! ping the way an unreachable database would. For outage tests on SQLite, whose file cannot be
-//! made unreachable from inside the test (root ignores permissions).
+//! made unreachable from inside the test (root ignores permissions). [`Running`] is a sidecar
+//! in-process on such a store, with its `/readyz`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -134,5 +135,89 @@ impl EventStore for FaultStore {
     ) -> Result<PurgeReport, Error> {
         self.check("purge")?;
         self.inner.purge_links(instance, links, signer).await
+    }
+}
+
+/// A sidecar in-process on a store the test can switch off (`FaultStore`), on 127.0.0.1:0.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<authtrail::sidecar::Summary, authtrail::sidecar::Error>>,
+}
+
+impl Running {
+    /// Start on `yaml` (its `store.url` only names the SQLite file `store` wraps) and wait until
+    /// `/readyz` says ready.
+    pub async fn start(yaml: &str, store: Arc<FaultStore>) -> Running {
+        let cfg = authtrail::config::load_str(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (proxy.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(authtrail::sidecar::run_with_store(
+            cfg,
+            store,
+            authtrail::sidecar::Listeners { proxy, admin },
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let running = Running {
+            addr,
+            admin: admin_addr,
+            stop: Some(tx),
+            task,
+        };
+        for _ in 0..300 {
+            if running.readyz().await.1["status"] == "ready" {
+                return running;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("sidecar never became ready");
+    }
+
+    /// `/readyz`: its status code and body.
+    pub async fn readyz(&self) -> (u16, serde_json::Value) {
+        let r = super::harness::send(
+            hyper::Method::GET,
+            &format!("http://{}/readyz", self.admin),
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+        (r.status.as_u16(), r.json())
+    }
+
+    /// Poll `/readyz` (bounded) until `want` holds; the last answer.
+    pub async fn readyz_until(
+        &self,
+        what: &str,
+        want: impl Fn(u16, &serde_json::Value) -> bool,
+    ) -> (u16, serde_json::Value) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (code, body) = self.readyz().await;
+            if want(code, &body) {
+                return (code, body);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/readyz never showed {what}: {code} {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stop (as on SIGTERM) and wait for the drain and flush.
+    pub async fn stop(mut self) -> authtrail::sidecar::Summary {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.task)
+            .await
+            .expect("sidecar stopped within 30s")
+            .unwrap()
+            .unwrap()
     }
 }
