@@ -248,6 +248,7 @@ start_authtrail() {
     AUTHTRAIL_LOG=${AUTHTRAIL_LOG:-info} taskset -c "$SERVER_CPUS" "$AUTHTRAIL" serve --config "$T/$name.yaml" \
         > "$T/$name.log" 2>&1 &
     AT_PID=$!
+    AT_ADMIN=$admin
     PIDS+=("$AT_PID")
     wait_for curl -fsS "http://127.0.0.1:$admin/readyz" || { cat "$T/$name.log" >&2; die "authtrail ($name) did not become ready"; }
     # One request through the mapped route proves the whole path (token, store) works.
@@ -365,7 +366,7 @@ MEM=$T/memory.txt
 if [ "$RUN_MEMORY" = 1 ]; then
 log "memory: idle, under load, ${IDLE_CONNS} idle connections, soak ${SOAK_SECS}s"
 start_authtrail mem "sqlite://$T/mem.db" async
-MEM_PID=$AT_PID MEM_PORT=$AT_PORT
+MEM_PID=$AT_PID MEM_PORT=$AT_PORT MEM_ADMIN=$AT_ADMIN
 sleep 1
 echo "idle_kib=$(rss_kib "$MEM_PID")" >> "$MEM"
 # Under the benchmark load (same wrk settings), sampled every 0.5 s.
@@ -413,6 +414,12 @@ if [ "$SOAK_SECS" -gt 0 ]; then
     echo "soak_requests=$(grep '^BENCH' "$T/soak-wrk.out" | sed 's/.*requests=\([0-9]*\).*/\1/')" >> "$MEM"
 fi
 echo "hwm_kib=$(hwm_kib "$MEM_PID")" >> "$MEM"
+# What became of this instance's events (every request above is a mapped login): the pipeline's
+# own counters, summed over their labels. Dropped = refused by a full queue (async delivery).
+metrics=$(curl -fsS "http://127.0.0.1:$MEM_ADMIN/metrics" || true)
+for m in requests events_written events_dropped events_failed events_spooled; do
+    echo "metric_$m=$(awk -v n="authtrail_${m}_total" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d", s }' <<<"$metrics")" >> "$MEM"
+done
 stop_pid "$MEM_PID"
 fi
 

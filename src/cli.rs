@@ -420,9 +420,13 @@ async fn export(x: ExportArgs) -> Result<i32> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHTRAIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A log line that cannot be written (stderr on a full disk, a closed pipe) is lost, and
+    // nothing else: by default tracing-subscriber reports it with `eprintln!`, which panics
+    // when stderr fails too, in whichever task was logging (the audit writer, once).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -485,6 +485,146 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Found by the same soak: with stderr on the full disk, tracing-subscriber reported its failed
+/// write with `eprintln!`, which panics when stderr fails too — in whichever task was logging.
+/// The writer task died that way ("pipeline shut down" for every later event) while the proxy
+/// kept serving. Logging must never take the trail down: a log line that cannot be written is
+/// lost, and nothing else.
+#[tokio::test]
+async fn a_full_log_disk_does_not_stop_the_trail() {
+    use authtrail::store::Query;
+
+    let Some(fs) = Tmpfs::mount("64k") else {
+        return;
+    };
+    let up = support::upstream::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("trail.db");
+    let (proxy, admin) = {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        )
+    };
+    let config = dir.path().join("authtrail.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{proxy}\nadmin: {{ listen: \"127.0.0.1:{admin}\" }}\n\
+             upstream: http://{}\nstore: {{ url: \"sqlite://{}\", flush_interval: 20ms }}\n\
+             routes:\n  - id: echo\n    match: {{ path: /echo-headers }}\n    event: account.update\n",
+            up.addr,
+            db.display()
+        ),
+    )
+    .unwrap();
+    // stderr is a file on a file system without a free byte.
+    let log = std::fs::File::create(fs.0.path().join("authtrail.log")).unwrap();
+    let mut filler = std::fs::File::create(fs.0.path().join("filler")).unwrap();
+    let chunk = vec![0u8; 4096];
+    while filler.write_all(&chunk).is_ok() {}
+    while filler.write_all(&chunk[..1]).is_ok() {}
+    drop(filler);
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authtrail"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("AUTHTRAIL_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", proxy)).await.is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("authtrail exited with its stderr on a full disk: {status}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "authtrail did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _child = Kill(child);
+
+    for i in 0..20 {
+        let r = harness::send(
+            Method::GET,
+            &format!("http://127.0.0.1:{proxy}/echo-headers?n={i}"),
+            &[],
+            Bytes::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let store = authtrail::store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let stored = store.query(&Query::default()).await.unwrap().len();
+        if stored == 20 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{stored} of 20 events stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Found by the 10-minute soak of `scripts/bench.sh` when the machine's disk filled: the spool
+/// created its first segment, the disk had no room for the segment's magic bytes, and the
+/// half-made file stayed behind untracked — every later append then failed with "File exists"
+/// and the spool refused events for good, also once the disk had room again.
+#[tokio::test]
+async fn a_spool_that_hit_a_full_disk_takes_events_once_there_is_room() {
+    use authtrail::pipeline::spool::{Spool, SpoolConfig};
+    use std::io::Write as _;
+    use support::store_conformance::many;
+
+    let Some(fs) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let dir = fs.0.path().join("spool");
+    let mut spool = Spool::open(&SpoolConfig {
+        dir: dir.clone(),
+        max_bytes: 64 << 20,
+    })
+    .unwrap();
+    // Fill the file system to the last byte.
+    let filler_path = fs.0.path().join("filler");
+    let mut filler = std::fs::File::create(&filler_path).unwrap();
+    let chunk = vec![0u8; 4096];
+    while filler.write_all(&chunk).is_ok() {}
+    while filler.write_all(&chunk[..1]).is_ok() {}
+    drop(filler);
+
+    let events = many(3);
+    let full = spool.append(&events);
+    assert!(full.is_err(), "a full disk took a segment: {full:?}");
+    std::fs::remove_file(&filler_path).unwrap();
+    spool
+        .append(&events)
+        .expect("the spool takes events once the disk has room");
+    assert_eq!(spool.depth(), 3);
+    let replayed = spool.peek(10).unwrap();
+    assert_eq!(
+        replayed.iter().map(|e| e.id).collect::<Vec<_>>(),
+        events.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+}
+
 /// Found by `scripts/faults.sh disk-full`: a commit that failed on a full disk left SQLite's
 /// writer connection inside a transaction sqlx still counted, so every later append failed with
 /// "attempted to call begin_with at non-zero transaction depth" — the store never came back,

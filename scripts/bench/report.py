@@ -208,6 +208,12 @@ def render(d):
             w(f"Soak growth over the second half: {growth / 1024:+.1f} MiB "
               f"({len(samples)} samples, every 5 s).")
             w("")
+        if "metric_events_written" in mem:
+            w(f"Events of this instance over all of it (`/metrics`): {mem.get('metric_requests', '?')} requests; "
+              f"{mem.get('metric_events_written', '?')} events written, "
+              f"{mem.get('metric_events_dropped', '?')} dropped (queue full), "
+              f"{mem.get('metric_events_spooled', '?')} spooled, {mem.get('metric_events_failed', '?')} failed.")
+            w("")
 
     store = os.path.join(d, "store_bench.out")
     if os.path.exists(store):

@@ -256,8 +256,14 @@ impl Spool {
             let index = self.segments.back().map_or(1, |s| s.index + 1);
             let path = self.dir.join(format!("spool-{index:012}.log"));
             let mut f = create_private(&path)?;
-            f.write_all(MAGIC).map_err(io_err(&path))?;
-            f.sync_all().map_err(io_err(&path))?;
+            if let Err(e) = f.write_all(MAGIC).and_then(|()| f.sync_all()) {
+                // A full disk takes the inode but not the magic: remove the half-made segment,
+                // or every later append would find its name taken (EEXIST) and the spool would
+                // never take an event again, even once the disk has room.
+                drop(f);
+                let _ = fs::remove_file(&path);
+                return Err(io_err(&path)(e));
+            }
             sync_dir(&self.dir);
             self.segments.push_back(Segment {
                 index,
