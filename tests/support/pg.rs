@@ -48,24 +48,29 @@ impl Schema {
 
 impl Drop for Schema {
     fn drop(&mut self) {
-        let url = self.url.clone();
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime: use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(pool) = sqlx::PgPool::connect(&url).await {
-                    let sql = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
-                    pool.close().await;
-                }
-            });
-        })
-        .join();
+        run_sql_from_drop(
+            self.url.clone(),
+            format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
     }
+}
+
+/// Run `sql` on the server at `url`, best effort, from a `Drop` that runs inside a test's
+/// runtime (so on a thread with a runtime of its own).
+pub fn run_sql_from_drop(url: String, sql: String) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                pool.close().await;
+            }
+        });
+    })
+    .join();
 }
 
 impl Schema {
