@@ -1138,20 +1138,16 @@ mod tests {
             .join("\n")
     }
 
-    #[tokio::test]
-    async fn stats_read_the_time_index_and_pages_do_not() {
+    /// A fresh store whose planner believes `stats` (`(index, sqlite_stat1 row)`): the plans
+    /// of a big trail without filling one.
+    async fn store_with_stats(stats: &[(&str, &str)]) -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plans.db");
         let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-        // Statistics of a big trail (10M events, a time value per event, 20 apps), as ANALYZE
-        // would write them: they make a time window look cheap to read from the time index.
-        for (index, stat) in [
-            ("events_time", "10000000 1 1 1 1"),
-            ("events_app", "10000000 500000 1 1"),
-        ] {
+        for (index, stat) in stats {
             sqlx::query("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('events', ?, ?)")
-                .bind(index)
-                .bind(stat)
+                .bind(*index)
+                .bind(*stat)
                 .execute(&store.writer)
                 .await
                 .unwrap();
@@ -1160,6 +1156,18 @@ mod tests {
             .execute(&store.writer)
             .await
             .unwrap();
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn stats_read_the_time_index_and_pages_do_not() {
+        // Statistics of a big trail (10M events, a time value per event, 20 apps), as ANALYZE
+        // would write them: they make a time window look cheap to read from the time index.
+        let (store, _dir) = store_with_stats(&[
+            ("events_time", "10000000 1 1 1 1"),
+            ("events_app", "10000000 500000 1 1"),
+        ])
+        .await;
         let window = Query {
             since: Some(datetime!(2026-01-01 00:00 UTC)),
             until: Some(datetime!(2026-01-02 00:00 UTC)),
@@ -1187,25 +1195,12 @@ mod tests {
 
     #[tokio::test]
     async fn actor_and_ip_walk_the_actor_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plans.db");
-        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
         // Statistics that rate an address as rarer than an actor (as sampled ones may).
-        for (index, stat) in [
+        let (store, _dir) = store_with_stats(&[
             ("events_ip", "10000000 2"),
             ("events_actor", "10000000 100 1 1"),
-        ] {
-            sqlx::query("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('events', ?, ?)")
-                .bind(index)
-                .bind(stat)
-                .execute(&store.writer)
-                .await
-                .unwrap();
-        }
-        sqlx::query("ANALYZE sqlite_schema")
-            .execute(&store.writer)
-            .await
-            .unwrap();
+        ])
+        .await;
         let q = Query {
             actor: Some("alice".into()),
             ip: Some("10.0.0.1".parse().unwrap()),
