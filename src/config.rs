@@ -80,6 +80,8 @@ pub struct Timeouts {
 pub struct StoreConfig {
     pub url: String,
     pub queue_capacity: usize,
+    /// Longest a mapped request waits for a place in a full queue before it is forwarded.
+    pub queue_wait: Duration,
     pub batch_size: usize,
     pub flush_interval: Duration,
     /// `None`: the spool directory's persisted id.

@@ -104,6 +104,8 @@ pub struct Stats {
     pub written: AtomicU64,
     /// Events refused by `submit` because the queue was full or closed. Must stay 0.
     pub dropped: AtomicU64,
+    /// Mapped requests that found the queue full and waited for a place (`store.queue_wait`).
+    pub queue_waits: AtomicU64,
     /// Events lost: the store kept failing and the spool could not take them (full, or none).
     pub failed: AtomicU64,
     /// Batches given up on (each one counted in `failed` event by event).
@@ -197,6 +199,7 @@ pub struct StatsSnapshot {
     pub enqueued: u64,
     pub written: u64,
     pub dropped: u64,
+    pub queue_waits: u64,
     pub failed: u64,
     pub write_errors: u64,
     pub duplicates: u64,
@@ -217,6 +220,7 @@ impl Stats {
             enqueued: get(&self.enqueued),
             written: get(&self.written),
             dropped: get(&self.dropped),
+            queue_waits: get(&self.queue_waits),
             failed: get(&self.failed),
             write_errors: get(&self.write_errors),
             duplicates: get(&self.duplicates),
@@ -230,6 +234,9 @@ impl Stats {
         }
     }
 }
+
+/// A place held in the queue for one event: see [`Pipeline::reserve`].
+pub struct Slot(mpsc::OwnedPermit<AuditEvent>);
 
 /// A `sync` event and who waits for its commit.
 pub(crate) struct SyncItem {
@@ -313,6 +320,38 @@ impl Pipeline {
     pub fn with_taps(mut self, taps: Taps) -> Pipeline {
         self.taps = taps;
         self
+    }
+
+    /// A place in the queue for one event, taken when a mapped request is admitted (see
+    /// [`Pipeline::reserve`]) and used by [`Pipeline::submit_reserved`] when its event is built.
+    /// Dropped unused, it frees the place.
+    pub async fn reserve(&self, wait: Duration) -> Option<Slot> {
+        match self.tx.clone().try_reserve_owned() {
+            Ok(slot) => return Some(Slot(slot)),
+            Err(mpsc::error::TrySendError::Closed(_)) => return None,
+            Err(mpsc::error::TrySendError::Full(_)) if wait.is_zero() => return None,
+            Err(mpsc::error::TrySendError::Full(_)) => {}
+        }
+        // The writer is behind: hold this request until it has made room (backpressure), or
+        // give up after `wait` and let `submit` count the event as dropped if it still is.
+        self.stats.queue_waits.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(wait, self.tx.clone().reserve_owned()).await {
+            Ok(Ok(slot)) => Some(Slot(slot)),
+            _ => None,
+        }
+    }
+
+    /// [`Pipeline::submit`] into a place reserved for it: never dropped for a full queue.
+    pub fn submit_reserved(&self, event: AuditEvent, slot: Option<Slot>) {
+        let Some(Slot(slot)) = slot else {
+            return self.submit(event);
+        };
+        crate::metrics::count_event(&event);
+        if !self.taps.is_empty() {
+            self.taps.offer(&event);
+        }
+        slot.send(event);
+        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Queue `event` for the writer. Never blocks or awaits: when the queue is full or the

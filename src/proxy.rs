@@ -150,8 +150,13 @@ impl Proxy {
             query: parts.uri.query().map(str::to_string),
             headers: parts.headers.clone(),
         };
+        // A place in the queue for this exchange's event, before anything else happens: when the
+        // writer is behind, the request waits here (up to `store.queue_wait`) instead of its
+        // event being dropped later. The upstream has not seen it yet.
+        let slot = self.pipeline.reserve(self.cfg.store.queue_wait).await;
         let pending = Pending {
             proxy: self.clone(),
+            slot,
             index,
             params,
             request: snapshot,
@@ -397,6 +402,9 @@ struct RequestSnapshot {
 /// A mapped exchange waiting for its response to finish.
 struct Pending {
     proxy: Arc<Proxy>,
+    /// The queue place reserved for this exchange's event (`None`: the queue stayed full for
+    /// `store.queue_wait`, or the pipeline is shutting down; the event may then be dropped).
+    slot: Option<crate::pipeline::Slot>,
     index: usize,
     params: Vec<(String, String)>,
     request: RequestSnapshot,
@@ -576,17 +584,17 @@ impl Pending {
     }
 
     /// Record that a sync route was refused with 503 because its attempt was not committed.
-    fn refuse(self) {
+    fn refuse(mut self) {
         let status = Some(StatusCode::SERVICE_UNAVAILABLE);
         if let Some(mut ev) = self.event(status, None, &Capture::new(0), None) {
             ev.outcome = Outcome::Error;
             ev.reason = Some("audit_unavailable".to_string());
-            self.proxy.pipeline.submit(ev);
+            self.proxy.pipeline.submit_reserved(ev, self.slot.take());
         }
     }
 
     fn record(
-        self,
+        mut self,
         status: Option<StatusCode>,
         resp_headers: Option<&HeaderMap>,
         resp: &Capture,
@@ -594,7 +602,7 @@ impl Pending {
     ) {
         if let Some(ev) = self.event(status, resp_headers, resp, failure) {
             tracing::debug!(route = %ev.http.route, event = %ev.event_type, outcome = %ev.outcome, request_id = %ev.http.request_id, "audit event built");
-            self.proxy.pipeline.submit(ev);
+            self.proxy.pipeline.submit_reserved(ev, self.slot.take());
         }
     }
 

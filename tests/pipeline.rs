@@ -251,3 +251,62 @@ async fn a_dropped_event_is_logged_by_id_type_and_route_only() {
     assert!(!logged.contains("192.0.2.7"), "{logged}");
     assert_eq!(pipeline.stats().snapshot().dropped, 1);
 }
+
+/// Backpressure: a request that reserves its event's place before it is forwarded waits while
+/// the queue is full and never has its event dropped; without the reservation the same burst
+/// into a one-place queue drops events.
+#[tokio::test]
+async fn reserved_places_wait_for_the_writer_instead_of_dropping() {
+    // A place held by one request: the next one waits, up to its bound, then goes without.
+    let (store, _dir) = sqlite().await;
+    let (pipeline, writer) = Pipeline::start(store.clone(), config(1, 8));
+    let held = pipeline.reserve(Duration::from_secs(5)).await;
+    assert!(held.is_some());
+    let started = Instant::now();
+    assert!(pipeline.reserve(Duration::from_millis(100)).await.is_none());
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(pipeline.stats().snapshot().queue_waits, 1);
+    assert!(
+        pipeline.reserve(Duration::ZERO).await.is_none(),
+        "0s: never waits"
+    );
+    drop(held);
+    assert!(
+        pipeline.reserve(Duration::ZERO).await.is_some(),
+        "a dropped place is free"
+    );
+    writer.shutdown().await;
+
+    // 200 concurrent submitters into a one-place queue, each reserving first: all stored.
+    let (store, _dir) = sqlite().await;
+    let (pipeline, writer) = Pipeline::start(store.clone(), config(1, 8));
+    let tasks: Vec<_> = many(200)
+        .into_iter()
+        .map(|e| {
+            let p = pipeline.clone();
+            tokio::spawn(async move {
+                let slot = p.reserve(Duration::from_secs(30)).await;
+                assert!(slot.is_some(), "the writer makes room within the bound");
+                p.submit_reserved(e, slot);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    writer.shutdown().await;
+    let stats = pipeline.stats().snapshot();
+    assert_eq!((stats.dropped, stats.written), (0, 200));
+    assert_eq!(stored(&store).await.len(), 200);
+
+    // The same burst without reserving: the one-place queue drops most of it (counted).
+    let (store, _dir) = sqlite().await;
+    let (pipeline, writer) = Pipeline::start(store.clone(), config(1, 8));
+    for e in many(200) {
+        pipeline.submit(e);
+    }
+    writer.shutdown().await;
+    let stats = pipeline.stats().snapshot();
+    assert!(stats.dropped > 0, "{stats:?}");
+    assert_eq!(stats.dropped + stats.written, 200);
+}

@@ -235,6 +235,10 @@ pub struct Store {
     pub checkpoint: Option<Checkpoint>,
     /// Events that may wait for the writer; beyond it they are counted as dropped. Default `10000`.
     pub queue_capacity: Option<usize>,
+    /// Longest a mapped request waits, before it is forwarded, for a place in a full queue (the
+    /// writer behind): backpressure instead of a dropped event. `0s`: never wait (a full queue
+    /// drops). Default `1s`.
+    pub queue_wait: Option<Duration>,
     /// Most events written in one transaction. Default `256`.
     pub batch_size: Option<usize>,
     /// Longest an event waits for its batch to fill. Default `100ms`.

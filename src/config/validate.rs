@@ -356,6 +356,7 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
     StoreConfig {
         url,
         queue_capacity: raw.queue_capacity.unwrap_or(10_000).max(1),
+        queue_wait: raw.queue_wait.map_or(Duration::from_secs(1), |d| d.0),
         batch_size: raw.batch_size.unwrap_or(256).max(1),
         flush_interval: raw
             .flush_interval
