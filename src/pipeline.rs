@@ -346,22 +346,24 @@ impl Pipeline {
         let Some(Slot(slot)) = slot else {
             return self.submit(event);
         };
-        crate::metrics::count_event(&event);
-        if !self.taps.is_empty() {
-            self.taps.offer(&event);
-        }
+        self.offer(&event);
         slot.send(event);
         self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What every submitted event gets before the queue: its count, and the taps.
+    fn offer(&self, event: &AuditEvent) {
+        crate::metrics::count_event(event);
+        if !self.taps.is_empty() {
+            self.taps.offer(event);
+        }
     }
 
     /// Queue `event` for the writer. Never blocks or awaits: when the queue is full or the
     /// pipeline has shut down the event is dropped, counted in `dropped` and logged by id, type
     /// and route.
     pub fn submit(&self, event: AuditEvent) {
-        crate::metrics::count_event(&event);
-        if !self.taps.is_empty() {
-            self.taps.offer(&event);
-        }
+        self.offer(&event);
         let (event, why) = match self.tx.try_send(event) {
             Ok(()) => {
                 self.stats.enqueued.fetch_add(1, Ordering::Relaxed);

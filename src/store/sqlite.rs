@@ -1124,14 +1124,10 @@ mod tests {
 
     /// SQLite's plan for `sql`: the `detail` column of `EXPLAIN QUERY PLAN`, one line a step.
     async fn plan(store: &SqliteStore, sql: &str, args: Vec<Arg>) -> String {
-        let mut explain = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
-        for arg in args {
-            explain = match arg {
-                Arg::Text(s) => explain.bind(s),
-                Arg::Int(n) => explain.bind(n),
-            };
-        }
-        let rows = explain.fetch_all(&store.writer).await.unwrap();
+        let rows = bind_args(format!("EXPLAIN QUERY PLAN {sql}"), args)
+            .fetch_all(&store.writer)
+            .await
+            .unwrap();
         rows.iter()
             .map(|r| r.get::<String, _>(3))
             .collect::<Vec<_>>()
