@@ -8,8 +8,12 @@ use http::Method;
 use serde::Deserialize;
 
 pub mod extract;
+pub mod inspect;
+pub mod interpret;
 pub mod redact;
 pub mod template;
+
+pub use interpret::{route as route_request, Ambiguity, PathCase, PathPolicy, Routing, Variant};
 
 pub use template::{normalize, segments, PathTemplate, TemplateError};
 
@@ -313,6 +317,10 @@ pub struct Route {
     /// The verified token this route requires (authenticating mode).
     pub require: Option<std::sync::Arc<crate::identity::require::Requirement>>,
     pub tokens: TokenRule,
+    /// How literals compare with the request's segments (`match.path_case`).
+    pub path_case: PathCase,
+    /// What ambiguous requests resembling this route get; the map's policy when `None`.
+    pub path_policy: Option<PathPolicy>,
 }
 
 /// Which tokens of an exchange are recorded (by fingerprint and claims).
@@ -388,6 +396,15 @@ impl Route {
 #[derive(Clone, Debug, Default)]
 pub struct RouteMap {
     pub routes: Vec<Route>,
+    /// `path_policy:` of the file: what ambiguous requests get unless their route says.
+    pub path_policy: PathPolicy,
+}
+
+impl RouteMap {
+    /// The policy for requests that resemble `route`.
+    pub fn policy_for(&self, route: &Route) -> PathPolicy {
+        route.path_policy.unwrap_or(self.path_policy)
+    }
 }
 
 /// A request's route and the values of its path parameters.
@@ -410,12 +427,15 @@ pub struct RequestHead<'a> {
 }
 
 impl<'a> RequestHead<'a> {
+    /// The head of a parsed request. The host is the URI's authority when the request has one
+    /// (absolute form, HTTP/2 `:authority`: RFC 9112 §3.2.2 has it win over `Host`), else `Host`.
     pub fn from_parts(parts: &'a http::request::Parts) -> RequestHead<'a> {
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let host = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
         RequestHead {
             method: &parts.method,
             host,
@@ -424,20 +444,22 @@ impl<'a> RequestHead<'a> {
     }
 }
 
-/// Lowercase host without port (`Auth.Example.com:8443` → `auth.example.com`).
+/// Lowercase host without port or trailing dot (`Auth.Example.com.:8443` → `auth.example.com`).
 pub fn host_only(host: &str) -> String {
     host_part(host).to_ascii_lowercase()
 }
 
-/// The host of a `Host` value without its port, as written (not yet lowercased).
+/// The host of a `Host` value without its port and without the trailing dot of a fully
+/// qualified name (`admin.example.test.` names the same host), as written (not lowercased).
 fn host_part(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
+    let h = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
         host.rsplit_once(':')
             .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
             .map_or(host, |(h, _)| h)
-    }
+    };
+    h.strip_suffix('.').unwrap_or(h)
 }
 
 /// Why a route did or did not match, for `explain`.
@@ -501,7 +523,15 @@ fn check(route: &Route, head: &RequestHead<'_>, segments: &[String]) -> Verdict 
             ));
         }
     }
-    match route.path.explain(segments) {
+    let explained = if route.path_case == PathCase::Insensitive {
+        route
+            .path
+            .matches_with(segments, true)
+            .ok_or_else(|| "path differs from the template even ignoring case".to_string())
+    } else {
+        route.path.explain(segments)
+    };
+    match explained {
         Ok(params) => Verdict::Matched(params),
         Err(why) => Verdict::Path(why),
     }
@@ -515,16 +545,12 @@ fn check_fast<S: AsRef<str>>(
     host: Option<&str>,
     segments: &[S],
 ) -> Option<Vec<(String, String)>> {
-    if !route.methods.is_empty() && !route.methods.contains(head.method) {
+    if !interpret::head_matches(route, head.method, host) {
         return None;
     }
-    if let Some(want) = &route.host {
-        // `want` is lowercase already (see `host_only` in config validation).
-        if !host.is_some_and(|h| h.eq_ignore_ascii_case(want)) {
-            return None;
-        }
-    }
-    route.path.matches(segments)
+    route
+        .path
+        .matches_with(segments, route.path_case == PathCase::Insensitive)
 }
 
 /// The first route that matches the request head, with its path parameters. Body conditions
@@ -540,6 +566,24 @@ pub fn classify<'m>(map: &'m RouteMap, head: &RequestHead<'_>) -> Option<Match<'
             params,
         })
     })
+}
+
+/// Every route whose method, host and path match the head, body conditions aside, in map order
+/// (the first is the most specific): the routes a request with an unreadable body may be.
+pub fn head_candidates<'m>(map: &'m RouteMap, head: &RequestHead<'_>) -> Vec<Match<'m>> {
+    let segments = segments(head.path);
+    let host = head.host.map(host_part);
+    map.routes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, route)| {
+            check_fast(route, head, host, &segments).map(|params| Match {
+                route,
+                index,
+                params,
+            })
+        })
+        .collect()
 }
 
 /// The first route that matches the request head and its body conditions.

@@ -253,6 +253,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Check(c) => {
             let cfg = load(&c)?;
             let mut out = std::io::stdout().lock();
+            for w in &cfg.warnings {
+                eprintln!("warning: {w}");
+            }
             writeln!(out, "{}: ok, {} routes", cfg.file, cfg.routes.routes.len())?;
             out.write_all(route_table(&cfg).as_bytes())?;
             Ok(0)

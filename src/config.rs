@@ -178,6 +178,9 @@ pub struct Config {
     pub sinks: Vec<crate::ops::sinks::SinkConfig>,
     /// `alerts:`, in file order.
     pub alerts: Vec<crate::ops::alerts::Rule>,
+    /// What `check` warns about (the config is valid): routes a request could reach as a
+    /// variant the map does not take as that route.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Read and check a config file.

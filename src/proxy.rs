@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::classify::extract::{
     self, EventBase, Failure, ParsedBody, RequestFacts, ResponseFacts, SeenToken,
 };
-use crate::classify::{self, Delivery, Match, RequestHead, TokenLocation};
+use crate::classify::{self, Delivery, Match, PathPolicy, RequestHead, Routing, TokenLocation};
 use crate::config::Config;
 use crate::event::{self, AuditEvent, ClientInfo, Outcome, Stage};
 use crate::identity::require::{self, Decision, Mode, Requirement};
@@ -101,7 +101,11 @@ impl Proxy {
         &self.coverage
     }
 
-    /// Serve one request from `peer`.
+    /// Serve one request from `peer`, in phases: **route** (one reading of the target, the
+    /// upstream's: [`classify::route_request`]) → **admit** (read the body's head, decide body
+    /// conditions, refuse what cannot be checked) → **authorize** (the route's requirement,
+    /// the sync attempt) → **forward** → **respond** (the event is built when the response
+    /// body ends).
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -111,32 +115,131 @@ impl Proxy {
         let time = event::now_millis();
         let (mut parts, body) = req.into_parts();
         let request_id = ensure_request_id(&mut parts.headers, &self.cfg.request_id_header);
-
-        let matched = classify::classify(&self.cfg.routes, &RequestHead::from_parts(&parts))
-            .map(|m| (m.index, m.params, !m.route.body.is_empty()));
-        let Some((mut index, mut params, needs_body)) = matched else {
-            self.coverage.record(&parts.method, parts.uri.path());
-            return self
-                .forward_unmapped(parts, ProxyBody::Stream(body), peer, request_id)
-                .await;
+        let ctx = Arrival {
+            start,
+            time,
+            request_id,
+            peer,
         };
-        let head =
-            body::read_head_within(body, self.cfg.inspect_limit, self.cfg.timeouts.body_read).await;
-        if needs_body {
-            // The route depends on a body field (e.g. an OAuth grant_type): decide on the head.
-            let view = classify::BodyView {
-                headers: &parts.headers,
-                bytes: head.inspected(self.cfg.inspect_limit),
-                truncated: head.truncated,
-            };
-            match classify::classify_body(&self.cfg.routes, &RequestHead::from_parts(&parts), &view)
-            {
-                Some(m) => (index, params) = (m.index, m.params),
-                None => {
-                    self.coverage.record(&parts.method, parts.uri.path());
-                    return self
-                        .forward_unmapped(parts, head.into_body(), peer, request_id)
-                        .await;
+
+        // Route: a request an upstream may read as a mapped route never passes as unmapped.
+        let routing = classify::route_request(
+            &self.cfg.routes,
+            &RequestHead::from_parts(&parts),
+            &parts.headers,
+            parts.uri.query(),
+        );
+        let mut notes = serde_json::Map::new();
+        let (mut index, mut params) = match routing {
+            Routing::Unmapped => {
+                self.coverage.record(&parts.method, parts.uri.path());
+                return self
+                    .forward_unmapped(parts, ProxyBody::Stream(body), peer, ctx.request_id)
+                    .await;
+            }
+            Routing::Mapped(m) => (m.index, m.params),
+            Routing::Ambiguous(a) => {
+                let variant = a.label();
+                let resembles = (a.resembles.index, a.resembles.params.clone());
+                match self.cfg.routes.policy_for(a.resembles.route) {
+                    PathPolicy::Reject => {
+                        let pending = self.pending(&parts, resembles, Bytes::new(), false, ctx);
+                        let mut pending = pending.await;
+                        pending
+                            .notes
+                            .insert("variant".into(), variant.clone().into());
+                        pending
+                            .notes
+                            .insert("resembles".into(), a.resembles.route.id.clone().into());
+                        if let Some(p) = &a.primary {
+                            pending
+                                .notes
+                                .insert("primary_route".into(), p.route.id.clone().into());
+                        }
+                        tracing::warn!(route = %a.resembles.route.id, variant = %variant, request_id = %pending.request_id, "ambiguous request target refused");
+                        return pending.reject(
+                            "request.rejected",
+                            "ambiguous_path",
+                            StatusCode::BAD_REQUEST,
+                            "the request target can be read as a different route; send it in its canonical form",
+                        );
+                    }
+                    PathPolicy::Normalize => {
+                        notes.insert(
+                            "normalized".into(),
+                            serde_json::json!({
+                                "variant": variant,
+                                "method": parts.method.as_str(),
+                                "path": crate::classify::redact::truncate(
+                                    parts.uri.path(),
+                                    crate::classify::redact::MAX_VALUE_CHARS,
+                                ),
+                            }),
+                        );
+                        if normalize_target(&mut parts, &a).is_none() {
+                            return error_response(
+                                StatusCode::BAD_REQUEST,
+                                "bad_request",
+                                "invalid request target",
+                                &self.cfg.request_id_header,
+                                &ctx.request_id,
+                            );
+                        }
+                        resembles
+                    }
+                }
+            }
+        };
+
+        // Admit: the body's head, and the route's body conditions decided on it.
+        let limit = self.cfg.inspect_limit;
+        let head = body::read_head_within(body, limit, self.cfg.timeouts.body_read).await;
+        // Over the limit however the bytes arrived: one write or many, ended or not.
+        let truncated = head.truncated || head.bytes.len() > limit;
+        let mut refuse_body = None;
+        if !self.cfg.routes.routes[index].body.is_empty() && !head.failed {
+            let rhead = RequestHead::from_parts(&parts);
+            let bytes = head.inspected(limit);
+            match classify::inspect::inspectable(&parts.headers, bytes, truncated) {
+                Ok(()) => {
+                    let view = classify::BodyView {
+                        headers: &parts.headers,
+                        bytes,
+                        truncated,
+                    };
+                    match classify::classify_body(&self.cfg.routes, &rhead, &view) {
+                        Some(m) => (index, params) = (m.index, m.params),
+                        None => {
+                            // Read in full, and no route's conditions hold: truly unmapped.
+                            self.coverage.record(&parts.method, parts.uri.path());
+                            return self
+                                .forward_unmapped(parts, head.into_body(), peer, ctx.request_id)
+                                .await;
+                        }
+                    }
+                }
+                Err(why) => {
+                    // The request still belongs to its method and path: the most specific
+                    // route takes it, flagged; any enforcing candidate refuses it.
+                    let candidates = classify::head_candidates(&self.cfg.routes, &rhead);
+                    let unchecked: Vec<String> = candidates
+                        .iter()
+                        .flat_map(|m| m.route.body.iter())
+                        .map(|(ptr, allowed)| format!("{ptr} = {}", allowed.join("|")))
+                        .collect();
+                    notes.insert(
+                        "body_uninspected".into(),
+                        serde_json::json!({ "why": why.as_str(), "conditions": unchecked }),
+                    );
+                    let enforcing = candidates.iter().any(|m| {
+                        m.route
+                            .require
+                            .as_ref()
+                            .is_some_and(|r| r.mode == Mode::Enforce)
+                    });
+                    if enforcing {
+                        refuse_body = Some(why);
+                    }
                 }
             }
         }
@@ -144,36 +247,12 @@ impl Proxy {
             .record_route(&self.cfg.routes.routes[index].id);
         self.metrics.route(index).request();
 
-        let snapshot = RequestSnapshot {
-            method: parts.method.clone(),
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().map(str::to_string),
-            headers: parts.headers.clone(),
-        };
-        // A place in the queue for this exchange's event, before anything else happens: when the
-        // writer is behind, the request waits here (up to `store.queue_wait`) instead of its
-        // event being dropped later. The upstream has not seen it yet.
-        let slot = self.pipeline.reserve(self.cfg.store.queue_wait).await;
-        let pending = Pending {
-            proxy: self.clone(),
-            slot,
-            index,
-            params,
-            request: snapshot,
-            // A view of the head (no copy): the same bytes are forwarded by `head.into_body()`.
-            req_body: head
-                .bytes
-                .slice(..head.bytes.len().min(self.cfg.inspect_limit)),
-            req_truncated: head.truncated,
-            req_parsed: ParsedBody::default(),
-            seen: Vec::new(),
-            start,
-            time,
-            request_id: request_id.clone(),
-            peer,
-        };
-        let mut pending = pending;
-        pending.seen = pending.presented_tokens().await;
+        let req_body = head.bytes.slice(..head.bytes.len().min(limit));
+        let mut pending = self
+            .pending(&parts, (index, params), req_body, truncated, ctx)
+            .await;
+        pending.notes.extend(notes);
+        let request_id = pending.request_id.clone();
         if head.failed {
             let (failure, status, code, msg) = if head.timed_out {
                 (
@@ -193,8 +272,30 @@ impl Proxy {
             pending.finish_without_response(failure);
             return error_response(status, code, msg, &self.cfg.request_id_header, &request_id);
         }
-        // Authenticating mode: a route that requires a verified token is decided here, before
-        // the upstream (or the sync attempt) sees anything.
+        if let Some(why) = refuse_body {
+            tracing::warn!(route = %self.cfg.routes.routes[index].id, why = why.as_str(), request_id = %request_id, "body-conditioned route refused: body not inspectable");
+            return pending.reject(
+                "access.denied",
+                "body_uninspected",
+                why.status(),
+                why.message(),
+            );
+        }
+        // Never check one credential and forward another.
+        if let Some(why) = pending.duplicate_credentials() {
+            pending
+                .notes
+                .insert("duplicate".into(), serde_json::Value::String(why.into()));
+            tracing::warn!(route = %self.cfg.routes.routes[index].id, duplicate = why, request_id = %request_id, "request with conflicting credentials refused");
+            return pending.reject(
+                "request.rejected",
+                "duplicate_credentials",
+                StatusCode::BAD_REQUEST,
+                "the request carries more than one credential; send exactly one",
+            );
+        }
+        // Authorize: a route that requires a verified token is decided here, before the
+        // upstream (or the sync attempt) sees anything.
         if let Some(req) = self.cfg.routes.routes[index].require.clone() {
             if let Some(resp) = pending.check_requirement(&req) {
                 return resp;
@@ -274,6 +375,44 @@ impl Proxy {
                 )
             }
         }
+    }
+
+    /// The exchange of a mapped request, with its queue place reserved and its presented
+    /// tokens inspected. When the writer is behind, the request waits here (up to
+    /// `store.queue_wait`) instead of its event being dropped later; the upstream has not seen
+    /// it yet.
+    async fn pending(
+        self: &Arc<Self>,
+        parts: &http::request::Parts,
+        (index, params): (usize, Vec<(String, String)>),
+        req_body: Bytes,
+        req_truncated: bool,
+        ctx: Arrival,
+    ) -> Pending {
+        let slot = self.pipeline.reserve(self.cfg.store.queue_wait).await;
+        let mut pending = Pending {
+            proxy: self.clone(),
+            slot,
+            index,
+            params,
+            request: RequestSnapshot {
+                method: parts.method.clone(),
+                path: parts.uri.path().to_string(),
+                query: parts.uri.query().map(str::to_string),
+                headers: parts.headers.clone(),
+            },
+            req_body,
+            req_truncated,
+            req_parsed: ParsedBody::default(),
+            seen: Vec::new(),
+            notes: serde_json::Map::new(),
+            start: ctx.start,
+            time: ctx.time,
+            request_id: ctx.request_id,
+            peer: ctx.peer,
+        };
+        pending.seen = pending.presented_tokens().await;
+        pending
     }
 
     async fn forward_unmapped(
@@ -391,6 +530,36 @@ impl Proxy {
     }
 }
 
+/// When and from where a request arrived, and its id.
+struct Arrival {
+    start: Instant,
+    time: time::OffsetDateTime,
+    request_id: String,
+    peer: SocketAddr,
+}
+
+/// Rewrite an ambiguous request to the canonical form of the route it resembles (`path_policy:
+/// normalize`): that route's method and path, the query kept, method-override headers removed
+/// (the method they asked for is now the method). `None` when the result is not a valid URI.
+fn normalize_target(parts: &mut http::request::Parts, a: &classify::Ambiguity<'_>) -> Option<()> {
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{}?{q}", a.canonical_path),
+        None => a.canonical_path.clone(),
+    };
+    let mut up = http::uri::Parts::default();
+    up.path_and_query = Some(pq.parse().ok()?);
+    if let Some(authority) = parts.uri.authority() {
+        up.scheme = parts.uri.scheme().cloned();
+        up.authority = Some(authority.clone());
+    }
+    parts.uri = Uri::from_parts(up).ok()?;
+    parts.method = a.method.clone();
+    for name in classify::interpret::METHOD_OVERRIDE_HEADERS {
+        parts.headers.remove(name);
+    }
+    Some(())
+}
+
 /// The request as it was when it arrived (before rewriting), for the event.
 struct RequestSnapshot {
     method: http::Method,
@@ -415,6 +584,9 @@ struct Pending {
     req_parsed: ParsedBody,
     /// Tokens found so far (request side first, issued ones added when the response ends).
     seen: Vec<SeenToken>,
+    /// Facts of how the proxy read the request (`normalized`, `body_uninspected`, ...), added
+    /// to the event's details.
+    notes: serde_json::Map<String, serde_json::Value>,
     start: Instant,
     time: time::OffsetDateTime,
     request_id: String,
@@ -583,6 +755,99 @@ impl Pending {
         self.proxy.pipeline.submit(ev);
     }
 
+    /// Refuse the request before the upstream sees it: record a `kind` event (outcome failure,
+    /// `reason`) with the route's facts, and answer `status` with the small JSON error body.
+    fn reject(
+        mut self,
+        kind: &str,
+        reason: &str,
+        status: StatusCode,
+        message: &str,
+    ) -> Response<ProxyBody> {
+        let cfg = self.proxy.cfg.clone();
+        if let Some(mut ev) = self.event(Some(status), None, &Capture::new(0), None) {
+            ev.event_type = kind.to_string();
+            ev.outcome = Outcome::Failure;
+            ev.reason = Some(reason.to_string());
+            self.proxy.pipeline.submit_reserved(ev, self.slot.take());
+        }
+        let code = match reason {
+            "ambiguous_path" => "ambiguous_path",
+            "body_uninspected" => "body_uninspected",
+            _ => "invalid_request",
+        };
+        error_response(
+            status,
+            code,
+            message,
+            &cfg.request_id_header,
+            &self.request_id,
+        )
+    }
+
+    /// Why the request carries more credentials than the one that would be checked: two
+    /// `Authorization` headers, a token header, cookie or query parameter the route reads given
+    /// twice, or a bearer token together with an `access_token` parameter (RFC 6750 §2 allows
+    /// one method per request). `None` when it is unambiguous.
+    fn duplicate_credentials(&self) -> Option<&'static str> {
+        let h = &self.request.headers;
+        if h.get_all(header::AUTHORIZATION).iter().count() > 1 {
+            return Some("authorization_header");
+        }
+        let route = self.proxy.cfg.routes.routes.get(self.index)?;
+        let query_count = |name: &str| {
+            self.request.query.as_deref().map_or(0, |q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .filter(|(k, _)| k == name)
+                    .count()
+            })
+        };
+        let mut reads_bearer = false;
+        for (location, _) in route.token_reads() {
+            match &location {
+                TokenLocation::Bearer => reads_bearer = true,
+                TokenLocation::Header(name) if h.get_all(name.as_str()).iter().count() > 1 => {
+                    return Some("token_header");
+                }
+                TokenLocation::Cookie(name) => {
+                    let copies = h
+                        .get_all(header::COOKIE)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .flat_map(|v| v.split(';'))
+                        .filter(|pair| pair.trim().split('=').next() == Some(name.as_str()))
+                        .count();
+                    if copies > 1 {
+                        return Some("token_cookie");
+                    }
+                }
+                TokenLocation::Query(name) if query_count(name) > 1 => {
+                    return Some("token_query");
+                }
+                _ => {}
+            }
+        }
+        let bearer = h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().get(..7))
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"bearer "));
+        if reads_bearer && bearer {
+            let facts = self.request_facts();
+            let in_body =
+                extract::request_token(&TokenLocation::Form("access_token".into()), &facts)
+                    .or_else(|| {
+                        extract::request_token(
+                            &TokenLocation::RequestBody("/access_token".into()),
+                            &facts,
+                        )
+                    });
+            if query_count("access_token") > 0 || in_body.is_some() {
+                return Some("bearer_and_access_token");
+            }
+        }
+        None
+    }
+
     /// Record that a sync route was refused with 503 because its attempt was not committed.
     fn refuse(mut self) {
         let status = Some(StatusCode::SERVICE_UNAVAILABLE);
@@ -666,14 +931,11 @@ impl Pending {
                 }
             }
         }
-        Some(extract::build_event(
-            &m,
-            &cfg.redactor,
-            &req_facts,
-            &resp_facts,
-            &seen,
-            base,
-        ))
+        let mut ev = extract::build_event(&m, &cfg.redactor, &req_facts, &resp_facts, &seen, base);
+        for (k, v) in &self.notes {
+            ev.details.insert(k.clone(), v.clone());
+        }
+        Some(ev)
     }
 }
 

@@ -138,6 +138,16 @@ impl PathTemplate {
     /// Match normalised segments (see [`normalize`], [`segments`]); on success the parameter
     /// values in template order. Allocates nothing unless it matches (then only the values).
     pub fn matches<S: AsRef<str>>(&self, segments: &[S]) -> Option<Vec<(String, String)>> {
+        self.matches_with(segments, false)
+    }
+
+    /// [`matches`](Self::matches), comparing literals without regard to ASCII case when
+    /// `ignore_case` (for upstreams that route `/V1/Login` like `/v1/login`).
+    pub fn matches_with<S: AsRef<str>>(
+        &self,
+        segments: &[S],
+        ignore_case: bool,
+    ) -> Option<Vec<(String, String)>> {
         let n = self.segments.len();
         if segments.len() < n || (!self.tail && segments.len() > n) {
             return None;
@@ -147,6 +157,7 @@ impl PathTemplate {
             .iter()
             .zip(segments)
             .all(|(tpl, seg)| match tpl {
+                Segment::Literal(lit) if ignore_case => lit.eq_ignore_ascii_case(seg.as_ref()),
                 Segment::Literal(lit) => lit == seg.as_ref(),
                 Segment::Param(_) => true,
             });
@@ -196,6 +207,32 @@ impl PathTemplate {
             }
         }
         Ok(params)
+    }
+
+    /// The canonical spelling of `segments` (which this template matches): the template's own
+    /// literals, the request's parameter values and tail, each segment percent-encoded where
+    /// it needs to be. This is the path forwarded when an ambiguous request is normalised.
+    pub fn canonical<S: AsRef<str>>(&self, segments: &[S]) -> String {
+        let mut out = String::new();
+        for (i, seg) in segments.iter().enumerate() {
+            out.push('/');
+            match self.segments.get(i) {
+                Some(Segment::Literal(lit)) => encode_segment(lit, &mut out),
+                _ => encode_segment(seg.as_ref(), &mut out),
+            }
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        out
+    }
+
+    /// Literal segments, for the coverage report and `check`'s warnings.
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Literal(l) => Some(l.as_str()),
+            Segment::Param(_) => None,
+        })
     }
 
     /// True when every path this template's match set contains is also matched by `self`
@@ -275,4 +312,35 @@ pub fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Append `seg` to `out` as one path segment: RFC 3986 `pchar`s stay, except `;` (a matrix
+/// parameter to some servers); everything else is `%XX`-escaped, `/` and `\\` included.
+fn encode_segment(seg: &str, out: &mut String) {
+    for b in seg.bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
 }

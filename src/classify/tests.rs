@@ -277,3 +277,145 @@ fn success_if_turns_a_2xx_into_a_failure() {
         crate::event::Outcome::Failure
     );
 }
+
+fn routing(map: &RouteMap, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let head = RequestHead {
+        method: &method,
+        host: None,
+        path,
+    };
+    let mut h = http::HeaderMap::new();
+    for (k, v) in headers {
+        h.append(
+            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let query = path.split_once('?').map(|(_, q)| q);
+    match route_request(map, &head, &h, query) {
+        Routing::Unmapped => "unmapped".into(),
+        Routing::Mapped(m) => format!("mapped {}", m.route.id),
+        Routing::Ambiguous(a) => format!(
+            "ambiguous {} via {} -> {}",
+            a.resembles.route.id,
+            a.label(),
+            a.canonical_path
+        ),
+    }
+}
+
+const DEACTIVATE: &str = "  - { id: d, match: { method: POST, path: \"/v1/apps/{app}/users/{user_id}/deactivate\" }, event: account.deactivate }\n";
+
+#[test]
+fn a_target_an_upstream_may_read_as_a_route_is_ambiguous_never_unmapped() {
+    let m = map(DEACTIVATE);
+    let r = |method: &str, path: &str| routing(&m, method, path, &[]);
+    assert_eq!(r("POST", "/v1/apps/a/users/u1/deactivate"), "mapped d");
+    for (path, via) in [
+        ("/v1/apps%2Fa%2Fusers/u1/deactivate", "encoded_separator"),
+        (
+            "/v1%2fapps%2fa%2fusers%2fu1%2fdeactivate",
+            "encoded_separator",
+        ),
+        ("/v1/apps/a/users/u1/deactivate%2F", "encoded_separator"),
+        ("/v1\\apps\\a\\users\\u1\\deactivate", "backslash"),
+        ("/v1/apps/a/users/u1/deactivate%00.json", "nul"),
+        ("/v1/apps/a/users/u1/deactivate;x=1", "matrix_params"),
+        (
+            "/v1/apps/a/users/u1/deactivate;jsessionid=abc",
+            "matrix_params",
+        ),
+        ("/v1%252Fapps%252Fa/users/u1/deactivate", "double_encoding"),
+        ("/V1/Apps/a/Users/u1/DEACTIVATE", "case"),
+    ] {
+        assert_eq!(
+            r("POST", path),
+            format!("ambiguous d via {via} -> /v1/apps/a/users/u1/deactivate"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        r("post", "/v1/apps/a/users/u1/deactivate"),
+        "ambiguous d via method_case -> /v1/apps/a/users/u1/deactivate"
+    );
+    assert_eq!(
+        routing(
+            &m,
+            "GET",
+            "/v1/apps/a/users/u1/deactivate",
+            &[("x-http-method-override", "post")]
+        ),
+        "ambiguous d via method_override -> /v1/apps/a/users/u1/deactivate"
+    );
+    assert_eq!(
+        r("GET", "/v1/apps/a/users/u1/deactivate?_method=POST"),
+        "ambiguous d via method_override -> /v1/apps/a/users/u1/deactivate"
+    );
+    // Two tricks in one target.
+    assert_eq!(
+        r("POST", "/v1/apps%2Fa/users/u1/deactivate;x=1"),
+        "ambiguous d via combined -> /v1/apps/a/users/u1/deactivate"
+    );
+    // `%2e%2e`: an upstream that resolves dots before decoding reads a path no route takes, so
+    // the primary reading (which resolves it) stands.
+    assert_eq!(
+        r("POST", "/v1/apps/a/users/x/%2e%2e/u1/deactivate"),
+        "mapped d"
+    );
+}
+
+#[test]
+fn same_route_other_parameters_is_ambiguous_and_no_route_changes_nothing() {
+    let m = map(DEACTIVATE);
+    let r = |path: &str| routing(&m, "POST", path, &[]);
+    // The primary reading matches with user_id = "x/../../../b/users/u1"; the decoding upstream
+    // acts on app b.
+    assert_eq!(
+        r("/v1/apps/a/users/x%2F..%2F..%2F..%2Fb%2Fusers%2Fu1/deactivate"),
+        "ambiguous d via encoded_separator -> /v1/apps/b/users/u1/deactivate"
+    );
+    // A variant that matches nothing: the primary reading stands.
+    assert_eq!(r("/v1/apps/a/users/u%2F1/deactivate"), "mapped d");
+    // Capitals in a parameter value are no variant.
+    assert_eq!(r("/v1/apps/A/users/U1/deactivate"), "mapped d");
+    assert_eq!(r("/v2/other%2Fthing"), "unmapped");
+}
+
+#[test]
+fn path_case_declares_how_the_upstream_routes() {
+    let m = map(
+        "  - { id: me, match: { path: /v1/users/me, path_case: sensitive }, event: account.update }\n\
+         \x20 - { id: any, match: { path: \"/v1/users/{id}\" }, event: account.update }\n\
+         \x20 - { id: login, match: { path: /Account/Login, path_case: insensitive }, event: auth.login }\n",
+    );
+    assert_eq!(routing(&m, "GET", "/v1/users/ME", &[]), "mapped any");
+    assert_eq!(routing(&m, "POST", "/account/login", &[]), "mapped login");
+    assert_eq!(routing(&m, "POST", "/ACCOUNT/LOGIN", &[]), "mapped login");
+    let strict = map(
+        "  - { id: me, match: { path: /v1/users/me }, event: account.update }\n\
+         \x20 - { id: any, match: { path: \"/v1/users/{id}\" }, event: account.update }\n",
+    );
+    assert_eq!(
+        routing(&strict, "GET", "/v1/users/ME", &[]),
+        "ambiguous me via case -> /v1/users/me"
+    );
+}
+
+#[test]
+fn host_is_compared_without_port_trailing_dot_or_case() {
+    let m = map("  - { id: h, match: { host: Admin.Example.Test, path: /x }, event: admin.op }\n");
+    for host in [
+        "admin.example.test",
+        "ADMIN.example.test.",
+        "admin.example.test.:8443",
+    ] {
+        let method = Method::GET;
+        let head = RequestHead {
+            method: &method,
+            host: Some(host),
+            path: "/x",
+        };
+        assert!(classify(&m, &head).is_some(), "{host}");
+    }
+}

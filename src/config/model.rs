@@ -19,6 +19,10 @@ pub struct File {
     /// How much of a mapped request's or response's body is inspected. Bodies stream through
     /// whole either way. Default `64KiB`.
     pub inspect_limit: Option<ByteSize>,
+    /// What a request gets when an upstream may read its target as a mapped route the map's
+    /// own reading does not take (`%2F`, `;x`, `\\`, case, method override, ...): `reject`
+    /// (default: 400 and a `request.rejected` event) or `normalize` (forward the canonical form).
+    pub path_policy: Option<Spanned<Text>>,
     /// Header carrying the request id; kept when the client sends one, else generated.
     /// Default `x-request-id`.
     pub request_id_header: Option<Spanned<Text>>,
@@ -501,6 +505,13 @@ pub struct Match {
     /// form body) → one value or a list of allowed values.
     #[serde(default)]
     pub body: indexmap_lite::OrderedMap<Spanned<OneOrMany<Text>>>,
+    /// `insensitive` when the upstream routes this path ignoring case; `sensitive` when it
+    /// routes it exactly (case variants are then not this route). Unset: case variants of the
+    /// path are ambiguous.
+    pub path_case: Option<Spanned<Text>>,
+    /// `reject` or `normalize` for ambiguous requests resembling this route; default: the
+    /// file's `path_policy`.
+    pub path_policy: Option<Spanned<Text>>,
 }
 
 /// Outcome rules.

@@ -16,7 +16,7 @@ fn unknown_key_names_file_line_column_and_field() {
     let yaml = format!("{HEAD}  - id: login\n    match: {{ path: /v1/sessions, bogus: 1 }}\n    event: auth.login\n");
     assert_eq!(
         errors(&yaml),
-        ["authtrail.yaml:4:34: routes[0].match.bogus: unknown field `bogus`, expected one of method, path, host, body"]
+        ["authtrail.yaml:4:34: routes[0].match.bogus: unknown field `bogus`, expected one of method, path, host, body, path_case, path_policy"]
     );
 }
 
@@ -24,7 +24,7 @@ fn unknown_key_names_file_line_column_and_field() {
 fn unknown_top_level_key() {
     assert_eq!(
         errors("upstream: http://127.0.0.1:9000\nlisten_addr: 0.0.0.0:1\n"),
-        ["authtrail.yaml:2:1: listen_addr: unknown field `listen_addr`, expected one of listen, upstream, inspect_limit, request_id_header, max_connections, timeouts, admin, store, redact, trust, tls, upstream_tls, keys, requirements, defaults, routes, retention, sinks, alerts"]
+        ["authtrail.yaml:2:1: listen_addr: unknown field `listen_addr`, expected one of listen, upstream, inspect_limit, path_policy, request_id_header, max_connections, timeouts, admin, store, redact, trust, tls, upstream_tls, keys, requirements, defaults, routes, retention, sinks, alerts"]
     );
 }
 

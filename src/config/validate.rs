@@ -16,8 +16,8 @@ use super::{
 };
 use crate::classify::redact::{Redactor, SECRET_HEADERS};
 use crate::classify::{
-    host_only, BodyCondition, Delivery, OutcomeRules, PathTemplate, Route, RouteMap, Source,
-    StatusPattern, TargetRule,
+    host_only, BodyCondition, Delivery, OutcomeRules, PathCase, PathPolicy, PathTemplate, Route,
+    RouteMap, Source, StatusPattern, TargetRule,
 };
 
 mod keys;
@@ -143,6 +143,18 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    fn path_policy(&mut self, v: &Spanned<Text>, path: &str) -> Option<PathPolicy> {
+        let p = PathPolicy::parse(&v.value);
+        if p.is_none() {
+            let msg = format!(
+                "invalid path_policy \"{}\": expected reject or normalize",
+                v.value
+            );
+            self.err(v, path, msg);
+        }
+        p
     }
 
     fn pointer(&mut self, v: &Spanned<Text>, path: &str) -> Option<String> {
@@ -608,6 +620,27 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
                 &identity,
             )
         });
+        let path_case = match r
+            .matcher
+            .path_case
+            .as_ref()
+            .map(|c| (c, c.value.0.as_str()))
+        {
+            None => PathCase::Unknown,
+            Some((_, "insensitive")) => PathCase::Insensitive,
+            Some((_, "sensitive")) => PathCase::Sensitive,
+            Some((pc, other)) => {
+                let msg =
+                    format!("invalid path_case \"{other}\": expected insensitive or sensitive");
+                c.err(pc, at("match.path_case"), msg);
+                PathCase::Unknown
+            }
+        };
+        let path_policy = r
+            .matcher
+            .path_policy
+            .as_ref()
+            .and_then(|p| c.path_policy(p, &at("match.path_policy")));
         let Some(path) = template else { continue };
         let route = Route {
             id: r.id.value.0.clone(),
@@ -625,6 +658,8 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
             actor_kind,
             tokens,
             require,
+            path_case,
+            path_policy,
             body: r
                 .matcher
                 .body
@@ -655,12 +690,19 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
     }
 
     let ops = ops::ops(&mut c, &raw, &store, &routes);
+    let map_policy = raw
+        .path_policy
+        .as_ref()
+        .and_then(|p| c.path_policy(p, "path_policy"))
+        .unwrap_or_default();
 
     if !c.errors.is_empty() {
         c.errors.sort_by_key(|d| (d.line, d.column));
         return Err(c.errors);
     }
+    let warnings = path_warnings(file, &raw, &routes);
     Ok(Config {
+        warnings,
         file: file.to_string(),
         listen,
         upstream,
@@ -675,9 +717,60 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
         identity,
         store,
         redactor,
-        routes: RouteMap { routes },
+        routes: RouteMap {
+            routes,
+            path_policy: map_policy,
+        },
         retention: ops.retention,
         sinks: ops.sinks,
         alerts: ops.alerts,
     })
+}
+
+/// What `check` warns about: ways a route could be reached by a request the map does not take
+/// as that route (see docs/request-targets.md). Called on an error-free map, so `routes[i]` is
+/// `raw.routes[i]`.
+fn path_warnings(file: &str, raw: &File, routes: &[Route]) -> Vec<Diagnostic> {
+    use crate::identity::require::Mode;
+    let mut out = Vec::new();
+    let mut warn = |i: usize, message: String| {
+        let at = &raw.routes[i].matcher.path;
+        out.push(Diagnostic {
+            file: file.to_string(),
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            path: format!("routes[{i}].match.path"),
+            message,
+        });
+    };
+    let enforcing = |r: &Route| r.require.as_ref().is_some_and(|q| q.mode == Mode::Enforce);
+    for (i, r) in routes.iter().enumerate() {
+        if let (true, Some(host)) = (enforcing(r), &r.host) {
+            let guarded_elsewhere = routes
+                .iter()
+                .any(|o| o.host.is_none() && enforcing(o) && o.path.covers(&r.path));
+            if !guarded_elsewhere {
+                warn(i, format!(
+                    "route \"{}\" enforces its requirement only for host {host}: the same path with another Host (an IP address, another name) is forwarded unchecked unless the upstream routes by host"
+                , r.id));
+            }
+        }
+        if enforcing(r) && r.path_case == PathCase::Sensitive {
+            warn(i, format!(
+                "route \"{}\" is path_case: sensitive: if the upstream routes ignoring case, {} in other capitals reaches it unchecked",
+                r.id, r.path
+            ));
+        }
+        for (j, o) in routes.iter().enumerate().skip(i + 1) {
+            let same_ignoring_case = r.path.as_str().eq_ignore_ascii_case(o.path.as_str())
+                && r.path.as_str() != o.path.as_str();
+            if same_ignoring_case && r.path_case == PathCase::Unknown {
+                warn(j, format!(
+                    "routes \"{}\" and \"{}\" differ only in case: requests for either in other capitals are refused as ambiguous; say path_case: sensitive on both if the upstream routes exactly",
+                    r.id, o.id
+                ));
+            }
+        }
+    }
+    out
 }
