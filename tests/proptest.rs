@@ -233,6 +233,7 @@ fn compile(specs: &[RouteSpec]) -> RouteMap {
                 r
             })
             .collect(),
+        ..RouteMap::default()
     }
 }
 
