@@ -4,7 +4,8 @@
 
 mod support;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use authtrail::admin::auth::token_sha256_hex;
 use base64::Engine;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use support::admin::get;
 use support::harness::{self, send, Sidecar};
 use support::upstream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// May read, export and reload; sees every app.
 const OPS_TOKEN: &str = "ops-token-4b1d9e7a2c";
@@ -199,4 +201,187 @@ async fn coverage_never_lists_a_token_from_a_path() {
     let cov = coverage(&sc).await;
     assert_eq!(unmapped_count(&cov, "/hooks/{}/{}"), 1, "{cov}");
     assert!(!cov.to_string().contains("Zq81LmNx0pQr"));
+}
+
+/// One admin request on a fresh connection from the loopback address `from` (127.0.0.0/8 is
+/// all local, so each test address is its own client): the status code.
+async fn admin_from(sc: &Sidecar, from: &str, path: &str, authorization: Option<&str>) -> u16 {
+    let local: IpAddr = from.parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(local, 0)).unwrap();
+    let mut conn = sock.connect(sc.admin).await.unwrap();
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: prober/2.0\r\nConnection: close\r\n",
+        sc.admin
+    );
+    if let Some(a) = authorization {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut resp))
+        .await
+        .expect("admin answer within 10s")
+        .unwrap();
+    let head = String::from_utf8_lossy(&resp);
+    head.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// The `unauthenticated` events from `ip`, once their counts add up to `want` (bounded wait).
+async fn refused_from(sc: &Sidecar, ip: &str, want: u64) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let page = get(
+            sc,
+            &format!(
+                "/v1/events?type=audit.query&reason=unauthenticated&ip={ip}&limit=1000&order=asc"
+            ),
+            Some(OPS_TOKEN),
+        )
+        .await
+        .json();
+        let evs = page["events"].as_array().unwrap().clone();
+        let total: u64 = evs
+            .iter()
+            .map(|e| e["details"]["count"].as_u64().unwrap())
+            .sum();
+        if total >= want || Instant::now() > deadline {
+            assert_eq!(total, want, "{ip}: {evs:?}");
+            return evs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_no_secret(sc: &Sidecar, evs: &[Value], secrets: &[&str]) {
+    let text = serde_json::to_string(evs).unwrap();
+    let stored = harness::store_bytes(&sc.db);
+    for s in secrets {
+        assert!(!text.contains(s), "{s} in {text}");
+        assert!(!harness::contains(&stored, s), "{s} in the store file");
+    }
+}
+
+#[tokio::test]
+async fn refused_admin_requests_are_audited_without_the_credential() {
+    let up = upstream::spawn().await;
+    let (sc, _file) = start_file(up.addr, ROUTES_LOGIN, "").await;
+    let wrong = "ops-token-4b1d9e7a2d-Guess";
+    let basic = "Basic b3BzOmh1bnRlcjItU2VjcmV0";
+    assert_eq!(admin_from(&sc, "127.0.0.2", "/v1/events", None).await, 401);
+    let bearer = format!("Bearer {wrong}");
+    assert_eq!(
+        admin_from(&sc, "127.0.0.3", "/v1/coverage?x=1", Some(&bearer)).await,
+        401
+    );
+    assert_eq!(
+        admin_from(
+            &sc,
+            "127.0.0.4",
+            "/v1/events/0190f5d2-0000-7000-8000-000000000000",
+            Some(basic)
+        )
+        .await,
+        401
+    );
+
+    for (ip, failure, endpoint) in [
+        ("127.0.0.2", "missing_credential", "/v1/events"),
+        ("127.0.0.3", "invalid_credential", "/v1/coverage"),
+        ("127.0.0.4", "malformed_credential", "/v1/events/{id}"),
+    ] {
+        let evs = refused_from(&sc, ip, 1).await;
+        assert_eq!(evs.len(), 1, "{ip}: {evs:?}");
+        let e = &evs[0];
+        assert_eq!(e["type"], "audit.query");
+        assert_eq!(e["outcome"], "failure");
+        assert_eq!(e["reason"], "unauthenticated");
+        assert_eq!(e["source"]["ip"], ip);
+        assert_eq!(e["source"]["user_agent"], "prober/2.0");
+        assert_eq!(e["actor"]["kind"], "anonymous");
+        assert_eq!(e["details"]["failure"], failure);
+        assert_eq!(e["details"]["endpoint"], endpoint);
+        assert_eq!(e["details"]["count"], 1);
+        assert_eq!(e["http"]["status"], 401);
+        assert_eq!(e["http"]["route"], format!("admin:{endpoint}"));
+        assert_eq!(
+            e["http"]["path"], endpoint,
+            "the route, not the concrete path"
+        );
+        assert!(e.get("app").is_none());
+    }
+    let all = refused_from(&sc, "127.0.0.3", 1).await;
+    assert_no_secret(&sc, &all, &[wrong, "b3BzOmh1bnRlcjItU2VjcmV0", "hunter2"]);
+}
+
+#[tokio::test]
+async fn a_burst_of_wrong_credentials_is_aggregated_per_address() {
+    let up = upstream::spawn().await;
+    let window = Duration::from_secs(2);
+    let (sc, _file) = start_file(up.addr, ROUTES_LOGIN, "  unauthenticated_window: 2s\n").await;
+    let started = Instant::now();
+    for i in 0..50 {
+        let bearer = format!("Bearer guess-{i:04}-Secret");
+        assert_eq!(
+            admin_from(&sc, "127.0.0.5", "/v1/events", Some(&bearer)).await,
+            401
+        );
+    }
+    let elapsed = started.elapsed();
+    // Another address is not held back by this one's burst.
+    assert_eq!(admin_from(&sc, "127.0.0.6", "/v1/stats", None).await, 401);
+    refused_from(&sc, "127.0.0.6", 1).await;
+
+    let evs = refused_from(&sc, "127.0.0.5", 50).await;
+    // Each window that opened gives at most two events: its first failure and its aggregate.
+    let windows = (elapsed.as_millis() / window.as_millis()) as usize + 1;
+    assert!(
+        evs.len() <= 2 * windows,
+        "{} events for {windows} window(s): {evs:?}",
+        evs.len()
+    );
+    assert_eq!(evs[0]["details"]["aggregate"], false);
+    for e in &evs {
+        assert_eq!(e["reason"], "unauthenticated");
+        assert_eq!(e["details"]["failure"], "invalid_credential");
+        assert_eq!(e["source"]["user_agent"], "prober/2.0");
+        if e["details"]["aggregate"] == true {
+            assert_eq!(
+                e["details"]["failures"]["invalid_credential"],
+                e["details"]["count"]
+            );
+            assert!(e["details"]["window_start"].is_string());
+            assert!(e["details"]["window_end"].is_string());
+        }
+    }
+    let secrets: Vec<String> = (0..50).map(|i| format!("guess-{i:04}-Secret")).collect();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret(&sc, &evs, &secrets);
+}
+
+#[tokio::test]
+async fn open_windows_are_written_at_shutdown() {
+    let up = upstream::spawn().await;
+    let (mut sc, _file) = start_file(up.addr, ROUTES_LOGIN, "  unauthenticated_window: 1h\n").await;
+    for _ in 0..5 {
+        assert_eq!(admin_from(&sc, "127.0.0.7", "/v1/whoami", None).await, 401);
+    }
+    sc.stop().await;
+    let from: IpAddr = "127.0.0.7".parse().unwrap();
+    let evs: Vec<_> = sc
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.source.ip == Some(from))
+        .collect();
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    let total: u64 = evs
+        .iter()
+        .map(|e| e.details["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 5);
+    assert!(evs
+        .iter()
+        .all(|e| e.reason.as_deref() == Some("unauthenticated")));
 }

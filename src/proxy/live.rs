@@ -71,6 +71,10 @@ impl Live {
             needs_restart.push("admin.listen");
             new.admin_listen = old.admin_listen;
         }
+        if new.admin_unauthenticated_window != old.admin_unauthenticated_window {
+            needs_restart.push("admin.unauthenticated_window");
+            new.admin_unauthenticated_window = old.admin_unauthenticated_window;
+        }
         if new.store != old.store {
             needs_restart.push("store");
             new.store = old.store.clone();
