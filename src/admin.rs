@@ -5,8 +5,10 @@
 //! Every `/v1` data endpoint passes [`auth`]: a bearer credential from the config, matched by its
 //! SHA-256 in constant time; its permission is checked and its app scope is applied to every
 //! store query here, never left to the caller. Every read is itself recorded in the trail as an
-//! `audit.query` or `audit.export` event through the pipeline. This module reads the store and the
-//! proxy's coverage counters; it never touches the route map or the proxy's connections.
+//! `audit.query` or `audit.export` event through the pipeline, and so is every request refused
+//! for want of a valid credential (aggregated per client address, see [`probes`]). This module
+//! reads the store and the proxy's coverage counters; it never touches the route map or the
+//! proxy's connections.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub mod export;
 pub mod filter;
 pub mod generate;
 mod openapi;
+pub mod probes;
 mod ui;
 
 /// What the admin handlers read.
@@ -48,6 +51,9 @@ pub struct AdminState {
     pub coverage: Arc<Coverage>,
     /// Re-reads the config for `POST /v1/reload` (`None`: reload is not offered).
     pub reload: Option<Reloader>,
+    /// Windows of failed authentications per client address: each becomes an `audit.query`
+    /// event with reason `unauthenticated`, bursts aggregated.
+    pub probes: Arc<probes::Probes>,
 }
 
 /// Re-read the config: the summary of what changed, or every config error.

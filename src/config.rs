@@ -163,6 +163,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Who may use the admin query API (empty: nobody).
     pub admin_credentials: Vec<AdminCredential>,
+    /// `admin.unauthenticated_window`: how failed admin authentications are aggregated.
+    pub admin_unauthenticated_window: Duration,
     /// Key sets, trusted proxies, the fingerprint key.
     pub identity: crate::identity::Identity,
     /// TLS on the proxy listener.

@@ -98,6 +98,11 @@ pub async fn run_with_store(
     // Not ready until the proxy is up (key sets loaded): `/readyz` answers 503 until then.
     let draining = Arc::new(AtomicBool::new(true));
     let coverage = Arc::new(Coverage::default());
+    let probes = Arc::new(admin::probes::Probes::new(
+        cfg.admin_unauthenticated_window,
+        admin::probes::MAX_TRACKED,
+    ));
+    let probes_flusher = admin::probes::spawn_flusher(probes.clone(), pipeline.clone());
     // The admin API reads the live (reloadable) config once the proxy is up, the first before.
     let admin_live: Arc<std::sync::OnceLock<Arc<Live>>> = Arc::default();
     let admin_state = AdminState {
@@ -128,6 +133,7 @@ pub async fn run_with_store(
             });
             Some(reloader)
         },
+        probes: probes.clone(),
     };
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut admin_router = admin::app(admin_state);
@@ -172,6 +178,9 @@ pub async fn run_with_store(
         tracing::warn!("shutdown: admin requests still running after the grace period");
         admin_task.abort();
     }
+    // Failed admin authentications still counted in open windows are written now.
+    probes_flusher.abort();
+    probes.drain(&pipeline);
     // Alerts and retention still submit events: stop them before the writer's last flush, and
     // the sinks after it, so they get every event.
     ops.stop_producers(OPS_GRACE).await;

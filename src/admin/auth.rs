@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::probes::{Attempt, Failure};
 use super::{AdminState, Error};
 use crate::config::{AdminCredential, AppScope, Permission};
 use crate::event::{self, AuditEvent};
@@ -115,20 +116,11 @@ impl FromRequestParts<AdminState> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let Some(token) = bearer(&parts.headers) else {
-            tracing::info!(ip = ?ip, path = %parts.uri.path(), "admin: request without a credential");
-            return Err(Error::Unauthorized { presented: false });
-        };
-        let config = (state.config)();
-        let Some(credential) = authenticate(&config.admin_credentials, token) else {
-            tracing::warn!(ip = ?ip, path = %parts.uri.path(), "admin: invalid credential");
-            return Err(Error::Unauthorized { presented: true });
-        };
         let user_agent = parts.headers.get(header::USER_AGENT).map(|v| {
             String::from_utf8_lossy(v.as_bytes())
                 .chars()
                 .take(MAX_USER_AGENT)
-                .collect()
+                .collect::<String>()
         });
         let request_id = parts
             .headers
@@ -137,6 +129,43 @@ impl FromRequestParts<AdminState> for Caller {
             .map(str::trim)
             .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
             .map_or_else(|| Uuid::now_v7().simple().to_string(), str::to_string);
+        // Recorded (aggregated per address) without anything of the credential presented.
+        let refuse = |failure: Failure| {
+            let endpoint = parts
+                .extensions
+                .get::<MatchedPath>()
+                .map_or("/v1", |m| m.as_str())
+                .to_string();
+            let attempt = Attempt {
+                failure,
+                ip,
+                user_agent: user_agent.clone(),
+                method: parts.method.as_str().to_string(),
+                endpoint,
+                request_id: request_id.clone(),
+                time,
+            };
+            for e in state.probes.failed(attempt) {
+                state.pipeline.submit(e);
+            }
+            Error::Unauthorized {
+                presented: failure == Failure::Invalid,
+            }
+        };
+        let Some(token) = bearer(&parts.headers) else {
+            let failure = if parts.headers.contains_key(header::AUTHORIZATION) {
+                Failure::Malformed
+            } else {
+                Failure::Missing
+            };
+            tracing::info!(ip = ?ip, path = %parts.uri.path(), failure = failure.as_str(), "admin: request without a credential");
+            return Err(refuse(failure));
+        };
+        let config = (state.config)();
+        let Some(credential) = authenticate(&config.admin_credentials, token) else {
+            tracing::warn!(ip = ?ip, path = %parts.uri.path(), "admin: invalid credential");
+            return Err(refuse(Failure::Invalid));
+        };
         Ok(Caller {
             credential: credential.clone(),
             ip,

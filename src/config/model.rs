@@ -204,6 +204,10 @@ pub struct Admin {
     /// Who may use the query API. Default none: every `/v1` request is refused with 401.
     #[serde(default)]
     pub credentials: Vec<AdminCredential>,
+    /// Requests refused for want of a valid credential are recorded as `audit.query` events:
+    /// the first from a client address at once, the rest within this window as one aggregate
+    /// event when it closes. Default `60s`.
+    pub unauthenticated_window: Option<Duration>,
 }
 
 /// One admin API credential. Only the token's SHA-256 is configured, never the token.

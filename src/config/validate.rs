@@ -712,6 +712,11 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
         timeouts,
         admin_listen,
         admin_credentials,
+        admin_unauthenticated_window: raw
+            .admin
+            .unauthenticated_window
+            .map_or(Duration::from_secs(60), |d| d.0)
+            .max(Duration::from_millis(1)),
         tls,
         upstream_tls,
         identity,

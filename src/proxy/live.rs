@@ -33,6 +33,7 @@ impl Live {
     /// Start serving `cfg`: its key sets are loaded first (see [`Live::keys_ready`]).
     pub async fn start(cfg: Arc<Config>, pipeline: Pipeline, coverage: Arc<Coverage>) -> Live {
         let jwks = keys_ready(&cfg).await;
+        coverage.set_routes(&cfg.routes);
         let proxy = Arc::new(Proxy::new(cfg, pipeline.clone(), coverage.clone()));
         Live {
             current: RwLock::new(proxy),
@@ -70,6 +71,10 @@ impl Live {
             needs_restart.push("admin.listen");
             new.admin_listen = old.admin_listen;
         }
+        if new.admin_unauthenticated_window != old.admin_unauthenticated_window {
+            needs_restart.push("admin.unauthenticated_window");
+            new.admin_unauthenticated_window = old.admin_unauthenticated_window;
+        }
         if new.store != old.store {
             needs_restart.push("store");
             new.store = old.store.clone();
@@ -94,6 +99,8 @@ impl Live {
         }
         let new = Arc::new(new);
         let jwks = keys_ready(&new).await;
+        // Coverage shapes keep the new map's literals readable, and no longer the old map's.
+        self.coverage.set_routes(&new.routes);
         let proxy = Arc::new(Proxy::new(
             new.clone(),
             self.pipeline.clone(),
