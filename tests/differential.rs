@@ -245,7 +245,7 @@ async fn run_upstream(name: &'static str, up: &Upstream, corpus: &[Variant]) -> 
     for (h, rid) in up.runs() {
         runs.entry(rid).or_default().push(h);
     }
-    corpus
+    let mut outcomes: Vec<Outcome> = corpus
         .iter()
         .zip(answers)
         .map(|(v, (rid, answer))| {
@@ -264,7 +264,31 @@ async fn run_upstream(name: &'static str, up: &Upstream, corpus: &[Variant]) -> 
                 problems,
             }
         })
-        .collect()
+        .collect();
+    // A run under a request id that no variant sent means the id was lost or replaced on the
+    // way: the differential could no longer tell which variant ran what.
+    let mut strays: Vec<(String, Vec<String>)> = runs
+        .into_iter()
+        .filter(|(rid, _)| !rid.starts_with(&format!("direct-{name}-")))
+        .collect();
+    strays.sort();
+    for (rid, handlers) in strays {
+        outcomes.push(Outcome {
+            variant: format!("(request id {rid:?})"),
+            upstream: name,
+            answer: Answer {
+                status: 0,
+                note: String::new(),
+            },
+            problems: vec![format!(
+                "the upstream ran {} under a request id no variant sent",
+                handlers.join(",")
+            )],
+            handlers,
+            events: Vec::new(),
+        });
+    }
+    outcomes
 }
 
 fn cell(s: &str, width: usize) -> String {
@@ -368,11 +392,12 @@ async fn every_variant_that_runs_a_mapped_handler_is_audited_and_enforced() {
         let all: Vec<&Outcome> = outcomes.iter().collect();
         println!("every variant x upstream:\n{}", table(&all));
     }
-    let held = outcomes.len() - bad.len();
+    let held = outcomes.iter().filter(|o| o.problems.is_empty()).count();
+    let tried = corpus.len() * 3;
     println!(
         "differential: {} variants x 3 upstreams = {} tried; mapped handler runs: {handler_runs}; refused by authtrail: {refused}; no handler otherwise: {no_handler}; held: {held}; violations: {}",
         corpus.len(),
-        outcomes.len(),
+        tried,
         bad.len()
     );
     if !bad.is_empty() {
@@ -390,7 +415,7 @@ async fn every_variant_that_runs_a_mapped_handler_is_audited_and_enforced() {
         panic!(
             "{} of {} variant x upstream runs violate the audit/enforcement contract:\n\n{}\nfailing variants ({}):\n{list}",
             bad.len(),
-            outcomes.len(),
+            tried,
             table(&bad),
             failing.len()
         );
