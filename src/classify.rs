@@ -459,7 +459,7 @@ fn host_part(host: &str) -> &str {
             .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
             .map_or(host, |(h, _)| h)
     };
-    h.strip_suffix('.').unwrap_or(h)
+    h.trim_end_matches('.')
 }
 
 /// Why a route did or did not match, for `explain`.

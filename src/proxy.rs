@@ -219,17 +219,28 @@ impl Proxy {
                     }
                 }
                 Err(why) => {
-                    // The request still belongs to its method and path: the most specific
-                    // route takes it, flagged; any enforcing candidate refuses it.
+                    // The request still belongs to its method and path: the route the readable
+                    // part of the body points to (else the most specific) takes it, flagged
+                    // with every route it may be; any enforcing candidate refuses it.
                     let candidates = classify::head_candidates(&self.cfg.routes, &rhead);
+                    if let Some(m) =
+                        classify::inspect::best_effort(&candidates, &parts.headers, bytes)
+                    {
+                        (index, params) = (m.index, m.params.clone());
+                    }
                     let unchecked: Vec<String> = candidates
                         .iter()
                         .flat_map(|m| m.route.body.iter())
                         .map(|(ptr, allowed)| format!("{ptr} = {}", allowed.join("|")))
                         .collect();
+                    let ids: Vec<&str> = candidates.iter().map(|m| m.route.id.as_str()).collect();
                     notes.insert(
                         "body_uninspected".into(),
-                        serde_json::json!({ "why": why.as_str(), "conditions": unchecked }),
+                        serde_json::json!({
+                            "why": why.as_str(),
+                            "conditions": unchecked,
+                            "routes": ids,
+                        }),
                     );
                     let enforcing = candidates.iter().any(|m| {
                         m.route

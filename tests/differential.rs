@@ -150,10 +150,17 @@ struct Outcome {
 
 fn judge(v: &Variant, handlers: &[String], events: &[&AuditEvent]) -> Vec<String> {
     let mut problems = Vec::new();
+    // An event whose body could not be inspected names every route of its method and path it
+    // may be (`details.body_uninspected.routes`): it is that route's event, flagged.
     let has = |route: &str, ty: &str| {
-        events
-            .iter()
-            .any(|e| e.http.route == route && e.event_type == ty)
+        events.iter().any(|e| {
+            let flagged_for = e
+                .details
+                .get("body_uninspected")
+                .and_then(|b| b["routes"].as_array())
+                .is_some_and(|rs| rs.iter().any(|r| r == route));
+            flagged_for || (e.http.route == route && e.event_type == ty)
+        })
     };
     for h in handlers {
         let Some(m) = mapped(h) else { continue };

@@ -113,6 +113,43 @@ pub fn inspectable(
     }
 }
 
+/// Of the routes a request with an uninspectable body may be, the first whose conditions the
+/// readable part of a form body meets: the complete `name=value` pairs before the cut of a body
+/// over the limit, or the first value of each field of a body with duplicates. Only a guess,
+/// for the event's route (it stays flagged `body_uninspected`): never used to allow anything.
+pub fn best_effort<'a, 'm>(
+    candidates: &'a [super::Match<'m>],
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Option<&'a super::Match<'m>> {
+    let form = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return None;
+    }
+    // Whole pairs only: the last one may have been cut.
+    let whole = match bytes.iter().rposition(|b| *b == b'&') {
+        Some(i) => &bytes[..i],
+        None => return None,
+    };
+    let fields: Vec<(String, String)> = form_urlencoded::parse(whole).into_owned().collect();
+    candidates.iter().find(|m| {
+        !m.route.body.is_empty()
+            && m.route.body.iter().all(|(ptr, allowed)| {
+                let name = ptr.strip_prefix('/').unwrap_or(ptr);
+                fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .is_some_and(|(_, v)| allowed.contains(v))
+            })
+    })
+}
+
 const DUPLICATE: &str = "duplicate key";
 
 /// A JSON value read only to find a key that appears twice in one object.
