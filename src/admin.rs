@@ -207,7 +207,17 @@ async fn common_headers(mut resp: Response) -> Response {
     resp
 }
 
-async fn not_found() -> Response {
+/// An unknown path. Under `/v1` the caller is authenticated first, so a probe for endpoints
+/// without a valid credential is refused (401) and audited like any other `/v1` request; a
+/// caller with one learns that the endpoint does not exist.
+async fn not_found(State(state): State<AdminState>, req: axum::extract::Request) -> Response {
+    if req.uri().path() == "/v1" || req.uri().path().starts_with("/v1/") {
+        use axum::extract::FromRequestParts;
+        let (mut parts, _) = req.into_parts();
+        if let Err(e) = auth::Caller::from_request_parts(&mut parts, &state).await {
+            return e.into_response();
+        }
+    }
     let body = json!({ "error": "not_found", "message": "no such admin endpoint" });
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }

@@ -313,6 +313,12 @@ async fn refused_admin_requests_are_audited_without_the_credential() {
     }
     let all = refused_from(&sc, "127.0.0.3", 1).await;
     assert_no_secret(&sc, &all, &[wrong, "b3BzOmh1bnRlcjItU2VjcmV0", "hunter2"]);
+
+    // A probe for endpoints that do not exist is refused and audited too, not answered 404.
+    assert_eq!(admin_from(&sc, "127.0.0.7", "/v1/users", None).await, 401);
+    let evs = refused_from(&sc, "127.0.0.7", 1).await;
+    assert_eq!(evs[0]["reason"], "unauthenticated");
+    assert_eq!(evs[0]["details"]["endpoint"], "/v1");
 }
 
 #[tokio::test]
