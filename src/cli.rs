@@ -617,6 +617,29 @@ pub fn explain(
         bytes: b.as_bytes(),
         truncated: false,
     });
+    let query = path.split_once('?').map(|(_, q)| q);
+    if let classify::Routing::Ambiguous(a) =
+        classify::route_request(&cfg.routes, &head, &http::HeaderMap::new(), query)
+    {
+        let action = match cfg.routes.policy_for(a.resembles.route) {
+            classify::PathPolicy::Reject => {
+                "refused with 400 ambiguous_path and recorded as request.rejected".to_string()
+            }
+            classify::PathPolicy::Normalize => format!(
+                "forwarded as {} {} under route {}",
+                a.method, a.canonical_path, a.resembles.route.id
+            ),
+        };
+        out.push_str(&format!(
+            "AMBIGUOUS: read as {} ({}), the target is {} {} of route {} (line {}): {action}\n",
+            a.label(),
+            "see docs/request-targets.md",
+            a.method,
+            a.canonical_path,
+            a.resembles.route.id,
+            a.resembles.route.line,
+        ));
+    }
     let verdicts = classify::explain(&cfg.routes, &head, view.as_ref());
     let mut matched = false;
     for (route, v) in &verdicts {
@@ -643,9 +666,13 @@ pub fn explain(
         out.push_str(&line);
         out.push('\n');
     }
-    if !matched {
+    if !matched && !out.starts_with("AMBIGUOUS") {
         out.push_str(&format!(
             "no route matches {method} {path}: forwarded untouched, counted as unmapped\n"
+        ));
+    } else if !matched {
+        out.push_str(&format!(
+            "no route matches {method} {path} as written; see AMBIGUOUS above\n"
         ));
     }
     Ok(out)

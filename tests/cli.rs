@@ -82,6 +82,18 @@ fn check_prints_the_route_table_and_explain_says_why() {
         ),
         "{out}"
     );
+    // A target an upstream may read as a mapped route is named as ambiguous, with what it gets.
+    let (_, out, _) = run(&[
+        "explain",
+        "--config",
+        "config/demo.yaml",
+        "POST",
+        "/v1/apps/app-alpha/users/u1/deactivate;x=1",
+    ]);
+    assert!(
+        out.starts_with("AMBIGUOUS: read as matrix_params (see docs/request-targets.md), the target is POST /v1/apps/app-alpha/users/u1/deactivate of route deactivate-user (line 89): refused with 400 ambiguous_path and recorded as request.rejected\n"),
+        "{out}"
+    );
 }
 
 #[test]
