@@ -99,6 +99,8 @@ pub struct CheckpointConfig {
     pub interval: Duration,
     /// Public keys (hex) `verify` trusts besides the signer's own.
     pub trusted_keys: Vec<String>,
+    /// `checkpoint.witness`: the append-only file checkpoints are also written to.
+    pub witness: Option<std::path::PathBuf>,
 }
 
 /// Which apps an admin credential sees.

@@ -269,6 +269,9 @@ pub struct Checkpoint {
     /// More public keys (hex) whose checkpoints `verify` trusts, e.g. before a key rotation.
     #[serde(default)]
     pub trusted_keys: Vec<Spanned<Text>>,
+    /// Append-only file (JSON lines, fsync'd) every signed checkpoint is also written to, for
+    /// `verify --witness`. Default: none.
+    pub witness: Option<Spanned<Text>>,
 }
 
 /// A secret config value: never shown by `Debug`.

@@ -346,11 +346,24 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
                 c.err(k, format!("store.checkpoint.trusted_keys[{i}]"), msg);
             }
         }
+        let witness = cp.witness.as_ref().and_then(|w| {
+            if w.value.trim().is_empty() {
+                c.err(
+                    w,
+                    "store.checkpoint.witness",
+                    "witness file must not be empty",
+                );
+                None
+            } else {
+                Some(std::path::PathBuf::from(&w.value.0))
+            }
+        });
         signer.map(|signer| CheckpointConfig {
             signer,
             every_events: cp.events.unwrap_or(1000).max(1),
             interval: cp.interval.map_or(Duration::from_secs(300), |d| d.0),
             trusted_keys,
+            witness,
         })
     });
     StoreConfig {

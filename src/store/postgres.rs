@@ -568,6 +568,16 @@ impl ChainTx for PgTx<'_> {
         Ok(())
     }
 
+    async fn last_checkpoint(&mut self, instance: &str) -> Result<Option<String>, Error> {
+        sqlx::query_scalar(
+            "SELECT body FROM checkpoints WHERE instance = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(instance.to_string())
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(Error::backend("checkpoint"))
+    }
+
     async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error> {
         let rows = sqlx::query(
             "SELECT chain_instance, MAX(chain_n), MIN(CASE WHEN time_ms >= $1 THEN chain_n END) \
