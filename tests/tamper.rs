@@ -357,6 +357,44 @@ async fn delete_a_middle_checkpoint(t: Trail) {
     );
 }
 
+/// The tail cut under a running writer: the writer links its next checkpoint after the one it
+/// signed last, so the hole shows in the store even though the chain goes on seamlessly.
+async fn cut_under_a_running_writer(t: Trail) {
+    let (_, body) = t.store.checkpoints().await.unwrap().pop().unwrap();
+    let known: Checkpoint = serde_json::from_str(&body).unwrap();
+    assert_eq!((known.checkpoint_n, known.to_n), (Some(2), 20));
+    t.db.exec("DELETE FROM events WHERE chain_n > 10").await;
+    t.db.exec("DELETE FROM checkpoints WHERE to_n > 10").await;
+    t.store.append("t", &many(3), false).await.unwrap();
+    let next = t
+        .store
+        .checkpoint_after("t", CheckpointKind::Periodic, &test_signer(), Some(&known))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((next.checkpoint_n, next.to_n), (Some(3), 13));
+    assert_eq!(next.prev_checkpoint, Some(known.digest()));
+    let r = t.verify().await;
+    assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+    assert_eq!(r.problems[0].kind, ProblemKind::Deleted);
+    assert!(
+        r.problems[0].message.contains(
+            "chain \"t\": checkpoint #2 is missing (deleted): the periodic checkpoint #3"
+        ),
+        "{}",
+        r.problems[0].message
+    );
+    // Without a gap to report, `after` changes nothing.
+    let again = t
+        .store
+        .checkpoint_after("t", CheckpointKind::Heartbeat, &test_signer(), Some(&next))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.checkpoint_n, Some(4));
+    assert_eq!(again.prev_checkpoint, Some(next.digest()));
+}
+
 /// An untouched trail passes against its witness and a generous age limit.
 async fn a_clean_trail_passes_its_witness_and_age_limit(t: Trail) {
     let witness = t.witness().await;
@@ -426,6 +464,7 @@ tamper_tests!(
     forge_a_checkpoint,
     cut_the_tail_with_its_checkpoints,
     delete_a_middle_checkpoint,
+    cut_under_a_running_writer,
     a_clean_trail_passes_its_witness_and_age_limit,
     a_forged_witness_line_is_named,
 );

@@ -227,4 +227,36 @@ async fn an_idle_sidecar_checkpoints_and_a_cut_tail_is_named() {
             && report.contains("the stored chain ends at #2: event #3 is gone"),
         "{report}"
     );
+    // Restarted on the cut store, the writer links its next checkpoint after the newest one in
+    // the witness file: the store alone now shows the hole.
+    let (mut child, _, log) = serve(&config);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while checkpoints(&std::fs::read_to_string(&witness).unwrap()).len() <= witnessed.len() {
+        assert!(Instant::now() < deadline, "no checkpoint after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+    let log = log.join().unwrap();
+    assert!(
+        log.contains("no longer the newest in the store"),
+        "the writer did not notice: {log}"
+    );
+    let (code, report) = verify(&config, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.contains(&format!(
+            "the periodic checkpoint #{} of chain \"side-a\"",
+            last.checkpoint_n.unwrap() + 1
+        )) || report.contains(&format!(
+            "the heartbeat checkpoint #{} of chain \"side-a\"",
+            last.checkpoint_n.unwrap() + 1
+        )),
+        "{report}"
+    );
+    assert!(report.contains("missing (deleted)"), "{report}");
 }

@@ -100,6 +100,7 @@ impl Writer {
             checkpoint: cfg.checkpoint,
             since_checkpoint: 1,
             last_checkpoint: Instant::now(),
+            signed: None,
             stop: StopSignal(Some(stop_rx)),
             stopping: false,
         };
@@ -179,6 +180,22 @@ impl WitnessFile {
     }
 }
 
+/// The last `max` bytes of the file at `path`, from the first whole line in them.
+fn read_tail(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(max);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    Ok(match (start > 0, text.find('\n')) {
+        (true, Some(i)) => text[i + 1..].to_string(),
+        _ => text,
+    })
+}
+
 struct Task {
     published: Arc<Mutex<Taps>>,
     witness: Option<Arc<Mutex<WitnessFile>>>,
@@ -197,12 +214,16 @@ struct Task {
     checkpoint: Option<CheckpointPolicy>,
     since_checkpoint: u64,
     last_checkpoint: Instant,
+    /// The newest checkpoint this writer signed (or, at start, the witness file's newest for
+    /// this chain): the next one is linked after it even if the store lost it.
+    signed: Option<Checkpoint>,
     stop: StopSignal,
     stopping: bool,
 }
 
 impl Task {
     async fn run(mut self) {
+        self.signed = self.witnessed_last().await;
         let mut batch = Batch::default();
         loop {
             match self.fill(&mut batch).await {
@@ -597,17 +618,23 @@ impl Task {
             return;
         };
         let signer = policy.signer.clone();
+        let after = self.signed.as_ref();
         let mut result = timeout(
             STORE_TIMEOUT,
-            self.store.checkpoint(&self.instance, kind, &signer),
+            self.store
+                .checkpoint_after(&self.instance, kind, &signer, after),
         )
         .await;
         if kind == CheckpointKind::Periodic && interval_due && matches!(result, Ok(Ok(None))) {
             // Nothing new after all (the links were already stored): still a fresh statement.
             result = timeout(
                 STORE_TIMEOUT,
-                self.store
-                    .checkpoint(&self.instance, CheckpointKind::Heartbeat, &signer),
+                self.store.checkpoint_after(
+                    &self.instance,
+                    CheckpointKind::Heartbeat,
+                    &signer,
+                    after,
+                ),
             )
             .await;
         }
@@ -618,10 +645,41 @@ impl Task {
                 if let Some(cp) = cp {
                     self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                     self.publish(&cp).await;
+                    self.signed = Some(cp);
                 }
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "audit checkpoint not written"),
             Err(_) => tracing::warn!("audit checkpoint not written: store did not answer"),
+        }
+    }
+
+    /// The newest checkpoint of this chain in the witness file (its last 64 KiB), if any.
+    async fn witnessed_last(&self) -> Option<Checkpoint> {
+        let witness = self.witness.clone()?;
+        let instance = self.instance.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let path = witness
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .path
+                .clone();
+            read_tail(&path, 64 * 1024).map(|text| {
+                crate::store::verify::Witness::parse("", &text)
+                    .checkpoints
+                    .into_iter()
+                    .map(|(_, cp)| cp)
+                    .rfind(|cp| cp.instance == instance && cp.checkpoint_n.is_some())
+            })
+        })
+        .await;
+        match read {
+            Ok(Ok(last)) => last,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "audit witness file unreadable at start");
+                None
+            }
+            Err(_) => None,
         }
     }
 

@@ -487,11 +487,17 @@ pub(crate) async fn append<T: ChainTx>(
 /// checkpoint. A `periodic` one is `None` when there is nothing new to cover; a `heartbeat` or
 /// `shutdown` one is always written (over an unchanged head, or an empty chain at #0): a fresh
 /// signed statement that the chain ended there at that time.
+///
+/// `after`: the newest checkpoint the caller (the writer) signed itself, if it knows one. When
+/// the store's newest checkpoint is not that one (it was deleted, with the events after it, or
+/// replaced), the new checkpoint is numbered and linked after `after` anyway, so `verify` sees
+/// the hole instead of a seamless chain.
 pub(crate) async fn checkpoint<T: ChainTx>(
     tx: &mut T,
     instance: &str,
     kind: CheckpointKind,
     signer: &Signer,
+    after: Option<&Checkpoint>,
 ) -> Result<Option<Checkpoint>, Error> {
     let always = matches!(kind, CheckpointKind::Heartbeat | CheckpointKind::Shutdown);
     let head = match tx.head(instance).await? {
@@ -538,16 +544,18 @@ pub(crate) async fn checkpoint<T: ChainTx>(
         checkpoint_n: None,
         prev_checkpoint: None,
     };
-    Ok(Some(link_and_store(tx, cp, signer).await?))
+    Ok(Some(link_and_store(tx, cp, signer, after).await?))
 }
 
-/// Number `cp` after its chain's newest checkpoint and link it to that one, sign it, store it.
+/// Number `cp` after its chain's newest checkpoint and link it to that one (or to `after`, see
+/// [`checkpoint`]), sign it, store it.
 async fn link_and_store<T: ChainTx>(
     tx: &mut T,
     mut cp: Checkpoint,
     signer: &Signer,
+    after: Option<&Checkpoint>,
 ) -> Result<Checkpoint, Error> {
-    let (n, prev) = match tx.last_checkpoint(&cp.instance).await? {
+    let (mut n, mut prev) = match tx.last_checkpoint(&cp.instance).await? {
         None => (1, None),
         Some(body) => match serde_json::from_str::<Checkpoint>(&body) {
             Ok(prev) => (prev.checkpoint_n.unwrap_or(0) + 1, Some(prev.digest())),
@@ -559,6 +567,21 @@ async fn link_and_store<T: ChainTx>(
             }
         },
     };
+    if let Some(known) = after.filter(|k| k.instance == cp.instance) {
+        let (known_n, known_digest) = (known.checkpoint_n.unwrap_or(0), known.digest());
+        let stored_n = n - 1;
+        if known_n > stored_n || (known_n == stored_n && prev.as_ref() != Some(&known_digest)) {
+            tracing::error!(
+                chain = %cp.instance,
+                checkpoint_n = known_n,
+                stored_checkpoint_n = stored_n,
+                "audit checkpoint signed by this writer is no longer the newest in the store \
+                 (deleted or replaced): the next one is linked after it, so verify reports the gap"
+            );
+            n = known_n + 1;
+            prev = Some(known_digest);
+        }
+    }
     cp.checkpoint_n = Some(n);
     cp.prev_checkpoint = prev;
     signer.sign(&mut cp);
@@ -618,7 +641,7 @@ pub(crate) async fn purge_before<T: ChainTx>(
             checkpoint_n: None,
             prev_checkpoint: None,
         };
-        let cp = link_and_store(tx, cp, signer).await?;
+        let cp = link_and_store(tx, cp, signer, None).await?;
         report.deleted += tx.delete_through(&plan.instance, cut).await?;
         report.boundaries.push(cp);
     }
@@ -670,7 +693,7 @@ pub(crate) async fn purge_links<T: ChainTx>(
     if let Some((first, rest)) = runs.split_first() {
         if first[0].n == boundary + 1 {
             let cp = seal(instance, CheckpointKind::Purge, first, Vec::new());
-            let cp = link_and_store(tx, cp, signer).await?;
+            let cp = link_and_store(tx, cp, signer, None).await?;
             report.boundaries.push(cp);
             gaps_of = rest;
         }
@@ -686,7 +709,7 @@ pub(crate) async fn purge_links<T: ChainTx>(
             .collect();
         let all: Vec<&PurgeLink> = gaps_of.iter().flat_map(|r| r.iter().copied()).collect();
         let cp = seal(instance, CheckpointKind::Retention, &all, gaps);
-        let cp = link_and_store(tx, cp, signer).await?;
+        let cp = link_and_store(tx, cp, signer, None).await?;
         report.boundaries.push(cp);
     }
     Ok(report)

@@ -342,8 +342,18 @@ impl EventStore for PostgresStore {
         kind: CheckpointKind,
         signer: &Signer,
     ) -> Result<Option<Checkpoint>, Error> {
+        self.checkpoint_after(instance, kind, signer, None).await
+    }
+
+    async fn checkpoint_after(
+        &self,
+        instance: &str,
+        kind: CheckpointKind,
+        signer: &Signer,
+        after: Option<&Checkpoint>,
+    ) -> Result<Option<Checkpoint>, Error> {
         let mut tx = self.begin_locked("checkpoint").await?;
-        let cp = chain::checkpoint(&mut tx, instance, kind, signer).await?;
+        let cp = chain::checkpoint(&mut tx, instance, kind, signer, after).await?;
         tx.0.commit().await.map_err(Error::backend("checkpoint"))?;
         Ok(cp)
     }

@@ -708,13 +708,23 @@ impl EventStore for SqliteStore {
         kind: CheckpointKind,
         signer: &Signer,
     ) -> Result<Option<Checkpoint>, Error> {
+        self.checkpoint_after(instance, kind, signer, None).await
+    }
+
+    async fn checkpoint_after(
+        &self,
+        instance: &str,
+        kind: CheckpointKind,
+        signer: &Signer,
+        after: Option<&Checkpoint>,
+    ) -> Result<Option<Checkpoint>, Error> {
         let tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(Error::backend("checkpoint"))?;
         let mut tx = SqliteTx(tx);
-        let cp = chain::checkpoint(&mut tx, instance, kind, signer).await?;
+        let cp = chain::checkpoint(&mut tx, instance, kind, signer, after).await?;
         tx.0.commit().await.map_err(Error::backend("checkpoint"))?;
         Ok(cp)
     }

@@ -412,11 +412,13 @@ fn check_numbering(chain: &str, cps: &mut [(Checkpoint, bool)], report: &mut Rep
             } else {
                 format!("checkpoints #{expected}..#{} are", n - 1)
             };
-            let after = prev.map_or("the chain's start".to_string(), |(p, _)| p.describe());
+            let after = prev.map_or("the chain's start".to_string(), |(p, _)| {
+                format!("the {}", p.describe())
+            });
             report.problems.push(problem(
                 ProblemKind::Deleted,
                 format!(
-                    "chain \"{chain}\": {missing} missing (deleted): the {} follows the {after}",
+                    "chain \"{chain}\": {missing} missing (deleted): the {} follows {after}",
                     cp.describe()
                 ),
             ));
