@@ -274,7 +274,20 @@ pub async fn verify(store: &dyn EventStore, opts: &Options) -> Result<Report, Er
     let newest: BTreeMap<String, Checkpoint> = by_chain
         .iter()
         .filter_map(|(chain, cps)| {
-            let cp = cps.iter().max_by_key(|c| (c.created_ms, c.checkpoint_n))?;
+            // The writer's own when there are any: a purge (possibly run elsewhere) says nothing
+            // about the writer's tail. A chain only ever purged is as fresh as its newest purge.
+            let writer = |c: &&Checkpoint| {
+                matches!(
+                    c.kind,
+                    CheckpointKind::Periodic | CheckpointKind::Heartbeat | CheckpointKind::Shutdown
+                )
+            };
+            let key = |c: &&Checkpoint| (c.created_ms, c.checkpoint_n);
+            let cp = cps
+                .iter()
+                .filter(writer)
+                .max_by_key(key)
+                .or_else(|| cps.iter().max_by_key(key))?;
             Some((chain.clone(), cp.clone()))
         })
         .collect();
@@ -469,6 +482,11 @@ async fn check_witness(
             .warnings
             .push(format!("witness {src} holds no checkpoint"));
     }
+    let stored_by_signature: BTreeMap<(&str, &str), &Checkpoint> = readable
+        .values()
+        .flatten()
+        .map(|(c, _)| ((c.instance.as_str(), c.signature.as_str()), c))
+        .collect();
     // The newest witnessed checkpoint per chain that the chain does not reach: one problem each.
     let mut cut: BTreeMap<&str, &Checkpoint> = BTreeMap::new();
     for (line, cp) in &w.checkpoints {
@@ -488,9 +506,9 @@ async fn check_witness(
             ));
             continue;
         }
-        let stored = readable
-            .get(chain)
-            .is_some_and(|cps| cps.iter().any(|(c, _)| c == cp));
+        let stored = stored_by_signature
+            .get(&(chain, cp.signature.as_str()))
+            .is_some_and(|c| *c == cp);
         if !stored {
             report.problems.push(problem(
                 ProblemKind::Deleted,
@@ -616,6 +634,16 @@ async fn verify_chain(
             head_seen: None,
         })
         .collect();
+    // The walk visits positions in increasing order: a sweep over the segments (by start), and
+    // the checkpoints by the position they pin, keep it linear in links plus checkpoints.
+    let mut by_start: Vec<usize> = (0..tallies.len()).collect();
+    by_start.sort_by_key(|&i| tallies[i].cp.from_n);
+    let mut by_head: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, t) in tallies.iter().enumerate() {
+        by_head.entry(t.cp.to_n).or_default().push(i);
+    }
+    let mut next_start = 0;
+    let mut active: Vec<usize> = Vec::new();
 
     let mut expected = start_n + 1;
     let mut prev_hash = start_hash;
@@ -736,21 +764,22 @@ async fn verify_chain(
             }
 
             newest_time_ms = newest_time_ms.max(Some(row.columns.time_ms));
-            for t in tallies.iter_mut() {
-                if n == t.cp.to_n {
-                    t.head_seen = Some(link.hash.clone());
+            if let Some(pinned) = by_head.get(&n) {
+                for &i in pinned {
+                    tallies[i].head_seen = Some(link.hash.clone());
                 }
-                if n > t.cp.from_n && n <= t.cp.to_n {
-                    t.count += 1;
-                    t.min = Some(
-                        t.min
-                            .map_or(row.columns.time_ms, |m| m.min(row.columns.time_ms)),
-                    );
-                    t.max = Some(
-                        t.max
-                            .map_or(row.columns.time_ms, |m| m.max(row.columns.time_ms)),
-                    );
-                }
+            }
+            while next_start < by_start.len() && tallies[by_start[next_start]].cp.from_n < n {
+                active.push(by_start[next_start]);
+                next_start += 1;
+            }
+            active.retain(|&i| tallies[i].cp.to_n >= n);
+            let time = row.columns.time_ms;
+            for &i in &active {
+                let t = &mut tallies[i];
+                t.count += 1;
+                t.min = Some(t.min.map_or(time, |m| m.min(time)));
+                t.max = Some(t.max.map_or(time, |m| m.max(time)));
             }
             expected = n + 1;
             prev_hash = link.hash.clone();
