@@ -348,7 +348,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             max_checkpoint_age,
             witness,
         } => {
-            let cfg = load(&config)?;
+            // Read-only: the checkpoint signing key's variable may be unset here.
+            let cfg =
+                config::load_file_for_verify(&config.config).map_err(|e| anyhow::anyhow!("{e}"))?;
             let since = since
                 .as_deref()
                 .map(|s| parse_time(s, OffsetDateTime::now_utc()))
@@ -377,7 +379,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let store = store::open(&cfg.store.url).await?;
             let mut trusted_keys = Vec::new();
             if let Some(cp) = &cfg.store.checkpoint {
-                trusted_keys.push(cp.signer.public_key_hex().to_string());
+                trusted_keys.push(cp.public_key.clone());
                 trusted_keys.extend(cp.trusted_keys.iter().cloned());
             }
             let opts = store::verify::Options {

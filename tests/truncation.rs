@@ -171,6 +171,42 @@ async fn an_idle_sidecar_checkpoints_and_a_cut_tail_is_named() {
     assert_eq!(code, 0, "{report}");
     assert!(report.starts_with("ok: 1 chains, 3 events, "), "{report}");
 
+    // Read-only: verify runs without the signing key when the config names its public key.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let unset = "signing_key: \"${AUTHTRAIL_TEST_SURELY_UNSET_CHECKPOINT_KEY}\"";
+    let no_key = dir.path().join("no-key.yaml");
+    std::fs::write(
+        &no_key,
+        text.replace(
+            &format!("signing_key: \"{SEED}\""),
+            &format!("{unset}, public_key: \"{}\"", last.public_key),
+        ),
+    )
+    .unwrap();
+    let (code, report) = verify(&no_key, &["--witness", w]);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.starts_with("ok: 1 chains, 3 events, "), "{report}");
+    assert!(!report.contains("warning"), "{report}");
+    // Without public_key it says what to set; serving still needs the key.
+    std::fs::write(
+        &no_key,
+        text.replace(&format!("signing_key: \"{SEED}\""), unset),
+    )
+    .unwrap();
+    let (code, report) = verify(&no_key, &[]);
+    assert_ne!(code, 0, "{report}");
+    assert!(
+        report.contains("AUTHTRAIL_TEST_SURELY_UNSET_CHECKPOINT_KEY")
+            && report.contains("verify needs only store.checkpoint.public_key"),
+        "{report}"
+    );
+    let check = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&no_key)
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+
     // A newest checkpoint older than the limit is stale.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (code, report) = verify(&config, &["--max-checkpoint-age", "1s"]);
