@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use authtrail::store::Checkpoint;
 use serde_json::json;
-use support::harness::post_json;
-use support::upstream;
+use support::harness::{self, post_json};
+use support::{upstream, webhook};
 
 const BIN: &str = env!("CARGO_BIN_EXE_authtrail");
 const SEED: &str = "4242424242424242424242424242424242424242424242424242424242424242";
@@ -295,4 +295,54 @@ async fn an_idle_sidecar_checkpoints_and_a_cut_tail_is_named() {
         "{report}"
     );
     assert!(report.contains("missing (deleted)"), "{report}");
+}
+
+/// A webhook sink gets each signed checkpoint (whatever its event types) as a request of its
+/// own, signed like its event batches; the shutdown checkpoint too.
+#[tokio::test]
+async fn a_webhook_sink_gets_each_signed_checkpoint() {
+    const SECRET: &str = "sink-secret-0123456789";
+    let up = upstream::spawn().await;
+    let hook = webhook::spawn().await;
+    let extra = format!(
+        "  checkpoint: {{ signing_key: \"{SEED}\", interval: 1s }}\n\
+         sinks:\n  hook: {{ webhook: \"{}\", secret: \"{SECRET}\", events: [account.*] }}\n",
+        hook.url("/ingest")
+    );
+    let routes =
+        "  - id: login\n    match: { method: POST, path: /login }\n    event: auth.login\n";
+    let mut sc = harness::start(up.addr, &extra, routes).await;
+    let records = |all: &[webhook::Received]| -> Vec<Checkpoint> {
+        all.iter()
+            .filter(|r| r.status == 200)
+            .flat_map(|r| {
+                let body = r.json();
+                assert_eq!(body["sink"], "hook");
+                body["checkpoints"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|v| Checkpoint::from_record(v).unwrap().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let got = hook
+        .wait_until("a checkpoint delivered", |r| !records(r).is_empty())
+        .await;
+    let first = got
+        .iter()
+        .find(|r| r.json().get("checkpoints").is_some())
+        .unwrap();
+    assert!(first.signed_with(SECRET), "{first:?}");
+    assert_eq!(first.json()["events"], json!([]));
+    sc.stop().await;
+    let all = records(&hook.all());
+    assert!(all.iter().all(Checkpoint::signature_valid));
+    assert_eq!(
+        all.last().map(|c| c.kind.as_str()),
+        Some("shutdown"),
+        "{all:#?}"
+    );
 }
