@@ -89,6 +89,14 @@ pub enum Command {
         /// Start each chain at its newest checkpoint before this (24h, 7d or RFC 3339).
         #[arg(long)]
         since: Option<String>,
+        /// Fail when a chain's newest checkpoint is older than this (e.g. 11m), or `off`.
+        /// Default, with `store.checkpoint`: 2 × its interval + 1m; without: off.
+        #[arg(long, value_name = "DURATION|off")]
+        max_checkpoint_age: Option<String>,
+        /// A file of published checkpoints (`store.checkpoint.witness`, or a sink's output):
+        /// each must be in the store, and its chain must reach the event it pinned.
+        #[arg(long, value_name = "FILE")]
+        witness: Option<PathBuf>,
     },
     /// Print a new checkpoint signing key (for `store.checkpoint.signing_key`) and its public key.
     Keygen,
@@ -337,21 +345,52 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Export(x) => export(x).await,
-        Command::Verify { config, since } => {
-            let cfg = load(&config)?;
+        Command::Verify {
+            config,
+            since,
+            max_checkpoint_age,
+            witness,
+        } => {
+            // Read-only: the checkpoint signing key's variable may be unset here.
+            let cfg =
+                config::load_file_for_verify(&config.config).map_err(|e| anyhow::anyhow!("{e}"))?;
             let since = since
                 .as_deref()
                 .map(|s| parse_time(s, OffsetDateTime::now_utc()))
                 .transpose()?;
+            let max_checkpoint_age = match max_checkpoint_age.as_deref().map(str::trim) {
+                Some("off") => None,
+                Some(d) => Some(
+                    config::types::Duration::parse(d)
+                        .map_err(|why| {
+                            anyhow::anyhow!("invalid --max-checkpoint-age \"{d}\": {why}")
+                        })?
+                        .0,
+                ),
+                None => cfg
+                    .store
+                    .checkpoint
+                    .as_ref()
+                    .map(|c| c.interval.saturating_mul(2) + std::time::Duration::from_secs(60)),
+            };
+            let witness = witness
+                .map(|path| {
+                    store::verify::Witness::read(&path)
+                        .with_context(|| format!("cannot read witness {}", path.display()))
+                })
+                .transpose()?;
             let store = store::open(&cfg.store.url).await?;
             let mut trusted_keys = Vec::new();
             if let Some(cp) = &cfg.store.checkpoint {
-                trusted_keys.push(cp.signer.public_key_hex().to_string());
+                trusted_keys.push(cp.public_key.clone());
                 trusted_keys.extend(cp.trusted_keys.iter().cloned());
             }
             let opts = store::verify::Options {
                 trusted_keys,
                 since,
+                max_checkpoint_age,
+                now: None,
+                witness,
             };
             let report = store::verify::verify(store.as_ref(), &opts).await?;
             print!("{}", report.render());

@@ -99,6 +99,12 @@ pub struct CheckpointConfig {
     pub interval: Duration,
     /// Public keys (hex) `verify` trusts besides the signer's own.
     pub trusted_keys: Vec<String>,
+    /// `checkpoint.witness`: the append-only file checkpoints are also written to.
+    pub witness: Option<std::path::PathBuf>,
+    /// The signer's public key (hex): `checkpoint.public_key`, or derived from the signing key.
+    /// What `verify` trusts; under [`load_file_for_verify`] without the signing key, `signer` is
+    /// a stand-in that must not sign.
+    pub public_key: String,
 }
 
 /// Which apps an admin credential sees.
@@ -194,6 +200,16 @@ pub fn load_file(path: impl AsRef<Path>) -> Result<Config, Error> {
         source,
     })?;
     load_str(&text, &file)
+}
+
+/// [`load_file`] for read-only commands (`verify`): a `store.checkpoint.signing_key` whose
+/// `${ENV}` is unset is passed over when `store.checkpoint.public_key` names the key to trust
+/// (the config's signer is then a stand-in: never sign with it).
+pub fn load_file_for_verify(path: impl AsRef<Path>) -> Result<Config, Error> {
+    validate::VERIFY_ONLY.with(|v| v.set(true));
+    let result = load_file(path);
+    validate::VERIFY_ONLY.with(|v| v.set(false));
+    result
 }
 
 /// Check config text; `file` names it in messages.

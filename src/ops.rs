@@ -37,6 +37,8 @@ pub struct OpsStats {
 pub struct Ops {
     pub stats: Arc<OpsStats>,
     stop: watch::Sender<bool>,
+    /// The sinks' own stop: after the writer, so they also get its shutdown checkpoint.
+    sink_stop: watch::Sender<bool>,
     retention: Option<JoinHandle<()>>,
     alerts: Option<JoinHandle<()>>,
     sinks: Vec<JoinHandle<()>>,
@@ -54,6 +56,7 @@ impl Ops {
         pipeline: Pipeline,
     ) -> Result<(Pipeline, Ops), String> {
         let (stop, stop_rx) = watch::channel(false);
+        let (sink_stop, sink_stop_rx) = watch::channel(false);
         let mut taps = Vec::new();
         let mut stats = OpsStats::default();
         let mut sink_tasks = Vec::new();
@@ -65,7 +68,7 @@ impl Ops {
             if sc.types.as_ref().is_some_and(Vec::is_empty) {
                 continue; // Streams nothing: only there for alert notifications.
             }
-            let (tap, sink) = sinks::start(sc, stop_rx.clone())?;
+            let (tap, sink) = sinks::start(sc, sink_stop_rx.clone())?;
             taps.push(tap);
             stats.sinks.push(sink.stats);
             sink_tasks.push(sink.task);
@@ -102,6 +105,7 @@ impl Ops {
             Ops {
                 stats: Arc::new(stats),
                 stop,
+                sink_stop,
                 retention: retention_task,
                 alerts: alert_task,
                 sinks: sink_tasks,
@@ -128,6 +132,7 @@ impl Ops {
     pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.stop.send(true);
         self.stop_producers(grace).await;
+        let _ = self.sink_stop.send(true);
         let sinks = std::mem::take(&mut self.sinks);
         let all = async {
             for task in sinks {

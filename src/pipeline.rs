@@ -31,8 +31,11 @@ pub struct CheckpointPolicy {
     pub signer: Signer,
     /// After this many new links. Default: 1,000 events.
     pub every_events: u64,
-    /// Or this long after the previous checkpoint, when there are new links. Default: 5 min.
+    /// Or this long after the previous checkpoint; without new links a `heartbeat` checkpoint
+    /// re-signs the same head. Default: 5 min.
     pub interval: Duration,
+    /// Append-only file every signed checkpoint is also written to (one JSON line, fsync'd).
+    pub witness: Option<std::path::PathBuf>,
 }
 
 /// Sizes and timing of the queue and the writer.
@@ -75,6 +78,7 @@ impl PipelineConfig {
                 signer: c.signer.clone(),
                 every_events: c.every_events,
                 interval: c.interval,
+                witness: c.witness.clone(),
             }),
         }
     }
@@ -253,6 +257,8 @@ pub struct Pipeline {
     instance: Arc<str>,
     /// Copies of every event for alert rules and stream sinks.
     taps: Taps,
+    /// The taps the writer publishes signed checkpoints to (the sinks'): set by `with_taps`.
+    published: Arc<std::sync::Mutex<Taps>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -295,8 +301,13 @@ impl Pipeline {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let (sync_tx, sync_rx) = mpsc::channel(cfg.batch_size.max(1) * 4);
         let stats = Arc::new(Stats::default());
+        let published = Arc::new(std::sync::Mutex::new(Taps::default()));
         let writer = Writer::spawn(
-            writer::Inputs { rx, sync_rx },
+            writer::Inputs {
+                rx,
+                sync_rx,
+                published: published.clone(),
+            },
             store,
             cfg,
             Arc::clone(&stats),
@@ -310,6 +321,7 @@ impl Pipeline {
                 stats,
                 instance,
                 taps: Taps::default(),
+                published,
             },
             writer,
         )
@@ -318,6 +330,7 @@ impl Pipeline {
     /// This pipeline with `taps`: every event submitted or committed through it (or a clone made
     /// from it) is also offered to them. Set it before handing out clones.
     pub fn with_taps(mut self, taps: Taps) -> Pipeline {
+        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = taps.clone();
         self.taps = taps;
         self
     }

@@ -194,6 +194,19 @@ pub trait EventStore: Send + Sync + 'static {
         kind: CheckpointKind,
         signer: &Signer,
     ) -> Result<Option<Checkpoint>, Error>;
+    /// [`EventStore::checkpoint`], numbered and linked after `after` (the newest checkpoint the
+    /// caller signed itself) when the store's newest one is not that one any more: a deleted or
+    /// replaced checkpoint then shows as a gap in the numbering. The default ignores `after`.
+    async fn checkpoint_after(
+        &self,
+        instance: &str,
+        kind: CheckpointKind,
+        signer: &Signer,
+        after: Option<&Checkpoint>,
+    ) -> Result<Option<Checkpoint>, Error> {
+        let _ = after;
+        self.checkpoint(instance, kind, signer).await
+    }
     /// Every stored checkpoint as (row id, JSON body), by chain then `to_n` then row id.
     async fn checkpoints(&self) -> Result<Vec<(i64, String)>, Error>;
     /// The instance ids of every chain with at least one stored link.

@@ -1,17 +1,21 @@
 //! The tamper suite, on SQLite and PostgreSQL: edit the trail behind the store's back the way an
 //! attacker with database access would — update a field, delete a row, swap two rows, insert a
 //! forged row, truncate the tail past a checkpoint — and check that `verify` fails and names the
-//! event. PostgreSQL cases skip (with a message) when `AUTHTRAIL_TEST_PG_URL` is unset outside CI.
+//! event; and cut the tail together with the checkpoints after it, or delete a checkpoint from
+//! the middle, and check that the numbering, the age limit and a witness name it. PostgreSQL cases skip (with a message) when `AUTHTRAIL_TEST_PG_URL` is unset outside CI.
 
 mod support;
 
 use std::sync::Arc;
 
 use authtrail::store::sqlite::SqliteStore;
-use authtrail::store::verify::{self, all_chain_rows, ProblemKind, Report};
-use authtrail::store::{CheckpointKind, EventStore, StoredRow};
+use std::time::Duration;
+
+use authtrail::store::verify::{self, all_chain_rows, ProblemKind, Report, Witness};
+use authtrail::store::{Checkpoint, CheckpointKind, EventStore, StoredRow};
 use support::pg;
 use support::store_conformance::{many, test_signer, trusted};
+use time::OffsetDateTime;
 
 /// A way to run raw SQL on the store's own database.
 enum Db {
@@ -54,6 +58,23 @@ impl Trail {
         verify::verify(self.store.as_ref(), &trusted())
             .await
             .unwrap()
+    }
+
+    async fn verify_with(&self, opts: verify::Options) -> Report {
+        verify::verify(self.store.as_ref(), &opts).await.unwrap()
+    }
+
+    /// The stored checkpoints as a witness file holds them: one record a line.
+    async fn witness(&self) -> Witness {
+        let mut text = String::new();
+        for (_, body) in self.store.checkpoints().await.unwrap() {
+            let cp: Checkpoint = serde_json::from_str(&body).unwrap();
+            text.push_str(&cp.record().to_string());
+            text.push('\n');
+        }
+        let w = Witness::parse("witness.jsonl", &text);
+        assert!(w.unreadable.is_empty(), "{:?}", w.unreadable);
+        w
     }
 }
 
@@ -241,6 +262,175 @@ async fn forge_a_checkpoint(t: Trail) {
         .ends_with("has an invalid signature: it was edited or forged"));
 }
 
+/// The newest events deleted together with the checkpoints signed after them: the store alone
+/// is consistent, but its newest checkpoint grows stale, and a witness names the cut.
+async fn cut_the_tail_with_its_checkpoints(t: Trail) {
+    let witness = t.witness().await;
+    assert_eq!(witness.checkpoints.len(), 2);
+    t.db.exec("DELETE FROM events WHERE chain_n > 10").await;
+    t.db.exec("DELETE FROM checkpoints WHERE to_n > 10").await;
+
+    // Once a checkpoint is overdue: stale, naming the newest checkpoint left.
+    let r = t
+        .verify_with(verify::Options {
+            max_checkpoint_age: Some(Duration::from_secs(11 * 60)),
+            now: Some(OffsetDateTime::now_utc() + time::Duration::hours(1)),
+            ..trusted()
+        })
+        .await;
+    assert!(!r.ok());
+    assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+    let stale = &r.problems[0];
+    assert_eq!(stale.kind, ProblemKind::Stale);
+    assert_eq!(stale.event.as_deref(), Some(t.id(10).as_str()));
+    assert!(
+        stale.message.contains("chain \"t\" is stale")
+            && stale
+                .message
+                .contains("periodic checkpoint #1 of chain \"t\"")
+            && stale.message.contains("pinning #10"),
+        "{}",
+        stale.message
+    );
+
+    // Against the witness: the missing checkpoint, and the events that are gone.
+    let r = t
+        .verify_with(verify::Options {
+            witness: Some(witness),
+            ..trusted()
+        })
+        .await;
+    assert!(!r.ok());
+    let missing = r
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::Deleted)
+        .unwrap_or_else(|| panic!("no missing checkpoint: {:#?}", r.problems));
+    assert!(
+        missing
+            .message
+            .contains("the witnessed periodic checkpoint #2 of chain \"t\"")
+            && missing.message.contains("witness.jsonl line 2")
+            && missing.message.contains("is not in the store"),
+        "{}",
+        missing.message
+    );
+    let cut = r
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::Truncated)
+        .unwrap_or_else(|| panic!("no cut named: {:#?}", r.problems));
+    assert_eq!(cut.n, Some(11));
+    assert_eq!(cut.event.as_deref(), Some(t.id(20).as_str()));
+    assert!(
+        cut.message.contains("chain \"t\" was cut")
+            && cut.message.contains("stored chain ends at #10")
+            && cut.message.ends_with("events #11..#20 are gone"),
+        "{}",
+        cut.message
+    );
+    assert_eq!(r.problems.len(), 2, "{:#?}", r.problems);
+}
+
+/// A checkpoint row deleted from between two others leaves a hole in the numbering.
+async fn delete_a_middle_checkpoint(t: Trail) {
+    t.store
+        .checkpoint("t", CheckpointKind::Heartbeat, &test_signer())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t.verify().await.ok());
+    t.db.exec("DELETE FROM checkpoints WHERE to_n = 20 AND kind = 'periodic'")
+        .await;
+    let r = t.verify().await;
+    assert!(!r.ok());
+    assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+    let p = &r.problems[0];
+    assert_eq!(p.kind, ProblemKind::Deleted);
+    assert!(
+        p.message
+            .contains("chain \"t\": checkpoint #2 is missing (deleted)")
+            && p.message.contains("the heartbeat checkpoint #3")
+            && p.message.contains("follows the periodic checkpoint #1"),
+        "{}",
+        p.message
+    );
+}
+
+/// The tail cut under a running writer: the writer links its next checkpoint after the one it
+/// signed last, so the hole shows in the store even though the chain goes on seamlessly.
+async fn cut_under_a_running_writer(t: Trail) {
+    let (_, body) = t.store.checkpoints().await.unwrap().pop().unwrap();
+    let known: Checkpoint = serde_json::from_str(&body).unwrap();
+    assert_eq!((known.checkpoint_n, known.to_n), (Some(2), 20));
+    t.db.exec("DELETE FROM events WHERE chain_n > 10").await;
+    t.db.exec("DELETE FROM checkpoints WHERE to_n > 10").await;
+    t.store.append("t", &many(3), false).await.unwrap();
+    let next = t
+        .store
+        .checkpoint_after("t", CheckpointKind::Periodic, &test_signer(), Some(&known))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((next.checkpoint_n, next.to_n), (Some(3), 13));
+    assert_eq!(next.prev_checkpoint, Some(known.digest()));
+    let r = t.verify().await;
+    assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+    assert_eq!(r.problems[0].kind, ProblemKind::Deleted);
+    assert!(
+        r.problems[0].message.contains(
+            "chain \"t\": checkpoint #2 is missing (deleted): the periodic checkpoint #3"
+        ),
+        "{}",
+        r.problems[0].message
+    );
+    // Without a gap to report, `after` changes nothing.
+    let again = t
+        .store
+        .checkpoint_after("t", CheckpointKind::Heartbeat, &test_signer(), Some(&next))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.checkpoint_n, Some(4));
+    assert_eq!(again.prev_checkpoint, Some(next.digest()));
+}
+
+/// An untouched trail passes against its witness and a generous age limit.
+async fn a_clean_trail_passes_its_witness_and_age_limit(t: Trail) {
+    let witness = t.witness().await;
+    let r = t
+        .verify_with(verify::Options {
+            witness: Some(witness),
+            max_checkpoint_age: Some(Duration::from_secs(11 * 60)),
+            ..trusted()
+        })
+        .await;
+    assert!(r.ok(), "{:#?}", r.problems);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+}
+
+/// A witness line that was edited (or forged) is named, not trusted.
+async fn a_forged_witness_line_is_named(t: Trail) {
+    let mut witness = t.witness().await;
+    witness.checkpoints[1].1.to_n = 25;
+    let r = t
+        .verify_with(verify::Options {
+            witness: Some(witness),
+            ..trusted()
+        })
+        .await;
+    assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+    assert_eq!(r.problems[0].kind, ProblemKind::Checkpoint);
+    assert!(
+        r.problems[0].message.contains("witness.jsonl line 2")
+            && r.problems[0]
+                .message
+                .ends_with("has an invalid signature: it was edited or forged"),
+        "{}",
+        r.problems[0].message
+    );
+}
+
 macro_rules! tamper_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -272,4 +462,9 @@ tamper_tests!(
     insert_a_forged_row,
     truncate_the_tail_past_a_checkpoint,
     forge_a_checkpoint,
+    cut_the_tail_with_its_checkpoints,
+    delete_a_middle_checkpoint,
+    cut_under_a_running_writer,
+    a_clean_trail_passes_its_witness_and_age_limit,
+    a_forged_witness_line_is_named,
 );

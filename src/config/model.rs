@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::types::{ByteSize, Duration, OneOrMany, Text};
+use super::types::{ByteSize, DeferredText, Duration, OneOrMany, Text};
 use crate::classify::Source;
 
 /// The whole config file.
@@ -269,7 +269,7 @@ pub struct Spool {
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     /// The 32-byte Ed25519 seed as 64 hex characters (`authtrail keygen` makes one). Required.
-    pub signing_key: SigningKey,
+    pub signing_key: CheckpointKey,
     /// Sign after this many new events. Default `1000`.
     pub events: Option<u64>,
     /// Or this long after the previous checkpoint. Default `5m`.
@@ -277,12 +277,24 @@ pub struct Checkpoint {
     /// More public keys (hex) whose checkpoints `verify` trusts, e.g. before a key rotation.
     #[serde(default)]
     pub trusted_keys: Vec<Spanned<Text>>,
+    /// Append-only file (JSON lines, fsync'd) every signed checkpoint is also written to, for
+    /// `verify --witness`. Default: none.
+    pub witness: Option<Spanned<Text>>,
+    /// The public key (hex) of `signing_key`: with it, `verify` runs without the signing key
+    /// (its `${ENV}` may be unset there). Default: derived from `signing_key`.
+    pub public_key: Option<Spanned<Text>>,
 }
 
 /// A secret config value: never shown by `Debug`.
 #[derive(Deserialize)]
 #[serde(transparent)]
 pub struct SigningKey(pub Spanned<Text>);
+
+/// The checkpoint signing key: a secret never shown by `Debug`, whose unset `${ENV}` is reported
+/// by validation (or passed over by `verify`, which does not sign).
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct CheckpointKey(pub Spanned<DeferredText>);
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

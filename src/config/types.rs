@@ -112,6 +112,40 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// A secret scalar whose `${ENV}` substitution may fail without failing the parse: the failure
+/// is kept for validation to report, or to pass over where the secret is not used (`verify`
+/// needs no checkpoint signing key). `Debug` never shows the value.
+#[derive(Clone)]
+pub struct DeferredText(pub Result<String, String>);
+
+impl fmt::Debug for DeferredText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeferredText(..)")
+    }
+}
+
+impl<'de> Deserialize<'de> for DeferredText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DeferredText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DeferredText, E> {
+                Ok(DeferredText(substitute_env(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DeferredText, E> {
+                Ok(DeferredText(Ok(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DeferredText, E> {
+                Ok(DeferredText(Ok(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A duration written with a unit: `250ms`, `10s`, `5m`, `2h`, `400d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Duration(pub StdDuration);

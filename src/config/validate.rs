@@ -288,6 +288,12 @@ fn valid_event_type(s: &str) -> bool {
     parts >= 2
 }
 
+thread_local! {
+    /// Set by [`super::load_file_for_verify`] while it checks a config: a checkpoint signing key
+    /// whose `${ENV}` is unset is passed over when `public_key` names the key to trust.
+    pub(super) static VERIFY_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// `store:` with its defaults: the URL, the spool, the chain instance and checkpoint keys.
 fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
     let url = match &raw.url {
@@ -334,17 +340,53 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
     };
     let checkpoint = raw.checkpoint.as_ref().and_then(|cp| {
         let key = &cp.signing_key.0;
-        let signer = match crate::store::Signer::from_hex_seed(&key.value) {
-            Ok(s) => Some(s),
+        let public_key = cp.public_key.as_ref().and_then(|k| {
+            let hex = k.value.trim().to_ascii_lowercase();
+            if crate::store::chain::unhex(&hex).is_some_and(|b| b.len() == 32) {
+                Some(hex)
+            } else {
+                let msg = format!("invalid public key \"{}\": expected 64 hex characters", k.value);
+                c.err(k, "store.checkpoint.public_key", msg);
+                None
+            }
+        });
+        let signer = match &key.value.0 {
+            Ok(seed) => match crate::store::Signer::from_hex_seed(seed) {
+                Ok(s) => Some(s),
+                Err(why) => {
+                    c.err(
+                        key,
+                        "store.checkpoint.signing_key",
+                        format!("invalid signing key: {why}"),
+                    );
+                    None
+                }
+            },
+            // `verify` only reads: a stand-in key that never signs, the public key to trust.
+            Err(_) if VERIFY_ONLY.with(std::cell::Cell::get) && public_key.is_some() => {
+                crate::store::Signer::generate().ok().map(|(_, s)| s)
+            }
             Err(why) => {
-                c.err(
-                    key,
-                    "store.checkpoint.signing_key",
-                    format!("invalid signing key: {why}"),
-                );
+                let hint = if VERIFY_ONLY.with(std::cell::Cell::get) {
+                    " (verify needs only store.checkpoint.public_key: set it to verify without the signing key)"
+                } else {
+                    ""
+                };
+                c.err(key, "store.checkpoint.signing_key", format!("{why}{hint}"));
                 None
             }
         };
+        if let (Some(s), Some(pk), Some(at), Ok(_)) =
+            (&signer, &public_key, &cp.public_key, &key.value.0)
+        {
+            if s.public_key_hex() != pk {
+                let msg = format!(
+                    "public key {pk} is not signing_key's (that is {})",
+                    s.public_key_hex()
+                );
+                c.err(at, "store.checkpoint.public_key", msg);
+            }
+        }
         let mut trusted_keys = Vec::new();
         for (i, k) in cp.trusted_keys.iter().enumerate() {
             let hex = k.value.trim().to_ascii_lowercase();
@@ -358,11 +400,25 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
                 c.err(k, format!("store.checkpoint.trusted_keys[{i}]"), msg);
             }
         }
+        let witness = cp.witness.as_ref().and_then(|w| {
+            if w.value.trim().is_empty() {
+                c.err(
+                    w,
+                    "store.checkpoint.witness",
+                    "witness file must not be empty",
+                );
+                None
+            } else {
+                Some(std::path::PathBuf::from(&w.value.0))
+            }
+        });
         signer.map(|signer| CheckpointConfig {
+            public_key: public_key.unwrap_or_else(|| signer.public_key_hex().to_string()),
             signer,
             every_events: cp.events.unwrap_or(1000).max(1),
             interval: cp.interval.map_or(Duration::from_secs(300), |d| d.0),
             trusted_keys,
+            witness,
         })
     });
     StoreConfig {

@@ -3,8 +3,11 @@
 //! one task reading its own bounded tap, so a slow or dead sink only fills its own queue: further
 //! copies are dropped and counted, the proxy and the store writer never wait for it.
 //!
-//! A sink sees events as they are handed to the pipeline (no `seq`, no `chain`). Delivery is at
-//! most once: a webhook batch that keeps failing is given up (counted and logged) so the queue
+//! A sink sees events as they are handed to the pipeline (no `seq`, no `chain`), and every
+//! checkpoint the writer signs, whatever its `types`, as a record of its own kind
+//! (`{"record": "authtrail.checkpoint", "checkpoint": {...}}`: a stdout line, or a webhook
+//! request `{"sink": NAME, "events": [], "checkpoints": [record]}`), so the chain heads also live
+//! outside the store. Delivery is at most once: a webhook batch that keeps failing is given up (counted and logged) so the queue
 //! behind it moves on.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +22,7 @@ use tokio::task::JoinHandle;
 use super::webhook::{Webhook, WebhookConfig};
 use crate::event::AuditEvent;
 use crate::pipeline::tap::{self, Tap, TapStats};
-use crate::store::TypeFilter;
+use crate::store::{Checkpoint, TypeFilter};
 
 /// How events are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +83,7 @@ pub struct Sink {
 /// The sink's tap and its task; the task runs until `stop` turns true, then writes what is
 /// queued and ends.
 pub fn start(cfg: &SinkConfig, stop: watch::Receiver<bool>) -> Result<(Tap, Sink), String> {
-    let (tap, rx) = tap::tap(&cfg.name, cfg.queue, cfg.types.clone());
+    let (tap, rx, cps) = tap::tap_with_checkpoints(&cfg.name, cfg.queue, cfg.types.clone());
     let stats = Arc::new(SinkStats {
         name: cfg.name.clone(),
         tap: tap.stats().clone(),
@@ -89,7 +92,12 @@ pub fn start(cfg: &SinkConfig, stop: watch::Receiver<bool>) -> Result<(Tap, Sink
         requests: AtomicU64::new(0),
     });
     let task = match &cfg.target {
-        Target::Stdout => tokio::spawn(stdout_task(rx, cfg.format, stats.clone(), stop)),
+        Target::Stdout => tokio::spawn(stdout_task(
+            Queues { rx, cps },
+            cfg.format,
+            stats.clone(),
+            stop,
+        )),
         Target::Webhook {
             webhook,
             batch,
@@ -100,6 +108,7 @@ pub fn start(cfg: &SinkConfig, stop: watch::Receiver<bool>) -> Result<(Tap, Sink
             tokio::spawn(webhook_task(WebhookSink {
                 name: cfg.name.clone(),
                 rx,
+                cps,
                 hook,
                 format: cfg.format,
                 batch: (*batch).max(1),
@@ -120,33 +129,77 @@ pub fn encode(event: &AuditEvent, format: Format) -> serde_json::Value {
     }
 }
 
-/// Wait for the next event, or `None` once stopping and the queue is empty.
-async fn next(
+/// A sink's two queues: events, and signed checkpoints.
+struct Queues {
+    rx: mpsc::Receiver<Arc<AuditEvent>>,
+    cps: mpsc::Receiver<Arc<Checkpoint>>,
+}
+
+/// What a sink takes next.
+enum Item {
+    Event(Arc<AuditEvent>),
+    Checkpoint(Arc<Checkpoint>),
+}
+
+/// Wait for the next checkpoint or event (checkpoints first), or `None` once stopping and both
+/// queues are empty.
+async fn next_item(
     rx: &mut mpsc::Receiver<Arc<AuditEvent>>,
+    cps: &mut mpsc::Receiver<Arc<Checkpoint>>,
     stop: &mut watch::Receiver<bool>,
-) -> Option<Arc<AuditEvent>> {
+) -> Option<Item> {
+    let now = |rx: &mut mpsc::Receiver<Arc<AuditEvent>>,
+               cps: &mut mpsc::Receiver<Arc<Checkpoint>>| {
+        cps.try_recv()
+            .ok()
+            .map(Item::Checkpoint)
+            .or_else(|| rx.try_recv().ok().map(Item::Event))
+    };
     if *stop.borrow() {
-        return rx.try_recv().ok();
+        return now(rx, cps);
     }
     tokio::select! {
-        ev = rx.recv() => ev,
-        _ = stop.changed() => rx.try_recv().ok(),
+        biased;
+        Some(cp) = cps.recv() => Some(Item::Checkpoint(cp)),
+        ev = rx.recv() => ev
+            .map(Item::Event)
+            .or_else(|| cps.try_recv().ok().map(Item::Checkpoint)),
+        _ = stop.changed() => now(rx, cps),
     }
 }
 
+/// The line (or webhook record) a checkpoint is published as.
+fn checkpoint_record(cp: &Checkpoint) -> serde_json::Value {
+    cp.record()
+}
+
 async fn stdout_task(
-    mut rx: mpsc::Receiver<Arc<AuditEvent>>,
+    mut q: Queues,
     format: Format,
     stats: Arc<SinkStats>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
     let mut line = Vec::with_capacity(1024);
-    while let Some(ev) = next(&mut rx, &mut stop).await {
+    while let Some(item) = next_item(&mut q.rx, &mut q.cps, &mut stop).await {
+        let ev = match item {
+            Item::Event(ev) => ev,
+            Item::Checkpoint(cp) => {
+                line.clear();
+                if serde_json::to_writer(&mut line, &checkpoint_record(&cp)).is_ok() {
+                    line.push(b'\n');
+                    let ok = out.write_all(&line).await.is_ok() && out.flush().await.is_ok();
+                    if !ok {
+                        tracing::warn!(sink = %stats.name, "checkpoint not written to stdout");
+                    }
+                }
+                continue;
+            }
+        };
         let mut pending = vec![ev];
         // Whatever else is queued goes out with it, then one flush.
         while pending.len() < 256 {
-            match rx.try_recv() {
+            match q.rx.try_recv() {
                 Ok(ev) => pending.push(ev),
                 Err(_) => break,
             }
@@ -174,6 +227,7 @@ async fn stdout_task(
 struct WebhookSink {
     name: String,
     rx: mpsc::Receiver<Arc<AuditEvent>>,
+    cps: mpsc::Receiver<Arc<Checkpoint>>,
     hook: Webhook,
     format: Format,
     batch: usize,
@@ -184,8 +238,13 @@ struct WebhookSink {
 
 async fn webhook_task(mut s: WebhookSink) {
     loop {
-        let Some(first) = next(&mut s.rx, &mut s.stop).await else {
-            return;
+        let first = match next_item(&mut s.rx, &mut s.cps, &mut s.stop).await {
+            None => return,
+            Some(Item::Checkpoint(cp)) => {
+                deliver_checkpoint(&s, &cp).await;
+                continue;
+            }
+            Some(Item::Event(ev)) => ev,
         };
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + s.flush;
@@ -207,6 +266,26 @@ async fn webhook_task(mut s: WebhookSink) {
             }
         }
         deliver(&s, &batch).await;
+    }
+}
+
+/// POST one signed checkpoint: `{"sink": NAME, "events": [], "checkpoints": [record]}`.
+async fn deliver_checkpoint(s: &WebhookSink, cp: &Checkpoint) {
+    let body = serde_json::json!({
+        "sink": s.name,
+        "events": [],
+        "checkpoints": [checkpoint_record(cp)],
+    });
+    match s.hook.post(Bytes::from(body.to_string())).await {
+        Ok(attempts) => {
+            s.stats
+                .requests
+                .fetch_add(u64::from(attempts), Ordering::Relaxed);
+        }
+        Err(e) => {
+            s.stats.requests.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(sink = %s.name, chain = %cp.instance, error = %e, "checkpoint not delivered to the sink");
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! copy is dropped and counted, so a slow consumer never slows the proxy or the store writer.
 //!
 //! A tap sees events before they are stored: without `seq` and `chain`, and including events
-//! that later end in the spool or fail to store.
+//! that later end in the spool or fail to store. A tap made with [`tap_with_checkpoints`] (the
+//! sinks') also gets every checkpoint the writer signs, on a queue of its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::event::AuditEvent;
-use crate::store::TypeFilter;
+use crate::store::{Checkpoint, TypeFilter};
 
 /// Counters of one tap, shared with its consumer and the metrics.
 #[derive(Debug)]
@@ -45,6 +46,27 @@ pub struct Tap {
     types: Option<Arc<[TypeFilter]>>,
     tx: mpsc::Sender<Arc<AuditEvent>>,
     stats: Arc<TapStats>,
+    /// Signed checkpoints, when the consumer publishes them.
+    checkpoints: Option<mpsc::Sender<Arc<Checkpoint>>>,
+}
+
+/// Checkpoints a tap's queue holds: one per `checkpoint.interval`, so a few suffice.
+const CHECKPOINT_QUEUE: usize = 64;
+
+/// [`tap`], and a queue of the signed checkpoints the writer publishes.
+pub fn tap_with_checkpoints(
+    name: &str,
+    capacity: usize,
+    types: Option<Vec<TypeFilter>>,
+) -> (
+    Tap,
+    mpsc::Receiver<Arc<AuditEvent>>,
+    mpsc::Receiver<Arc<Checkpoint>>,
+) {
+    let (mut tap, rx) = tap(name, capacity, types);
+    let (tx, cp_rx) = mpsc::channel(CHECKPOINT_QUEUE);
+    tap.checkpoints = Some(tx);
+    (tap, rx, cp_rx)
 }
 
 /// A tap named `name` holding up to `capacity` events, taking only `types` (all when `None`),
@@ -67,6 +89,7 @@ pub fn tap(
         types: types.map(Into::into),
         tx,
         stats,
+        checkpoints: None,
     };
     (tap, rx)
 }
@@ -102,6 +125,19 @@ impl Taps {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Offer a signed checkpoint to every tap that publishes them (whatever its event types),
+    /// never waiting: a full queue drops it, counted.
+    pub fn offer_checkpoint(&self, cp: &Checkpoint) {
+        let shared = Arc::new(cp.clone());
+        for tap in self.0.iter() {
+            let Some(tx) = &tap.checkpoints else { continue };
+            if tx.try_send(shared.clone()).is_err() {
+                tap.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(tap = %tap.stats.name, "checkpoint not published: the sink's queue is full");
+            }
+        }
     }
 
     /// Offer `event` to every tap that wants it: one copy shared by all of them, never waiting.

@@ -1,6 +1,9 @@
 //! The writer task: the only consumer of the queue and the sync path. It batches events into the
 //! store's hash chain (`EventStore::append`), group-commits `sync` events, parks what the store
-//! cannot take in the spool and replays it when the store is back, and signs checkpoints.
+//! cannot take in the spool and replays it when the store is back, and signs checkpoints: after
+//! `checkpoint.events` new links, at least every `checkpoint.interval` (a `heartbeat` over an
+//! unchanged head when idle), and a `shutdown` one when it stops. Each signed checkpoint is also
+//! published outside the store: a log line, the sinks, and the witness file when configured.
 //!
 //! One task per instance, so the chain needs no lock on this side (the store links inside its
 //! write transaction). It must never hold an async event longer than `flush_interval` plus one
@@ -16,9 +19,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use super::spool::{Spool, SpoolError};
-use super::{CheckpointPolicy, PipelineConfig, Stats, SyncError, SyncItem};
+use super::{CheckpointPolicy, PipelineConfig, Stats, SyncError, SyncItem, Taps};
 use crate::event::AuditEvent;
-use crate::store::{Appended, CheckpointKind, EventStore};
+use crate::store::{Appended, Checkpoint, CheckpointKind, EventStore};
 
 /// Pauses before retrying a failed batch when there is no spool to fall back on; once they run
 /// out the batch is counted as failed.
@@ -43,6 +46,8 @@ const REPLAY_SLICE: Duration = Duration::from_millis(250);
 pub(super) struct Inputs {
     pub rx: mpsc::Receiver<AuditEvent>,
     pub sync_rx: mpsc::Receiver<SyncItem>,
+    /// Where signed checkpoints are published besides the log (the sinks' taps).
+    pub published: Arc<Mutex<Taps>>,
 }
 
 /// The running writer task. Call [`Writer::shutdown`] to flush the queue and stop it.
@@ -73,7 +78,14 @@ impl Writer {
                 );
             }
         }
+        let witness = cfg
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.witness.clone())
+            .map(|path| Arc::new(Mutex::new(WitnessFile { path, file: None })));
         let task = Task {
+            published: inputs.published,
+            witness,
             rx: inputs.rx,
             sync_rx: inputs.sync_rx,
             store,
@@ -88,6 +100,7 @@ impl Writer {
             checkpoint: cfg.checkpoint,
             since_checkpoint: 1,
             last_checkpoint: Instant::now(),
+            signed: None,
             stop: StopSignal(Some(stop_rx)),
             stopping: false,
         };
@@ -140,7 +153,52 @@ enum Next {
     Done,
 }
 
+/// The append-only witness file, opened on first use (and again after a failed write).
+struct WitnessFile {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl WitnessFile {
+    /// Append `line` (O_APPEND) and fsync it.
+    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            ),
+        };
+        let result = file.write_all(line).and_then(|()| file.sync_data());
+        if result.is_err() {
+            self.file = None;
+        }
+        result
+    }
+}
+
+/// The last `max` bytes of the file at `path`, from the first whole line in them.
+fn read_tail(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(max);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    Ok(match (start > 0, text.find('\n')) {
+        (true, Some(i)) => text[i + 1..].to_string(),
+        _ => text,
+    })
+}
+
 struct Task {
+    published: Arc<Mutex<Taps>>,
+    witness: Option<Arc<Mutex<WitnessFile>>>,
     rx: mpsc::Receiver<AuditEvent>,
     sync_rx: mpsc::Receiver<SyncItem>,
     store: Arc<dyn EventStore>,
@@ -156,12 +214,16 @@ struct Task {
     checkpoint: Option<CheckpointPolicy>,
     since_checkpoint: u64,
     last_checkpoint: Instant,
+    /// The newest checkpoint this writer signed (or, at start, the witness file's newest for
+    /// this chain): the next one is linked after it even if the store lost it.
+    signed: Option<Checkpoint>,
     stop: StopSignal,
     stopping: bool,
 }
 
 impl Task {
     async fn run(mut self) {
+        self.signed = self.witnessed_last().await;
         let mut batch = Batch::default();
         loop {
             match self.fill(&mut batch).await {
@@ -198,7 +260,7 @@ impl Task {
         let checkpoint = self
             .checkpoint
             .as_ref()
-            .filter(|_| self.since_checkpoint > 0 && !self.spooling)
+            .filter(|_| !self.spooling)
             .map(|p| self.last_checkpoint + p.interval);
         match (replay, checkpoint) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -533,50 +595,133 @@ impl Task {
         self.replay_backoff = (self.replay_backoff * 2).min(REPLAY_MAX);
     }
 
-    /// Sign a checkpoint when one is due (or, at `final_`, whenever there are new links).
+    /// Sign a checkpoint when one is due: at `final_` always (`shutdown`), after
+    /// `every_events` new links or `interval` (`periodic`), or after `interval` without new
+    /// links (`heartbeat`: the same head with a fresh time).
     async fn maybe_checkpoint(&mut self, final_: bool) {
         let Some(policy) = &self.checkpoint else {
             return;
         };
-        if self.spooling || self.since_checkpoint == 0 {
+        if self.spooling {
             return;
         }
-        let due = final_
-            || self.since_checkpoint >= policy.every_events
-            || self.last_checkpoint.elapsed() >= policy.interval;
-        if !due {
-            return;
-        }
+        let interval_due = self.last_checkpoint.elapsed() >= policy.interval;
         let kind = if final_ {
             CheckpointKind::Shutdown
-        } else {
+        } else if self.since_checkpoint >= policy.every_events
+            || (self.since_checkpoint > 0 && interval_due)
+        {
             CheckpointKind::Periodic
+        } else if interval_due {
+            CheckpointKind::Heartbeat
+        } else {
+            return;
         };
         let signer = policy.signer.clone();
-        let result = timeout(
+        let after = self.signed.as_ref();
+        let mut result = timeout(
             STORE_TIMEOUT,
-            self.store.checkpoint(&self.instance, kind, &signer),
+            self.store
+                .checkpoint_after(&self.instance, kind, &signer, after),
         )
         .await;
+        if kind == CheckpointKind::Periodic && interval_due && matches!(result, Ok(Ok(None))) {
+            // Nothing new after all (the links were already stored): still a fresh statement.
+            result = timeout(
+                STORE_TIMEOUT,
+                self.store.checkpoint_after(
+                    &self.instance,
+                    CheckpointKind::Heartbeat,
+                    &signer,
+                    after,
+                ),
+            )
+            .await;
+        }
         self.last_checkpoint = Instant::now();
         match result {
             Ok(Ok(cp)) => {
                 self.since_checkpoint = 0;
                 if let Some(cp) = cp {
                     self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-                    // Logged so the chain heads also live outside the store.
-                    tracing::info!(
-                        chain = %cp.instance,
-                        n = cp.to_n,
-                        head_hash = %cp.head_hash,
-                        kind = cp.kind.as_str(),
-                        "audit checkpoint signed"
-                    );
+                    self.publish(&cp).await;
+                    self.signed = Some(cp);
                 }
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "audit checkpoint not written"),
             Err(_) => tracing::warn!("audit checkpoint not written: store did not answer"),
         }
+    }
+
+    /// The newest checkpoint of this chain in the witness file (its last 64 KiB), if any.
+    async fn witnessed_last(&self) -> Option<Checkpoint> {
+        let witness = self.witness.clone()?;
+        let instance = self.instance.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let path = witness
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .path
+                .clone();
+            read_tail(&path, 64 * 1024).map(|text| {
+                crate::store::verify::Witness::parse("", &text)
+                    .checkpoints
+                    .into_iter()
+                    .map(|(_, cp)| cp)
+                    .rfind(|cp| cp.instance == instance && cp.checkpoint_n.is_some())
+            })
+        })
+        .await;
+        match read {
+            Ok(Ok(last)) => last,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "audit witness file unreadable at start");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Publish a signed checkpoint outside the store, so a cut tail shows against it: the log,
+    /// the sinks, and the witness file.
+    async fn publish(&self, cp: &Checkpoint) {
+        tracing::info!(
+            chain = %cp.instance,
+            checkpoint_n = cp.checkpoint_n.unwrap_or(0),
+            n = cp.to_n,
+            head_hash = %cp.head_hash,
+            kind = cp.kind.as_str(),
+            created_ms = cp.created_ms,
+            signature = %cp.signature,
+            "audit checkpoint signed"
+        );
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .offer_checkpoint(cp);
+        let Some(witness) = self.witness.clone() else {
+            return;
+        };
+        let mut line = cp.record().to_string().into_bytes();
+        line.push(b'\n');
+        let result = tokio::task::spawn_blocking(move || {
+            let mut w = witness.lock().unwrap_or_else(|p| p.into_inner());
+            w.append(&line)
+                .map_err(|e| format!("{}: {e}", w.path.display()))
+        })
+        .await;
+        let error = match result {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(
+            error = %error,
+            chain = %cp.instance,
+            checkpoint_n = cp.checkpoint_n.unwrap_or(0),
+            "audit checkpoint not written to the witness file"
+        );
     }
 
     /// Sleep before a retry, cut short if shutdown begins meanwhile.

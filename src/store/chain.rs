@@ -185,8 +185,11 @@ pub struct Appended {
 pub enum CheckpointKind {
     /// Every `checkpoint.events` links or `checkpoint.interval`.
     Periodic,
-    /// When the writer stops.
+    /// When the writer stops (also over an unchanged head: it closes the run).
     Shutdown,
+    /// `checkpoint.interval` passed without new links: the same head, re-signed with a fresh
+    /// time, so an idle trail still shows it was not cut after its newest checkpoint.
+    Heartbeat,
     /// The boundary left by `purge_before`: links up to `to_n` were deleted.
     Purge,
     /// Links deleted from inside the chain by a retention policy: `gaps` lists each run of them
@@ -199,6 +202,7 @@ impl CheckpointKind {
         match self {
             CheckpointKind::Periodic => "periodic",
             CheckpointKind::Shutdown => "shutdown",
+            CheckpointKind::Heartbeat => "heartbeat",
             CheckpointKind::Purge => "purge",
             CheckpointKind::Retention => "retention",
         }
@@ -238,7 +242,17 @@ pub struct Checkpoint {
     /// serialized, so older checkpoints keep their signatures).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<Gap>,
+    /// Position of this checkpoint among its chain's checkpoints (1, 2, ...), so a deleted one
+    /// leaves a visible gap. Absent on checkpoints signed before they were numbered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_n: Option<i64>,
+    /// [`Checkpoint::digest`] of the chain's previous checkpoint; absent for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_checkpoint: Option<String>,
 }
+
+/// The `record` a checkpoint is published as beside the store (sinks, witness file).
+pub const CHECKPOINT_RECORD: &str = "authtrail.checkpoint";
 
 /// Links `(from_n, to_n]` of a chain were deleted by a retention purge; `hash` is the hash of
 /// link `to_n`, which link `to_n + 1` names as its predecessor.
@@ -268,6 +282,54 @@ impl Checkpoint {
             map.remove("signature");
         }
         format!("{CHECKPOINT_V1}\n{}", canonical(&v)).into_bytes()
+    }
+
+    /// SHA-256 (hex) of the whole signed checkpoint, signature included: what the next
+    /// checkpoint of its chain names as `prev_checkpoint`.
+    pub fn digest(&self) -> String {
+        let v = serde_json::to_value(self).unwrap_or(Value::Null);
+        let mut h = Sha256::new();
+        h.update(CHECKPOINT_V1.as_bytes());
+        h.update(b"\ndigest\n");
+        h.update(canonical(&v).as_bytes());
+        hex(&h.finalize())
+    }
+
+    /// The checkpoint as it is published outside the store: one JSON object
+    /// `{"record": "authtrail.checkpoint", "checkpoint": {...}}`.
+    pub fn record(&self) -> Value {
+        serde_json::json!({ "record": CHECKPOINT_RECORD, "checkpoint": self })
+    }
+
+    /// A checkpoint from a published record (see [`Checkpoint::record`]); `None` for any other
+    /// JSON value (an event line of a sink's output).
+    pub fn from_record(v: &Value) -> Option<Result<Checkpoint, serde_json::Error>> {
+        if v.get("record").and_then(Value::as_str) != Some(CHECKPOINT_RECORD) {
+            return None;
+        }
+        let cp = v.get("checkpoint").cloned().unwrap_or(Value::Null);
+        Some(serde_json::from_value(cp))
+    }
+
+    /// A short name for messages: kind, number, chain, pinned position and time.
+    pub fn describe(&self) -> String {
+        let number = self
+            .checkpoint_n
+            .map_or(String::new(), |n| format!(" #{n}"));
+        let when =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.created_ms) * 1_000_000)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| self.created_ms.to_string());
+        format!(
+            "{} checkpoint{number} of chain \"{}\" (signed {when}, pinning #{})",
+            self.kind.as_str(),
+            self.instance,
+            self.to_n
+        )
     }
 
     /// Check the signature against the public key it names.
@@ -374,6 +436,8 @@ pub(crate) trait ChainTx: Send {
     /// Event id and hash of link `n`.
     async fn link_at(&mut self, instance: &str, n: i64) -> Result<Option<(String, String)>, Error>;
     async fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), Error>;
+    /// Body of the chain's newest checkpoint (by row id), whatever its kind.
+    async fn last_checkpoint(&mut self, instance: &str) -> Result<Option<String>, Error>;
     async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error>;
     /// Delete the chain's links up to and including `n`; returns how many.
     async fn delete_through(&mut self, instance: &str, n: i64) -> Result<u64, Error>;
@@ -420,27 +484,48 @@ pub(crate) async fn append<T: ChainTx>(
 }
 
 /// Sign and store a checkpoint of `instance`'s chain covering the links since its last
-/// checkpoint. `None` when there is nothing new to cover.
+/// checkpoint. A `periodic` one is `None` when there is nothing new to cover; a `heartbeat` or
+/// `shutdown` one is always written (over an unchanged head, or an empty chain at #0): a fresh
+/// signed statement that the chain ended there at that time.
+///
+/// `after`: the newest checkpoint the caller (the writer) signed itself, if it knows one. When
+/// the store's newest checkpoint is not that one (it was deleted, with the events after it, or
+/// replaced), the new checkpoint is numbered and linked after `after` anyway, so `verify` sees
+/// the hole instead of a seamless chain.
 pub(crate) async fn checkpoint<T: ChainTx>(
     tx: &mut T,
     instance: &str,
     kind: CheckpointKind,
     signer: &Signer,
+    after: Option<&Checkpoint>,
 ) -> Result<Option<Checkpoint>, Error> {
-    let Some(head) = tx.head(instance).await? else {
-        return Ok(None);
+    let always = matches!(kind, CheckpointKind::Heartbeat | CheckpointKind::Shutdown);
+    let head = match tx.head(instance).await? {
+        Some(head) => head,
+        None if always => ChainHead {
+            n: 0,
+            hash: GENESIS.to_string(),
+        },
+        None => return Ok(None),
     };
-    let from_n = tx.max_checkpoint_to(instance, false).await?.unwrap_or(0);
-    if head.n <= from_n {
+    let from_n = tx
+        .max_checkpoint_to(instance, false)
+        .await?
+        .unwrap_or(0)
+        .min(head.n);
+    if head.n <= from_n && !always {
         return Ok(None);
     }
     let seg = tx.segment(instance, from_n, head.n).await?;
-    let head_id = tx
-        .link_at(instance, head.n)
-        .await?
-        .map(|(id, _)| id)
-        .unwrap_or_default();
-    let mut cp = Checkpoint {
+    let head_id = if head.n == 0 {
+        String::new()
+    } else {
+        tx.link_at(instance, head.n)
+            .await?
+            .map(|(id, _)| id)
+            .unwrap_or_default()
+    };
+    let cp = Checkpoint {
         version: 1,
         kind,
         instance: instance.to_string(),
@@ -456,10 +541,52 @@ pub(crate) async fn checkpoint<T: ChainTx>(
         public_key: String::new(),
         signature: String::new(),
         gaps: Vec::new(),
+        checkpoint_n: None,
+        prev_checkpoint: None,
     };
+    Ok(Some(link_and_store(tx, cp, signer, after).await?))
+}
+
+/// Number `cp` after its chain's newest checkpoint and link it to that one (or to `after`, see
+/// [`checkpoint`]), sign it, store it.
+async fn link_and_store<T: ChainTx>(
+    tx: &mut T,
+    mut cp: Checkpoint,
+    signer: &Signer,
+    after: Option<&Checkpoint>,
+) -> Result<Checkpoint, Error> {
+    let (mut n, mut prev) = match tx.last_checkpoint(&cp.instance).await? {
+        None => (1, None),
+        Some(body) => match serde_json::from_str::<Checkpoint>(&body) {
+            Ok(prev) => (prev.checkpoint_n.unwrap_or(0) + 1, Some(prev.digest())),
+            Err(_) => {
+                // Unreadable (verify names it): link to its raw bytes, go on after it.
+                let mut h = Sha256::new();
+                h.update(body.as_bytes());
+                (1, Some(hex(&h.finalize())))
+            }
+        },
+    };
+    if let Some(known) = after.filter(|k| k.instance == cp.instance) {
+        let (known_n, known_digest) = (known.checkpoint_n.unwrap_or(0), known.digest());
+        let stored_n = n - 1;
+        if known_n > stored_n || (known_n == stored_n && prev.as_ref() != Some(&known_digest)) {
+            tracing::error!(
+                chain = %cp.instance,
+                checkpoint_n = known_n,
+                stored_checkpoint_n = stored_n,
+                "audit checkpoint signed by this writer is no longer the newest in the store \
+                 (deleted or replaced): the next one is linked after it, so verify reports the gap"
+            );
+            n = known_n + 1;
+            prev = Some(known_digest);
+        }
+    }
+    cp.checkpoint_n = Some(n);
+    cp.prev_checkpoint = prev;
     signer.sign(&mut cp);
     tx.insert_checkpoint(&cp).await?;
-    Ok(Some(cp))
+    Ok(cp)
 }
 
 /// What `purge_before` did.
@@ -495,7 +622,7 @@ pub(crate) async fn purge_before<T: ChainTx>(
             continue;
         };
         let seg = tx.segment(&plan.instance, from_n, cut).await?;
-        let mut cp = Checkpoint {
+        let cp = Checkpoint {
             version: 1,
             kind: CheckpointKind::Purge,
             instance: plan.instance.clone(),
@@ -511,9 +638,10 @@ pub(crate) async fn purge_before<T: ChainTx>(
             public_key: String::new(),
             signature: String::new(),
             gaps: Vec::new(),
+            checkpoint_n: None,
+            prev_checkpoint: None,
         };
-        signer.sign(&mut cp);
-        tx.insert_checkpoint(&cp).await?;
+        let cp = link_and_store(tx, cp, signer, None).await?;
         report.deleted += tx.delete_through(&plan.instance, cut).await?;
         report.boundaries.push(cp);
     }
@@ -564,8 +692,8 @@ pub(crate) async fn purge_links<T: ChainTx>(
     let mut gaps_of = runs.as_slice();
     if let Some((first, rest)) = runs.split_first() {
         if first[0].n == boundary + 1 {
-            let cp = seal(instance, CheckpointKind::Purge, first, Vec::new(), signer);
-            tx.insert_checkpoint(&cp).await?;
+            let cp = seal(instance, CheckpointKind::Purge, first, Vec::new());
+            let cp = link_and_store(tx, cp, signer, None).await?;
             report.boundaries.push(cp);
             gaps_of = rest;
         }
@@ -580,23 +708,17 @@ pub(crate) async fn purge_links<T: ChainTx>(
             })
             .collect();
         let all: Vec<&PurgeLink> = gaps_of.iter().flat_map(|r| r.iter().copied()).collect();
-        let cp = seal(instance, CheckpointKind::Retention, &all, gaps, signer);
-        tx.insert_checkpoint(&cp).await?;
+        let cp = seal(instance, CheckpointKind::Retention, &all, gaps);
+        let cp = link_and_store(tx, cp, signer, None).await?;
         report.boundaries.push(cp);
     }
     Ok(report)
 }
 
-/// A signed checkpoint over deleted `links` (in position order).
-fn seal(
-    instance: &str,
-    kind: CheckpointKind,
-    links: &[&PurgeLink],
-    gaps: Vec<Gap>,
-    signer: &Signer,
-) -> Checkpoint {
+/// A checkpoint (to be linked and signed) over deleted `links` (in position order).
+fn seal(instance: &str, kind: CheckpointKind, links: &[&PurgeLink], gaps: Vec<Gap>) -> Checkpoint {
     let (first, last) = (links[0], links[links.len() - 1]);
-    let mut cp = Checkpoint {
+    Checkpoint {
         version: 1,
         kind,
         instance: instance.to_string(),
@@ -612,9 +734,9 @@ fn seal(
         public_key: String::new(),
         signature: String::new(),
         gaps,
-    };
-    signer.sign(&mut cp);
-    cp
+        checkpoint_n: None,
+        prev_checkpoint: None,
+    }
 }
 
 /// The canonical encoding of an event as its chain hash covers it.
@@ -689,9 +811,18 @@ mod tests {
             public_key: String::new(),
             signature: String::new(),
             gaps: Vec::new(),
+            checkpoint_n: Some(1),
+            prev_checkpoint: None,
         };
         signer.sign(&mut cp);
         assert!(cp.signature_valid());
+        let record = cp.record();
+        assert_eq!(Checkpoint::from_record(&record).unwrap().unwrap(), cp);
+        assert!(Checkpoint::from_record(&serde_json::json!({"id": "x"})).is_none());
+        let mut renumbered = cp.clone();
+        renumbered.checkpoint_n = Some(2);
+        assert!(!renumbered.signature_valid());
+        assert_ne!(renumbered.digest(), cp.digest());
         let mut forged = cp.clone();
         forged.to_n = 4;
         assert!(!forged.signature_valid());

@@ -342,8 +342,18 @@ impl EventStore for PostgresStore {
         kind: CheckpointKind,
         signer: &Signer,
     ) -> Result<Option<Checkpoint>, Error> {
+        self.checkpoint_after(instance, kind, signer, None).await
+    }
+
+    async fn checkpoint_after(
+        &self,
+        instance: &str,
+        kind: CheckpointKind,
+        signer: &Signer,
+        after: Option<&Checkpoint>,
+    ) -> Result<Option<Checkpoint>, Error> {
         let mut tx = self.begin_locked("checkpoint").await?;
-        let cp = chain::checkpoint(&mut tx, instance, kind, signer).await?;
+        let cp = chain::checkpoint(&mut tx, instance, kind, signer, after).await?;
         tx.0.commit().await.map_err(Error::backend("checkpoint"))?;
         Ok(cp)
     }
@@ -566,6 +576,16 @@ impl ChainTx for PgTx<'_> {
         .await
         .map_err(Error::backend("checkpoint"))?;
         Ok(())
+    }
+
+    async fn last_checkpoint(&mut self, instance: &str) -> Result<Option<String>, Error> {
+        sqlx::query_scalar(
+            "SELECT body FROM checkpoints WHERE instance = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(instance.to_string())
+        .fetch_optional(&mut *self.0)
+        .await
+        .map_err(Error::backend("checkpoint"))
     }
 
     async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error> {

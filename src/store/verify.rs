@@ -11,6 +11,12 @@
 //! hash it recorded for the gap's last link). What it cannot see: an attacker with write access who recomputes
 //! every hash after the newest checkpoint can rewrite that tail undetected; checkpoints (and the
 //! log line each one writes) bound that window.
+//!
+//! Cutting the tail together with the checkpoints after it: each chain's checkpoints are numbered
+//! and linked (`checkpoint_n`, `prev_checkpoint`), so a deleted one in the middle is a gap; the
+//! writer signs one at least every `checkpoint.interval`, so with `max_checkpoint_age` a newest
+//! checkpoint older than that is reported; and with a `witness` (checkpoints published outside
+//! the store) every witnessed checkpoint must still be stored and its chain reach what it pinned.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -34,6 +40,56 @@ pub struct Options {
     pub trusted_keys: Vec<String>,
     /// Start each chain at its newest checkpoint older than this, instead of its beginning.
     pub since: Option<OffsetDateTime>,
+    /// Each chain's newest trusted checkpoint must be younger than this (the writer signs one at
+    /// least every `checkpoint.interval`); `None`: not checked.
+    pub max_checkpoint_age: Option<std::time::Duration>,
+    /// What "now" is for `max_checkpoint_age`; `None`: the clock.
+    pub now: Option<OffsetDateTime>,
+    /// Checkpoints published outside the store (a witness file, a sink's output): each must be
+    /// stored, and its chain must reach the link it pinned.
+    pub witness: Option<Witness>,
+}
+
+/// Checkpoints read from a witness file, with the line each came from.
+#[derive(Clone, Debug, Default)]
+pub struct Witness {
+    /// The file, for messages.
+    pub source: String,
+    pub checkpoints: Vec<(usize, Checkpoint)>,
+    /// Lines that could not be read (a torn last line after a crash, say).
+    pub unreadable: Vec<(usize, String)>,
+}
+
+impl Witness {
+    /// Read `text` (JSON lines): checkpoint records are kept, other JSON lines (events, when the
+    /// file is a sink's output) skipped, anything else listed as unreadable.
+    pub fn parse(source: &str, text: &str) -> Witness {
+        let mut w = Witness {
+            source: source.to_string(),
+            ..Witness::default()
+        };
+        for (i, line) in text.lines().enumerate() {
+            let line_no = i + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(v) => match Checkpoint::from_record(&v) {
+                    Some(Ok(cp)) => w.checkpoints.push((line_no, cp)),
+                    Some(Err(e)) => w.unreadable.push((line_no, e.to_string())),
+                    None => {}
+                },
+                Err(e) => w.unreadable.push((line_no, e.to_string())),
+            }
+        }
+        w
+    }
+
+    /// Read the witness file at `path`.
+    pub fn read(path: &std::path::Path) -> std::io::Result<Witness> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(Witness::parse(&path.display().to_string(), &text))
+    }
 }
 
 /// What kind of damage a problem shows.
@@ -49,6 +105,9 @@ pub enum ProblemKind {
     Reordered,
     /// The chain ends before a link a checkpoint pinned.
     Truncated,
+    /// A chain's newest checkpoint is older than `max_checkpoint_age` (or it has none): its tail
+    /// may have been cut together with the checkpoints after it.
+    Stale,
     /// A checkpoint is unreadable, forged, untrusted, or disagrees with the chain.
     Checkpoint,
     /// A stored body is not an event any more.
@@ -147,9 +206,27 @@ pub async fn verify(store: &dyn EventStore, opts: &Options) -> Result<Report, Er
         .iter()
         .map(|k| k.trim().to_ascii_lowercase())
         .collect();
+    let problem_of = |kind, cp: &Checkpoint, message: String| Problem {
+        kind,
+        chain: Some(cp.instance.clone()),
+        n: Some(cp.to_n),
+        event: Some(cp.head_id.clone()).filter(|id| !id.is_empty()),
+        message,
+    };
+    let trust = |cp: &Checkpoint| -> Option<String> {
+        if !cp.signature_valid() {
+            Some("has an invalid signature: it was edited or forged".to_string())
+        } else if !trusted.is_empty() && !trusted.contains(&cp.public_key) {
+            Some(format!("is signed by an untrusted key {}", cp.public_key))
+        } else {
+            None
+        }
+    };
 
-    // Checkpoints, by chain, trusted ones only.
+    // Checkpoints, by chain, trusted ones only; every readable one (trusted or not) for the
+    // numbering and the witness.
     let mut by_chain: BTreeMap<String, Vec<Checkpoint>> = BTreeMap::new();
+    let mut readable: BTreeMap<String, Vec<(Checkpoint, bool)>> = BTreeMap::new();
     for (row_id, body) in store.checkpoints().await? {
         report.checkpoints += 1;
         let cp: Checkpoint = match serde_json::from_str(&body) {
@@ -171,37 +248,116 @@ pub async fn verify(store: &dyn EventStore, opts: &Options) -> Result<Report, Er
             cp.instance,
             cp.to_n
         );
-        let problem = if !cp.signature_valid() {
-            Some(format!(
-                "{name} has an invalid signature: it was edited or forged"
-            ))
-        } else if !trusted.is_empty() && !trusted.contains(&cp.public_key) {
-            Some(format!(
-                "{name} is signed by an untrusted key {}",
-                cp.public_key
-            ))
-        } else {
-            None
-        };
-        if let Some(message) = problem {
+        let why = trust(&cp);
+        readable
+            .entry(cp.instance.clone())
+            .or_default()
+            .push((cp.clone(), why.is_none()));
+        if let Some(why) = why {
             report.problems.push(Problem {
                 kind: ProblemKind::Checkpoint,
                 chain: Some(cp.instance.clone()),
                 n: Some(cp.to_n),
                 event: Some(cp.head_id.clone()),
-                message,
+                message: format!("{name} {why}"),
             });
             continue;
         }
         by_chain.entry(cp.instance.clone()).or_default().push(cp);
     }
 
+    // Numbered checkpoints: a hole in a chain's numbers is a deleted checkpoint row.
+    for (chain, cps) in &mut readable {
+        check_numbering(chain, cps, &mut report);
+    }
+
+    let newest: BTreeMap<String, Checkpoint> = by_chain
+        .iter()
+        .filter_map(|(chain, cps)| {
+            // The writer's own when there are any: a purge (possibly run elsewhere) says nothing
+            // about the writer's tail. A chain only ever purged is as fresh as its newest purge.
+            let writer = |c: &&Checkpoint| {
+                matches!(
+                    c.kind,
+                    CheckpointKind::Periodic | CheckpointKind::Heartbeat | CheckpointKind::Shutdown
+                )
+            };
+            let key = |c: &&Checkpoint| (c.created_ms, c.checkpoint_n);
+            let cp = cps
+                .iter()
+                .filter(writer)
+                .max_by_key(key)
+                .or_else(|| cps.iter().max_by_key(key))?;
+            Some((chain.clone(), cp.clone()))
+        })
+        .collect();
     let mut chains: BTreeSet<String> = store.chains().await?.into_iter().collect();
     chains.extend(by_chain.keys().cloned());
+    if let Some(w) = &opts.witness {
+        chains.extend(w.checkpoints.iter().map(|(_, cp)| cp.instance.clone()));
+    }
     report.chains = chains.len();
+    let mut ends: BTreeMap<String, ChainEnd> = BTreeMap::new();
     for chain in &chains {
         let cps = by_chain.remove(chain).unwrap_or_default();
-        verify_chain(store, chain, cps, opts.since, &mut report).await?;
+        let end = verify_chain(store, chain, cps, opts.since, &mut report).await?;
+        ends.insert(chain.clone(), end);
+    }
+
+    if let Some(max_age) = opts.max_checkpoint_age {
+        let now = opts.now.unwrap_or_else(OffsetDateTime::now_utc);
+        let now_ms = unix_millis(now);
+        let max_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+        let age = |ms: i64| human(now_ms.saturating_sub(ms));
+        for chain in &chains {
+            match newest.get(chain) {
+                Some(cp) if now_ms.saturating_sub(cp.created_ms) > max_ms => {
+                    report.problems.push(problem_of(
+                        ProblemKind::Stale,
+                        cp,
+                        format!(
+                            "chain \"{chain}\" is stale: its newest checkpoint, the {}, is {} old, \
+                             older than the {} allowed: events and checkpoints after it may have \
+                             been cut (or its sidecar has not run since; see --max-checkpoint-age)",
+                            cp.describe(),
+                            age(cp.created_ms),
+                            human(max_ms)
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    let end = &ends[chain];
+                    let old = end
+                        .newest_time_ms
+                        .is_none_or(|t| now_ms.saturating_sub(t) > max_ms);
+                    if old {
+                        report.problems.push(Problem {
+                            kind: ProblemKind::Stale,
+                            chain: Some(chain.clone()),
+                            n: Some(end.last_n),
+                            event: None,
+                            message: format!(
+                                "chain \"{chain}\" is stale: it has no trusted checkpoint, though \
+                                 one is expected every {}: its checkpoints may have been deleted",
+                                human(max_ms)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        if chains.is_empty() {
+            report.warnings.push(
+                "the trail holds no chain and no checkpoint: a trail deleted whole is only \
+                 detected against a witness (--witness)"
+                    .to_string(),
+            );
+        }
+    }
+
+    if let Some(w) = &opts.witness {
+        check_witness(store, w, &readable, &ends, &trust, &mut report).await?;
     }
 
     let unchained = store.unchained_rows(MAX_UNCHAINED + 1).await?;
@@ -226,14 +382,200 @@ pub async fn verify(store: &dyn EventStore, opts: &Options) -> Result<Report, Er
     Ok(report)
 }
 
+/// `ms` milliseconds for messages: `90s`, `12m 5s`, `3h 2m`, `2d 4h`.
+fn human(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m {}s", s / 60, s % 60),
+        7200..=172_799 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// Where the walk of one chain ended.
+#[derive(Clone, Debug, Default)]
+struct ChainEnd {
+    /// The newest position walked (or bridged by a purge).
+    last_n: i64,
+    /// The newest event time walked.
+    newest_time_ms: Option<i64>,
+}
+
+/// Report holes in a chain's checkpoint numbers, repeats, and links to a previous checkpoint
+/// that is not the one stored. `cps`: every readable checkpoint of the chain, with whether it
+/// is trusted. Checkpoints signed before numbering (none) are left out.
+fn check_numbering(chain: &str, cps: &mut [(Checkpoint, bool)], report: &mut Report) {
+    cps.sort_by_key(|(c, _)| (c.checkpoint_n, c.created_ms));
+    let mut prev: Option<&(Checkpoint, bool)> = None;
+    for entry in cps.iter().filter(|(c, _)| c.checkpoint_n.is_some()) {
+        let (cp, ok) = entry;
+        let n = cp.checkpoint_n.unwrap_or(0);
+        let expected = prev.map_or(1, |(p, _)| p.checkpoint_n.unwrap_or(0) + 1);
+        let problem = |kind, message| Problem {
+            kind,
+            chain: Some(chain.to_string()),
+            n: Some(cp.to_n),
+            event: Some(cp.head_id.clone()).filter(|id| !id.is_empty()),
+            message,
+        };
+        if n > expected {
+            let missing = if n == expected + 1 {
+                format!("checkpoint #{expected} is")
+            } else {
+                format!("checkpoints #{expected}..#{} are", n - 1)
+            };
+            let after = prev.map_or("the chain's start".to_string(), |(p, _)| {
+                format!("the {}", p.describe())
+            });
+            report.problems.push(problem(
+                ProblemKind::Deleted,
+                format!(
+                    "chain \"{chain}\": {missing} missing (deleted): the {} follows {after}",
+                    cp.describe()
+                ),
+            ));
+        } else if n < expected {
+            report.problems.push(problem(
+                ProblemKind::Checkpoint,
+                format!(
+                    "chain \"{chain}\": two checkpoints are numbered #{n}: the {} was inserted",
+                    cp.describe()
+                ),
+            ));
+            continue;
+        } else if let Some((p, p_ok)) = prev {
+            if *ok && *p_ok && cp.prev_checkpoint.as_deref() != Some(p.digest().as_str()) {
+                report.problems.push(problem(
+                    ProblemKind::Checkpoint,
+                    format!(
+                        "chain \"{chain}\": the {} does not link to the {}: a checkpoint between \
+                         them was replaced",
+                        cp.describe(),
+                        p.describe()
+                    ),
+                ));
+            }
+        }
+        prev = Some(entry);
+    }
+}
+
+/// Each witnessed checkpoint must be stored as it was published, and its chain must reach the
+/// link it pinned with the same hash.
+async fn check_witness(
+    store: &dyn EventStore,
+    w: &Witness,
+    readable: &BTreeMap<String, Vec<(Checkpoint, bool)>>,
+    ends: &BTreeMap<String, ChainEnd>,
+    trust: &dyn Fn(&Checkpoint) -> Option<String>,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let src = &w.source;
+    for (line, why) in &w.unreadable {
+        report.warnings.push(format!(
+            "witness {src} line {line} is unreadable, skipped: {why}"
+        ));
+    }
+    if w.checkpoints.is_empty() {
+        report
+            .warnings
+            .push(format!("witness {src} holds no checkpoint"));
+    }
+    let stored_by_signature: BTreeMap<(&str, &str), &Checkpoint> = readable
+        .values()
+        .flatten()
+        .map(|(c, _)| ((c.instance.as_str(), c.signature.as_str()), c))
+        .collect();
+    // The newest witnessed checkpoint per chain that the chain does not reach: one problem each.
+    let mut cut: BTreeMap<&str, &Checkpoint> = BTreeMap::new();
+    for (line, cp) in &w.checkpoints {
+        let chain = cp.instance.as_str();
+        let name = format!("{} (witness {src} line {line})", cp.describe());
+        let problem = |kind, message| Problem {
+            kind,
+            chain: Some(chain.to_string()),
+            n: Some(cp.to_n),
+            event: Some(cp.head_id.clone()).filter(|id| !id.is_empty()),
+            message,
+        };
+        if let Some(why) = trust(cp) {
+            report.problems.push(problem(
+                ProblemKind::Checkpoint,
+                format!("the witnessed {name} {why}"),
+            ));
+            continue;
+        }
+        let stored = stored_by_signature
+            .get(&(chain, cp.signature.as_str()))
+            .is_some_and(|c| *c == cp);
+        if !stored {
+            report.problems.push(problem(
+                ProblemKind::Deleted,
+                format!("the witnessed {name} is not in the store: it was deleted or replaced"),
+            ));
+        }
+        let last_n = ends.get(chain).map_or(0, |e| e.last_n);
+        if cp.to_n > last_n {
+            let newest = cut.entry(chain).or_insert(cp);
+            if cp.to_n > newest.to_n {
+                *newest = cp;
+            }
+            continue;
+        }
+        if cp.to_n == 0 {
+            continue;
+        }
+        // The pinned link, when it is still stored (a purge may have deleted it: the walk
+        // checked that it was bridged).
+        let rows = store.chain_rows(chain, cp.to_n - 1, 1).await?;
+        let Some(row) = rows.first().filter(|r| r.columns.chain_n == Some(cp.to_n)) else {
+            continue;
+        };
+        if row.columns.chain_hash.as_deref() != Some(cp.head_hash.as_str()) {
+            report.problems.push(problem(
+                ProblemKind::Checkpoint,
+                format!(
+                    "the witnessed {name} pinned another hash for #{} (event {}): the chain up to \
+                     it was rewritten",
+                    cp.to_n, cp.head_id
+                ),
+            ));
+        }
+    }
+    for (chain, cp) in cut {
+        let last_n = ends.get(chain).map_or(0, |e| e.last_n);
+        let gone = if cp.to_n == last_n + 1 {
+            format!("event #{} is gone", cp.to_n)
+        } else {
+            format!("events #{}..#{} are gone", last_n + 1, cp.to_n)
+        };
+        report.problems.push(Problem {
+            kind: ProblemKind::Truncated,
+            chain: Some(chain.to_string()),
+            n: Some(last_n + 1),
+            event: Some(cp.head_id.clone()),
+            message: format!(
+                "chain \"{chain}\" was cut: the witness {src} holds the {}, which pinned event {} \
+                 at #{}, but the stored chain ends at #{last_n}: {gone}",
+                cp.describe(),
+                cp.head_id,
+                cp.to_n
+            ),
+        });
+    }
+    Ok(())
+}
+
 async fn verify_chain(
     store: &dyn EventStore,
     chain: &str,
     mut cps: Vec<Checkpoint>,
     since: Option<OffsetDateTime>,
     report: &mut Report,
-) -> Result<(), Error> {
+) -> Result<ChainEnd, Error> {
     cps.sort_by_key(|c| (c.to_n, c.from_n));
+    let mut newest_time_ms: Option<i64> = None;
     let problem = |kind, n, event: Option<&str>, message: String| Problem {
         kind,
         chain: Some(chain.to_string()),
@@ -292,6 +634,16 @@ async fn verify_chain(
             head_seen: None,
         })
         .collect();
+    // The walk visits positions in increasing order: a sweep over the segments (by start), and
+    // the checkpoints by the position they pin, keep it linear in links plus checkpoints.
+    let mut by_start: Vec<usize> = (0..tallies.len()).collect();
+    by_start.sort_by_key(|&i| tallies[i].cp.from_n);
+    let mut by_head: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, t) in tallies.iter().enumerate() {
+        by_head.entry(t.cp.to_n).or_default().push(i);
+    }
+    let mut next_start = 0;
+    let mut active: Vec<usize> = Vec::new();
 
     let mut expected = start_n + 1;
     let mut prev_hash = start_hash;
@@ -411,21 +763,23 @@ async fn verify_chain(
                 }
             }
 
-            for t in tallies.iter_mut() {
-                if n > t.cp.from_n && n <= t.cp.to_n {
-                    t.count += 1;
-                    t.min = Some(
-                        t.min
-                            .map_or(row.columns.time_ms, |m| m.min(row.columns.time_ms)),
-                    );
-                    t.max = Some(
-                        t.max
-                            .map_or(row.columns.time_ms, |m| m.max(row.columns.time_ms)),
-                    );
-                    if n == t.cp.to_n {
-                        t.head_seen = Some(link.hash.clone());
-                    }
+            newest_time_ms = newest_time_ms.max(Some(row.columns.time_ms));
+            if let Some(pinned) = by_head.get(&n) {
+                for &i in pinned {
+                    tallies[i].head_seen = Some(link.hash.clone());
                 }
+            }
+            while next_start < by_start.len() && tallies[by_start[next_start]].cp.from_n < n {
+                active.push(by_start[next_start]);
+                next_start += 1;
+            }
+            active.retain(|&i| tallies[i].cp.to_n >= n);
+            let time = row.columns.time_ms;
+            for &i in &active {
+                let t = &mut tallies[i];
+                t.count += 1;
+                t.min = Some(t.min.map_or(time, |m| m.min(time)));
+                t.max = Some(t.max.map_or(time, |m| m.max(time)));
             }
             expected = n + 1;
             prev_hash = link.hash.clone();
@@ -510,7 +864,10 @@ async fn verify_chain(
             ));
         }
     }
-    Ok(())
+    Ok(ChainEnd {
+        last_n,
+        newest_time_ms,
+    })
 }
 
 /// The retention gap holding position `n`: its last position and the hash of that link.

@@ -102,6 +102,18 @@ impl EventStore for FaultStore {
         self.check("checkpoint")?;
         self.inner.checkpoint(instance, kind, signer).await
     }
+    async fn checkpoint_after(
+        &self,
+        instance: &str,
+        kind: CheckpointKind,
+        signer: &Signer,
+        after: Option<&Checkpoint>,
+    ) -> Result<Option<Checkpoint>, Error> {
+        self.check("checkpoint")?;
+        self.inner
+            .checkpoint_after(instance, kind, signer, after)
+            .await
+    }
     async fn checkpoints(&self) -> Result<Vec<(i64, String)>, Error> {
         self.inner.checkpoints().await
     }

@@ -57,6 +57,7 @@ macro_rules! store_conformance_tests {
             chains_are_per_instance_and_seq_is_shared,
             append_rejects_an_invalid_instance_id,
             checkpoint_covers_only_new_links,
+            checkpoints_are_numbered_linked_and_signed_when_idle,
             verify_passes_on_an_untouched_trail,
             verify_names_a_forged_row_and_an_unchained_one,
             verify_names_a_checkpoint_signed_by_an_untrusted_key,
@@ -740,7 +741,7 @@ pub fn test_signer() -> Signer {
 pub fn trusted() -> verify::Options {
     verify::Options {
         trusted_keys: vec![test_signer().public_key_hex().to_string()],
-        since: None,
+        ..verify::Options::default()
     }
 }
 
@@ -883,6 +884,87 @@ pub async fn checkpoint_covers_only_new_links(store: Arc<dyn EventStore>) {
         .unwrap();
     assert_eq!((cp.from_n, cp.to_n, cp.count), (3, 5, 2));
     assert_eq!(store.checkpoints().await.unwrap().len(), 2);
+}
+
+/// Heartbeat and shutdown checkpoints are written over an unchanged head (and an empty chain);
+/// every checkpoint of a chain, whatever its kind, is numbered and linked to the one before.
+pub async fn checkpoints_are_numbered_linked_and_signed_when_idle(store: Arc<dyn EventStore>) {
+    let signer = test_signer();
+    let empty = store
+        .checkpoint("i", CheckpointKind::Heartbeat, &signer)
+        .await
+        .unwrap()
+        .expect("a heartbeat over an empty chain");
+    assert_eq!(
+        (empty.to_n, empty.count, empty.checkpoint_n),
+        (0, 0, Some(1))
+    );
+    assert_eq!(empty.prev_checkpoint, None);
+    let events = many(3);
+    store.append("i", &events, false).await.unwrap();
+    let periodic = store
+        .checkpoint("i", CheckpointKind::Periodic, &signer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((periodic.from_n, periodic.to_n, periodic.count), (0, 3, 3));
+    assert_eq!(periodic.checkpoint_n, Some(2));
+    assert_eq!(periodic.prev_checkpoint, Some(empty.digest()));
+    let heartbeat = store
+        .checkpoint("i", CheckpointKind::Heartbeat, &signer)
+        .await
+        .unwrap()
+        .expect("a heartbeat over an unchanged head");
+    assert_eq!(
+        (heartbeat.from_n, heartbeat.to_n, heartbeat.count),
+        (3, 3, 0)
+    );
+    assert_eq!(heartbeat.head_hash, periodic.head_hash);
+    assert_eq!(heartbeat.checkpoint_n, Some(3));
+    assert_eq!(heartbeat.prev_checkpoint, Some(periodic.digest()));
+    assert!(heartbeat.signature_valid());
+    let shutdown = store
+        .checkpoint("i", CheckpointKind::Shutdown, &signer)
+        .await
+        .unwrap()
+        .expect("a shutdown checkpoint over an unchanged head");
+    assert_eq!(shutdown.checkpoint_n, Some(4));
+    // Numbering is per chain.
+    store.append("j", &many(1), false).await.unwrap();
+    let other = store
+        .checkpoint("j", CheckpointKind::Periodic, &signer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.checkpoint_n, Some(1));
+    // What the store returns is what was signed.
+    let stored: Vec<authtrail::store::Checkpoint> = store
+        .checkpoints()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, body)| serde_json::from_str(body).unwrap())
+        .collect();
+    assert!(stored.contains(&heartbeat) && stored.contains(&empty));
+    let report = verified(&store).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    // Fresh checkpoints pass an age limit; the same trail an hour later does not.
+    let fresh = verify::Options {
+        max_checkpoint_age: Some(std::time::Duration::from_secs(60)),
+        ..trusted()
+    };
+    let r = verify::verify(store.as_ref(), &fresh).await.unwrap();
+    assert!(r.ok(), "{:?}", r.problems);
+    let later = verify::Options {
+        now: Some(time::OffsetDateTime::now_utc() + time::Duration::hours(1)),
+        ..fresh
+    };
+    let r = verify::verify(store.as_ref(), &later).await.unwrap();
+    assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+    assert!(r
+        .problems
+        .iter()
+        .all(|p| p.kind == ProblemKind::Stale && p.message.contains("is stale")));
 }
 
 pub async fn verify_passes_on_an_untouched_trail(store: Arc<dyn EventStore>) {
