@@ -193,9 +193,9 @@ pub struct QueryArgs {
     pub config: ConfigArg,
     #[command(flatten)]
     pub filters: FilterArgs,
-    /// Most events shown (at most 10000).
-    #[arg(long, default_value_t = 50)]
-    pub limit: u32,
+    /// Most events shown: 1 to 1000, as the admin API's `limit`.
+    #[arg(long, default_value = "50", allow_hyphen_values = true)]
+    pub limit: String,
     /// Oldest first instead of newest first.
     #[arg(long)]
     pub asc: bool,
@@ -316,7 +316,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let query = build_query(&q, OffsetDateTime::now_utc())?;
             let store = store::open(&cfg.store.url).await?;
             let order = if q.asc { Order::Asc } else { Order::Desc };
-            let limit = q.limit.clamp(1, 10_000);
+            let limit = query_limit(&q.limit)?;
             let events = match q.filters.token.as_deref() {
                 // A token's whole life, oldest first, followed through rotation.
                 Some(token) => store::lineage::token_life(store.as_ref(), token, None).await?,
@@ -743,6 +743,19 @@ pub fn parse_time(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime> {
 pub fn build_query(q: &QueryArgs, now: OffsetDateTime) -> Result<Query> {
     let params = Params::parse(q.filters.pairs(), false, &[], u32::MAX, now)?;
     Ok(params.filters.to_query(None))
+}
+
+/// `query --limit`, bounded and refused exactly as the admin API's `limit` parameter.
+pub fn query_limit(value: &str) -> Result<u32> {
+    let pairs = [("limit".to_string(), value.to_string())];
+    let params = Params::parse(
+        pairs,
+        true,
+        &[],
+        filter::MAX_LIMIT,
+        OffsetDateTime::now_utc(),
+    )?;
+    Ok(params.limit.unwrap_or(50))
 }
 
 /// Events as an aligned table, one row each.

@@ -209,3 +209,41 @@ async fn sigterm_drains_in_flight_requests_and_their_events_are_stored() {
     ]);
     assert_eq!(none.lines().count(), 1, "{none}");
 }
+
+#[test]
+fn query_refuses_a_limit_out_of_the_admin_apis_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("authtrail.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "upstream: http://127.0.0.1:9\nstore: {{ url: \"sqlite://{}\" }}\nroutes: []\n",
+            dir.path().join("trail.db").display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    for (limit, why) in [
+        ("0", "invalid limit \"0\": expected a number from 1 to 1000"),
+        (
+            "1001",
+            "invalid limit \"1001\": expected a number from 1 to 1000",
+        ),
+        (
+            "20000",
+            "invalid limit \"20000\": expected a number from 1 to 1000",
+        ),
+        (
+            "-1",
+            "invalid limit \"-1\": expected a number from 1 to 1000",
+        ),
+    ] {
+        let (code, out, err) = run(&["query", "--config", cfg, "--limit", limit, "--json"]);
+        assert_eq!((code, out.as_str()), (2, ""), "--limit {limit}: {err}");
+        assert_eq!(err.trim_end(), format!("authtrail: {why}"));
+    }
+    for limit in ["1", "1000"] {
+        let (code, _, err) = run(&["query", "--config", cfg, "--limit", limit]);
+        assert_eq!(code, 0, "--limit {limit}: {err}");
+    }
+}
