@@ -271,19 +271,19 @@ pub async fn run(cli: Cli) -> Result<i32> {
         } => {
             let cfg = load(&config)?;
             let mut text = explain(&cfg, &method, &path, host.as_deref(), body.as_deref())?;
-            if let Some(token) = token {
-                let token = if token == "-" {
+            let token = match token {
+                Some(t) if t == "-" => {
                     let mut buf = String::new();
                     std::io::stdin().take(64 * 1024).read_to_string(&mut buf)?;
-                    buf.trim().to_string()
-                } else {
-                    token
-                };
-                let host = host.as_deref();
-                text.push_str(
-                    &explain_requirement(&cfg, &method, &path, host, &token, &headers).await?,
-                );
-            }
+                    Some(buf.trim().to_string())
+                }
+                other => other,
+            };
+            let host = host.as_deref();
+            text.push_str(
+                &explain_requirement(&cfg, &method, &path, host, token.as_deref(), &headers)
+                    .await?,
+            );
             print!("{text}");
             Ok(0)
         }
@@ -651,14 +651,14 @@ pub fn explain(
     Ok(out)
 }
 
-/// For `explain --token`: which requirement the matched route applies to this token and
-/// headers, and whether it would pass.
+/// For `explain`: which requirement the matched route applies to this token (or to no token:
+/// `missing_token`) and headers, and whether it would pass.
 pub async fn explain_requirement(
     cfg: &Config,
     method: &str,
     path: &str,
     host: Option<&str>,
-    token: &str,
+    token: Option<&str>,
     headers: &[String],
 ) -> Result<String> {
     use crate::identity::require::{self, Decision};
@@ -684,32 +684,44 @@ pub async fn explain_requirement(
         return Ok(String::new());
     };
     let Some(req) = &m.route.require else {
-        return Ok(format!(
-            "route {} requires no token: it is only recorded\n",
-            m.route.id
-        ));
+        return Ok(match token {
+            Some(_) => format!(
+                "route {} requires no token: it is only recorded\n",
+                m.route.id
+            ),
+            None => String::new(),
+        });
     };
-    for ks in cfg.identity.keysets.values() {
-        if let Some(cache) = ks.jwks() {
-            cache.refresh().await;
-        }
-    }
-    let checked = cfg.identity.check(token.trim(), req.keys.as_deref()).await;
     let mut out = format!(
         "requirement {} ({}), token from {}: ",
         req.name,
         req.mode.as_str(),
         req.token.label()
     );
-    match (checked.verified, checked.invalid) {
-        (true, _) => out.push_str(&format!(
-            "verified, sub {}\n",
-            checked.claim_str("sub").unwrap_or_else(|| "-".into())
-        )),
-        (false, Some(why)) => out.push_str(&format!("invalid ({why})\n")),
-        (false, None) => out.push_str("not a verifiable JWT\n"),
-    }
-    match require::evaluate(req, Some(&checked), &m.params, &map) {
+    let checked = match token {
+        None => {
+            out.push_str("none given (--token)\n");
+            None
+        }
+        Some(token) => {
+            for ks in cfg.identity.keysets.values() {
+                if let Some(cache) = ks.jwks() {
+                    cache.refresh().await;
+                }
+            }
+            let checked = cfg.identity.check(token.trim(), req.keys.as_deref()).await;
+            match (checked.verified, checked.invalid) {
+                (true, _) => out.push_str(&format!(
+                    "verified, sub {}\n",
+                    checked.claim_str("sub").unwrap_or_else(|| "-".into())
+                )),
+                (false, Some(why)) => out.push_str(&format!("invalid ({why})\n")),
+                (false, None) => out.push_str("not a verifiable JWT\n"),
+            }
+            Some(checked)
+        }
+    };
+    match require::evaluate(req, checked.as_ref(), &m.params, &map) {
         Decision::Allow => out.push_str("PASS: the request would be forwarded\n"),
         Decision::AllowFlagged { reason } => out.push_str(&format!(
             "PASS (flagged {reason}): forwarded and recorded as access.would_deny\n"
