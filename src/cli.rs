@@ -245,6 +245,44 @@ pub struct GenerateArgs {
     pub seed: u64,
 }
 
+/// Standard output as the commands write it: a reader that went away (`authtrail check | head
+/// -1`) surfaces as [`StdoutClosed`], which `main` turns into a quiet exit with code 0.
+pub struct Stdout(std::io::Stdout);
+
+/// The error of a write to a standard output nobody reads any more (`EPIPE`).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+pub fn stdout() -> Stdout {
+    Stdout(std::io::stdout())
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(closed)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(closed)
+    }
+}
+
+fn closed(e: std::io::Error) -> std::io::Error {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => std::io::Error::new(e.kind(), StdoutClosed),
+        _ => e,
+    }
+}
+
+/// Whether a command failed only because its standard output was closed.
+pub fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<StdoutClosed>())
+    })
+}
+
 /// Run a parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     init_logging(cli.log_format);
@@ -252,7 +290,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Serve(c) => serve(load(&c)?).await,
         Command::Check(c) => {
             let cfg = load(&c)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = stdout();
             for w in &cfg.warnings {
                 eprintln!("warning: {w}");
             }
@@ -284,7 +322,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 &explain_requirement(&cfg, &method, &path, host, token.as_deref(), &headers)
                     .await?,
             );
-            print!("{text}");
+            stdout().write_all(text.as_bytes())?;
             Ok(0)
         }
         Command::Fingerprint { config, token } => {
@@ -308,7 +346,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             if token.is_empty() {
                 bail!("no token given");
             }
-            println!("{}", f.fingerprint(token));
+            writeln!(stdout(), "{}", f.fingerprint(token))?;
             Ok(0)
         }
         Command::Query(q) => {
@@ -326,7 +364,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                         .events
                 }
             };
-            let mut out = std::io::stdout().lock();
+            let mut out = stdout();
             if q.json {
                 for ev in &events {
                     writeln!(out, "{}", serde_json::to_string(ev)?)?;
@@ -354,14 +392,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 since,
             };
             let report = store::verify::verify(store.as_ref(), &opts).await?;
-            print!("{}", report.render());
+            stdout().write_all(report.render().as_bytes())?;
             Ok(if report.ok() { 0 } else { 1 })
         }
         Command::Purge { config, dry_run } => purge(load(&config)?, dry_run).await,
         Command::Keygen => {
             let (seed, signer) = store::Signer::generate().map_err(anyhow::Error::msg)?;
-            println!("signing_key: {seed}");
-            println!("public_key:  {}", signer.public_key_hex());
+            let mut out = stdout();
+            writeln!(out, "signing_key: {seed}")?;
+            writeln!(out, "public_key:  {}", signer.public_key_hex())?;
             Ok(0)
         }
         Command::Generate(g) => {
@@ -403,7 +442,7 @@ async fn export(x: ExportArgs) -> Result<i32> {
             std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?,
         ),
-        None => Box::new(std::io::stdout()),
+        None => Box::new(stdout()),
     };
     let mut out = std::io::BufWriter::new(&mut out);
     let mut chunks = std::pin::pin!(export::stream(store, query, format, order, None, x.limit));
@@ -489,7 +528,7 @@ async fn purge(cfg: Config, dry_run: bool) -> Result<i32> {
             ]
         })
         .collect();
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     out.write_all(table(&["APP", "TYPE", "EVENTS", "OLDEST", "NEWEST"], &rows).as_bytes())?;
     if dry_run {
         writeln!(
@@ -511,7 +550,6 @@ async fn purge(cfg: Config, dry_run: bool) -> Result<i32> {
             summary.tampered
         )?;
     }
-    drop(out);
     if !dry_run && (summary.deleted > 0 || error.is_some()) {
         let why = error.as_ref().map(ToString::to_string);
         let event = retention::purge_event(&summary, policy, why.as_deref());
