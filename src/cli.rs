@@ -201,9 +201,9 @@ pub struct QueryArgs {
     pub config: ConfigArg,
     #[command(flatten)]
     pub filters: FilterArgs,
-    /// Most events shown (at most 10000).
-    #[arg(long, default_value_t = 50)]
-    pub limit: u32,
+    /// Most events shown: 1 to 1000, as the admin API's `limit`.
+    #[arg(long, default_value = "50", allow_hyphen_values = true)]
+    pub limit: String,
     /// Oldest first instead of newest first.
     #[arg(long)]
     pub asc: bool,
@@ -253,6 +253,44 @@ pub struct GenerateArgs {
     pub seed: u64,
 }
 
+/// Standard output as the commands write it: a reader that went away (`authtrail check | head
+/// -1`) surfaces as [`StdoutClosed`], which `main` turns into a quiet exit with code 0.
+pub struct Stdout(std::io::Stdout);
+
+/// The error of a write to a standard output nobody reads any more (`EPIPE`).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+pub fn stdout() -> Stdout {
+    Stdout(std::io::stdout())
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(closed)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(closed)
+    }
+}
+
+fn closed(e: std::io::Error) -> std::io::Error {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => std::io::Error::new(e.kind(), StdoutClosed),
+        _ => e,
+    }
+}
+
+/// Whether a command failed only because its standard output was closed.
+pub fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<StdoutClosed>())
+    })
+}
+
 /// Run a parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     init_logging(cli.log_format);
@@ -260,7 +298,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Serve(c) => serve(load(&c)?).await,
         Command::Check(c) => {
             let cfg = load(&c)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = stdout();
             for w in &cfg.warnings {
                 eprintln!("warning: {w}");
             }
@@ -279,20 +317,20 @@ pub async fn run(cli: Cli) -> Result<i32> {
         } => {
             let cfg = load(&config)?;
             let mut text = explain(&cfg, &method, &path, host.as_deref(), body.as_deref())?;
-            if let Some(token) = token {
-                let token = if token == "-" {
+            let token = match token {
+                Some(t) if t == "-" => {
                     let mut buf = String::new();
                     std::io::stdin().take(64 * 1024).read_to_string(&mut buf)?;
-                    buf.trim().to_string()
-                } else {
-                    token
-                };
-                let host = host.as_deref();
-                text.push_str(
-                    &explain_requirement(&cfg, &method, &path, host, &token, &headers).await?,
-                );
-            }
-            print!("{text}");
+                    Some(buf.trim().to_string())
+                }
+                other => other,
+            };
+            let host = host.as_deref();
+            text.push_str(
+                &explain_requirement(&cfg, &method, &path, host, token.as_deref(), &headers)
+                    .await?,
+            );
+            stdout().write_all(text.as_bytes())?;
             Ok(0)
         }
         Command::Fingerprint { config, token } => {
@@ -316,7 +354,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             if token.is_empty() {
                 bail!("no token given");
             }
-            println!("{}", f.fingerprint(token));
+            writeln!(stdout(), "{}", f.fingerprint(token))?;
             Ok(0)
         }
         Command::Query(q) => {
@@ -324,7 +362,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let query = build_query(&q, OffsetDateTime::now_utc())?;
             let store = store::open(&cfg.store.url).await?;
             let order = if q.asc { Order::Asc } else { Order::Desc };
-            let limit = q.limit.clamp(1, 10_000);
+            let limit = query_limit(&q.limit)?;
             let events = match q.filters.token.as_deref() {
                 // A token's whole life, oldest first, followed through rotation.
                 Some(token) => store::lineage::token_life(store.as_ref(), token, None).await?,
@@ -334,7 +372,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                         .events
                 }
             };
-            let mut out = std::io::stdout().lock();
+            let mut out = stdout();
             if q.json {
                 for ev in &events {
                     writeln!(out, "{}", serde_json::to_string(ev)?)?;
@@ -393,14 +431,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 witness,
             };
             let report = store::verify::verify(store.as_ref(), &opts).await?;
-            print!("{}", report.render());
+            stdout().write_all(report.render().as_bytes())?;
             Ok(if report.ok() { 0 } else { 1 })
         }
         Command::Purge { config, dry_run } => purge(load(&config)?, dry_run).await,
         Command::Keygen => {
             let (seed, signer) = store::Signer::generate().map_err(anyhow::Error::msg)?;
-            println!("signing_key: {seed}");
-            println!("public_key:  {}", signer.public_key_hex());
+            let mut out = stdout();
+            writeln!(out, "signing_key: {seed}")?;
+            writeln!(out, "public_key:  {}", signer.public_key_hex())?;
             Ok(0)
         }
         Command::Generate(g) => {
@@ -442,7 +481,7 @@ async fn export(x: ExportArgs) -> Result<i32> {
             std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?,
         ),
-        None => Box::new(std::io::stdout()),
+        None => Box::new(stdout()),
     };
     let mut out = std::io::BufWriter::new(&mut out);
     let mut chunks = std::pin::pin!(export::stream(store, query, format, order, None, x.limit));
@@ -528,7 +567,7 @@ async fn purge(cfg: Config, dry_run: bool) -> Result<i32> {
             ]
         })
         .collect();
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     out.write_all(table(&["APP", "TYPE", "EVENTS", "OLDEST", "NEWEST"], &rows).as_bytes())?;
     if dry_run {
         writeln!(
@@ -550,7 +589,6 @@ async fn purge(cfg: Config, dry_run: bool) -> Result<i32> {
             summary.tampered
         )?;
     }
-    drop(out);
     if !dry_run && (summary.deleted > 0 || error.is_some()) {
         let why = error.as_ref().map(ToString::to_string);
         let event = retention::purge_event(&summary, policy, why.as_deref());
@@ -717,14 +755,14 @@ pub fn explain(
     Ok(out)
 }
 
-/// For `explain --token`: which requirement the matched route applies to this token and
-/// headers, and whether it would pass.
+/// For `explain`: which requirement the matched route applies to this token (or to no token:
+/// `missing_token`) and headers, and whether it would pass.
 pub async fn explain_requirement(
     cfg: &Config,
     method: &str,
     path: &str,
     host: Option<&str>,
-    token: &str,
+    token: Option<&str>,
     headers: &[String],
 ) -> Result<String> {
     use crate::identity::require::{self, Decision};
@@ -750,32 +788,44 @@ pub async fn explain_requirement(
         return Ok(String::new());
     };
     let Some(req) = &m.route.require else {
-        return Ok(format!(
-            "route {} requires no token: it is only recorded\n",
-            m.route.id
-        ));
+        return Ok(match token {
+            Some(_) => format!(
+                "route {} requires no token: it is only recorded\n",
+                m.route.id
+            ),
+            None => String::new(),
+        });
     };
-    for ks in cfg.identity.keysets.values() {
-        if let Some(cache) = ks.jwks() {
-            cache.refresh().await;
-        }
-    }
-    let checked = cfg.identity.check(token.trim(), req.keys.as_deref()).await;
     let mut out = format!(
         "requirement {} ({}), token from {}: ",
         req.name,
         req.mode.as_str(),
         req.token.label()
     );
-    match (checked.verified, checked.invalid) {
-        (true, _) => out.push_str(&format!(
-            "verified, sub {}\n",
-            checked.claim_str("sub").unwrap_or_else(|| "-".into())
-        )),
-        (false, Some(why)) => out.push_str(&format!("invalid ({why})\n")),
-        (false, None) => out.push_str("not a verifiable JWT\n"),
-    }
-    match require::evaluate(req, Some(&checked), &m.params, &map) {
+    let checked = match token {
+        None => {
+            out.push_str("none given (--token)\n");
+            None
+        }
+        Some(token) => {
+            for ks in cfg.identity.keysets.values() {
+                if let Some(cache) = ks.jwks() {
+                    cache.refresh().await;
+                }
+            }
+            let checked = cfg.identity.check(token.trim(), req.keys.as_deref()).await;
+            match (checked.verified, checked.invalid) {
+                (true, _) => out.push_str(&format!(
+                    "verified, sub {}\n",
+                    checked.claim_str("sub").unwrap_or_else(|| "-".into())
+                )),
+                (false, Some(why)) => out.push_str(&format!("invalid ({why})\n")),
+                (false, None) => out.push_str("not a verifiable JWT\n"),
+            }
+            Some(checked)
+        }
+    };
+    match require::evaluate(req, checked.as_ref(), &m.params, &map) {
         Decision::Allow => out.push_str("PASS: the request would be forwarded\n"),
         Decision::AllowFlagged { reason } => out.push_str(&format!(
             "PASS (flagged {reason}): forwarded and recorded as access.would_deny\n"
@@ -809,6 +859,19 @@ pub fn parse_time(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime> {
 pub fn build_query(q: &QueryArgs, now: OffsetDateTime) -> Result<Query> {
     let params = Params::parse(q.filters.pairs(), false, &[], u32::MAX, now)?;
     Ok(params.filters.to_query(None))
+}
+
+/// `query --limit`, bounded and refused exactly as the admin API's `limit` parameter.
+pub fn query_limit(value: &str) -> Result<u32> {
+    let pairs = [("limit".to_string(), value.to_string())];
+    let params = Params::parse(
+        pairs,
+        true,
+        &[],
+        filter::MAX_LIMIT,
+        OffsetDateTime::now_utc(),
+    )?;
+    Ok(params.limit.unwrap_or(50))
 }
 
 /// Events as an aligned table, one row each.

@@ -13,6 +13,8 @@ fn main() {
     };
     let code = match runtime.block_on(authtrail::cli::run(cli)) {
         Ok(code) => code,
+        // `authtrail check | head -1`: the reader has what it wanted; exit quietly, with 0.
+        Err(e) if authtrail::cli::stdout_closed(&e) => 0,
         Err(e) => {
             eprintln!("authtrail: {e:#}");
             2

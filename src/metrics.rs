@@ -3,7 +3,7 @@
 //! Two kinds. On the request path, counters and histograms go through the `metrics` facade with
 //! handles registered up front, one set per route when a route map is loaded ([`ProxyMetrics`]),
 //! so a request costs a few atomic operations and no allocation. Everything the sidecar already
-//! counts (pipeline, spool, taps, sinks, alerts, JWKS, retention) is copied into the recorder
+//! counts (pipeline, spool, taps, sinks, alerts, JWKS, TLS reloads, retention) is copied into the recorder
 //! when `/metrics` is scraped. Label values are bounded: route ids, event types and outcomes of
 //! the map, sink, alert and key set names of the config — never raw paths or ids.
 //!
@@ -163,6 +163,11 @@ fn describe() {
     describe_counter!(
         "authtrail_jwks_failures_total",
         "Failed JWKS fetches, by key set."
+    );
+    describe_counter!(
+        "authtrail_tls_reloads_total",
+        "Renewed listener certificates, by result (ok; failed: the files did not load or the key \
+         is not the certificate's, and the previous certificate stays)."
     );
     describe_counter!(
         "authtrail_purged_events_total",
@@ -396,6 +401,12 @@ fn collect(s: &Source) {
     }
     if let Some(live) = s.live.get() {
         let cfg = live.config();
+        if let Some(tls) = &cfg.tls {
+            counter!("authtrail_tls_reloads_total", "result" => "ok")
+                .absolute(tls.cert.reloads.load(Ordering::Relaxed));
+            counter!("authtrail_tls_reloads_total", "result" => "failed")
+                .absolute(tls.cert.reload_failures.load(Ordering::Relaxed));
+        }
         for (name, ks) in &cfg.identity.keysets {
             if let Some(cache) = ks.jwks() {
                 counter!("authtrail_jwks_refreshes_total", "keys" => name.clone())

@@ -1118,3 +1118,52 @@ async fn the_cli_runs_the_same_query_code() {
         "authtrail: invalid since \"soon\": expected a duration like 24h or an RFC 3339 time"
     );
 }
+
+#[tokio::test]
+async fn a_logout_that_consumes_the_refresh_chain_revokes_it() {
+    let (sc, store, t0) = seeded().await;
+    // The refresh token a-refresh issued (fp-a2), presented to a logout.
+    let mut presented = fixture(t0)[3].tokens[1].clone();
+    assert_eq!(presented.fingerprint, "fp-a2");
+    presented.role = authtrail::event::TokenRole::Presented;
+    let logout = |label: &str, outcome, minute| {
+        let at = t0 + time::Duration::minutes(minute);
+        let mut e = sample_event(
+            label,
+            "auth.logout",
+            Some("app-a"),
+            Some("alice"),
+            outcome,
+            at,
+        );
+        e.tokens.push(presented.clone());
+        e
+    };
+    // A refused logout ends nothing.
+    store
+        .insert_batch(&[logout("a-logout-fail", Outcome::Failure, 20)])
+        .await
+        .unwrap();
+    let life = get(&sc, "/v1/tokens/jti-a1", Some(TOKEN_ALL)).await.json();
+    assert_eq!(
+        labels(&life),
+        want(&["a-login-ok", "a-refresh", "a-logout-fail"])
+    );
+    assert_eq!(life["summary"]["revoked"], false);
+    // A successful one consumes the chain's last token: the whole life is revoked.
+    store
+        .insert_batch(&[logout("a-logout", Outcome::Success, 21)])
+        .await
+        .unwrap();
+    for key in ["jti-a1", "fp-a2"] {
+        let life = get(&sc, &format!("/v1/tokens/{key}"), Some(TOKEN_ALL))
+            .await
+            .json();
+        assert_eq!(
+            labels(&life),
+            want(&["a-login-ok", "a-refresh", "a-logout-fail", "a-logout"]),
+            "{key}"
+        );
+        assert_eq!(life["summary"]["revoked"], true, "{key}");
+    }
+}

@@ -221,3 +221,97 @@ async fn sigterm_drains_in_flight_requests_and_their_events_are_stored() {
     ]);
     assert_eq!(none.lines().count(), 1, "{none}");
 }
+
+#[test]
+fn query_refuses_a_limit_out_of_the_admin_apis_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("authtrail.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "upstream: http://127.0.0.1:9\nstore: {{ url: \"sqlite://{}\" }}\nroutes: []\n",
+            dir.path().join("trail.db").display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    for (limit, why) in [
+        ("0", "invalid limit \"0\": expected a number from 1 to 1000"),
+        (
+            "1001",
+            "invalid limit \"1001\": expected a number from 1 to 1000",
+        ),
+        (
+            "20000",
+            "invalid limit \"20000\": expected a number from 1 to 1000",
+        ),
+        (
+            "-1",
+            "invalid limit \"-1\": expected a number from 1 to 1000",
+        ),
+    ] {
+        let (code, out, err) = run(&["query", "--config", cfg, "--limit", limit, "--json"]);
+        assert_eq!((code, out.as_str()), (2, ""), "--limit {limit}: {err}");
+        assert_eq!(err.trim_end(), format!("authtrail: {why}"));
+    }
+    for limit in ["1", "1000"] {
+        let (code, _, err) = run(&["query", "--config", cfg, "--limit", limit]);
+        assert_eq!(code, 0, "--limit {limit}: {err}");
+    }
+}
+
+/// Run `args` with a standard output whose reader is already gone: a pipe with its read end
+/// closed before the child starts (close-on-exec, so no concurrent spawn inherits it).
+#[cfg(target_os = "linux")]
+fn run_to_closed_stdout(args: &[&str]) -> (i32, String) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills both descriptors on success; each is owned exactly once below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fds[0] is the read end just created and used nowhere else.
+    drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) });
+    // SAFETY: fds[1] is the write end just created, moved into the child's stdout.
+    let writer = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[1]) };
+    let out = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run authtrail");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_closed_stdout_ends_every_printing_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("authtrail.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "upstream: http://127.0.0.1:9\nstore: {{ url: \"sqlite://{}\" }}\nroutes:\n  - id: login\n    match: {{ path: /login }}\n    event: auth.login\n",
+            dir.path().join("trail.db").display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let commands: [&[&str]; 7] = [
+        &["check", "--config", c],
+        &["check", "--config", "config/demo.yaml"],
+        &["explain", "--config", c, "POST", "/login"],
+        &["query", "--config", c],
+        &["export", "--config", c, "--format", "csv"],
+        &["verify", "--config", c],
+        &["keygen"],
+    ];
+    for args in commands {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(!out.is_empty(), "{args:?} prints something");
+        let (code, err) = run_to_closed_stdout(args);
+        assert_eq!((code, err.as_str()), (0, ""), "{args:?} to a closed stdout");
+    }
+}

@@ -412,3 +412,43 @@ fn explain_token_says_whether_a_request_would_pass() {
         "requirement app-admin (enforce), token from bearer: not a verifiable JWT\nDENY: 401 invalid_token (token_malformed): the token is invalid: malformed"
     );
 }
+
+#[test]
+fn explain_without_a_token_says_the_request_would_be_refused_or_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("authtrail.yaml");
+    let explain = |mode: &str, path: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "upstream: http://127.0.0.1:9\n{}routes:\n{ROUTES}",
+                extra(mode)
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["explain", "--config", cfg.to_str().unwrap(), "POST", path])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines()
+            .skip_while(|l| !l.starts_with("MATCH"))
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let path = "/v1/apps/app-alpha/users/u-bob/deactivate";
+    assert_eq!(
+        explain("enforce", path),
+        "requirement app-admin (enforce), token from bearer: none given (--token)\nDENY: 401 unauthorized (missing_token): a bearer token is required"
+    );
+    assert_eq!(
+        explain("observe", path),
+        "requirement app-admin (observe), token from bearer: none given (--token)\nWOULD DENY (observe: forwarded, recorded as access.would_deny): 401 unauthorized (missing_token): a bearer token is required"
+    );
+}

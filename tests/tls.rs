@@ -256,3 +256,144 @@ fn tls_config_errors_name_the_file() {
         "a.yaml:3:3: upstream_tls: upstream_tls needs an https:// upstream"
     );
 }
+
+/// `authtrail_tls_reloads_total{result}` as scraped from the admin listener now.
+async fn tls_reloads(admin: std::net::SocketAddr, result: &str) -> f64 {
+    let r = harness::send(
+        hyper::Method::GET,
+        &format!("http://{admin}/metrics"),
+        &[],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let series = format!("authtrail_tls_reloads_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_certificate_renewed_before_its_key_keeps_the_previous_pair_until_the_key_follows() {
+    let up = upstream::spawn().await;
+    let certs = tempfile::tempdir().unwrap();
+    let (crt, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
+    std::fs::copy(format!("{FIX}server.pem"), &crt).unwrap();
+    std::fs::copy(format!("{FIX}server.key.pem"), &key).unwrap();
+    let routes = "  - id: echo\n    match: { path: /echo-headers }\n    event: account.update\n";
+    let mut sc = harness::start(up.addr, &tls_block(certs.path()), routes).await;
+    let trust = ["ca.pem", "ca2.pem"];
+
+    // The renewal tool writes the new certificate first; the key is still the old one.
+    std::fs::copy(format!("{FIX}server2.pem"), &crt).unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        if tls_reloads(sc.admin, "failed").await >= 1.0 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the mismatched pair was not refused within 5s");
+    // Handshakes keep working, with the previous pair.
+    let r = tls_get(sc.addr, &trust, b"http/1.1", "/echo-headers").await;
+    assert_eq!((r.status, r.peer_cert), (200, der("server.pem")));
+    let r = tls_get(sc.addr, &trust, b"h2", "/echo-headers").await;
+    assert_eq!((r.status, r.peer_cert), (200, der("server.pem")));
+    let logs = harness::captured_logs();
+    let warning = format!(
+        "private key {} does not belong to certificate {} (their public keys differ)",
+        key.display(),
+        crt.display()
+    );
+    assert!(logs.contains(&warning), "{logs}");
+    assert!(!logs.contains(&format!("tls certificate reloaded cert={}", crt.display())));
+
+    // The key follows: the next check loads the new pair.
+    std::fs::copy(format!("{FIX}server2.key.pem"), &key).unwrap();
+    let mut rotated = false;
+    for _ in 0..100 {
+        let r = tls_get(sc.addr, &trust, b"http/1.1", "/echo-headers").await;
+        assert_eq!(r.status, 200);
+        if r.peer_cert == der("server2.pem") {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rotated, "the completed renewal was not picked up within 5s");
+    assert_eq!(tls_reloads(sc.admin, "ok").await, 1.0);
+    assert_eq!(
+        tls_reloads(sc.admin, "failed").await,
+        1.0,
+        "one bad renewal, counted once however often it was retried"
+    );
+    sc.stop().await;
+}
+
+#[test]
+fn check_refuses_a_key_that_is_not_the_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(format!("{FIX}server2.pem"), &crt).unwrap();
+    std::fs::copy(format!("{FIX}server.key.pem"), &key).unwrap();
+    let cfg = dir.path().join("authtrail.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "upstream: http://127.0.0.1:9\ntls:\n  cert_file: {}\n  key_file: {}\nroutes: []\n",
+            crt.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authtrail"))
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "authtrail: {}:3:3: tls: private key {} does not belong to certificate {} (their public keys differ)",
+            cfg.display(),
+            key.display(),
+            crt.display()
+        )
+    );
+    // The matching pair passes.
+    std::fs::copy(format!("{FIX}server2.key.pem"), &key).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authtrail"))
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_truncated_certificate_names_the_missing_marker_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = std::fs::read_to_string(format!("{FIX}server.pem")).unwrap();
+    let cut = &pem[..pem.find("-----END").unwrap()];
+    std::fs::write(dir.path().join("tls.crt"), cut).unwrap();
+    std::fs::copy(format!("{FIX}server.key.pem"), dir.path().join("tls.key")).unwrap();
+    let yaml = format!("upstream: http://127.0.0.1:9\n{}", tls_block(dir.path()));
+    let err = authtrail::config::load_str(&yaml, "a.yaml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "a.yaml:3:3: tls: certificate {}/tls.crt: missing section end marker: \"-----END CERTIFICATE-----\"",
+            dir.path().display()
+        )
+    );
+}

@@ -176,7 +176,15 @@ fn token_summary(key: &str, events: &[AuditEvent]) -> Value {
             kinds.insert(t.kind.clone());
             exp = exp.or(t.exp);
         }
-        if e.event_type == "token.revoke" && e.outcome == crate::event::Outcome::Success {
+        // A revocation, or a logout that consumed a token of the life (the end of a refresh
+        // chain), ends it.
+        let consumed = e.event_type == "auth.logout"
+            && e.tokens
+                .iter()
+                .any(|t| t.role == crate::event::TokenRole::Presented);
+        if (e.event_type == "token.revoke" || consumed)
+            && e.outcome == crate::event::Outcome::Success
+        {
             revoked = true;
         }
     }

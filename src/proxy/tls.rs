@@ -3,20 +3,40 @@
 //! upstream client's roots and optional client certificate (mTLS).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Read a PEM certificate chain and private key into a signing key.
+/// A PEM error as text: rustls-pki-types prints a section label as a list of bytes
+/// (`[67, 69, 82, …]`); this prints the marker itself.
+fn pem_error(e: &pem::Error) -> String {
+    match e {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "missing section end marker: \"-----END {}-----\"",
+            String::from_utf8_lossy(end_marker).escape_debug()
+        ),
+        pem::Error::IllegalSectionStart { line } => format!(
+            "illegal section start: \"{}\"",
+            String::from_utf8_lossy(line).escape_debug()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Read a PEM certificate chain and private key into a signing key, and check that the key
+/// is the certificate's: a renewal that has replaced one file but not yet the other is refused
+/// here rather than failing every handshake.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
+    let cert_err = |e: pem::Error| format!("certificate {}: {}", cert.display(), pem_error(&e));
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("certificate {}: {e}", cert.display()))?
+        .map_err(cert_err)?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("certificate {}: {e}", cert.display()))?;
+        .map_err(cert_err)?;
     if chain.is_empty() {
         return Err(format!(
             "certificate {}: no certificate in the file",
@@ -24,10 +44,20 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, Strin
         ));
     }
     let der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("private key {}: {e}", key.display()))?;
+        .map_err(|e| format!("private key {}: {}", key.display(), pem_error(&e)))?;
     let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der)
         .map_err(|e| format!("private key {}: {e}", key.display()))?;
-    Ok(CertifiedKey::new(chain, signing))
+    let ck = CertifiedKey::new(chain, signing);
+    match ck.keys_match() {
+        // Unknown: the key type cannot give its public key, so there is nothing to compare.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(ck),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(format!(
+            "private key {} does not belong to certificate {} (their public keys differ)",
+            key.display(),
+            cert.display()
+        )),
+        Err(e) => Err(format!("certificate {}: {e}", cert.display())),
+    }
 }
 
 /// The listener's certificate, swapped in place when its files change.
@@ -37,6 +67,13 @@ pub struct ReloadingCert {
     key: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
     stamp: RwLock<Option<(SystemTime, SystemTime)>>,
+    /// The files' stamp at the last failed reload, so one bad renewal is logged and counted
+    /// once while it is retried on every check.
+    failed: RwLock<Option<(SystemTime, SystemTime)>>,
+    /// Renewals loaded since start.
+    pub reloads: AtomicU64,
+    /// Renewals that did not load (each changed state of the files counted once).
+    pub reload_failures: AtomicU64,
 }
 
 impl ReloadingCert {
@@ -44,6 +81,9 @@ impl ReloadingCert {
         let ck = load_certified_key(&cert, &key)?;
         let me = ReloadingCert {
             stamp: RwLock::new(stamp(&cert, &key)),
+            failed: RwLock::new(None),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
             cert,
             key,
             current: RwLock::new(Arc::new(ck)),
@@ -52,7 +92,8 @@ impl ReloadingCert {
     }
 
     /// Reload when either file's modification time changed; keep the old certificate when the
-    /// new files do not load (a half-written renewal is retried on the next check).
+    /// new files do not load — half-written, or a certificate whose key is not written yet —
+    /// and retry on every later check until they do.
     pub fn reload_if_changed(&self) -> bool {
         let now = stamp(&self.cert, &self.key);
         if now.is_none() || now == *self.stamp.read().unwrap_or_else(|e| e.into_inner()) {
@@ -62,11 +103,18 @@ impl ReloadingCert {
             Ok(ck) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ck);
                 *self.stamp.write().unwrap_or_else(|e| e.into_inner()) = now;
+                *self.failed.write().unwrap_or_else(|e| e.into_inner()) = None;
+                self.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(cert = %self.cert.display(), "tls certificate reloaded");
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "tls certificate changed but does not load; keeping the previous one");
+                let mut failed = self.failed.write().unwrap_or_else(|e| e.into_inner());
+                if *failed != now {
+                    *failed = now;
+                    self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "tls certificate changed but does not load; keeping the previous one");
+                }
                 false
             }
         }
