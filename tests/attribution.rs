@@ -268,3 +268,73 @@ async fn lookups_stable_reasons_and_the_path_as_received() {
     assert!(!contains(&stored, PASSWORD));
     assert!(!harness::captured_logs().contains(PASSWORD));
 }
+
+#[tokio::test]
+async fn id_tokens_meet_the_client_audience_access_tokens_the_api_one() {
+    let up = upstream::spawn().await;
+    let extra = "trust:\n  fingerprint_key: attribution-fingerprint-key\nkeys:\n  main:\n    secret: attribution-e2e-hmac-secret-42\n    audience: billing-api\n    id_token_audience: [web-client]\n";
+    let routes = r#"  - id: oidc-login
+    match: { method: POST, path: /auth/oidc }
+    event: auth.login
+    actor: { claim: sub, request_body: /id_token }
+    tokens: { presented: [/id_token] }
+"#;
+    let mut sc = harness::start(up.addr, extra, routes).await;
+    let signed = |aud: &str| {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"sub": "u-oidc", "aud": aud, "exp": now() + 600}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let (access, id) = (signed("billing-api"), signed("web-client"));
+    for (bearer, id_token) in [(&access, &id), (&id, &access)] {
+        let auth = format!("Bearer {bearer}");
+        let r = send(
+            Method::POST,
+            &sc.url("/auth/oidc"),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            Bytes::from(json!({ "id_token": id_token }).to_string()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 404);
+    }
+    sc.stop().await;
+    let evs = sc.events().await;
+    assert_eq!(evs.len(), 2);
+    let verdicts = |i: usize| {
+        let mut v: Vec<(String, bool, Option<String>)> = evs[i]
+            .tokens
+            .iter()
+            .map(|t| (t.kind.clone(), t.verified, t.invalid.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        verdicts(0),
+        [("access".into(), true, None), ("id".into(), true, None)],
+        "each kind meets its own audience"
+    );
+    assert_eq!(
+        (evs[0].actor.id.as_deref(), evs[0].actor.verified),
+        (Some("u-oidc"), true)
+    );
+    assert_eq!(
+        verdicts(1),
+        [
+            ("access".into(), false, Some("wrong_audience".into())),
+            ("id".into(), false, Some("wrong_audience".into()))
+        ],
+        "swapped, neither verifies"
+    );
+    assert_eq!(
+        evs[1].actor.source.as_deref(),
+        Some("claimed:sub@request_body:/id_token")
+    );
+}
