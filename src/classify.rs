@@ -50,6 +50,48 @@ impl TokenLocation {
     pub fn is_issued(&self) -> bool {
         matches!(self, TokenLocation::ResponseBody(_))
     }
+
+    /// True for an ID token: a request or response body field (or form field) named `id_token`.
+    pub fn is_id_token(&self) -> bool {
+        match self {
+            TokenLocation::RequestBody(p) | TokenLocation::ResponseBody(p) => {
+                p.rsplit('/').next() == Some("id_token")
+            }
+            TokenLocation::Form(f) => f == "id_token",
+            _ => false,
+        }
+    }
+
+    /// The key set a token here is verified with: for an ID token, the set's ID-token variant
+    /// (`NAME#id_token`, see [`crate::identity::Identity::keyset`]), which applies the set's
+    /// `id_token_audience`.
+    pub fn keys_for(&self, keys: &Option<String>) -> Option<String> {
+        if self.is_id_token() {
+            Some(format!(
+                "{}{}",
+                keys.as_deref().unwrap_or(""),
+                crate::identity::ID_TOKEN_KEYS
+            ))
+        } else {
+            keys.clone()
+        }
+    }
+}
+
+/// A lookup table (`lookups.NAME`): value → mapped value. Shared by every source that names it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Lookup(pub std::sync::Arc<std::collections::HashMap<String, String>>);
+
+impl Lookup {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lookup({} entries)", self.0.len())
+    }
 }
 
 /// Where a value (actor, app, target, captured detail) is read from.
@@ -78,6 +120,14 @@ pub enum Source {
     },
     /// The user part of `Authorization: Basic` (an OAuth client id); the password is never read.
     BasicAuthUser,
+    /// Another source's value mapped through the lookup table `map` (`map: NAME` on a source);
+    /// a value not in the table yields nothing. The table is filled in when the config is
+    /// compiled.
+    Mapped {
+        source: Box<Source>,
+        map: String,
+        table: Lookup,
+    },
 }
 
 /// A source as written in YAML: one key naming where to read, or `claim` with a token location.
@@ -97,12 +147,28 @@ pub struct SourceSpec {
     issued_token: Option<String>,
     keys: Option<String>,
     basic_auth: Option<String>,
+    map: Option<String>,
 }
 
 impl TryFrom<SourceSpec> for Source {
     type Error = String;
 
-    fn try_from(s: SourceSpec) -> Result<Source, String> {
+    fn try_from(mut s: SourceSpec) -> Result<Source, String> {
+        let map = s.map.take();
+        let source = Source::unmapped(s)?;
+        Ok(match map {
+            Some(map) => Source::Mapped {
+                source: Box::new(source),
+                map,
+                table: Lookup::default(),
+            },
+            None => source,
+        })
+    }
+}
+
+impl Source {
+    fn unmapped(s: SourceSpec) -> Result<Source, String> {
         if let Some(claim) = s.claim {
             let mut locations = Vec::new();
             if let Some(h) = s.header {
@@ -197,6 +263,15 @@ impl Source {
             Source::Const(_) => "const".to_string(),
             Source::Claim { claim, token, .. } => format!("claim:{claim}@{}", token.label()),
             Source::BasicAuthUser => "basic_auth:user".to_string(),
+            Source::Mapped { source, map, .. } => format!("lookup:{map}({})", source.label()),
+        }
+    }
+
+    /// The source a value is first read from (the inner source of a mapped one).
+    pub fn base(&self) -> &Source {
+        match self {
+            Source::Mapped { source, .. } => source.base(),
+            other => other,
         }
     }
 
@@ -211,6 +286,7 @@ impl Source {
             Source::Path(_) | Source::Const(_) | Source::Claim { .. } | Source::BasicAuthUser => {
                 None
             }
+            Source::Mapped { source, .. } => source.field_name(),
         }
     }
 }
@@ -273,6 +349,43 @@ impl Default for OutcomeRules {
     }
 }
 
+/// One `reasons` entry: when every condition given holds, the reason becomes `code` (the text
+/// is kept in `details.reason_text`).
+#[derive(Clone, Debug)]
+pub struct ReasonRule {
+    pub text: Option<TextMatch>,
+    pub status: Option<StatusPattern>,
+    pub code: String,
+}
+
+/// How a reason rule compares the reason text.
+#[derive(Clone, Debug)]
+pub enum TextMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(regex::Regex),
+}
+
+impl ReasonRule {
+    /// Whether the rule applies to this reason text and status.
+    pub fn matches(&self, text: Option<&str>, status: Option<u16>) -> bool {
+        let text_ok = match (&self.text, text) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(TextMatch::Exact(want)), Some(t)) => t == want,
+            (Some(TextMatch::Prefix(p)), Some(t)) => t.starts_with(p.as_str()),
+            (Some(TextMatch::Regex(re)), Some(t)) => re.is_match(t),
+        };
+        let status_ok = match (&self.status, status) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(StatusPattern::Code(c)), Some(s)) => *c == s,
+            (Some(StatusPattern::Class(c)), Some(s)) => u16::from(*c) == s / 100,
+        };
+        text_ok && status_ok
+    }
+}
+
 /// Where a route's target comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetRule {
@@ -319,6 +432,8 @@ pub struct Route {
     pub tokens: TokenRule,
     /// How literals compare with the request's segments (`match.path_case`).
     pub path_case: PathCase,
+    /// Stable codes for reason texts: the route's `reasons`, then the file's.
+    pub reasons: Vec<ReasonRule>,
     /// What ambiguous requests resembling this route get; the map's policy when `None`.
     pub path_policy: Option<PathPolicy>,
 }
@@ -342,8 +457,9 @@ impl Route {
     pub fn token_reads(&self) -> Vec<(TokenLocation, Option<String>)> {
         let mut out: Vec<(TokenLocation, Option<String>)> = Vec::new();
         let mut add = |loc: &TokenLocation, keys: &Option<String>| {
-            if !out.iter().any(|(l, k)| l == loc && k == keys) {
-                out.push((loc.clone(), keys.clone()));
+            let keys = loc.keys_for(keys);
+            if !out.iter().any(|(l, k)| l == loc && *k == keys) {
+                out.push((loc.clone(), keys));
             }
         };
         if self.tokens.bearer {
@@ -367,7 +483,7 @@ impl Route {
             .chain(target)
             .chain(captures)
         {
-            if let Source::Claim { token, keys, .. } = s {
+            if let Source::Claim { token, keys, .. } = s.base() {
                 add(token, keys);
             }
         }

@@ -195,8 +195,14 @@ pub struct TokenRef {
     pub fingerprint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// The subject, from the key set's `subject_claim` (default `sub`); as the token claims it
+    /// unless `verified`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// The app, from the key set's `app_claim` (when it names one); as the token claims it
+    /// unless `verified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -20,6 +20,9 @@ pub mod require;
 pub use client_ip::TrustedProxies;
 pub use keys::KeySet;
 
+/// Suffix of a key set name that selects its ID-token variant (see [`Identity::keyset`]).
+pub const ID_TOKEN_KEYS: &str = "#id_token";
+
 /// Longest token we look at; anything longer is `malformed` without being parsed.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
@@ -72,6 +75,30 @@ pub struct CheckedToken {
     pub verified: bool,
     /// Set when the token is a JWT that failed verification.
     pub invalid: Option<Invalid>,
+    /// Which claims name the subject and the app (from the key set it was checked with).
+    pub names: ClaimNames,
+}
+
+/// The claims a key set names for the subject (`subject_claim`, default `sub`) and the app
+/// (`app_claim`, none by default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimNames {
+    /// `None`: `sub`.
+    pub subject: Option<String>,
+    pub app: Option<String>,
+}
+
+impl ClaimNames {
+    pub fn of(ks: &KeySet) -> ClaimNames {
+        ClaimNames {
+            subject: (ks.subject_claim != "sub").then(|| ks.subject_claim.clone()),
+            app: ks.app_claim.clone(),
+        }
+    }
+
+    pub fn subject(&self) -> &str {
+        self.subject.as_deref().unwrap_or("sub")
+    }
 }
 
 impl CheckedToken {
@@ -100,6 +127,16 @@ impl CheckedToken {
             Value::Array(a) => a.first().and_then(|v| v.as_str()).map(str::to_string),
             _ => None,
         }
+    }
+
+    /// The subject as the token states it (its key set's `subject_claim`), verified or not.
+    pub fn subject(&self) -> Option<String> {
+        self.claim_str(self.names.subject())
+    }
+
+    /// The app as the token states it (its key set's `app_claim`), verified or not.
+    pub fn app(&self) -> Option<String> {
+        self.names.app.as_deref().and_then(|c| self.claim_str(c))
     }
 
     pub fn claim_i64(&self, name: &str) -> Option<i64> {
@@ -161,8 +198,14 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The key set named `name`, or the default one.
+    /// The key set named `name`, or the default one. `NAME#id_token` (or `#id_token` for the
+    /// default set) is the set's variant for ID tokens, when it has one (`id_token_audience`).
     pub fn keyset(&self, name: Option<&str>) -> Option<&Arc<KeySet>> {
+        if let Some(base) = name.and_then(|n| n.strip_suffix(ID_TOKEN_KEYS)) {
+            let base = Some(base).filter(|b| !b.is_empty());
+            let ks = self.keysets.get(base.or(self.default_keys.as_deref())?)?;
+            return Some(ks.id_token.as_ref().unwrap_or(ks));
+        }
         self.keysets.get(name.or(self.default_keys.as_deref())?)
     }
 
@@ -175,13 +218,13 @@ impl Identity {
         let ks = self.keyset(keys);
         let (fingerprint, key) = self.keys_of(token, ks.is_some());
         let (Some(ks), Some(key)) = (ks, key) else {
-            return inspect(fingerprint, token);
+            return inspect(fingerprint, token, ks);
         };
         if let Some(v) = ks.cached(&key) {
-            return from_verdict(fingerprint, v);
+            return from_verdict(fingerprint, v, ks);
         }
         let generation = ks.key_generation();
-        let mut checked = inspect(fingerprint, token);
+        let mut checked = inspect(fingerprint, token, Some(ks));
         if checked.is_jwt {
             apply(&mut checked, ks.verify(token).await);
             remember(ks, key, generation, &checked);
@@ -195,13 +238,13 @@ impl Identity {
         let ks = self.keyset(keys);
         let (fingerprint, key) = self.keys_of(token, ks.is_some());
         let (Some(ks), Some(key)) = (ks, key) else {
-            return inspect(fingerprint, token);
+            return inspect(fingerprint, token, ks);
         };
         if let Some(v) = ks.cached(&key) {
-            return from_verdict(fingerprint, v);
+            return from_verdict(fingerprint, v, ks);
         }
         let generation = ks.key_generation();
-        let mut checked = inspect(fingerprint, token);
+        let mut checked = inspect(fingerprint, token, Some(ks));
         if checked.is_jwt {
             apply(&mut checked, ks.verify_cached(token));
             remember(ks, key, generation, &checked);
@@ -228,7 +271,7 @@ impl Identity {
     }
 }
 
-fn inspect(fingerprint: String, token: &str) -> CheckedToken {
+fn inspect(fingerprint: String, token: &str, ks: Option<&Arc<KeySet>>) -> CheckedToken {
     let claims = unverified_claims(token);
     CheckedToken {
         fingerprint,
@@ -236,17 +279,19 @@ fn inspect(fingerprint: String, token: &str) -> CheckedToken {
         claims: claims.unwrap_or_default(),
         verified: false,
         invalid: None,
+        names: ks.map(|k| ClaimNames::of(k)).unwrap_or_default(),
     }
 }
 
 /// A checked token from a remembered verdict (only JWTs that reached a verdict are remembered).
-fn from_verdict(fingerprint: String, v: keys::Verdict) -> CheckedToken {
+fn from_verdict(fingerprint: String, v: keys::Verdict, ks: &KeySet) -> CheckedToken {
     CheckedToken {
         fingerprint,
         claims: v.claims,
         is_jwt: true,
         verified: v.invalid.is_none(),
         invalid: v.invalid,
+        names: ClaimNames::of(ks),
     }
 }
 

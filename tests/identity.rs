@@ -74,8 +74,13 @@ async fn jwks_rotation_unknown_kid_then_verified() {
     assert_eq!(evs[0].tokens[0].kind, "access");
 
     assert_eq!(
-        evs[1].actor.id, None,
-        "an unknown key never yields a verified actor"
+        (
+            evs[1].actor.id.as_deref(),
+            evs[1].actor.verified,
+            evs[1].actor.source.as_deref()
+        ),
+        (Some("u-2"), false, Some("claimed:sub@bearer")),
+        "an unknown key never yields a verified actor: only the one the token claims"
     );
     assert_eq!(evs[1].tokens[0].invalid.as_deref(), Some("unknown_key"));
     assert!(!evs[1].tokens[0].verified);
@@ -106,7 +111,11 @@ async fn jwks_outage_is_keys_unavailable_not_a_bad_token() {
         evs[0].tokens[0].invalid.as_deref(),
         Some("keys_unavailable")
     );
-    assert_eq!(evs[0].actor.id, None);
+    assert_eq!(
+        (evs[0].actor.id.as_deref(), evs[0].actor.verified),
+        (Some("u-1"), false),
+        "claimed, never verified"
+    );
 
     // A JWKS server nobody listens on behaves the same.
     let dead = {

@@ -143,9 +143,15 @@ async fn login_refresh_refresh_logout_is_one_story() {
         (Outcome::Failure, Some("token_expired"))
     );
     assert_eq!(expired_ev.tokens[0].invalid.as_deref(), Some("expired"));
-    assert_eq!(
-        expired_ev.actor.id, None,
-        "an expired token yields no actor"
+    assert!(
+        !expired_ev.actor.verified
+            && expired_ev
+                .actor
+                .source
+                .as_deref()
+                .is_none_or(|s| s.starts_with("claimed:")),
+        "an expired token yields no verified actor: {:?}",
+        expired_ev.actor
     );
 
     // The fingerprint command computes what the trail stores.

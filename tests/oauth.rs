@@ -142,6 +142,7 @@ async fn oauth_token_endpoint_example_config() {
         ok.app.as_ref().map(|a| (a.value.as_str(), a.verified)),
         Some(("app-billing", true))
     );
+    assert_eq!(ok.app_conflict, None, "the lookup agrees with the token");
     assert_eq!(ok.details["grant"], "client_credentials");
     assert_eq!(ok.details["scope"], "invoices:read");
     assert_eq!(ok.tokens.len(), 1);
@@ -165,6 +166,13 @@ async fn oauth_token_endpoint_example_config() {
             fail.actor.source.as_deref()
         ),
         (Some(CLIENT_ID), false, Some("basic_auth:user"))
+    );
+    // The client id names its app through the lookup table, unverified.
+    assert_eq!(
+        fail.app
+            .as_ref()
+            .map(|a| (a.value.as_str(), a.verified, a.source.as_str())),
+        Some(("app-billing", false, "lookup:client_app(basic_auth:user)"))
     );
 
     assert_eq!(

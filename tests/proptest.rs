@@ -326,6 +326,7 @@ fn token_ref() -> impl Strategy<Value = TokenRef> {
                 fingerprint,
                 jti,
                 sub,
+                app: None,
                 iat,
                 exp,
                 verified,

@@ -167,6 +167,7 @@ fn with_token(mut e: AuditEvent, fp: &str, jti: Option<&str>) -> AuditEvent {
         fingerprint: fp.into(),
         jti: jti.map(str::to_string),
         sub: None,
+        app: None,
         iat: None,
         exp: None,
         verified: false,

@@ -154,6 +154,7 @@ fn event(rng: &mut Rng, opts: &Options, time: OffsetDateTime) -> AuditEvent {
             fingerprint: hex64(t, t.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             jti: Some(format!("jti-{t:x}")),
             sub: Some(actor.clone()),
+            app: None,
             iat: None,
             exp: Some(time.unix_timestamp() + 86_400),
             verified: true,

@@ -270,8 +270,48 @@ struct Ctx<'a> {
     tokens: &'a [SeenToken],
 }
 
-/// A resolved value: the text, the source label, whether it is proven.
-type Resolved = (String, String, bool);
+/// A resolved value and where it came from.
+#[derive(Clone, Debug)]
+struct Resolved {
+    value: String,
+    /// The source label (`claim:sub@bearer`, `claimed:user_id@bearer`, `lookup:apps(...)`).
+    source: String,
+    /// A claim of a token that verified (possibly mapped through a lookup).
+    verified: bool,
+    /// A claim of a token that did not verify: what it says, never proof.
+    claimed: bool,
+    /// A `const` source: a fallback, never a competing value.
+    constant: bool,
+}
+
+impl Resolved {
+    fn attributed(self) -> Attributed {
+        Attributed {
+            value: self.value,
+            source: self.source,
+            verified: self.verified,
+        }
+    }
+}
+
+/// A scalar as text.
+fn scalar_text(v: Value) -> Option<String> {
+    match v {
+        Value::String(v) => Some(v),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A value fit for actor, app or target: trimmed, non-empty, not a token, cut to size.
+fn clean(text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() || redact::looks_like_jwt(text) {
+        return None;
+    }
+    Some(redact::truncate(text, redact::MAX_VALUE_CHARS))
+}
 
 impl Ctx<'_> {
     fn raw(&self, source: &Source) -> Option<Value> {
@@ -301,53 +341,74 @@ impl Ctx<'_> {
             Source::Const(v) => Some(Value::String(v.clone())),
             Source::BasicAuthUser => basic_auth_user(self.req.headers).map(Value::String),
             // Claims are read through `claim`, which knows whether the token verified.
-            Source::Claim { .. } => self.claim(source).map(|(v, _)| Value::String(v)),
+            Source::Claim { claim, .. } => self
+                .seen(source)
+                .filter(|t| t.checked.verified)
+                .and_then(|t| t.checked.claim_str(claim))
+                .map(Value::String),
+            Source::Mapped { source, table, .. } => {
+                let key = scalar_text(self.raw(source)?)?;
+                table.get(key.trim()).map(|v| Value::String(v.to_string()))
+            }
         }
     }
 
-    /// A claim of a verified token; an unverified or invalid token yields nothing.
-    fn claim(&self, source: &Source) -> Option<(String, bool)> {
-        let Source::Claim { claim, token, keys } = source else {
+    /// The token a claim source reads (checked with the key set the route reads it with).
+    fn seen(&self, source: &Source) -> Option<&SeenToken> {
+        let Source::Claim { token, keys, .. } = source else {
             return None;
         };
-        let seen = self
-            .tokens
+        let keys = token.keys_for(keys);
+        self.tokens
             .iter()
-            .find(|t| &t.location == token && &t.keys == keys)?;
-        if !seen.checked.verified {
-            return None;
-        }
-        seen.checked.claim_str(claim).map(|v| (v, true))
+            .find(|t| &t.location == token && t.keys == keys)
     }
 
-    /// The first source that yields a non-empty scalar, as text, with its label.
-    fn first_text(&self, sources: &[Source]) -> Option<Resolved> {
-        sources.iter().find_map(|s| self.text(s))
-    }
-
-    /// Every source that yields a value, in order.
+    /// Every source that yields a value, in order; a claim of a token that did not verify
+    /// yields its claimed value, marked so.
     fn all_texts(&self, sources: &[Source]) -> Vec<Resolved> {
         sources.iter().filter_map(|s| self.text(s)).collect()
     }
 
     fn text(&self, s: &Source) -> Option<Resolved> {
-        {
-            let verified = matches!(s, Source::Claim { .. });
-            let text = match self.raw(s)? {
-                Value::String(v) => v,
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                _ => return None,
-            };
-            let text = text.trim();
-            if text.is_empty() || redact::looks_like_jwt(text) {
-                return None;
+        match s {
+            Source::Mapped { source, map, table } => {
+                let inner = self.text(source)?;
+                let value = clean(table.get(&inner.value)?)?;
+                Some(Resolved {
+                    value,
+                    source: format!("lookup:{map}({})", inner.source),
+                    ..inner
+                })
             }
-            Some((
-                redact::truncate(text, redact::MAX_VALUE_CHARS),
-                s.label(),
-                verified,
-            ))
+            Source::Claim { claim, token, .. } => {
+                let seen = self.seen(s)?;
+                let value = clean(&seen.checked.claim_str(claim)?)?;
+                if seen.checked.verified {
+                    Some(Resolved {
+                        value,
+                        source: s.label(),
+                        verified: true,
+                        claimed: false,
+                        constant: false,
+                    })
+                } else {
+                    Some(Resolved {
+                        value,
+                        source: claimed_label(claim, token),
+                        verified: false,
+                        claimed: true,
+                        constant: false,
+                    })
+                }
+            }
+            other => Some(Resolved {
+                value: clean(&scalar_text(self.raw(other)?)?)?,
+                source: other.label(),
+                verified: false,
+                claimed: false,
+                constant: matches!(other, Source::Const(_)),
+            }),
         }
     }
 
@@ -358,6 +419,67 @@ impl Ctx<'_> {
             .find_map(|s| self.raw(s).filter(|v| !v.is_null()))
             .and_then(|v| self.redactor.scrub(v))
     }
+
+    /// The token the route's requirement checks, when it is a JWT.
+    fn required_token(&self) -> Option<(&SeenToken, &crate::identity::require::Requirement)> {
+        let req = self.m.route.require.as_deref()?;
+        let keys = req.token.keys_for(&req.keys);
+        self.tokens
+            .iter()
+            .find(|t| t.location == req.token && t.keys == keys && t.checked.is_jwt)
+            .map(|t| (t, req))
+    }
+
+    /// The subject (key set `subject_claim`) of the requirement's token: verified when the
+    /// token is, else claimed.
+    fn required_subject(&self) -> Option<Resolved> {
+        let (t, req) = self.required_token()?;
+        let claim = t.checked.names.subject();
+        self.token_claim(t, claim, &req.token)
+    }
+
+    /// The app of the requirement's token: the key set's `app_claim`, else the requirement's
+    /// own when it checks tenancy.
+    fn required_app(&self) -> Option<Resolved> {
+        let (t, req) = self.required_token()?;
+        let claim = match &t.checked.names.app {
+            Some(c) => c.as_str(),
+            None if req.app_matches.is_some() => req.app_claim.as_str(),
+            None => return None,
+        };
+        self.token_claim(t, claim, &req.token)
+    }
+
+    fn token_claim(&self, t: &SeenToken, claim: &str, at: &TokenLocation) -> Option<Resolved> {
+        let value = clean(&t.checked.claim_str(claim)?)?;
+        let verified = t.checked.verified;
+        Some(Resolved {
+            value,
+            source: if verified {
+                format!("claim:{claim}@{}", at.label())
+            } else {
+                claimed_label(claim, at)
+            },
+            verified,
+            claimed: !verified,
+            constant: false,
+        })
+    }
+}
+
+/// How a claimed (unverified) value is labelled: `claimed:user_id@bearer`.
+fn claimed_label(claim: &str, token: &TokenLocation) -> String {
+    format!("claimed:{claim}@{}", token.label())
+}
+
+/// The actor or target among the values the sources yielded, in source order: when any source
+/// yields a verified value, the first value that is not merely claimed; otherwise the first
+/// value, a claimed one included.
+fn pick(values: Vec<Resolved>) -> Option<Resolved> {
+    if values.iter().any(|v| v.verified) {
+        return values.into_iter().find(|v| !v.claimed);
+    }
+    values.into_iter().next()
 }
 
 /// Decide the outcome from the status (or its absence) and the body condition.
@@ -427,6 +549,21 @@ pub fn build_event(
         })
     });
     let mut reason = reason(&ctx, &route.outcome, outcome, resp);
+    // Stable codes for the upstream's reason texts; the text itself is kept in details.
+    let mut reason_text = None;
+    if resp.failure.is_none() && reason.is_some() {
+        let status = resp.status.map(|s| s.as_u16());
+        if let Some(rule) = route
+            .reasons
+            .iter()
+            .find(|r| r.matches(reason.as_deref(), status))
+        {
+            if reason.as_deref() != Some(rule.code.as_str()) {
+                reason_text = reason.take();
+            }
+            reason = Some(rule.code.clone());
+        }
+    }
     let mut outcome = outcome;
     // A presented token that failed verification decides the outcome when the route says so.
     if let Some(forced) = route.outcome.on_invalid_token {
@@ -440,23 +577,28 @@ pub fn build_event(
         }
     }
 
-    let actor = match ctx.first_text(&route.actor) {
-        Some((id, source, verified)) => Actor {
-            id: Some(id),
+    // Without a value from the route's sources, the requirement's token names the actor and
+    // the app (verified, or claimed when it did not verify).
+    let actor = match pick(ctx.all_texts(&route.actor)).or_else(|| ctx.required_subject()) {
+        Some(r) => Actor {
+            id: Some(r.value),
             kind: route.actor_kind,
             display: None,
-            verified,
-            source: Some(source),
+            verified: r.verified,
+            source: Some(r.source),
         },
         None => Actor::anonymous(),
     };
-    let (app, app_conflict) = resolve_app(ctx.all_texts(&route.app));
+    let (app, app_conflict) = match resolve_app(ctx.all_texts(&route.app)) {
+        (None, _) => (ctx.required_app().map(Resolved::attributed), None),
+        resolved => resolved,
+    };
     let target = route.target.as_ref().and_then(|t| {
-        ctx.first_text(&t.from).map(|(id, source, _)| Target {
+        pick(ctx.all_texts(&t.from)).map(|r| Target {
             kind: t.kind.clone(),
-            id,
-            display: ctx.first_text(&t.display).map(|(d, _, _)| d),
-            source,
+            id: r.value,
+            display: pick(ctx.all_texts(&t.display)).map(|d| d.value),
+            source: r.source,
         })
     });
     let mut details = Map::new();
@@ -464,6 +606,9 @@ pub fn build_event(
         if let Some(v) = ctx.first_value(sources) {
             details.insert(name.clone(), v);
         }
+    }
+    if let Some(text) = reason_text {
+        details.entry("reason_text").or_insert(Value::String(text));
     }
 
     AuditEvent {
@@ -494,35 +639,30 @@ pub fn build_event(
     }
 }
 
-/// The app: the first verified value, else the first value; when sources disagree, every
-/// distinct value is kept as the conflict.
+/// The app: the first verified value, else the first value that is not a constant, else the
+/// constant (a fallback, never a competing value). When the values that are not constants
+/// disagree, every distinct one is kept as the conflict.
 fn resolve_app(values: Vec<Resolved>) -> (Option<Attributed>, Option<Vec<Attributed>>) {
     let chosen = values
         .iter()
-        .find(|(_, _, verified)| *verified)
+        .find(|v| v.verified)
+        .or_else(|| values.iter().find(|v| !v.constant))
         .or(values.first())
-        .map(|(value, source, verified)| Attributed {
-            value: value.clone(),
-            source: source.clone(),
-            verified: *verified,
-        });
+        .cloned();
     let Some(app) = chosen else {
         return (None, None);
     };
-    if values.iter().all(|(v, _, _)| *v == app.value) {
-        return (Some(app), None);
+    let competing: Vec<Resolved> = values.into_iter().filter(|v| !v.constant).collect();
+    if competing.iter().all(|v| v.value == app.value) {
+        return (Some(app.attributed()), None);
     }
     let mut conflict: Vec<Attributed> = Vec::new();
-    for (value, source, verified) in values {
-        if !conflict.iter().any(|c| c.value == value) {
-            conflict.push(Attributed {
-                value,
-                source,
-                verified,
-            });
+    for v in competing {
+        if !conflict.iter().any(|c| c.value == v.value) {
+            conflict.push(v.attributed());
         }
     }
-    (Some(app), Some(conflict))
+    (Some(app.attributed()), Some(conflict))
 }
 
 /// The tokens of the exchange as recorded: by fingerprint, once each.
@@ -545,7 +685,10 @@ fn token_refs(tokens: &[SeenToken]) -> Vec<TokenRef> {
             fingerprint: c.fingerprint.clone(),
             jti: c.claim_str("jti").map(|v| redact::truncate(&v, 128)),
             sub: c
-                .claim_str("sub")
+                .subject()
+                .map(|v| redact::truncate(&v, redact::MAX_VALUE_CHARS)),
+            app: c
+                .app()
                 .map(|v| redact::truncate(&v, redact::MAX_VALUE_CHARS)),
             iat: c.claim_i64("iat"),
             exp: c.claim_i64("exp"),
@@ -580,24 +723,39 @@ fn reason(
     from_body.or_else(|| resp.status.map(|s| format!("http_{}", s.as_u16())))
 }
 
-/// The concrete path as stored: normalised, with the values of secret-named parameters
-/// (`/verify/{code}`) replaced by their placeholder, and cut to a sane length.
+/// The path as stored: as the upstream received it (trailing slash, encoding and all; the query
+/// dropped), with each segment holding the value of a secret-named parameter (`/verify/{code}`)
+/// replaced by its placeholder, and cut to a sane length. Normalisation is for matching only.
 fn stored_path(m: &Match<'_>, redactor: &Redactor, raw: &str) -> String {
-    let mut segments = super::segments(raw);
-    for (name, value) in &m.params {
-        if redactor.is_secret(name) {
-            for seg in segments.iter_mut().filter(|s| *s == value) {
-                *seg = format!("{{{name}}}").into();
+    let raw = raw.split('?').next().unwrap_or("");
+    let secrets: Vec<(&str, &str)> = m
+        .params
+        .iter()
+        .filter(|(name, value)| !value.is_empty() && redactor.is_secret(name))
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let mut path = String::with_capacity(raw.len() + 1);
+    for (i, seg) in raw.split('/').enumerate() {
+        if i > 0 {
+            path.push('/');
+        }
+        let secret = (!secrets.is_empty())
+            .then(|| super::template::percent_decode(seg))
+            .and_then(|decoded| secrets.iter().find(|(_, v)| *v == decoded));
+        match secret {
+            Some((name, _)) => {
+                path.push('{');
+                path.push_str(name);
+                path.push('}');
             }
+            None => path.push_str(seg),
         }
     }
-    let mut path = String::with_capacity(raw.len() + 1);
-    for seg in &segments {
-        path.push('/');
-        path.push_str(seg);
-    }
-    if path.is_empty() {
-        path.push('/');
+    if !path.starts_with('/') {
+        path.insert(0, '/');
     }
     redact::truncate_owned(path, 512)
 }
+
+#[cfg(test)]
+mod tests;

@@ -60,6 +60,49 @@ pub struct File {
     /// Rules that raise an alert (`alert.fired`, the log, webhooks) on matching events.
     #[serde(default)]
     pub alerts: Vec<Alert>,
+    /// Lookup tables sources map their values through (`map: NAME`): a table of
+    /// `value: mapped` pairs, or `{ file: PATH }` of a YAML file holding one.
+    #[serde(default)]
+    pub lookups: indexmap_lite::OrderedMap<Spanned<Lookup>>,
+    /// Stable reason codes for upstream reason texts, after each route's own `reasons`.
+    #[serde(default)]
+    pub reasons: Vec<Spanned<ReasonRule>>,
+}
+
+/// A lookup table: `{ svc-alpha: app-alpha, ... }` or `{ file: clients.yaml }`.
+#[derive(Debug)]
+pub enum Lookup {
+    Inline(Vec<(String, String)>),
+    File(String),
+}
+
+impl<'de> Deserialize<'de> for Lookup {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = indexmap_lite::OrderedMap::<Text>::deserialize(d)?;
+        match map.0.as_slice() {
+            [(k, v)] if k == "file" => Ok(Lookup::File(v.0.clone())),
+            _ => Ok(Lookup::Inline(
+                map.0.into_iter().map(|(k, v)| (k, v.0)).collect(),
+            )),
+        }
+    }
+}
+
+/// `{ prefix: "Unable to log in", code: invalid_credentials }`: every condition given must hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRule {
+    /// The reason text equals this.
+    pub exact: Option<Text>,
+    /// The reason text starts with this.
+    pub prefix: Option<Text>,
+    /// The reason text matches this regular expression (unanchored; use `^…$`).
+    pub regex: Option<Text>,
+    /// The response status: a code (`401`) or class (`4xx`).
+    pub status: Option<Text>,
+    /// The stable reason stored instead (`invalid_credentials`); the text is kept in
+    /// `details.reason_text`.
+    pub code: Text,
 }
 
 /// `retention: { default: 400d, rules: [...], legal_hold: [app-x] }`.
@@ -372,6 +415,14 @@ pub struct KeySetSpec {
     pub audience: Option<OneOrMany<Text>>,
     /// Clock skew allowed on `exp` and `nbf`. Default `30s`.
     pub leeway: Option<Duration>,
+    /// Required `aud` of ID tokens (one or a list: the client ids), which are addressed to
+    /// the client rather than the API. ID tokens are the ones read from a request or response
+    /// body field named `id_token`. Default: `audience` applies to them too.
+    pub id_token_audience: Option<OneOrMany<Text>>,
+    /// Claim naming the token's subject (claim name or JSON pointer). Default `sub`.
+    pub subject_claim: Option<Spanned<Text>>,
+    /// Claim naming the token's app (tenant), recorded with the token. Default: none.
+    pub app_claim: Option<Spanned<Text>>,
 }
 
 /// Sources used by routes that do not name their own.
@@ -416,6 +467,9 @@ pub struct Route {
     pub tokens: Option<Spanned<Tokens>>,
     /// A verified token this route requires: a requirement's name, or an inline block.
     pub require: Option<Spanned<RequireRef>>,
+    /// Stable reason codes for this route's reason texts, before the file's `reasons`.
+    #[serde(default)]
+    pub reasons: Vec<Spanned<ReasonRule>>,
 }
 
 /// `require: NAME` or `require: { use: NAME, mode: enforce }` or an inline block.

@@ -24,7 +24,7 @@ fn unknown_key_names_file_line_column_and_field() {
 fn unknown_top_level_key() {
     assert_eq!(
         errors("upstream: http://127.0.0.1:9000\nlisten_addr: 0.0.0.0:1\n"),
-        ["authtrail.yaml:2:1: listen_addr: unknown field `listen_addr`, expected one of listen, upstream, inspect_limit, path_policy, request_id_header, max_connections, timeouts, admin, store, redact, trust, tls, upstream_tls, keys, requirements, defaults, routes, retention, sinks, alerts"]
+        ["authtrail.yaml:2:1: listen_addr: unknown field `listen_addr`, expected one of listen, upstream, inspect_limit, path_policy, request_id_header, max_connections, timeouts, admin, store, redact, trust, tls, upstream_tls, keys, requirements, defaults, routes, retention, sinks, alerts, lookups, reasons"]
     );
 }
 
@@ -305,4 +305,64 @@ alerts:
     );
     assert_eq!(cfg.alerts[0].notify, ["hook"]);
     assert!(cfg.alerts[0].threshold.is_none());
+}
+
+#[test]
+fn unknown_lookups_and_bad_reason_rules_are_pinned() {
+    let yaml = format!(
+        "lookups:\n  client_app: {{ svc-alpha: app-alpha }}\nreasons:\n  - {{ exact: a, prefix: b, code: x }}\n  - {{ regex: \"(\", code: y }}\n  - {{ code: Not-A-Code, status: 401 }}\n{HEAD}  - id: t\n    match: {{ path: /t }}\n    event: token.issue\n    app: [ {{ basic_auth: user, map: client_ap }} ]\n"
+    );
+    let errs = errors(&yaml);
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert_eq!(
+        errs[0],
+        "authtrail.yaml:4:5: reasons[0]: a reason rule matches the text one way: exact, prefix or regex"
+    );
+    assert!(
+        errs[1].starts_with("authtrail.yaml:5:5: reasons[1].regex: invalid regex \"(\": "),
+        "{}",
+        errs[1]
+    );
+    assert_eq!(
+        errs[2],
+        "authtrail.yaml:6:5: reasons[2].code: invalid reason code \"Not-A-Code\": use up to 64 of a-z 0-9 _ . : - like invalid_credentials"
+    );
+    assert_eq!(
+        errs[3],
+        "authtrail.yaml:12:10: routes[0].app[0].map: unknown lookup \"client_ap\": lookups are client_app"
+    );
+}
+
+#[test]
+fn lookup_files_are_read_and_their_errors_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("clients.yaml");
+    std::fs::write(&good, "svc-alpha: app-alpha\nsvc-beta: app-beta\n").unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "svc-alpha: app-alpha\n- oops\n").unwrap();
+    let route = "  - id: t\n    match: { path: /t }\n    event: token.issue\n    app: { basic_auth: user, map: clients }\n";
+    let yaml = format!(
+        "upstream: http://127.0.0.1:9000\nlookups:\n  clients: {{ file: {} }}\nroutes:\n{route}",
+        good.display()
+    );
+    let cfg = load_str(&yaml, "authtrail.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let crate::classify::Source::Mapped { table, .. } = &cfg.routes.routes[0].app[0] else {
+        panic!("a mapped source")
+    };
+    assert_eq!(table.get("svc-beta"), Some("app-beta"));
+    let missing = dir.path().join("missing.yaml");
+    for (file, want) in [(&missing, "cannot read lookup file"), (&bad, "line 2")] {
+        let yaml = format!(
+            "upstream: http://127.0.0.1:9000\nlookups:\n  clients: {{ file: {} }}\nroutes:\n{route}",
+            file.display()
+        );
+        let errs = errors(&yaml);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].starts_with("authtrail.yaml:3:12: lookups.clients.file: ")
+                && errs[0].contains(want),
+            "{}",
+            errs[0]
+        );
+    }
 }

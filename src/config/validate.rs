@@ -20,6 +20,7 @@ use crate::classify::{
     RouteMap, Source, StatusPattern, TargetRule,
 };
 
+mod attribution;
 mod keys;
 mod ops;
 mod require;
@@ -28,6 +29,8 @@ mod tls;
 struct Checker<'f> {
     file: &'f str,
     errors: Vec<Diagnostic>,
+    /// `lookups`, by name, for sources with `map: NAME`.
+    lookups: std::collections::HashMap<String, crate::classify::Lookup>,
 }
 
 impl Checker<'_> {
@@ -65,7 +68,29 @@ impl Checker<'_> {
         let mut out = Vec::new();
         for (i, src) in list.value.0.iter().enumerate() {
             let at = format!("{path}[{i}]");
-            let ok = match src {
+            // A mapped source: its table must exist; the inner source is checked as any other.
+            let mut src = src.clone();
+            if let Source::Mapped { map, table, .. } = &mut src {
+                match self.lookups.get(map.as_str()) {
+                    Some(t) => *table = t.clone(),
+                    None => {
+                        let mut known: Vec<&str> =
+                            self.lookups.keys().map(String::as_str).collect();
+                        known.sort_unstable();
+                        let msg = format!(
+                            "unknown lookup \"{map}\": {}",
+                            if known.is_empty() {
+                                "define it under lookups".to_string()
+                            } else {
+                                format!("lookups are {}", known.join(", "))
+                            }
+                        );
+                        self.err(list, format!("{at}.map"), msg);
+                        continue;
+                    }
+                }
+            }
+            let ok = match src.base() {
                 Source::Path(name) => match template {
                     Some(t) if !t.has_param(name) => {
                         let known: Vec<&str> = t.params().collect();
@@ -108,7 +133,7 @@ impl Checker<'_> {
                 continue;
             }
             if let Some(field) = src.field_name() {
-                let is_header = matches!(src, Source::Header(_));
+                let is_header = matches!(src.base(), Source::Header(_));
                 let rule =
                     if is_header && SECRET_HEADERS.contains(&field.to_ascii_lowercase().as_str()) {
                         Some(field.to_ascii_lowercase())
@@ -123,7 +148,7 @@ impl Checker<'_> {
                     continue;
                 }
             }
-            out.push(src.clone());
+            out.push(src);
         }
         out
     }
@@ -443,7 +468,10 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
     let mut c = Checker {
         file,
         errors: Vec::new(),
+        lookups: Default::default(),
     };
+    c.lookups = attribution::lookups(&mut c, &raw);
+    let global_reasons = attribution::reason_rules(&mut c, &raw.reasons, "reasons");
     let redactor = Redactor::new(raw.redact.fields.iter().map(|t| t.0.clone()));
 
     let listen = c.addr(&raw.listen, "listen", "0.0.0.0:8080");
@@ -697,6 +725,8 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
             .path_policy
             .as_ref()
             .and_then(|p| c.path_policy(p, &at("match.path_policy")));
+        let mut reasons = attribution::reason_rules(&mut c, &r.reasons, &at("reasons"));
+        reasons.extend(global_reasons.iter().cloned());
         let Some(path) = template else { continue };
         let route = Route {
             id: r.id.value.0.clone(),
@@ -716,6 +746,7 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
             require,
             path_case,
             path_policy,
+            reasons,
             body: r
                 .matcher
                 .body

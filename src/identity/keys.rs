@@ -18,6 +18,7 @@ use super::{Invalid, MAX_TOKEN_LEN};
 pub const VERDICT_CACHE_ENTRIES: usize = 4096;
 
 /// Where a key set's keys come from.
+#[derive(Clone)]
 pub enum KeySource {
     /// Fixed keys (an HMAC secret or a PEM public key); `kid` is not consulted.
     Static(DecodingKey),
@@ -30,6 +31,13 @@ pub struct KeySet {
     pub name: String,
     pub source: KeySource,
     pub algorithms: Vec<Algorithm>,
+    /// The claim naming the token's subject (`subject_claim`, default `sub`).
+    pub subject_claim: String,
+    /// The claim naming the token's app (`app_claim`), if the key set names one.
+    pub app_claim: Option<String>,
+    /// The same keys with the expectations of ID tokens (`id_token_audience`): ID tokens are
+    /// addressed to the client, not the API. `None`: ID tokens are checked like any other.
+    pub id_token: Option<Arc<KeySet>>,
     /// Prepared validation per allowed algorithm.
     validations: HashMap<Algorithm, Validation>,
     /// Seconds a token is still accepted after its `exp`.
@@ -106,6 +114,12 @@ pub struct ClaimRules {
     pub issuer: Option<Vec<String>>,
     pub audience: Option<Vec<String>>,
     pub leeway: Duration,
+    /// Required `aud` of ID tokens (one of); `None`: `audience` applies to them too.
+    pub id_token_audience: Option<Vec<String>>,
+    /// Claim holding the subject; `None`: `sub`.
+    pub subject_claim: Option<String>,
+    /// Claim holding the app (tenant), if any.
+    pub app_claim: Option<String>,
 }
 
 /// The family of an algorithm: keys of one family never verify another's.
@@ -132,6 +146,19 @@ impl KeySet {
         algorithms: Vec<Algorithm>,
         rules: &ClaimRules,
     ) -> KeySet {
+        let id_token = rules.id_token_audience.as_ref().map(|aud| {
+            let id_rules = ClaimRules {
+                audience: Some(aud.clone()),
+                id_token_audience: None,
+                ..rules.clone()
+            };
+            Arc::new(KeySet::new(
+                format!("{name}#id_token"),
+                source.clone(),
+                algorithms.clone(),
+                &id_rules,
+            ))
+        });
         let validations = algorithms
             .iter()
             .map(|alg| {
@@ -160,6 +187,9 @@ impl KeySet {
             name,
             source,
             algorithms,
+            subject_claim: rules.subject_claim.clone().unwrap_or_else(|| "sub".into()),
+            app_claim: rules.app_claim.clone(),
+            id_token,
             validations,
             leeway: rules.leeway.as_secs(),
             verdicts: Mutex::new(VerdictCache::default()),

@@ -243,6 +243,7 @@ mod tests {
             is_jwt: true,
             verified: true,
             invalid: None,
+            names: Default::default(),
         }
     }
 

@@ -42,6 +42,7 @@ fn rules() -> ClaimRules {
         issuer: Some(vec!["https://issuer.test".into()]),
         audience: Some(vec!["api".into()]),
         leeway: Duration::from_secs(5),
+        ..ClaimRules::default()
     }
 }
 
@@ -275,6 +276,7 @@ fn claims_by_name_and_pointer() {
         is_jwt: true,
         verified: true,
         invalid: None,
+        names: Default::default(),
     };
     assert_eq!(t.claim_str("sub").as_deref(), Some("u"));
     assert_eq!(t.claim_str("/ext/app").as_deref(), Some("a1"));

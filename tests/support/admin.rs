@@ -89,6 +89,7 @@ fn token(fp: &str, jti: &str, role: TokenRole) -> TokenRef {
         fingerprint: fp.into(),
         jti: Some(jti.into()),
         sub: Some("alice".into()),
+        app: None,
         iat: None,
         exp: Some(4_102_444_800),
         verified: true,

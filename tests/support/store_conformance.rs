@@ -1157,6 +1157,7 @@ pub async fn filter_token_by_fingerprint_or_jti(store: Arc<dyn EventStore>) {
         fingerprint: "fp-0123".into(),
         jti: Some("jti-9".into()),
         sub: None,
+        app: None,
         iat: None,
         exp: None,
         verified: true,

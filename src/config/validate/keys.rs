@@ -75,6 +75,12 @@ pub(super) fn identity(c: &mut Checker<'_>, raw: &File) -> Identity {
                 .as_ref()
                 .map(|a| a.0.iter().map(|t| t.0.clone()).collect()),
             leeway: s.leeway.map_or(Duration::from_secs(30), |d| d.0),
+            id_token_audience: s
+                .id_token_audience
+                .as_ref()
+                .map(|a| a.0.iter().map(|t| t.0.clone()).collect()),
+            subject_claim: claim_name(c, &s.subject_claim, &at("subject_claim")),
+            app_claim: claim_name(c, &s.app_claim, &at("app_claim")),
         };
         // The kind of key decides which algorithms may ever be used with it.
         let (source, kind, default_algs): (KeySource, &str, Vec<Algorithm>) = if let Some(secret) =
@@ -221,6 +227,21 @@ pub(super) fn identity(c: &mut Checker<'_>, raw: &File) -> Identity {
     }
 }
 
+/// A claim name (`user_id`) or JSON pointer (`/ext/app`); never empty.
+fn claim_name(
+    c: &mut Checker<'_>,
+    v: &Option<serde_saphyr::Spanned<crate::config::types::Text>>,
+    at: &str,
+) -> Option<String> {
+    let v = v.as_ref()?;
+    let name = v.value.trim();
+    if name.is_empty() || name == "/" {
+        c.err(v, at, "a claim name must not be empty");
+        return None;
+    }
+    Some(name.to_string())
+}
+
 /// `tokens:` of a route: where tokens are presented and issued, checked against the identity
 /// config (recording tokens needs the fingerprint key).
 pub(super) fn token_rule(
@@ -298,7 +319,7 @@ pub(super) fn check_claim_sources(
         .chain(target)
         .chain(captures)
     {
-        if let Source::Claim { keys, .. } = s {
+        if let Source::Claim { keys, .. } = s.base() {
             let msg = match keys {
                 Some(k) if !identity.keysets.contains_key(k) => format!("unknown key set \"{k}\" in {}", s.label()),
                 None if identity.keyset(None).is_none() => format!(

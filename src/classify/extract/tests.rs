@@ -1,0 +1,592 @@
+//! Who acted and in which app: verified, claimed and looked-up values; constants as fallbacks;
+//! stable reasons; the stored path.
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::classify::{classify, RequestHead};
+use crate::config::{load_str, Config};
+use crate::event::AuditEvent;
+
+const SECRET: &str = "unit-test-hmac-secret-0123456789";
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn token(secret: &str, claims: Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn good(user: &str, tenant: &str) -> String {
+    token(
+        SECRET,
+        json!({"user_id": user, "tenant": tenant, "aud": "api", "exp": now() + 600}),
+    )
+}
+
+fn forged(user: &str, tenant: &str) -> String {
+    token(
+        "not-the-secret-at-all-0123456789",
+        json!({"user_id": user, "tenant": tenant, "aud": "api", "exp": now() + 600}),
+    )
+}
+
+fn config(extra: &str, routes: &str) -> Config {
+    let yaml = format!(
+        "upstream: http://127.0.0.1:9\ntrust:\n  fingerprint_key: unit-test-fingerprint-key\nkeys:\n  hs:\n    secret: {SECRET}\n    subject_claim: user_id\n    app_claim: tenant\n    audience: api\n    id_token_audience: client-1\n{extra}routes:\n{routes}"
+    );
+    load_str(&yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One exchange through the route map: the request (headers, form or JSON body), the
+/// response (status, JSON body), every token the route reads checked with the config's keys.
+struct Exchange<'a> {
+    method: &'a str,
+    path: &'a str,
+    headers: Vec<(&'a str, String)>,
+    body: String,
+    status: u16,
+    resp: Value,
+}
+
+impl Default for Exchange<'_> {
+    fn default() -> Self {
+        Exchange {
+            method: "POST",
+            path: "/x",
+            headers: Vec::new(),
+            body: String::new(),
+            status: 200,
+            resp: json!({}),
+        }
+    }
+}
+
+fn run(cfg: &Config, x: Exchange<'_>) -> AuditEvent {
+    let method = Method::from_bytes(x.method.as_bytes()).unwrap();
+    let head = RequestHead {
+        method: &method,
+        host: None,
+        path: x.path,
+    };
+    let m = classify(&cfg.routes, &head).expect("a route matches");
+    let mut headers = HeaderMap::new();
+    for (k, v) in &x.headers {
+        headers.append(
+            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let (path, query) = match x.path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (x.path, None),
+    };
+    let req_parsed = ParsedBody::default();
+    let req = RequestFacts {
+        method: &method,
+        path,
+        query,
+        headers: &headers,
+        body: x.body.as_bytes(),
+        body_truncated: false,
+        parsed: &req_parsed,
+    };
+    let resp_body = x.resp.to_string();
+    let mut resp_headers = HeaderMap::new();
+    resp_headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let resp_parsed = ParsedBody::default();
+    let resp = ResponseFacts {
+        status: Some(StatusCode::from_u16(x.status).unwrap()),
+        headers: Some(&resp_headers),
+        body: resp_body.as_bytes(),
+        body_truncated: false,
+        failure: None,
+        parsed: &resp_parsed,
+    };
+    let mut seen = Vec::new();
+    for (location, keys) in m.route.token_reads() {
+        let raw = match &location {
+            TokenLocation::ResponseBody(p) => response_token(p, &resp),
+            other => request_token(other, &req),
+        };
+        if let Some(raw) = raw {
+            let checked = cfg.identity.check_now(&raw, keys.as_deref());
+            seen.push(SeenToken {
+                location,
+                keys,
+                checked,
+            });
+        }
+    }
+    let base = EventBase {
+        id: uuid::Uuid::now_v7(),
+        time: crate::event::now_millis(),
+        request_id: "r".into(),
+        client: Default::default(),
+        duration_ms: 0,
+    };
+    build_event(&m, &cfg.redactor, &req, &resp, &seen, base)
+}
+
+fn bearer(t: &str) -> Vec<(&'static str, String)> {
+    vec![("authorization", format!("Bearer {t}"))]
+}
+
+fn actor(e: &AuditEvent) -> (Option<&str>, bool, Option<&str>) {
+    (
+        e.actor.id.as_deref(),
+        e.actor.verified,
+        e.actor.source.as_deref(),
+    )
+}
+
+fn app(e: &AuditEvent) -> Option<(&str, bool, &str)> {
+    e.app
+        .as_ref()
+        .map(|a| (a.value.as_str(), a.verified, a.source.as_str()))
+}
+
+const CLAIM_ROUTE: &str = "  - id: me\n    match: { path: /x }\n    event: account.update\n    actor: { claim: user_id }\n    app: { claim: tenant }\n";
+
+#[test]
+fn a_verified_token_names_the_actor_and_app_verified() {
+    let cfg = config("", CLAIM_ROUTE);
+    let e = run(
+        &cfg,
+        Exchange {
+            headers: bearer(&good("u-1", "app-alpha")),
+            ..Default::default()
+        },
+    );
+    assert_eq!(actor(&e), (Some("u-1"), true, Some("claim:user_id@bearer")));
+    assert_eq!(app(&e), Some(("app-alpha", true, "claim:tenant@bearer")));
+    assert_eq!(
+        e.tokens[0].sub.as_deref(),
+        Some("u-1"),
+        "from subject_claim"
+    );
+    assert_eq!(
+        e.tokens[0].app.as_deref(),
+        Some("app-alpha"),
+        "from app_claim"
+    );
+    assert!(e.tokens[0].verified);
+}
+
+#[test]
+fn a_token_that_fails_verification_still_says_who_it_claims_to_be() {
+    let cfg = config("", CLAIM_ROUTE);
+    let expired = token(
+        SECRET,
+        json!({"user_id": "u-old", "tenant": "app-alpha", "aud": "api", "exp": now() - 3600}),
+    );
+    for (t, why, user) in [
+        (
+            forged("u-mallory", "app-alpha"),
+            "bad_signature",
+            "u-mallory",
+        ),
+        (expired, "expired", "u-old"),
+    ] {
+        let e = run(
+            &cfg,
+            Exchange {
+                headers: bearer(&t),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            actor(&e),
+            (Some(user), false, Some("claimed:user_id@bearer")),
+            "{why}"
+        );
+        assert_eq!(app(&e), Some(("app-alpha", false, "claimed:tenant@bearer")));
+        let t = &e.tokens[0];
+        assert_eq!(
+            (
+                t.sub.as_deref(),
+                t.app.as_deref(),
+                t.verified,
+                t.invalid.as_deref()
+            ),
+            (Some(user), Some("app-alpha"), false, Some(why))
+        );
+    }
+}
+
+#[test]
+fn a_claimed_value_yields_to_any_verified_one_and_keeps_its_place_otherwise() {
+    let cfg = config(
+        "",
+        "  - id: me\n    match: { path: /x }\n    event: account.update\n    actor: [ { claim: user_id }, { header: X-User } ]\n    app: [ { claim: tenant }, { header: X-App } ]\n",
+    );
+    // No verified value: the claimed one comes first in source order.
+    let mut h = bearer(&forged("u-claimed", "app-claimed"));
+    h.push(("x-user", "u-typed".into()));
+    h.push(("x-app", "app-typed".into()));
+    let e = run(
+        &cfg,
+        Exchange {
+            headers: h,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        actor(&e),
+        (Some("u-claimed"), false, Some("claimed:user_id@bearer"))
+    );
+    assert_eq!(
+        app(&e),
+        Some(("app-claimed", false, "claimed:tenant@bearer"))
+    );
+    assert_eq!(
+        e.app_conflict.as_ref().map(Vec::len),
+        Some(2),
+        "a claimed app that disagrees is a conflict"
+    );
+    // A verified value always wins over a claimed one.
+    let values = vec![
+        Resolved {
+            value: "claimed".into(),
+            source: "claimed:sub@bearer".into(),
+            verified: false,
+            claimed: true,
+            constant: false,
+        },
+        Resolved {
+            value: "typed".into(),
+            source: "header:x-user".into(),
+            verified: false,
+            claimed: false,
+            constant: false,
+        },
+        Resolved {
+            value: "proven".into(),
+            source: "claim:sub@header:x-token".into(),
+            verified: true,
+            claimed: false,
+            constant: false,
+        },
+    ];
+    assert_eq!(
+        pick(values.clone()).map(|r| r.value).as_deref(),
+        Some("typed"),
+        "with a verified value present, the source order of real values holds"
+    );
+    assert_eq!(
+        pick(values[..2].to_vec()).map(|r| r.value).as_deref(),
+        Some("claimed")
+    );
+}
+
+#[test]
+fn a_claimed_subject_never_satisfies_a_requirement() {
+    let cfg = config(
+        "requirements:\n  admin:\n    mode: enforce\n    claims: { user_id: u-root }\n",
+        "  - id: me\n    match: { path: /x }\n    event: account.update\n    require: admin\n",
+    );
+    let route = &cfg.routes.routes[0];
+    let req = route.require.as_deref().unwrap();
+    let forged = cfg.identity.check_now(&forged("u-root", "app-alpha"), None);
+    assert_eq!(forged.subject().as_deref(), Some("u-root"));
+    let d = crate::identity::require::evaluate(req, Some(&forged), &[], &HeaderMap::new());
+    assert!(
+        matches!(&d, crate::identity::require::Decision::Deny(d) if d.reason == "token_bad_signature"),
+        "{d:?}"
+    );
+    // The event still names who the token claims to be (the requirement's token, by the key
+    // set's subject_claim), unverified.
+    let e = run(
+        &cfg,
+        Exchange {
+            headers: bearer(&forged_token_root()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        actor(&e),
+        (Some("u-root"), false, Some("claimed:user_id@bearer"))
+    );
+    let ok = run(
+        &cfg,
+        Exchange {
+            headers: bearer(&good("u-root", "app-alpha")),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        actor(&ok),
+        (Some("u-root"), true, Some("claim:user_id@bearer"))
+    );
+    assert_eq!(app(&ok), Some(("app-alpha", true, "claim:tenant@bearer")));
+}
+
+fn forged_token_root() -> String {
+    forged("u-root", "app-alpha")
+}
+
+#[test]
+fn a_constant_app_is_a_fallback_never_a_conflict() {
+    let cfg = config(
+        "",
+        "  - id: me\n    match: { path: /x }\n    event: account.update\n    app: [ { claim: tenant }, { header: X-App }, { const: app-alpha } ]\n",
+    );
+    let e = run(
+        &cfg,
+        Exchange {
+            headers: bearer(&good("u-1", "app-beta")),
+            ..Default::default()
+        },
+    );
+    assert_eq!(app(&e), Some(("app-beta", true, "claim:tenant@bearer")));
+    assert_eq!(e.app_conflict, None, "the default does not compete");
+    let e = run(
+        &cfg,
+        Exchange {
+            headers: vec![("x-app", "app-gamma".into())],
+            ..Default::default()
+        },
+    );
+    assert_eq!(app(&e), Some(("app-gamma", false, "header:x-app")));
+    assert_eq!(e.app_conflict, None);
+    let e = run(&cfg, Exchange::default());
+    assert_eq!(app(&e), Some(("app-alpha", false, "const")));
+    assert_eq!(e.app_conflict, None);
+    // Real sources that disagree are still a conflict.
+    let mut h = bearer(&good("u-1", "app-beta"));
+    h.push(("x-app", "app-gamma".into()));
+    let e = run(
+        &cfg,
+        Exchange {
+            headers: h,
+            ..Default::default()
+        },
+    );
+    let values: Vec<&str> = e
+        .app_conflict
+        .iter()
+        .flatten()
+        .map(|a| a.value.as_str())
+        .collect();
+    assert_eq!(values, ["app-beta", "app-gamma"]);
+}
+
+fn basic(user: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw-never-read"));
+    vec![("authorization", format!("Basic {b}"))]
+}
+
+#[test]
+fn lookups_map_a_value_or_fall_through_to_the_next_source() {
+    let cfg = config(
+        "lookups:\n  client_app: { svc-alpha: app-alpha, svc-beta: app-beta }\n",
+        "  - id: token\n    match: { path: /x }\n    event: token.issue\n    actor: { basic_auth: user }\n    app: [ { basic_auth: user, map: client_app }, { form: client_id, map: client_app }, { const: app-unknown } ]\n    capture: { client_app: { basic_auth: user, map: client_app } }\n",
+    );
+    let e = run(
+        &cfg,
+        Exchange {
+            headers: basic("svc-alpha"),
+            status: 401,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        app(&e),
+        Some(("app-alpha", false, "lookup:client_app(basic_auth:user)"))
+    );
+    assert_eq!(e.details["client_app"], "app-alpha");
+    assert_eq!(e.app_conflict, None);
+    // Not in the table: that source yields nothing, the next one is asked.
+    let mut h = basic("svc-nobody");
+    h.push((
+        "content-type",
+        "application/x-www-form-urlencoded".to_string(),
+    ));
+    let e = run(
+        &cfg,
+        Exchange {
+            headers: h,
+            body: "client_id=svc-beta&grant_type=client_credentials".into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        app(&e),
+        Some(("app-beta", false, "lookup:client_app(form:client_id)"))
+    );
+    assert!(!e.details.contains_key("client_app"));
+    let e = run(&cfg, Exchange::default());
+    assert_eq!(app(&e), Some(("app-unknown", false, "const")));
+}
+
+#[test]
+fn a_looked_up_claim_keeps_its_verification() {
+    let cfg = config(
+        "lookups:\n  tenants: { t-1: app-alpha }\n",
+        "  - id: me\n    match: { path: /x }\n    event: account.update\n    app: { claim: tenant, map: tenants }\n",
+    );
+    let e = run(
+        &cfg,
+        Exchange {
+            headers: bearer(&good("u-1", "t-1")),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        app(&e),
+        Some(("app-alpha", true, "lookup:tenants(claim:tenant@bearer)"))
+    );
+    let e = run(
+        &cfg,
+        Exchange {
+            headers: bearer(&forged("u-1", "t-1")),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        app(&e),
+        Some(("app-alpha", false, "lookup:tenants(claimed:tenant@bearer)"))
+    );
+}
+
+const REASONS: &str = "reasons:\n  - { exact: \"Unable to log in with provided credentials.\", code: invalid_credentials }\n  - { prefix: \"E-mail is not verified\", code: email_unverified }\n  - { regex: \"(?i)token.*revoked\", code: token_revoked }\n  - { status: 401, code: invalid_client }\n";
+
+#[test]
+fn reasons_become_stable_codes_and_keep_the_text() {
+    let cfg = config(
+        REASONS,
+        "  - id: login\n    match: { path: /x }\n    event: auth.login\n    outcome: { reason: /detail }\n    reasons:\n      - { exact: \"Unable to log in with provided credentials.\", status: 403, code: locked_out }\n",
+    );
+    let cases = [
+        (
+            400,
+            "Unable to log in with provided credentials.",
+            "invalid_credentials",
+        ),
+        (
+            403,
+            "Unable to log in with provided credentials.",
+            "locked_out",
+        ),
+        (400, "E-mail is not verified for alice", "email_unverified"),
+        (400, "The Token has been REVOKED", "token_revoked"),
+        (401, "who are you", "invalid_client"),
+    ];
+    for (status, text, code) in cases {
+        let e = run(
+            &cfg,
+            Exchange {
+                status,
+                resp: json!({ "detail": text }),
+                ..Default::default()
+            },
+        );
+        assert_eq!(e.reason.as_deref(), Some(code), "{text}");
+        assert_eq!(e.details["reason_text"], text);
+    }
+    // No rule: the text stays the reason; a status-only rule maps http_401 too.
+    let e = run(
+        &cfg,
+        Exchange {
+            status: 400,
+            resp: json!({ "detail": "something else" }),
+            ..Default::default()
+        },
+    );
+    assert_eq!(e.reason.as_deref(), Some("something else"));
+    assert!(!e.details.contains_key("reason_text"));
+    let e = run(
+        &cfg,
+        Exchange {
+            status: 401,
+            ..Default::default()
+        },
+    );
+    assert_eq!(e.reason.as_deref(), Some("invalid_client"));
+    assert_eq!(e.details["reason_text"], "http_401");
+    // A success has no reason to map.
+    let e = run(&cfg, Exchange::default());
+    assert_eq!(e.reason, None);
+}
+
+#[test]
+fn the_stored_path_is_the_one_the_upstream_received() {
+    let cfg = config(
+        "",
+        "  - id: login\n    match: { path: /auth/login }\n    event: auth.login\n  - id: verify\n    match: { path: \"/v1/email/verify/{code}\" }\n    event: account.verify\n",
+    );
+    let e = run(
+        &cfg,
+        Exchange {
+            path: "/auth/login/",
+            ..Default::default()
+        },
+    );
+    assert_eq!(e.http.path, "/auth/login/");
+    let e = run(
+        &cfg,
+        Exchange {
+            path: "/auth/login?next=/x",
+            ..Default::default()
+        },
+    );
+    assert_eq!(e.http.path, "/auth/login", "the query is dropped");
+    let e = run(
+        &cfg,
+        Exchange {
+            path: "/v1/email/verify/s3cr%65t-code/",
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        e.http.path, "/v1/email/verify/{code}/",
+        "a secret-named parameter is masked however it is spelled"
+    );
+}
+
+#[test]
+fn id_tokens_are_checked_against_the_client_audience() {
+    let cfg = config(
+        "",
+        "  - id: login\n    match: { path: /x }\n    event: auth.login\n    actor: { issued_token: /access_token, claim: user_id }\n    tokens: { issued: [/access_token, /id_token] }\n",
+    );
+    let access = token(
+        SECRET,
+        json!({"user_id": "u-1", "aud": "api", "exp": now() + 600}),
+    );
+    let id = token(
+        SECRET,
+        json!({"user_id": "u-1", "aud": "client-1", "exp": now() + 600}),
+    );
+    let e = run(
+        &cfg,
+        Exchange {
+            resp: json!({"access_token": access, "id_token": id}),
+            ..Default::default()
+        },
+    );
+    let by_kind = |k: &str| e.tokens.iter().find(|t| t.kind == k).unwrap();
+    assert!(by_kind("access").verified);
+    assert!(by_kind("id").verified, "{:?}", by_kind("id"));
+    assert!(actor(&e).1);
+    // The other way round neither verifies.
+    let e = run(
+        &cfg,
+        Exchange {
+            resp: json!({"access_token": id, "id_token": access}),
+            ..Default::default()
+        },
+    );
+    for t in &e.tokens {
+        assert_eq!(t.invalid.as_deref(), Some("wrong_audience"), "{t:?}");
+    }
+}
