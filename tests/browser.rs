@@ -469,6 +469,21 @@ async fn the_viewer_shows_failed_logins_and_keeps_tenants_apart() {
         "const w = document.getElementById('who'); return !document.getElementById('app').hidden && !w.hidden && w.textContent.startsWith('support-alpha');",
     )
     .await;
+    // The timeline counts only app-a's events too: alice's failed login and the hostile one
+    // (her successful login names app-alpha in the answer, a conflict).
+    let sum = s
+        .wait_for(
+            "app-a's timeline",
+            "const bars = Array.from(document.querySelectorAll('#tl-svg rect.bar')); \
+             return bars.length > 0 ? bars.reduce((n, b) => n + Number(b.dataset.count), 0) : null;",
+        )
+        .await;
+    let visible = stored
+        .iter()
+        .filter(|e| e.app.as_ref().is_some_and(|a| a.value == "app-a"))
+        .count()
+        + 1;
+    assert_eq!(sum, visible, "{stored:?}");
     s.click("#failed-logins-btn").await;
     let rows = s
         .wait_for(
@@ -809,6 +824,61 @@ async fn the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url() {
     )
     .await;
     s.click("#live-btn").await;
+
+    // Keys: j / k move through the list, Enter opens the row, / goes to the search field.
+    s.js("const k = key => document.dispatchEvent(new KeyboardEvent('keydown', { key, bubbles: true })); \
+          k('j'); k('j'); k('j'); k('k'); return true;")
+        .await;
+    let second = s
+        .wait_for(
+            "the key cursor on the second row",
+            "const rows = document.querySelectorAll('#events-table tbody tr'); return rows[1].classList.contains('cursor') ? rows[1].dataset.id : null;",
+        )
+        .await;
+    s.js("document.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true })); return true;")
+        .await;
+    s.wait_for(
+        "Enter opens the row",
+        &format!("const d = document.getElementById('detail'); return !d.hidden && d.dataset.event === {second};"),
+    )
+    .await;
+    s.js("document.dispatchEvent(new KeyboardEvent('keydown', { key: '/', bubbles: true })); return true;")
+        .await;
+    s.wait_for(
+        "/ focuses search",
+        "return document.activeElement === document.querySelector('input[name=q]');",
+    )
+    .await;
+
+    // 1. Drag across the timeline's middle to its 90% mark: the window becomes that span, with
+    //    finer bars.
+    s.mark_rows().await;
+    s.js("const svg = document.getElementById('tl-svg'); const r = svg.getBoundingClientRect(); \
+          const at = f => ({ bubbles: true, clientX: r.left + f * r.width, clientY: r.top + r.height / 2 }); \
+          svg.dispatchEvent(new MouseEvent('mousedown', at(0.5))); \
+          window.dispatchEvent(new MouseEvent('mousemove', at(0.7))); \
+          window.dispatchEvent(new MouseEvent('mouseup', at(0.9))); return true;")
+        .await;
+    let span = s
+        .wait_for(
+            "the zoomed window",
+            "const f = document.getElementById('filters'); const a = Date.parse(f.querySelector('[name=since]').value), \
+             b = Date.parse(f.querySelector('[name=until]').value); \
+             const bars = document.querySelectorAll('#tl-svg rect.bar'); \
+             return location.hash.includes('since=') && location.hash.includes('until=') && bars.length > 0 \
+               && bars[0].dataset.bucketMs === '600000' ? (b - a) / 1000 : null;",
+        )
+        .await;
+    let span = span.as_f64().unwrap();
+    assert!(
+        (span - 0.4 * 86_400.0).abs() < 0.02 * 86_400.0,
+        "zoomed to {span} s"
+    );
+    s.wait_for(
+        "the list within the zoomed window",
+        &fresh_rows("rows.every(r => r.actor !== 'bob')"),
+    )
+    .await;
 
     // The screenshot for docs/viewer.md, when asked for (AUTHTRAIL_VIEWER_SCREENSHOT=path).
     if let Some(path) = std::env::var_os("AUTHTRAIL_VIEWER_SCREENSHOT") {

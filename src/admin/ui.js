@@ -664,6 +664,17 @@
     sessionStorage.removeItem(TOKEN_KEY);
     state.pending = [];
     setLive(false);
+    // Nothing the previous credential could read stays on the page.
+    state.gen++;
+    state.statsGen++;
+    state.events = [];
+    state.selected = null;
+    state.window = null;
+    $("events-table").querySelector("tbody").replaceChildren();
+    for (const id of ["tl-svg", "tl-range", "tl-axis", "detail-fields", "detail-tokens", "detail-json", "token-summary", "token-events"]) $(id).replaceChildren();
+    $("detail").hidden = true;
+    $("token-life").hidden = true;
+    $("status").textContent = "";
     $("app").hidden = true;
     $("who").hidden = true;
     $("signout-btn").hidden = true;
