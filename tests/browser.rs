@@ -623,6 +623,18 @@ async fn the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url() {
         source: "jwt:aud".into(),
         verified: true,
     }]);
+    conflicted.tokens.push(authtrail::event::TokenRef {
+        role: authtrail::event::TokenRole::Issued,
+        kind: "refresh".into(),
+        source: "response_body:/refresh_token".into(),
+        fingerprint: "fp-erin-1".into(),
+        jti: Some("jti-erin-1".into()),
+        sub: Some("erin".into()),
+        iat: None,
+        exp: None,
+        verified: true,
+        invalid: None,
+    });
     history.push(conflicted.clone());
     store.insert_batch(&history).await.unwrap();
     let in_window = 3 + history.len();
@@ -682,6 +694,20 @@ async fn the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url() {
         tip.as_str().is_some_and(|t| t.contains("app-b (jwt:aud)")),
         "{tip}"
     );
+
+    // 3. Every token opens its life: from the row's token button.
+    s.click(&format!(
+        "tr[data-id='{}'] button.tok[data-token='jti-erin-1']",
+        conflicted.id
+    ))
+    .await;
+    s.wait_for(
+        "erin's token life",
+        "return !document.getElementById('token-life').hidden && document.getElementById('token-key').textContent === 'jti-erin-1' \
+         && document.querySelectorAll('#token-events li').length === 1;",
+    )
+    .await;
+    s.click("#token-close").await;
 
     // 2. The viewer's own reads are there, but hidden unless asked for.
     let start = Instant::now();
@@ -783,6 +809,28 @@ async fn the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url() {
     s.js("history.forward(); return true;").await;
     s.wait_for("forward: the event again", &open_detail).await;
 
+    // 3. All events of one request: only its request id is kept as a filter.
+    s.mark_rows().await;
+    s.click("#whole-request-btn").await;
+    s.wait_for(
+        "the request's events",
+        &fresh_rows(&format!(
+            "rows.length > 0 && rows.some(r => r.id === '{}') && document.querySelector('input[name=request_id]').value === '{}' \
+             && document.querySelector('input[name=actor]').value === '' && document.getElementById('excludes').hidden",
+            alice_fail.id, alice_fail.http.request_id
+        )),
+    )
+    .await;
+
+    // 7. Times name their zone; the toggle switches to UTC and is kept in the URL.
+    s.click("#tz-btn").await;
+    s.wait_for(
+        "times in UTC",
+        "const t = document.querySelector('#events-table tbody tr .abs'); \
+         return location.hash.includes('tz=utc') && t && t.textContent.endsWith(' UTC') && document.getElementById('tz-btn').textContent.startsWith('Times: UTC');",
+    )
+    .await;
+
     // 5. Live tail: new events arrive on top, once each; paused, they wait behind a counter.
     s.mark_rows().await;
     s.click("#reset-btn").await;
@@ -882,6 +930,10 @@ async fn the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url() {
 
     // The screenshot for docs/viewer.md, when asked for (AUTHTRAIL_VIEWER_SCREENSHOT=path).
     if let Some(path) = std::env::var_os("AUTHTRAIL_VIEWER_SCREENSHOT") {
+        s.mark_rows().await;
+        s.click("#reset-btn").await;
+        s.wait_for("the whole list again", &fresh_rows("rows.length > 3"))
+            .await;
         s.click(&format!("tr[data-id='{}']", conflicted.id)).await;
         s.wait_for(
             "the event detail",

@@ -303,13 +303,22 @@
       el("td", { class: "strong", "data-col": "app" }, app ? pivotButton("app", app) : "",
         e.app ? identityBadge(e.app.verified, e.app.source, "app") : null, conflictBadge(e)),
       el("td", { class: "strong", "data-col": "actor" }, e.actor && e.actor.id ? pivotButton("actor", e.actor.id) : actor,
-        e.actor && e.actor.id ? identityBadge(e.actor.verified, e.actor.source, "actor") : null),
+        e.actor && e.actor.id ? identityBadge(e.actor.verified, e.actor.source, "actor") : null,
+        ...(e.tokens || []).map(tokenMark)),
       el("td", { "data-col": "target" }, e.target ? pivotButton("target", e.target.id, targetText(e.target)) : ""),
       el("td", { "data-col": "reason" }, e.reason ? pivotButton("reason", e.reason) : ""),
       el("td", { "data-col": "status" }, e.http && e.http.status != null ? e.http.status : "—"),
       el("td", { class: "mono", "data-col": "ip" }, e.source && e.source.ip ? pivotButton("ip", e.source.ip) : ""));
     tr.addEventListener("click", () => openEvent(e.id, true));
     return tr;
+  }
+  // A token of a row: opens its life.
+  function tokenMark(t) {
+    const key = t.jti || t.fingerprint;
+    return el("button", { type: "button", class: "tok", "data-token": key,
+      title: t.role + " " + t.kind + " token " + (t.jti ? "jti " + t.jti : t.fingerprint) + " — open its life",
+      "aria-label": "Token life of the " + t.role + " " + t.kind + " token",
+      onclick: (ev) => { ev.stopPropagation(); openToken(key); } }, "token " + t.role);
   }
   function renderRows(events) {
     const tbody = $("events-table").querySelector("tbody");
