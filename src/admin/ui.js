@@ -427,7 +427,10 @@
     } catch (e) { report(e); }
   }
   function renderTimeline(st) {
-    const from = Date.parse(st.since), to = Date.parse(st.until), b = st.bucket_ms;
+    // The axis covers whole buckets (they are aligned to the epoch), so the newest one, still
+    // filling, is drawn as wide as the others.
+    const b = st.bucket_ms;
+    const from = Math.floor(Date.parse(st.since) / b) * b, to = Math.ceil(Date.parse(st.until) / b) * b;
     state.window = { from, to };
     const buckets = new Map();
     for (const r of st.rows) {
