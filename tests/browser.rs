@@ -2,7 +2,12 @@
 //! with plain HTTP + JSON on 127.0.0.1). Real failed logins go through the sidecar to the demo
 //! auth server; the test signs in to `/ui`, filters to failed logins, opens one and checks its
 //! fields, checks that a value full of markup is shown as text, and that a credential scoped to
-//! one app cannot see another app's events.
+//! one app cannot see another app's events (list and timeline). A second test covers the analyst's
+//! tools (docs/viewer.md): the timeline's bars and drag-to-zoom, the trail's own reads hidden by
+//! default, pivots (click filters, shift-click excludes), identity badges and app conflicts, a
+//! token's life from its row, all events of one request, URL state across a reload and
+//! back/forward, the live tail (once each, and behind a counter when paused), keys and the UTC
+//! toggle. With `AUTHTRAIL_VIEWER_SCREENSHOT=PATH` it also saves a screenshot there.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (installed by `.ci/run`). Without them the test
 //! prints a skip notice, unless `CI` is set, where it fails instead.
