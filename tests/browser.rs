@@ -2,7 +2,12 @@
 //! with plain HTTP + JSON on 127.0.0.1). Real failed logins go through the sidecar to the demo
 //! auth server; the test signs in to `/ui`, filters to failed logins, opens one and checks its
 //! fields, checks that a value full of markup is shown as text, and that a credential scoped to
-//! one app cannot see another app's events.
+//! one app cannot see another app's events (list and timeline). A second test covers the analyst's
+//! tools (docs/viewer.md): the timeline's bars and drag-to-zoom, the trail's own reads hidden by
+//! default, pivots (click filters, shift-click excludes), identity badges and app conflicts, a
+//! token's life from its row, all events of one request, URL state across a reload and
+//! back/forward, the live tail (once each, and behind a counter when paused), keys and the UTC
+//! toggle. With `AUTHTRAIL_VIEWER_SCREENSHOT=PATH` it also saves a screenshot there.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (installed by `.ci/run`). Without them the test
 //! prints a skip notice, unless `CI` is set, where it fails instead.
@@ -202,16 +207,53 @@ impl Session {
     }
 
     /// Poll `script` until it returns something other than null/false, or fail with `what`.
+    /// A script error counts as "not yet" too (the page may be reloading), until `WAIT` runs out.
     async fn wait_for(&self, what: &str, script: &str) -> Value {
         let start = Instant::now();
         loop {
-            let v = self.js(script).await;
-            if !(v.is_null() || v == Value::Bool(false)) {
-                return v;
-            }
-            assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+            let last = match try_call(
+                Method::POST,
+                &format!("{}/execute/sync", self.url),
+                Some(json!({ "script": script, "args": [] })),
+            )
+            .await
+            {
+                Ok(v) if !(v.is_null() || v == Value::Bool(false)) => return v,
+                Ok(v) => v.to_string(),
+                Err((code, msg)) if code == "javascript error" => msg,
+                Err((_, msg)) => panic!("waiting for {what}: {msg}"),
+            };
+            assert!(
+                start.elapsed() < WAIT,
+                "timed out waiting for {what} (last: {last})"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Shift-click the first element `css` finds (WebDriver has no modifier on a plain click).
+    async fn shift_click(&self, css: &str) {
+        let script = format!(
+            "const e = document.querySelector({css:?}); if (!e) return false; \
+             e.dispatchEvent(new MouseEvent('click', {{ bubbles: true, cancelable: true, shiftKey: true }})); return true;"
+        );
+        self.wait_for(&format!("{css} to shift-click"), &script)
+            .await;
+    }
+
+    /// Mark every row shown now, so a wait can tell a re-rendered list from the old one.
+    async fn mark_rows(&self) {
+        self.js("document.querySelectorAll('#events-table tbody tr').forEach(r => r.dataset.stale = '1'); return true;")
+            .await;
+    }
+
+    /// A PNG of the window.
+    async fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine;
+        let v = call(Method::GET, &format!("{}/screenshot", self.url), None).await;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("screenshot data"))
+            .expect("screenshot base64")
     }
 
     async fn end(self) {
@@ -219,15 +261,14 @@ impl Session {
     }
 }
 
-/// The rows of the events table: `{id, type, outcome, app, actor, reason}` each.
+/// The rows of the events table: `{id, type, outcome, app, actor, reason, actor_verified}` each.
+/// A cell's value is its pivot's text (badges beside it are not part of it).
 const ROWS: &str =
-    "return Array.from(document.querySelectorAll('#events-table tbody tr')).map(r => ({ \
-    id: r.dataset.id, \
-    type: r.querySelector('[data-col=type]').textContent, \
-    outcome: r.querySelector('[data-col=outcome]').textContent, \
-    app: r.querySelector('[data-col=app]').textContent, \
-    actor: r.querySelector('[data-col=actor]').textContent, \
-    reason: r.querySelector('[data-col=reason]').textContent }));";
+    "const v = (r, c) => { const td = r.querySelector(`[data-col=${c}]`); const p = td.querySelector('.pivot'); return (p || td).textContent; }; \
+    return Array.from(document.querySelectorAll('#events-table tbody tr')).map(r => ({ \
+    id: r.dataset.id, type: v(r, 'type'), outcome: v(r, 'outcome'), app: v(r, 'app'), \
+    actor: v(r, 'actor'), reason: v(r, 'reason'), \
+    actor_verified: (r.querySelector('[data-col=actor] .id') || {dataset: {}}).dataset.verified || null }));";
 
 async fn start_driver(chromedriver: &str) -> Driver {
     let port = StdListener::bind("127.0.0.1:0")
@@ -266,8 +307,12 @@ async fn start_driver(chromedriver: &str) -> Driver {
     }
 }
 
-#[tokio::test]
-async fn the_viewer_shows_failed_logins_and_keeps_tenants_apart() {
+/// One browser at a time: the tests of this file run in parallel threads otherwise, and two
+/// Chromiums on a small CI machine make every wait slower.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// chromedriver and chromium, or `None` after printing a skip notice (a failure under `CI`).
+fn browser_programs(test: &str) -> Option<(String, String)> {
     let chromedriver = find_program("CHROMEDRIVER", &["chromedriver"]);
     let chromium = find_program(
         "CHROMIUM",
@@ -281,12 +326,22 @@ async fn the_viewer_shows_failed_logins_and_keeps_tenants_apart() {
         // not capture it: a skip must be visible in a normal `cargo test` run.
         let _ = writeln!(
             std::io::stderr(),
-            "\n*** SKIPPED the_viewer_shows_failed_logins_and_keeps_tenants_apart: chromium and \
-             chromedriver not found (apt-get install chromium chromium-driver, or set CHROMIUM / \
-             CHROMEDRIVER) ***\n"
+            "\n*** SKIPPED {test}: chromium and chromedriver not found (apt-get install chromium \
+             chromium-driver, or set CHROMIUM / CHROMEDRIVER) ***\n"
         );
+        return None;
+    };
+    Some((chromedriver, chromium))
+}
+
+#[tokio::test]
+async fn the_viewer_shows_failed_logins_and_keeps_tenants_apart() {
+    let Some((chromedriver, chromium)) =
+        browser_programs("the_viewer_shows_failed_logins_and_keeps_tenants_apart")
+    else {
         return;
     };
+    let _one = BROWSER.lock().await;
 
     // Real traffic: failed logins in two apps and one success, through the sidecar.
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -419,6 +474,21 @@ async fn the_viewer_shows_failed_logins_and_keeps_tenants_apart() {
         "const w = document.getElementById('who'); return !document.getElementById('app').hidden && !w.hidden && w.textContent.startsWith('support-alpha');",
     )
     .await;
+    // The timeline counts only app-a's events too: alice's failed login and the hostile one
+    // (her successful login names app-alpha in the answer, a conflict).
+    let sum = s
+        .wait_for(
+            "app-a's timeline",
+            "const bars = Array.from(document.querySelectorAll('#tl-svg rect.bar')); \
+             return bars.length > 0 ? bars.reduce((n, b) => n + Number(b.dataset.count), 0) : null;",
+        )
+        .await;
+    let visible = stored
+        .iter()
+        .filter(|e| e.app.as_ref().is_some_and(|a| a.value == "app-a"))
+        .count()
+        + 1;
+    assert_eq!(sum, visible, "{stored:?}");
     s.click("#failed-logins-btn").await;
     let rows = s
         .wait_for(
@@ -457,5 +527,430 @@ async fn the_viewer_shows_failed_logins_and_keeps_tenants_apart() {
         .wait_for("the sign-in error", "const e = document.getElementById('signin-error'); return e.hidden ? null : e.textContent;")
         .await;
     assert_eq!(err, "That token was not accepted.");
+    s.end().await;
+}
+
+/// The rows of a list rendered after [`Session::mark_rows`], once there is one (`null` before).
+fn fresh_rows(condition: &str) -> String {
+    format!(
+        "if (document.querySelector('#events-table tbody tr[data-stale]') || document.getElementById('status').textContent === 'Loading…') return null; \
+         const rows = (function(){{ {ROWS} }})(); return ({condition}) ? rows : null;"
+    )
+}
+
+#[tokio::test]
+async fn the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url() {
+    let Some((chromedriver, chromium)) =
+        browser_programs("the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url")
+    else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let auth = support::demo_auth::spawn(l, b"browser-test-secret-4c1d".to_vec());
+    let sc = harness::start(auth.addr, &admin::credentials_yaml(), ROUTES).await;
+    let login = |user: &'static str, pw: &'static str, app: &'static str| {
+        let url = sc.url("/v1/sessions");
+        async move {
+            post_json(
+                &url,
+                json!({ "username": user, "password": pw }),
+                &[("x-app-id", app)],
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(
+        login("alice", "not-her-password", "app-a").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login("mallory", "guess-1", "app-b").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login("alice", "alice-pw-7Qx!", "app-a").await,
+        StatusCode::OK
+    );
+    let stored = sc.wait_events(3).await;
+    let alice_fail = stored
+        .iter()
+        .find(|e| e.outcome == Outcome::Failure && e.actor.id.as_deref() == Some("alice"))
+        .expect("alice's failed login")
+        .clone();
+    // A day of history for the timeline: verified actors (jwt:sub), every outcome, and one event
+    // whose app sources disagreed.
+    let store = authtrail::store::open(&format!("sqlite://{}", sc.db.display()))
+        .await
+        .unwrap();
+    let now = authtrail::event::now_millis();
+    let outcomes = [
+        Outcome::Success,
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Success,
+        Outcome::Error,
+    ];
+    let mut history = Vec::new();
+    for i in 0..40i64 {
+        let outcome = outcomes[i as usize % outcomes.len()];
+        let (app, actor) = if i % 3 == 0 {
+            ("app-b", "dave")
+        } else {
+            ("app-a", "carol")
+        };
+        let t = now - time::Duration::minutes(35 * i + 7);
+        history.push(sample_event(
+            &format!("h{i}"),
+            if i % 4 == 0 {
+                "token.refresh"
+            } else {
+                "auth.login"
+            },
+            Some(app),
+            Some(actor),
+            outcome,
+            t,
+        ));
+    }
+    let mut conflicted = sample_event(
+        "conflict",
+        "auth.login",
+        Some("app-a"),
+        Some("erin"),
+        Outcome::Success,
+        now - time::Duration::minutes(3),
+    );
+    conflicted.app_conflict = Some(vec![authtrail::event::Attributed {
+        value: "app-b".into(),
+        source: "jwt:aud".into(),
+        verified: true,
+    }]);
+    conflicted.tokens.push(authtrail::event::TokenRef {
+        role: authtrail::event::TokenRole::Issued,
+        kind: "refresh".into(),
+        source: "response_body:/refresh_token".into(),
+        fingerprint: "fp-erin-1".into(),
+        jti: Some("jti-erin-1".into()),
+        sub: Some("erin".into()),
+        iat: None,
+        exp: None,
+        verified: true,
+        invalid: None,
+    });
+    history.push(conflicted.clone());
+    store.insert_batch(&history).await.unwrap();
+    let in_window = 3 + history.len();
+
+    let driver = start_driver(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let s = Session::start(&driver, &chromium, profile.path()).await;
+    let ui = format!("http://{}/ui", sc.admin);
+    s.go(&ui).await;
+    s.type_into("#token-input", TOKEN_ALL).await;
+    s.click("#signin-btn").await;
+    s.wait_for("the events table", "return !document.getElementById('app').hidden && document.querySelectorAll('#events-table tbody tr').length > 0").await;
+
+    // 1. The timeline: stacked bars by outcome whose counts add up to the window's events
+    //    (the viewer's own reads left out).
+    let bars = s
+        .wait_for(
+            "the histogram's bars",
+            &format!(
+                "const bars = Array.from(document.querySelectorAll('#tl-svg rect.bar')); \
+                 const sum = bars.reduce((n, b) => n + Number(b.dataset.count), 0); \
+                 return sum === {in_window} ? bars.map(b => b.dataset.outcome) : null;"
+            ),
+        )
+        .await;
+    let bars: Vec<&str> = bars
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    for o in ["success", "failure", "error"] {
+        assert!(bars.contains(&o), "no {o} bar in {bars:?}");
+    }
+
+    // 4. Identity at a glance: a claimed actor (from the request body) and a verified one
+    //    (jwt:sub) look different, and the disagreeing app is flagged.
+    let rows = s.js(ROWS).await;
+    let rows = rows.as_array().unwrap();
+    let claimed = rows
+        .iter()
+        .find(|r| r["id"] == alice_fail.id.to_string())
+        .expect("alice's failed login listed");
+    assert_eq!(claimed["actor_verified"], "false", "{claimed}");
+    let verified = rows
+        .iter()
+        .find(|r| r["actor"] == "carol")
+        .expect("carol listed");
+    assert_eq!(verified["actor_verified"], "true", "{verified}");
+    let tip = s
+        .js(&format!(
+            "const r = document.querySelector(\"tr[data-id='{}']\"); const c = r && r.querySelector('[data-conflict]'); return c ? c.title : null;",
+            conflicted.id
+        ))
+        .await;
+    assert!(
+        tip.as_str().is_some_and(|t| t.contains("app-b (jwt:aud)")),
+        "{tip}"
+    );
+
+    // 3. Every token opens its life: from the row's token button.
+    s.click(&format!(
+        "tr[data-id='{}'] button.tok[data-token='jti-erin-1']",
+        conflicted.id
+    ))
+    .await;
+    s.wait_for(
+        "erin's token life",
+        "return !document.getElementById('token-life').hidden && document.getElementById('token-key').textContent === 'jti-erin-1' \
+         && document.querySelectorAll('#token-events li').length === 1;",
+    )
+    .await;
+    s.click("#token-close").await;
+
+    // 2. The viewer's own reads are there, but hidden unless asked for.
+    let start = Instant::now();
+    loop {
+        let page = admin::get(&sc, "/v1/events?type=audit.*&limit=1", Some(TOKEN_ALL))
+            .await
+            .json();
+        if page["events"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "no audit.* events recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.mark_rows().await;
+    s.click("#apply-btn").await;
+    s.wait_for(
+        "the list without audit reads",
+        &fresh_rows("rows.length > 0 && rows.every(r => !r.type.startsWith('audit.'))"),
+    )
+    .await;
+    s.mark_rows().await;
+    s.click("#show-audit").await;
+    s.wait_for(
+        "audit reads once shown",
+        &fresh_rows("rows.some(r => r.type.startsWith('audit.'))"),
+    )
+    .await;
+    s.mark_rows().await;
+    s.click("#show-audit").await;
+    s.wait_for(
+        "audit reads hidden again",
+        &fresh_rows("rows.length > 0 && rows.every(r => !r.type.startsWith('audit.'))"),
+    )
+    .await;
+
+    // 3. Pivots: click an actor to filter on it; shift-click an app to exclude it.
+    s.mark_rows().await;
+    s.click("#events-table tbody tr [data-col=actor] .pivot[data-value='mallory']")
+        .await;
+    s.wait_for(
+        "mallory's events only",
+        &fresh_rows("rows.length > 0 && rows.every(r => r.actor === 'mallory') && document.querySelector('input[name=actor]').value === 'mallory' && location.hash.includes('actor=mallory')"),
+    )
+    .await;
+    s.mark_rows().await;
+    s.click("#reset-btn").await;
+    s.wait_for("the whole list again", &fresh_rows("rows.length > 3"))
+        .await;
+    s.mark_rows().await;
+    s.shift_click("#events-table tbody tr [data-col=app] .pivot[data-value='app-b']")
+        .await;
+    s.wait_for(
+        "every app but app-b",
+        &fresh_rows("rows.length > 0 && rows.every(r => r.app !== 'app-b') && document.querySelector(\"#excludes [data-exclude=app][data-value='app-b']\") !== null && location.hash.includes('app_not=app-b')"),
+    )
+    .await;
+    s.mark_rows().await;
+    s.click("#events-table tbody tr [data-col=actor] .pivot[data-value='alice']")
+        .await;
+    let alices = s
+        .wait_for(
+            "alice's events, app-b still excluded",
+            &fresh_rows(&format!(
+                "rows.length > 0 && rows.every(r => r.actor === 'alice' && r.app !== 'app-b') && rows.some(r => r.id === '{}')",
+                alice_fail.id
+            )),
+        )
+        .await;
+    let alices = alices.as_array().unwrap().len();
+
+    // 6. URL state: open an event, reload, and the same filters, exclusion and event are back;
+    //    back and forward walk the history.
+    s.click(&format!("tr[data-id='{}']", alice_fail.id)).await;
+    let open_detail = format!(
+        "const d = document.getElementById('detail'); return !d.hidden && d.dataset.event === '{}' && location.hash.includes('event={}');",
+        alice_fail.id, alice_fail.id
+    );
+    s.wait_for("the event detail", &open_detail).await;
+    s.js("setTimeout(() => location.reload(), 0); return true;")
+        .await;
+    s.wait_for(
+        "the reloaded page",
+        &format!(
+            "const d = document.getElementById('detail'); return d && !d.hidden && d.dataset.event === '{}' \
+             && document.querySelector('input[name=actor]').value === 'alice' \
+             && document.querySelector(\"#excludes [data-exclude=app][data-value='app-b']\") !== null \
+             && document.querySelectorAll('#events-table tbody tr').length === {alices} \
+             && document.querySelectorAll('#tl-svg rect.bar').length > 0;",
+            alice_fail.id
+        ),
+    )
+    .await;
+    s.js("history.back(); return true;").await;
+    s.wait_for(
+        "back: the list without the event",
+        &format!("const d = document.getElementById('detail'); return d && d.hidden && !location.hash.includes('event=') && location.hash.includes('actor=alice') && document.querySelectorAll('#events-table tbody tr').length === {alices};"),
+    )
+    .await;
+    s.js("history.forward(); return true;").await;
+    s.wait_for("forward: the event again", &open_detail).await;
+
+    // 3. All events of one request: only its request id is kept as a filter.
+    s.mark_rows().await;
+    s.click("#whole-request-btn").await;
+    s.wait_for(
+        "the request's events",
+        &fresh_rows(&format!(
+            "rows.length > 0 && rows.some(r => r.id === '{}') && document.querySelector('input[name=request_id]').value === '{}' \
+             && document.querySelector('input[name=actor]').value === '' && document.getElementById('excludes').hidden",
+            alice_fail.id, alice_fail.http.request_id
+        )),
+    )
+    .await;
+
+    // 7. Times name their zone; the toggle switches to UTC and is kept in the URL.
+    s.click("#tz-btn").await;
+    s.wait_for(
+        "times in UTC",
+        "const t = document.querySelector('#events-table tbody tr .abs'); \
+         return location.hash.includes('tz=utc') && t && t.textContent.endsWith(' UTC') && document.getElementById('tz-btn').textContent.startsWith('Times: UTC');",
+    )
+    .await;
+
+    // 5. Live tail: new events arrive on top, once each; paused, they wait behind a counter.
+    s.mark_rows().await;
+    s.click("#reset-btn").await;
+    s.wait_for("the whole list again", &fresh_rows("rows.length > 3"))
+        .await;
+    s.click("#live-btn").await;
+    s.wait_for(
+        "following live",
+        "return document.body.dataset.live === 'on';",
+    )
+    .await;
+    assert_eq!(
+        login("bob", "bob-guess-1", "app-a").await,
+        StatusCode::UNAUTHORIZED
+    );
+    s.wait_for(
+        "bob's failed login on top",
+        &format!("const rows = (function(){{ {ROWS} }})(); return rows.length > 0 && rows[0].actor === 'bob' && rows.filter(r => r.actor === 'bob').length === 1 && new Set(rows.map(r => r.id)).size === rows.length;"),
+    )
+    .await;
+    s.click("#pause-btn").await;
+    assert_eq!(
+        login("bob", "bob-guess-2", "app-a").await,
+        StatusCode::UNAUTHORIZED
+    );
+    s.wait_for(
+        "the new-events counter",
+        "const b = document.getElementById('new-events-btn'); return !b.hidden && b.dataset.count === '1';",
+    )
+    .await;
+    let bobs = s
+        .js(&format!("const rows = (function(){{ {ROWS} }})(); return rows.filter(r => r.actor === 'bob').length;"))
+        .await;
+    assert_eq!(bobs, 1, "a paused tail shows nothing new");
+    s.click("#new-events-btn").await;
+    s.wait_for(
+        "both of bob's failed logins, once each",
+        &format!("const rows = (function(){{ {ROWS} }})(); return rows.filter(r => r.actor === 'bob').length === 2 && new Set(rows.map(r => r.id)).size === rows.length && document.getElementById('new-events-btn').hidden;"),
+    )
+    .await;
+    s.click("#live-btn").await;
+
+    // Keys: j / k move through the list, Enter opens the row, / goes to the search field.
+    s.js("const k = key => document.dispatchEvent(new KeyboardEvent('keydown', { key, bubbles: true })); \
+          k('j'); k('j'); k('j'); k('k'); return true;")
+        .await;
+    let second = s
+        .wait_for(
+            "the key cursor on the second row",
+            "const rows = document.querySelectorAll('#events-table tbody tr'); return rows[1].classList.contains('cursor') ? rows[1].dataset.id : null;",
+        )
+        .await;
+    s.js("document.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true })); return true;")
+        .await;
+    s.wait_for(
+        "Enter opens the row",
+        &format!("const d = document.getElementById('detail'); return !d.hidden && d.dataset.event === {second};"),
+    )
+    .await;
+    s.js("document.dispatchEvent(new KeyboardEvent('keydown', { key: '/', bubbles: true })); return true;")
+        .await;
+    s.wait_for(
+        "/ focuses search",
+        "return document.activeElement === document.querySelector('input[name=q]');",
+    )
+    .await;
+
+    // 1. Drag across the timeline's middle to its 90% mark: the window becomes that span, with
+    //    finer bars.
+    s.mark_rows().await;
+    s.js("const svg = document.getElementById('tl-svg'); const r = svg.getBoundingClientRect(); \
+          const at = f => ({ bubbles: true, clientX: r.left + f * r.width, clientY: r.top + r.height / 2 }); \
+          svg.dispatchEvent(new MouseEvent('mousedown', at(0.5))); \
+          window.dispatchEvent(new MouseEvent('mousemove', at(0.7))); \
+          window.dispatchEvent(new MouseEvent('mouseup', at(0.9))); return true;")
+        .await;
+    let span = s
+        .wait_for(
+            "the zoomed window",
+            "const f = document.getElementById('filters'); const a = Date.parse(f.querySelector('[name=since]').value), \
+             b = Date.parse(f.querySelector('[name=until]').value); \
+             const bars = document.querySelectorAll('#tl-svg rect.bar'); \
+             return location.hash.includes('since=') && location.hash.includes('until=') && bars.length > 0 \
+               && bars[0].dataset.bucketMs === '600000' ? (b - a) / 1000 : null;",
+        )
+        .await;
+    let span = span.as_f64().unwrap();
+    assert!(
+        (span - 0.4 * 86_400.0).abs() < 0.02 * 86_400.0,
+        "zoomed to {span} s"
+    );
+    s.wait_for(
+        "the list within the zoomed window",
+        &fresh_rows("rows.every(r => r.actor !== 'bob')"),
+    )
+    .await;
+
+    // The screenshot for docs/viewer.md, when asked for (AUTHTRAIL_VIEWER_SCREENSHOT=path).
+    if let Some(path) = std::env::var_os("AUTHTRAIL_VIEWER_SCREENSHOT") {
+        s.mark_rows().await;
+        s.click("#reset-btn").await;
+        s.wait_for("the whole list again", &fresh_rows("rows.length > 3"))
+            .await;
+        s.click(&format!("tr[data-id='{}']", conflicted.id)).await;
+        s.wait_for(
+            "the event detail",
+            &format!(
+                "return document.getElementById('detail').dataset.event === '{}';",
+                conflicted.id
+            ),
+        )
+        .await;
+        s.js("window.scrollTo(0, 0); return true;").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(&path, s.screenshot().await).expect("write the screenshot");
+    }
     s.end().await;
 }

@@ -300,6 +300,9 @@ fn openapi_document_parses_and_names_every_route() {
     for f in filter::FILTER_PARAMS {
         assert!(params.contains_key(*f), "filter {f} is not documented");
     }
+    for f in filter::EXCLUDE_PARAMS {
+        assert!(params.contains_key(*f), "exclusion {f} is not documented");
+    }
 }
 
 #[test]
