@@ -635,6 +635,7 @@ async fn the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url() {
         fingerprint: "fp-erin-1".into(),
         jti: Some("jti-erin-1".into()),
         sub: Some("erin".into()),
+        app: None,
         iat: None,
         exp: None,
         verified: true,
