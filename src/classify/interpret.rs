@@ -40,6 +40,14 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
+/// The same, parsed once: looking a header up by `&str` parses and hashes the name on every
+/// request, and every request is checked for these.
+static METHOD_OVERRIDE_NAMES: [http::HeaderName; 3] = [
+    http::HeaderName::from_static("x-http-method-override"),
+    http::HeaderName::from_static("x-http-method"),
+    http::HeaderName::from_static("x-method-override"),
+];
+
 /// What a route's ambiguous requests get.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PathPolicy {
@@ -407,7 +415,7 @@ fn method_variants(
     if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
         push(Variant::MethodCase, method.as_str());
     }
-    for name in METHOD_OVERRIDE_HEADERS {
+    for name in &METHOD_OVERRIDE_NAMES {
         for v in headers.get_all(name) {
             if let Ok(v) = v.to_str() {
                 push(Variant::MethodOverride, v);
