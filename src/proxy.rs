@@ -170,10 +170,7 @@ impl Proxy {
                             serde_json::json!({
                                 "variant": variant,
                                 "method": parts.method.as_str(),
-                                "path": crate::classify::redact::truncate(
-                                    parts.uri.path(),
-                                    crate::classify::redact::MAX_VALUE_CHARS,
-                                ),
+                                "path": parts.uri.path(),
                             }),
                         );
                         if normalize_target(&mut parts, &a).is_none() {
@@ -944,7 +941,13 @@ impl Pending {
         }
         let mut ev = extract::build_event(&m, &cfg.redactor, &req_facts, &resp_facts, &seen, base);
         for (k, v) in &self.notes {
-            ev.details.insert(k.clone(), v.clone());
+            let mut v = v.clone();
+            // The target as sent is stored like `http.path`: secret-named values masked.
+            if let Some(p) = v.get_mut("path") {
+                let masked = extract::stored_path(&m, &cfg.redactor, p.as_str().unwrap_or(""));
+                *p = serde_json::Value::String(masked);
+            }
+            ev.details.insert(k.clone(), v);
         }
         Some(ev)
     }

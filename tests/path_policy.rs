@@ -49,6 +49,12 @@ const ROUTES: &str = r#"  - id: deactivate
     match: { method: POST, path: /v1/keys/rotate, path_policy: normalize }
     event: admin.key_rotate
     require: { use: admin, mode: enforce }
+  - id: verify-email
+    match: { method: POST, path: "/v1/email/verify/{code}", path_policy: normalize }
+    event: account.verify
+  - id: reset-password
+    match: { method: POST, path: "/v1/password/reset/{code}" }
+    event: account.password_reset
   - id: login-ci
     match: { method: POST, path: /Account/Login, path_case: insensitive }
     event: auth.login
@@ -340,7 +346,45 @@ async fn normalize_policy_forwards_the_canonical_form_under_the_requirement() {
     assert_eq!(status(&resp), 404, "{resp}");
     let evs = events_of(&sc, "ci-1").await;
     assert_eq!(evs[0].event_type, "auth.login");
+
+    // Codes in the path never reach the store, however the target hid them.
+    let resp = raw(
+        sc.addr,
+        request(
+            "POST",
+            "/v1/email/VERIFY/S3cretCode-777",
+            &["X-Request-Id: code-1"],
+            b"{}",
+        ),
+    )
+    .await;
+    assert_eq!(status(&resp), 404, "{resp}");
+    let evs = events_of(&sc, "code-1").await;
+    assert_eq!(
+        evs[0].details["normalized"]["path"],
+        "/v1/email/VERIFY/{code}"
+    );
+    let resp = raw(
+        sc.addr,
+        request(
+            "POST",
+            "/v1/password/reset%2FS3cretCode-888",
+            &["X-Request-Id: code-2"],
+            b"{}",
+        ),
+    )
+    .await;
+    assert_eq!(status(&resp), 400, "{resp}");
+    let evs = events_of(&sc, "code-2").await;
+    assert_eq!(evs[0].event_type, "request.rejected");
+    assert!(
+        !evs[0].http.path.contains("S3cretCode"),
+        "{}",
+        evs[0].http.path
+    );
     sc.stop().await;
+    let stored = harness::store_bytes(&sc.db);
+    assert!(!harness::contains(&stored, "S3cretCode"), "no code at rest");
 }
 
 #[tokio::test]

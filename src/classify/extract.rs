@@ -726,7 +726,10 @@ fn reason(
 /// The path as stored: as the upstream received it (trailing slash, encoding and all; the query
 /// dropped), with each segment holding the value of a secret-named parameter (`/verify/{code}`)
 /// replaced by its placeholder, and cut to a sane length. Normalisation is for matching only.
-fn stored_path(m: &Match<'_>, redactor: &Redactor, raw: &str) -> String {
+///
+/// A segment is masked when its decoded form holds the value anywhere, so a value hidden inside
+/// another segment (`verify%2F<code>`, read by a variant of the target) is masked as well.
+pub(crate) fn stored_path(m: &Match<'_>, redactor: &Redactor, raw: &str) -> String {
     let raw = raw.split('?').next().unwrap_or("");
     let secrets: Vec<(&str, &str)> = m
         .params
@@ -741,7 +744,11 @@ fn stored_path(m: &Match<'_>, redactor: &Redactor, raw: &str) -> String {
         }
         let secret = (!secrets.is_empty())
             .then(|| super::template::percent_decode(seg))
-            .and_then(|decoded| secrets.iter().find(|(_, v)| *v == decoded));
+            .and_then(|decoded| {
+                secrets
+                    .iter()
+                    .find(|(_, v)| *v == decoded || (v.len() >= 4 && decoded.contains(v)))
+            });
         match secret {
             Some((name, _)) => {
                 path.push('{');
