@@ -675,13 +675,7 @@ fn check_fast<S: AsRef<str>>(
 pub fn classify<'m>(map: &'m RouteMap, head: &RequestHead<'_>) -> Option<Match<'m>> {
     let segments = segments(head.path);
     let host = head.host.map(host_part);
-    map.routes.iter().enumerate().find_map(|(index, route)| {
-        check_fast(route, head, host, &segments).map(|params| Match {
-            route,
-            index,
-            params,
-        })
-    })
+    interpret::first_match(map, head.method, host, &segments, false)
 }
 
 /// Every route whose method, host and path match the head, body conditions aside, in map order

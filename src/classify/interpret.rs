@@ -227,7 +227,7 @@ pub fn route<'m>(
 
 /// The first route that matches, honouring each route's `path_case`. With `ignore_case`, every
 /// route but the `sensitive` ones compares literals ignoring case.
-fn first_match<'m, S: AsRef<str>>(
+pub(super) fn first_match<'m, S: AsRef<str>>(
     map: &'m RouteMap,
     method: &Method,
     host: Option<&str>,

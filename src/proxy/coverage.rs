@@ -62,7 +62,7 @@ impl Coverage {
             routes
                 .routes
                 .iter()
-                .flat_map(|r| template_literals(r.path.as_str())),
+                .flat_map(|r| r.path.literals().map(str::to_string)),
         );
     }
 
@@ -148,15 +148,6 @@ impl Coverage {
         rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.path.cmp(&b.path)));
         (rows, self.overflow.load(Ordering::Relaxed))
     }
-}
-
-/// The literal segments of a path template (`/v1/apps/{app}/magic-login/*` → `v1`, `apps`,
-/// `magic-login`).
-fn template_literals(template: &str) -> impl Iterator<Item = String> + '_ {
-    template
-        .split(['/', '?'])
-        .filter(|s| !s.is_empty() && *s != "*" && !s.starts_with('{'))
-        .map(str::to_string)
 }
 
 /// [`shape_with`] with no route literals: only dictionary-like segments stay readable.
@@ -502,7 +493,8 @@ mod tests {
     #[test]
     fn route_literals_stay_readable_and_follow_the_map() {
         let c = Coverage::default();
-        c.set_literals(template_literals("/v1/apps/{app}/xkcd42/*"));
+        let template = crate::classify::PathTemplate::parse("/v1/apps/{app}/xkcd42/*").unwrap();
+        c.set_literals(template.literals().map(str::to_string));
         c.record(&http::Method::GET, "/v1/apps/Q7xLm/xkcd42/Zq9Wm");
         c.set_literals(Vec::new());
         c.record(&http::Method::GET, "/v1/apps/Q7xLm/xkcd42/Zq9Wm");
