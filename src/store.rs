@@ -13,6 +13,7 @@ use crate::event::{AuditEvent, Outcome};
 pub mod chain;
 pub mod lineage;
 pub mod postgres;
+mod query;
 mod sql;
 pub mod sqlite;
 pub mod verify;

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use super::chain::{self, ChainTx, PurgePlan, Segment};
 use super::sql::{self, dollar_placeholders, Row};
-use super::sqlite::{build_query, stats_query, Arg, Dialect};
+use super::query::{build_query, stats_query, Arg, Dialect};
 use super::{
     Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
     PurgeReport, Query, Signer, StatsRow, StoredRow,

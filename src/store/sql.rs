@@ -195,7 +195,7 @@ impl Encoded {
 }
 
 /// The rows of a stats query (`bucket, type, outcome, app, count`, as `stats_query` in
-/// src/store/sqlite.rs selects them) as [`StatsRow`]s, whichever backend read them.
+/// src/store/query.rs selects them) as [`StatsRow`]s, whichever backend read them.
 pub(crate) fn stats_rows<R>(rows: &[R]) -> Result<Vec<StatsRow>, Error>
 where
     R: sqlx::Row,
