@@ -2,8 +2,8 @@
 //! instance's chain, and the Ed25519-signed checkpoints that pin a chain's head.
 //!
 //! This module owns the versioned encodings (what a hash and a signature cover) and the
-//! backend-neutral steps of `append`, `checkpoint`, `purge_before` and `purge_links`, written
-//! once against [`ChainTx`], which each backend implements on its own write transaction. Links
+//! backend-neutral steps of `append`, `checkpoint` and `purge_links`, written once
+//! against [`ChainTx`], which each backend implements on its own write transaction. Links
 //! are assigned *inside* that transaction, after reading the chain's head under the store's write
 //! lock, so a chain can never fork, a retried or replayed batch never leaves a hole, and seq
 //! order within a chain is link order. It must never decide whether or when to write: that is
@@ -190,7 +190,8 @@ pub enum CheckpointKind {
     /// `checkpoint.interval` passed without new links: the same head, re-signed with a fresh
     /// time, so an idle trail still shows it was not cut after its newest checkpoint.
     Heartbeat,
-    /// The boundary left by `purge_before`: links up to `to_n` were deleted.
+    /// The boundary left by a purge of the chain's oldest links: links up to `to_n` were
+    /// deleted.
     Purge,
     /// Links deleted from inside the chain by a retention policy: `gaps` lists each run of them
     /// with the hash of its last link, so `verify` can bridge it.
@@ -409,15 +410,6 @@ pub struct Segment {
     pub max_time_ms: Option<i64>,
 }
 
-/// Per chain, what `purge_before` needs: its newest link, and its first link at or after the
-/// purge time (`None` when every link is older).
-#[derive(Clone, Debug)]
-pub struct PurgePlan {
-    pub instance: String,
-    pub max_n: i64,
-    pub first_kept_n: Option<i64>,
-}
-
 /// The statements a backend runs inside its write transaction (which holds the store's write
 /// lock) so that the steps below can be written once.
 #[async_trait]
@@ -438,11 +430,6 @@ pub(crate) trait ChainTx: Send {
     async fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), Error>;
     /// Body of the chain's newest checkpoint (by row id), whatever its kind.
     async fn last_checkpoint(&mut self, instance: &str) -> Result<Option<String>, Error>;
-    async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error>;
-    /// Delete the chain's links up to and including `n`; returns how many.
-    async fn delete_through(&mut self, instance: &str, n: i64) -> Result<u64, Error>;
-    /// Delete events without a chain link older than `before_ms`; returns how many.
-    async fn delete_unchained_before(&mut self, before_ms: i64) -> Result<u64, Error>;
     /// Delete the chain's links at positions `ns`; returns how many.
     async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error>;
 }
@@ -589,7 +576,7 @@ async fn link_and_store<T: ChainTx>(
     Ok(cp)
 }
 
-/// What `purge_before` did.
+/// What a purge did.
 #[derive(Clone, Debug, Default)]
 pub struct PurgeReport {
     /// Events deleted, chained or not.
@@ -598,60 +585,9 @@ pub struct PurgeReport {
     pub boundaries: Vec<Checkpoint>,
 }
 
-/// Delete, per chain, the longest prefix of links whose events are all older than `before`, and
-/// seal each cut with a signed purge checkpoint, so `verify` can still check the rest.
-pub(crate) async fn purge_before<T: ChainTx>(
-    tx: &mut T,
-    before: OffsetDateTime,
-    signer: &Signer,
-) -> Result<PurgeReport, Error> {
-    let before_ms = unix_millis(before);
-    let mut report = PurgeReport::default();
-    for plan in tx.purge_plans(before_ms).await? {
-        let cut = plan.first_kept_n.map_or(plan.max_n, |n| n - 1);
-        let from_n = tx
-            .max_checkpoint_to(&plan.instance, true)
-            .await?
-            .unwrap_or(0);
-        if cut <= from_n {
-            continue;
-        }
-        let Some((head_id, head_hash)) = tx.link_at(&plan.instance, cut).await? else {
-            // The link the boundary would pin is missing: keep the evidence for `verify`.
-            tracing::warn!(chain = %plan.instance, n = cut, "purge skipped a chain: its cut link is missing");
-            continue;
-        };
-        let seg = tx.segment(&plan.instance, from_n, cut).await?;
-        let cp = Checkpoint {
-            version: 1,
-            kind: CheckpointKind::Purge,
-            instance: plan.instance.clone(),
-            from_n,
-            to_n: cut,
-            head_hash,
-            head_id,
-            count: seg.count,
-            first_time_ms: seg.min_time_ms,
-            last_time_ms: seg.max_time_ms,
-            purged_before_ms: Some(before_ms),
-            created_ms: unix_millis(crate::event::now_millis()),
-            public_key: String::new(),
-            signature: String::new(),
-            gaps: Vec::new(),
-            checkpoint_n: None,
-            prev_checkpoint: None,
-        };
-        let cp = link_and_store(tx, cp, signer, None).await?;
-        report.deleted += tx.delete_through(&plan.instance, cut).await?;
-        report.boundaries.push(cp);
-    }
-    report.deleted += tx.delete_unchained_before(before_ms).await?;
-    Ok(report)
-}
-
 /// Delete `links` of `instance`'s chain, sealing them with signed checkpoints so `verify` still
 /// passes: a run that continues the purged prefix (it starts right after the newest `purge`
-/// boundary) moves that boundary, like [`purge_before`]; every other run of consecutive
+/// boundary) moves that boundary; every other run of consecutive
 /// positions becomes a gap of one `retention` checkpoint, with the hash of its last link. Fails,
 /// deleting nothing, when a link is no longer stored (another purge got there first).
 pub(crate) async fn purge_links<T: ChainTx>(

@@ -121,22 +121,6 @@ pub(crate) fn encode_error(e: serde_json::Error) -> Error {
     }
 }
 
-/// Encode `event` as stored by a raw insert: body and columns as given (chain included).
-pub(crate) fn encode_raw(event: &AuditEvent) -> Result<Row, Error> {
-    let body = if event.seq.is_some() {
-        let mut unstored = event.clone();
-        unstored.seq = None;
-        serde_json::to_string(&unstored)
-    } else {
-        serde_json::to_string(event)
-    }
-    .map_err(encode_error)?;
-    Ok(Row {
-        columns: Columns::of(event),
-        body,
-    })
-}
-
 /// Encode `event` for appending to a chain: the link is added inside the transaction.
 pub(crate) fn encode_unlinked(event: &AuditEvent) -> Result<Encoded, Error> {
     let mut value = serde_json::to_value(event).map_err(encode_error)?;

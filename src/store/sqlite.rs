@@ -15,9 +15,8 @@ use sqlx::sqlite::{
     SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite};
-use time::OffsetDateTime;
 
-use super::chain::{self, ChainTx, PurgePlan, Segment};
+use super::chain::{self, ChainTx, Segment};
 use super::query::{build_query_planned, effective_limit, stats_query, Arg, Dialect, PrefixPlan};
 use super::sql;
 use super::{
@@ -58,7 +57,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 
 /// Read connections; SQLite in WAL mode lets them run beside the one writer.
 const READERS: u32 = 4;
-/// Columns written per event by `insert_batch`.
+/// Columns written per event (every insert: `append`, through `ChainTx::insert_rows`).
 const COLUMNS: usize = 18;
 /// Rows per multi-row INSERT. Batches are split into chunks of 64, 32, ..., 1 rows, so at most
 /// seven distinct statements exist and each stays prepared in the connection's cache.
@@ -242,7 +241,6 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: Vec<sql::Row>) -> Result
 /// prefix with no other indexed filter is looked for first. Reading them costs ~10 ms at most.
 const PREFIX_WINDOW: i64 = 20_000;
 
-
 fn bind_args(sql: String, args: Vec<Arg>) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {
     let mut query = sqlx::query(AssertSqlSafe(sql));
     for arg in args {
@@ -299,27 +297,6 @@ impl SqliteStore {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn insert_batch(&self, events: &[AuditEvent]) -> Result<u64, Error> {
-        if events.is_empty() {
-            return Ok(0);
-        }
-        // Serialise before taking the write lock, so the lock is held for SQLite work only.
-        let rows = events
-            .iter()
-            .map(sql::encode_raw)
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(Error::backend("insert"))?;
-        let inserted = insert_rows(&mut tx, rows).await?;
-        tx.commit().await.map_err(Error::backend("insert"))?;
-        self.note_inserted(inserted).await;
-        Ok(inserted)
-    }
-
     /// A type prefix is planned by hand (see [`PrefixPlan`]): with a filter that has an index in
     /// seq order (app, actor, target, outcome, request id, ip), that index is walked and the
     /// prefix checked on the way. Without one, the newest [`PREFIX_WINDOW`] rows (or those just
@@ -513,22 +490,6 @@ impl EventStore for SqliteStore {
         .await
         .map_err(Error::backend("verify"))?;
         rows.iter().map(stored_row).collect()
-    }
-
-    async fn purge_before(
-        &self,
-        before: OffsetDateTime,
-        signer: &Signer,
-    ) -> Result<PurgeReport, Error> {
-        let tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(Error::backend("purge"))?;
-        let mut tx = SqliteTx(tx);
-        let report = chain::purge_before(&mut tx, before, signer).await?;
-        tx.0.commit().await.map_err(Error::backend("purge"))?;
-        Ok(report)
     }
 
     async fn purge_links(
@@ -746,50 +707,6 @@ impl ChainTx for SqliteTx<'_> {
         .fetch_optional(&mut *self.0)
         .await
         .map_err(Error::backend("checkpoint"))
-    }
-
-    async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error> {
-        let rows = sqlx::query(
-            "SELECT chain_instance, MAX(chain_n), MIN(CASE WHEN time_ms >= ? THEN chain_n END) \
-             FROM events WHERE chain_instance IS NOT NULL GROUP BY chain_instance",
-        )
-        .bind(before_ms)
-        .fetch_all(&mut *self.0)
-        .await
-        .map_err(Error::backend("purge"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(PurgePlan {
-                    instance: r.try_get(0)?,
-                    max_n: r.try_get(1)?,
-                    first_kept_n: r.try_get(2)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Error::backend("purge"))
-    }
-
-    async fn delete_through(&mut self, instance: &str, n: i64) -> Result<u64, Error> {
-        Ok(
-            sqlx::query("DELETE FROM events WHERE chain_instance = ? AND chain_n <= ?")
-                .bind(instance.to_string())
-                .bind(n)
-                .execute(&mut *self.0)
-                .await
-                .map_err(Error::backend("purge"))?
-                .rows_affected(),
-        )
-    }
-
-    async fn delete_unchained_before(&mut self, before_ms: i64) -> Result<u64, Error> {
-        Ok(
-            sqlx::query("DELETE FROM events WHERE chain_instance IS NULL AND time_ms < ?")
-                .bind(before_ms)
-                .execute(&mut *self.0)
-                .await
-                .map_err(Error::backend("purge"))?
-                .rows_affected(),
-        )
     }
 
     async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error> {
