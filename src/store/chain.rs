@@ -1,13 +1,13 @@
 //! Tamper evidence: the hash chain that links each appended event to the one before it in its
 //! instance's chain, and the Ed25519-signed checkpoints that pin a chain's head.
 //!
-//! This module owns the versioned encodings (what a hash and a signature cover) and the
-//! backend-neutral steps of `append`, `checkpoint` and `purge_links`, written once
-//! against [`ChainTx`], which each backend implements on its own write transaction. Links
-//! are assigned *inside* that transaction, after reading the chain's head under the store's write
-//! lock, so a chain can never fork, a retried or replayed batch never leaves a hole, and seq
-//! order within a chain is link order. It must never decide whether or when to write: that is
-//! the pipeline's.
+//! This module owns the versioned encodings (what a hash and a signature cover; an event
+//! encoded for its link, [`Encoded`], which becomes a `sql::Row`) and the backend-neutral steps
+//! of `append`, `checkpoint` and `purge_links`, written once against [`ChainTx`], which each
+//! backend implements on its own write transaction. Links are assigned *inside* that
+//! transaction, after reading the chain's head under the store's write lock, so a chain can
+//! never fork, a retried or replayed batch never leaves a hole, and seq order within a chain is
+//! link order. It must never decide whether or when to write: that is the pipeline's.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sql::{Encoded, Row};
+use super::sql::{encode_error, Columns, Row};
 use super::Error;
 use crate::event::{unix_millis, AuditEvent, ChainLink};
 
@@ -161,6 +161,73 @@ pub fn valid_instance_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// An event encoded before the write transaction starts: its columns, its body without `seq`
+/// and `chain`, and the canonical encoding its chain hash covers.
+pub(crate) struct Encoded {
+    pub uuid: Uuid,
+    pub columns: Columns,
+    /// JSON object without `seq` and `chain`.
+    pub body: String,
+    /// The canonical encoding, when it differs from `body`.
+    pub canonical: Option<String>,
+}
+
+/// Encode `event` for appending to a chain: the link is added inside the transaction.
+pub(crate) fn encode_unlinked(event: &AuditEvent) -> Result<Encoded, Error> {
+    let mut value = serde_json::to_value(event).map_err(encode_error)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.remove("seq");
+        map.remove("chain");
+    }
+    let body = serde_json::to_string(&value).map_err(encode_error)?;
+    let canonical = (!serializes_canonically(&value)).then(|| canonical(&value));
+    let mut columns = Columns::of(event);
+    columns.chain_instance = None;
+    columns.chain_n = None;
+    columns.chain_hash = None;
+    Ok(Encoded {
+        uuid: event.id,
+        columns,
+        body,
+        canonical,
+    })
+}
+
+/// The events of an `append` to `instance`'s chain, encoded before its transaction starts.
+pub(crate) fn encode_for_append(
+    instance: &str,
+    events: &[AuditEvent],
+) -> Result<Vec<Encoded>, Error> {
+    if !valid_instance_id(instance) {
+        return Err(Error::InvalidInstance(instance.to_string()));
+    }
+    events.iter().map(encode_unlinked).collect()
+}
+
+impl Encoded {
+    /// What the chain hash covers.
+    pub fn canonical(&self) -> &str {
+        self.canonical.as_deref().unwrap_or(&self.body)
+    }
+
+    /// The row once `link` is known: the link joins the body (as its last member) and the
+    /// chain columns.
+    pub fn linked(&self, link: ChainLink) -> Result<Row, Error> {
+        let link_json = serde_json::to_string(&link).map_err(encode_error)?;
+        let mut body = String::with_capacity(self.body.len() + link_json.len() + 10);
+        // `body` is a JSON object with at least `id`: drop its closing brace, add the member.
+        body.push_str(self.body.trim_end().strip_suffix('}').unwrap_or(&self.body));
+        body.push_str(",\"chain\":");
+        body.push_str(&link_json);
+        body.push('}');
+        let mut columns = self.columns.clone();
+        columns.chain_instance = Some(link.instance.clone());
+        columns.chain_n = Some(link.n);
+        columns.chain_hash = Some(link.hash.clone());
+        Ok(Row { columns, body })
+    }
 }
 
 /// The newest link of a chain.

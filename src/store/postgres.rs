@@ -295,7 +295,7 @@ impl EventStore for PostgresStore {
         // Every commit waits for its WAL flush (synchronous_commit's default).
         _durable: bool,
     ) -> Result<Appended, Error> {
-        let encoded = sql::encode_for_append(instance, events)?;
+        let encoded = chain::encode_for_append(instance, events)?;
         let mut conn = self
             .writer
             .acquire()

@@ -377,7 +377,7 @@ impl EventStore for SqliteStore {
         events: &[AuditEvent],
         durable: bool,
     ) -> Result<Appended, Error> {
-        let encoded = sql::encode_for_append(instance, events)?;
+        let encoded = chain::encode_for_append(instance, events)?;
         let mut conn = self
             .writer
             .acquire()
