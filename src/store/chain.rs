@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::sql::{encode_error, Columns, Row};
 use super::Error;
 use crate::event::{unix_millis, AuditEvent, ChainLink};
+use crate::hex;
 
 /// `prev_hash` of a chain's first link.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -129,31 +130,11 @@ pub fn link_hash(instance: &str, n: i64, prev_hash: &str, canonical_event: &str)
         h.update(b"\n");
     }
     h.update(canonical_event.as_bytes());
-    hex(&h.finalize())
+    hex::encode(&h.finalize())
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
-
-/// Bytes of a hex string, `None` unless it is even-length hex.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+/// Bytes of a hex string: [`crate::hex::decode`], named here for the config's key checks.
+pub use crate::hex::decode as unhex;
 
 /// Whether `id` may name a chain: 1-64 characters of `A-Z a-z 0-9 . _ : -`.
 pub fn valid_instance_id(id: &str) -> bool {
@@ -360,7 +341,7 @@ impl Checkpoint {
         h.update(CHECKPOINT_V1.as_bytes());
         h.update(b"\ndigest\n");
         h.update(canonical(&v).as_bytes());
-        hex(&h.finalize())
+        hex::encode(&h.finalize())
     }
 
     /// The checkpoint as it is published outside the store: one JSON object
@@ -402,7 +383,8 @@ impl Checkpoint {
 
     /// Check the signature against the public key it names.
     pub fn signature_valid(&self) -> bool {
-        let (Some(pk), Some(sig)) = (unhex(&self.public_key), unhex(&self.signature)) else {
+        let (Some(pk), Some(sig)) = (hex::decode(&self.public_key), hex::decode(&self.signature))
+        else {
             return false;
         };
         UnparsedPublicKey::new(&signature::ED25519, pk)
@@ -435,12 +417,12 @@ impl Signer {
     /// A signer from a 32-byte Ed25519 seed written as 64 hex characters. The error never
     /// repeats the key.
     pub fn from_hex_seed(seed: &str) -> Result<Signer, String> {
-        let bytes = unhex(seed)
+        let bytes = hex::decode(seed)
             .filter(|b| b.len() == 32)
             .ok_or_else(|| "expected 64 hex characters (an Ed25519 seed)".to_string())?;
         let key = Ed25519KeyPair::from_seed_unchecked(&bytes)
             .map_err(|_| "not a usable Ed25519 seed".to_string())?;
-        let public_hex = hex(key.public_key().as_ref());
+        let public_hex = hex::encode(key.public_key().as_ref());
         Ok(Signer {
             key: Arc::new(key),
             public_hex,
@@ -451,7 +433,7 @@ impl Signer {
     pub fn generate() -> Result<(String, Signer), String> {
         let mut seed = [0u8; 32];
         aws_lc_rs::rand::fill(&mut seed).map_err(|_| "no randomness available".to_string())?;
-        let seed_hex = hex(&seed);
+        let seed_hex = hex::encode(&seed);
         let signer = Signer::from_hex_seed(&seed_hex)?;
         Ok((seed_hex, signer))
     }
@@ -465,7 +447,7 @@ impl Signer {
     pub fn sign(&self, cp: &mut Checkpoint) {
         cp.public_key = self.public_hex.clone();
         cp.signature = String::new();
-        cp.signature = hex(self.key.sign(&cp.signed_bytes()).as_ref());
+        cp.signature = hex::encode(self.key.sign(&cp.signed_bytes()).as_ref());
     }
 }
 
@@ -617,7 +599,7 @@ async fn link_and_store<T: ChainTx>(
                 // Unreadable (verify names it): link to its raw bytes, go on after it.
                 let mut h = Sha256::new();
                 h.update(body.as_bytes());
-                (1, Some(hex(&h.finalize())))
+                (1, Some(hex::encode(&h.finalize())))
             }
         },
     };
