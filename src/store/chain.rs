@@ -628,7 +628,7 @@ async fn link_and_store<T: ChainTx>(
 /// What a purge did.
 #[derive(Clone, Debug, Default)]
 pub struct PurgeReport {
-    /// Events deleted, chained or not.
+    /// Links deleted.
     pub deleted: u64,
     /// The boundary checkpoints written, one per chain that lost links.
     pub boundaries: Vec<Checkpoint>,
