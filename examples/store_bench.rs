@@ -1,5 +1,5 @@
 //! Store throughput: events per second sustained into SQLite and PostgreSQL through the
-//! pipeline (async batches; sync group commit), next to the raw batched-insert limit of the same
+//! pipeline (async batches; sync group commit), next to the raw batched-append limit of the same
 //! store measured in the same run. A benchmark, not a test: run it in release mode.
 //!
 //! ```sh
@@ -87,12 +87,13 @@ fn rate(n: usize, d: Duration) -> String {
     format!("{:>9.0} events/s", n as f64 / d.as_secs_f64())
 }
 
-/// The raw limit: pre-built batches of 256 straight into `insert_batch`, one after another.
+/// The raw limit: pre-built batches of 256 appended straight to one chain (`EventStore::append`,
+/// not durable), one after another — no queue, no writer.
 async fn raw(store: &dyn EventStore, n: usize) -> Duration {
     let events: Vec<AuditEvent> = (0..n).map(event).collect();
     let started = Instant::now();
     for chunk in events.chunks(256) {
-        store.insert_batch(chunk).await.unwrap();
+        store.append("bench", chunk, false).await.unwrap();
     }
     started.elapsed()
 }
@@ -174,7 +175,7 @@ where
 
     let d = raw(open().await.as_ref(), n).await;
     println!(
-        "{name:<10} raw insert_batch(256)            {n:>6} events  {}",
+        "{name:<10} raw append(256)                  {n:>6} events  {}",
         rate(n, d)
     );
     let d = pipeline_async(open().await, n).await;

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::{Map, Value};
 
+use crate::hex;
+
 pub mod client_ip;
 pub mod jwks;
 pub mod keys;
@@ -165,7 +167,7 @@ impl Fingerprinter {
     }
 
     pub fn fingerprint(&self, token: &str) -> String {
-        hex(&self.tag(token))
+        hex::encode(&self.tag(token))
     }
 
     fn tag(&self, token: &str) -> [u8; 32] {
@@ -174,17 +176,6 @@ impl Fingerprinter {
         out.copy_from_slice(&tag.as_ref()[..32]);
         out
     }
-}
-
-/// Lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    out
 }
 
 /// The verified-identity configuration the proxy runs with.
@@ -258,7 +249,7 @@ impl Identity {
         match &self.fingerprinter {
             Some(f) => {
                 let tag = f.tag(token);
-                (hex(&tag), Some(tag))
+                (hex::encode(&tag), Some(tag))
             }
             None if verifying => {
                 let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());

@@ -7,13 +7,15 @@
 //! requirements; [`config`] turns the YAML file into the checked types all of them run on;
 //! [`ops`] runs beside the pipeline: alert rules and stream sinks on its taps, and retention
 //! purges of the store; [`metrics`] serves Prometheus counters at `/metrics`.
-//! [`sidecar`] wires them together and drains them in order on shutdown.
+//! [`sidecar`] wires them together and drains them in order on shutdown; [`hex`] is a leaf
+//! helper any of them may use.
 
 pub mod admin;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod hex;
 pub mod identity;
 pub mod metrics;
 pub mod ops;

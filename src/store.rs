@@ -13,6 +13,7 @@ use crate::event::{AuditEvent, Outcome};
 pub mod chain;
 pub mod lineage;
 pub mod postgres;
+mod query;
 mod sql;
 pub mod sqlite;
 pub mod verify;
@@ -121,10 +122,6 @@ pub struct StatsRow {
 /// The contract every backend meets; a conformance suite runs it against each.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
-    /// Insert events in one transaction, assigning each a strictly increasing `seq`. An event
-    /// whose `id` is already stored is skipped (inserting is idempotent). Returns how many rows
-    /// were newly written.
-    async fn insert_batch(&self, events: &[AuditEvent]) -> Result<u64, Error>;
     /// Events matching `q`, ordered by seq (descending unless `q.ascending`), `seq` filled in.
     async fn query(&self, q: &Query) -> Result<Vec<AuditEvent>, Error>;
     /// One event by id (`seq` filled in).
@@ -221,14 +218,6 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<StoredRow>, Error>;
     /// Up to `limit` rows without a chain link, by seq.
     async fn unchained_rows(&self, limit: u32) -> Result<Vec<StoredRow>, Error>;
-    /// Delete, per chain, the longest prefix of links whose events are all older than `before`
-    /// (and unchained events older than it), sealing each cut with a signed purge checkpoint in
-    /// the same transaction so `verify` still passes.
-    async fn purge_before(
-        &self,
-        before: OffsetDateTime,
-        signer: &Signer,
-    ) -> Result<PurgeReport, Error>;
     /// Delete the given links of `instance`'s chain (what a retention policy chose) in one
     /// transaction, sealed with signed checkpoints so `verify` still passes: a run continuing the
     /// purged prefix moves the `purge` boundary, the other runs become the gaps of a `retention`

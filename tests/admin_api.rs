@@ -16,6 +16,7 @@ use support::admin::{
     self, fixture, get, labels, t0, FIXTURE_LABELS, TOKEN_ALL, TOKEN_ALPHA, TOKEN_BETA,
     TOKEN_EXPORTER,
 };
+use support::fixtures::AppendFixtures;
 use support::harness::Sidecar;
 use support::store_conformance::sample_event;
 use support::upstream;
@@ -26,7 +27,7 @@ async fn seeded() -> (Sidecar, Arc<dyn EventStore>, time::OffsetDateTime) {
     let up = upstream::spawn().await;
     let (sc, store) = admin::start(up.addr).await;
     let t0 = t0();
-    store.insert_batch(&fixture(t0)).await.unwrap();
+    store.append_fixtures(&fixture(t0)).await.unwrap();
     (sc, store, t0)
 }
 
@@ -222,7 +223,7 @@ async fn limit_defaults_to_100_and_order_to_newest_first() {
             )
         })
         .collect();
-    store.insert_batch(&events).await.unwrap();
+    store.append_fixtures(&events).await.unwrap();
 
     let page = get(&sc, "/v1/events?app=app-a", Some(TOKEN_ALL))
         .await
@@ -267,7 +268,7 @@ async fn cursor_pages_follow_the_link_header_to_the_end() {
             )
         })
         .collect();
-    store.insert_batch(&events).await.unwrap();
+    store.append_fixtures(&events).await.unwrap();
 
     let mut path = "/v1/events?type=token.refresh&limit=10".to_string();
     let mut seen = Vec::new();
@@ -338,7 +339,7 @@ async fn polling_with_the_cursor_never_skips_or_repeats_during_inserts() {
                         )
                     })
                     .collect();
-                store.insert_batch(&batch).await.unwrap();
+                store.append_fixtures(&batch).await.unwrap();
                 written.extend(batch.iter().map(|e| e.http.request_id.clone()));
                 i += n;
                 tokio::time::sleep(Duration::from_millis((i % 3) as u64)).await;
@@ -846,7 +847,7 @@ async fn exclusions_leave_events_out_of_pages_the_tail_and_stats() {
         Outcome::Success,
         t0 + time::Duration::minutes(20),
     );
-    store.insert_batch(&[fresh]).await.unwrap();
+    store.append_fixtures(&[fresh]).await.unwrap();
     let next = get(
         &sc,
         &format!("/v1/events?order=asc&type_not=audit.*&cursor={tail}"),
@@ -1041,7 +1042,7 @@ async fn exports_parse_in_every_format() {
         Outcome::Success,
         t,
     );
-    store.insert_batch(&[evil, provider]).await.unwrap();
+    store.append_fixtures(&[evil, provider]).await.unwrap();
     let r = get(&sc, "/v1/export?format=csv&app=app-c", Some(TOKEN_ALL)).await;
     let rows = parse_csv(std::str::from_utf8(&r.body).unwrap());
     assert_eq!(rows[1][col("request_id")], "'=cmd|' /C calc'!A0");
@@ -1124,7 +1125,7 @@ async fn export_streams_large_trails_and_respects_limit() {
                 )
             })
             .collect();
-        store.insert_batch(&batch).await.unwrap();
+        store.append_fixtures(&batch).await.unwrap();
     }
     let r = get(&sc, "/v1/export?app=app-x", Some(TOKEN_ALL)).await;
     assert!(
@@ -1327,7 +1328,7 @@ async fn a_logout_that_consumes_the_refresh_chain_revokes_it() {
     };
     // A refused logout ends nothing.
     store
-        .insert_batch(&[logout("a-logout-fail", Outcome::Failure, 20)])
+        .append_fixtures(&[logout("a-logout-fail", Outcome::Failure, 20)])
         .await
         .unwrap();
     let life = get(&sc, "/v1/tokens/jti-a1", Some(TOKEN_ALL)).await.json();
@@ -1338,7 +1339,7 @@ async fn a_logout_that_consumes_the_refresh_chain_revokes_it() {
     assert_eq!(life["summary"]["revoked"], false);
     // A successful one consumes the chain's last token: the whole life is revoked.
     store
-        .insert_batch(&[logout("a-logout", Outcome::Success, 21)])
+        .append_fixtures(&[logout("a-logout", Outcome::Success, 21)])
         .await
         .unwrap();
     for key in ["jti-a1", "fp-a2"] {

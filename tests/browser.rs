@@ -24,6 +24,7 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::admin::{self, TOKEN_ALL, TOKEN_ALPHA};
+use support::fixtures::AppendFixtures;
 use support::harness::{self, post_json, send};
 use support::store_conformance::sample_event;
 
@@ -390,7 +391,7 @@ async fn the_viewer_shows_failed_logins_and_keeps_tenants_apart() {
         authtrail::event::now_millis(),
     );
     hostile.reason = Some("<b>bold</b>".into());
-    store.insert_batch(&[hostile]).await.unwrap();
+    store.append_fixtures(&[hostile]).await.unwrap();
 
     let driver = start_driver(&chromedriver).await;
     let profile = tempfile::tempdir().unwrap();
@@ -642,7 +643,7 @@ async fn the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url() {
         invalid: None,
     });
     history.push(conflicted.clone());
-    store.insert_batch(&history).await.unwrap();
+    store.append_fixtures(&history).await.unwrap();
     let in_window = 3 + history.len();
 
     let driver = start_driver(&chromedriver).await;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use authtrail::event::{AuditEvent, Outcome, TokenRef, TokenRole};
 use authtrail::store::sqlite::SqliteStore;
-use authtrail::store::{EventStore, Query, TypeFilter};
+use authtrail::store::verify::all_chain_rows;
+use authtrail::store::{EventStore, PurgeLink, Query, TypeFilter};
+use support::fixtures::{AppendFixtures, FIXTURE_CHAIN};
 use support::store_conformance::{sample_event, T0};
 use time::Duration;
 
@@ -56,7 +58,7 @@ async fn seeded() -> (Arc<dyn EventStore>, tempfile::TempDir, Vec<AuditEvent>) {
         })
         .collect();
     for chunk in events.chunks(5000) {
-        store.insert_batch(chunk).await.unwrap();
+        store.append_fixtures(chunk).await.unwrap();
     }
     (store, dir, events)
 }
@@ -199,7 +201,7 @@ async fn tokens_are_found_by_fingerprint_and_jti_until_purged() {
         ev("none", 20),
         with_token(ev("quoted", 30), "fp-\"odd\" %_", Some("jti-%")),
     ];
-    store.insert_batch(&events).await.unwrap();
+    store.append_fixtures(&events).await.unwrap();
     let find = |key: &'static str| {
         let store = store.clone();
         async move {
@@ -229,9 +231,19 @@ async fn tokens_are_found_by_fingerprint_and_jti_until_purged() {
     );
     assert!(find("jti").await.is_empty());
 
+    // Retention purges "old" (the chain's first link).
     let (_, signer) = authtrail::store::Signer::generate().unwrap();
+    let rows = all_chain_rows(store.as_ref(), FIXTURE_CHAIN).await.unwrap();
+    let first = &rows[0].columns;
+    assert_eq!(first.request_id.as_deref(), Some("old"));
+    let old = PurgeLink {
+        n: 1,
+        id: first.id.clone(),
+        hash: first.chain_hash.clone().unwrap(),
+        time_ms: first.time_ms,
+    };
     store
-        .purge_before(T0 + Duration::seconds(5), &signer)
+        .purge_links(FIXTURE_CHAIN, &[old], &signer)
         .await
         .unwrap();
     assert_eq!(find("fp-1").await, ["rotate"]);

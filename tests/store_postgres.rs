@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use authtrail::store::postgres::PostgresStore;
 use authtrail::store::{self, EventStore, Query};
+use support::fixtures::AppendFixtures;
 use support::pg;
 use support::store_conformance::{many, store_conformance_tests};
 
@@ -25,7 +26,7 @@ async fn events_survive_reopen_and_seq_keeps_increasing() {
     let first = many(10);
     {
         let store = PostgresStore::connect(schema.options()).await.unwrap();
-        assert_eq!(store.insert_batch(&first).await.unwrap(), 10);
+        assert_eq!(store.append_fixtures(&first).await.unwrap(), 10);
         store.close().await;
     }
     // Migrations run again on open and change nothing.
@@ -33,7 +34,7 @@ async fn events_survive_reopen_and_seq_keeps_increasing() {
     let before = store.query(&Query::default()).await.unwrap();
     assert_eq!(before.len(), 10);
     let max_seq = before[0].seq.unwrap();
-    assert_eq!(store.insert_batch(&first).await.unwrap(), 0);
+    assert_eq!(store.append_fixtures(&first).await.unwrap(), 0);
     let second = many(3);
     store.append("x", &second, false).await.unwrap();
     let after = store

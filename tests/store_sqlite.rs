@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use authtrail::store::sqlite::SqliteStore;
 use authtrail::store::{self, EventStore, Query};
+use support::fixtures::AppendFixtures;
 use support::store_conformance::{many, store_conformance_tests};
 use tempfile::TempDir;
 
@@ -29,7 +30,7 @@ async fn events_survive_reopen_and_seq_keeps_increasing() {
     let first = many(10);
     {
         let store = SqliteStore::open(path).await.unwrap();
-        assert_eq!(store.insert_batch(&first).await.unwrap(), 10);
+        assert_eq!(store.append_fixtures(&first).await.unwrap(), 10);
         store.close().await;
     }
 
@@ -38,9 +39,9 @@ async fn events_survive_reopen_and_seq_keeps_increasing() {
     assert_eq!(before.len(), 10);
     let max_seq = before[0].seq.unwrap();
     // Re-inserting after reopen is still idempotent, and new events continue the sequence.
-    assert_eq!(store.insert_batch(&first).await.unwrap(), 0);
+    assert_eq!(store.append_fixtures(&first).await.unwrap(), 0);
     let second = many(3);
-    assert_eq!(store.insert_batch(&second).await.unwrap(), 3);
+    assert_eq!(store.append_fixtures(&second).await.unwrap(), 3);
     let after = store
         .query(&Query {
             after_seq: Some(max_seq),
@@ -80,7 +81,7 @@ async fn open_fails_on_an_unopenable_path() {
 #[tokio::test]
 async fn in_memory_store_works() {
     let store = SqliteStore::open(":memory:").await.unwrap();
-    assert_eq!(store.insert_batch(&many(3)).await.unwrap(), 3);
+    assert_eq!(store.append_fixtures(&many(3)).await.unwrap(), 3);
     assert_eq!(store.query(&Query::default()).await.unwrap().len(), 3);
 }
 
@@ -91,7 +92,7 @@ async fn readers_see_commits_while_the_writer_is_busy() {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             for chunk in many(2000).chunks(100) {
-                store.insert_batch(chunk).await.unwrap();
+                store.append_fixtures(chunk).await.unwrap();
             }
         })
     };

@@ -232,6 +232,76 @@ async fn insert_a_forged_row(t: Trail) {
         .contains(&format!("position #12 is already held by {}", t.id(12))));
 }
 
+/// A copy of `row` as a raw INSERT under another id, with the chain link `link` (`None`: no
+/// link, in the columns or the body).
+async fn insert_copy(t: &Trail, row: &StoredRow, link: Option<serde_json::Value>) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut body: serde_json::Value = serde_json::from_str(&row.body).unwrap();
+    body["id"] = id.clone().into();
+    let (instance, n, hash) = match link {
+        Some(link) => {
+            let cols = (
+                format!("'{}'", link["instance"].as_str().unwrap()),
+                link["n"].as_i64().unwrap().to_string(),
+                format!("'{}'", link["hash"].as_str().unwrap()),
+            );
+            body["chain"] = link;
+            cols
+        }
+        None => {
+            body.as_object_mut().unwrap().remove("chain");
+            ("NULL".into(), "NULL".into(), "NULL".into())
+        }
+    };
+    let body = body.to_string().replace('\'', "''");
+    let cast = if t.db.is_pg() { "::jsonb" } else { "" };
+    t.db.exec(&format!(
+        "INSERT INTO events (id, time_ms, type, stage, outcome, reason, app, actor_id, target_kind, \
+           target_id, route, status, ip, request_id, chain_instance, chain_n, chain_hash, body) \
+         SELECT '{id}', time_ms, type, stage, outcome, reason, app, actor_id, target_kind, \
+           target_id, route, status, ip, request_id, {instance}, {n}, {hash}, '{body}'{cast} \
+         FROM events WHERE seq = {}",
+        row.seq
+    ))
+    .await;
+    id
+}
+
+async fn append_a_forged_link_and_an_unlinked_row(t: Trail) {
+    // A row made to look like the next link, with a made-up hash; and one with no link at all.
+    let head = &t.rows[19];
+    let link = serde_json::json!({
+        "instance": "t",
+        "n": 21,
+        "prev_hash": head.columns.chain_hash.clone().unwrap(),
+        "hash": "ab".repeat(32),
+    });
+    let forged = insert_copy(&t, head, Some(link)).await;
+    let bare = insert_copy(&t, &t.rows[4], None).await;
+    let r = t.verify().await;
+    assert_first(&r, ProblemKind::Edited, &forged);
+    assert!(
+        r.problems[0]
+            .message
+            .ends_with("its content does not match its hash"),
+        "{}",
+        r.problems[0].message
+    );
+    let unlinked = r
+        .problems
+        .iter()
+        .find(|p| p.event.as_deref() == Some(bare.as_str()))
+        .unwrap_or_else(|| panic!("unlinked row not named: {:#?}", r.problems));
+    assert_eq!(unlinked.kind, ProblemKind::Inserted);
+    assert!(
+        unlinked
+            .message
+            .ends_with("has no chain link: it was inserted outside the writer"),
+        "{}",
+        unlinked.message
+    );
+}
+
 async fn truncate_the_tail_past_a_checkpoint(t: Trail) {
     t.db.exec("DELETE FROM events WHERE chain_n > 15").await;
     let r = t.verify().await;
@@ -460,6 +530,7 @@ tamper_tests!(
     delete_a_row,
     swap_two_rows,
     insert_a_forged_row,
+    append_a_forged_link_and_an_unlinked_row,
     truncate_the_tail_past_a_checkpoint,
     forge_a_checkpoint,
     cut_the_tail_with_its_checkpoints,

@@ -1,13 +1,13 @@
 //! Tamper evidence: the hash chain that links each appended event to the one before it in its
 //! instance's chain, and the Ed25519-signed checkpoints that pin a chain's head.
 //!
-//! This module owns the versioned encodings (what a hash and a signature cover) and the
-//! backend-neutral steps of `append`, `checkpoint`, `purge_before` and `purge_links`, written
-//! once against [`ChainTx`], which each backend implements on its own write transaction. Links
-//! are assigned *inside* that transaction, after reading the chain's head under the store's write
-//! lock, so a chain can never fork, a retried or replayed batch never leaves a hole, and seq
-//! order within a chain is link order. It must never decide whether or when to write: that is
-//! the pipeline's.
+//! This module owns the versioned encodings (what a hash and a signature cover; an event
+//! encoded for its link, [`Encoded`], which becomes a `sql::Row`) and the backend-neutral steps
+//! of `append`, `checkpoint` and `purge_links`, written once against [`ChainTx`], which each
+//! backend implements on its own write transaction. Links are assigned *inside* that
+//! transaction, after reading the chain's head under the store's write lock, so a chain can
+//! never fork, a retried or replayed batch never leaves a hole, and seq order within a chain is
+//! link order. It must never decide whether or when to write: that is the pipeline's.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -21,9 +21,10 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sql::{Encoded, Row};
+use super::sql::{encode_error, Columns, Row};
 use super::Error;
 use crate::event::{unix_millis, AuditEvent, ChainLink};
+use crate::hex;
 
 /// `prev_hash` of a chain's first link.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -129,31 +130,11 @@ pub fn link_hash(instance: &str, n: i64, prev_hash: &str, canonical_event: &str)
         h.update(b"\n");
     }
     h.update(canonical_event.as_bytes());
-    hex(&h.finalize())
+    hex::encode(&h.finalize())
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
-
-/// Bytes of a hex string, `None` unless it is even-length hex.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+/// Bytes of a hex string: [`crate::hex::decode`], named here for the config's key checks.
+pub use crate::hex::decode as unhex;
 
 /// Whether `id` may name a chain: 1-64 characters of `A-Z a-z 0-9 . _ : -`.
 pub fn valid_instance_id(id: &str) -> bool {
@@ -161,6 +142,73 @@ pub fn valid_instance_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// An event encoded before the write transaction starts: its columns, its body without `seq`
+/// and `chain`, and the canonical encoding its chain hash covers.
+pub(crate) struct Encoded {
+    pub uuid: Uuid,
+    pub columns: Columns,
+    /// JSON object without `seq` and `chain`.
+    pub body: String,
+    /// The canonical encoding, when it differs from `body`.
+    pub canonical: Option<String>,
+}
+
+/// Encode `event` for appending to a chain: the link is added inside the transaction.
+pub(crate) fn encode_unlinked(event: &AuditEvent) -> Result<Encoded, Error> {
+    let mut value = serde_json::to_value(event).map_err(encode_error)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.remove("seq");
+        map.remove("chain");
+    }
+    let body = serde_json::to_string(&value).map_err(encode_error)?;
+    let canonical = (!serializes_canonically(&value)).then(|| canonical(&value));
+    let mut columns = Columns::of(event);
+    columns.chain_instance = None;
+    columns.chain_n = None;
+    columns.chain_hash = None;
+    Ok(Encoded {
+        uuid: event.id,
+        columns,
+        body,
+        canonical,
+    })
+}
+
+/// The events of an `append` to `instance`'s chain, encoded before its transaction starts.
+pub(crate) fn encode_for_append(
+    instance: &str,
+    events: &[AuditEvent],
+) -> Result<Vec<Encoded>, Error> {
+    if !valid_instance_id(instance) {
+        return Err(Error::InvalidInstance(instance.to_string()));
+    }
+    events.iter().map(encode_unlinked).collect()
+}
+
+impl Encoded {
+    /// What the chain hash covers.
+    pub fn canonical(&self) -> &str {
+        self.canonical.as_deref().unwrap_or(&self.body)
+    }
+
+    /// The row once `link` is known: the link joins the body (as its last member) and the
+    /// chain columns.
+    pub fn linked(&self, link: ChainLink) -> Result<Row, Error> {
+        let link_json = serde_json::to_string(&link).map_err(encode_error)?;
+        let mut body = String::with_capacity(self.body.len() + link_json.len() + 10);
+        // `body` is a JSON object with at least `id`: drop its closing brace, add the member.
+        body.push_str(self.body.trim_end().strip_suffix('}').unwrap_or(&self.body));
+        body.push_str(",\"chain\":");
+        body.push_str(&link_json);
+        body.push('}');
+        let mut columns = self.columns.clone();
+        columns.chain_instance = Some(link.instance.clone());
+        columns.chain_n = Some(link.n);
+        columns.chain_hash = Some(link.hash.clone());
+        Ok(Row { columns, body })
+    }
 }
 
 /// The newest link of a chain.
@@ -190,7 +238,8 @@ pub enum CheckpointKind {
     /// `checkpoint.interval` passed without new links: the same head, re-signed with a fresh
     /// time, so an idle trail still shows it was not cut after its newest checkpoint.
     Heartbeat,
-    /// The boundary left by `purge_before`: links up to `to_n` were deleted.
+    /// The boundary left by a purge of the chain's oldest links: links up to `to_n` were
+    /// deleted.
     Purge,
     /// Links deleted from inside the chain by a retention policy: `gaps` lists each run of them
     /// with the hash of its last link, so `verify` can bridge it.
@@ -292,7 +341,7 @@ impl Checkpoint {
         h.update(CHECKPOINT_V1.as_bytes());
         h.update(b"\ndigest\n");
         h.update(canonical(&v).as_bytes());
-        hex(&h.finalize())
+        hex::encode(&h.finalize())
     }
 
     /// The checkpoint as it is published outside the store: one JSON object
@@ -334,7 +383,8 @@ impl Checkpoint {
 
     /// Check the signature against the public key it names.
     pub fn signature_valid(&self) -> bool {
-        let (Some(pk), Some(sig)) = (unhex(&self.public_key), unhex(&self.signature)) else {
+        let (Some(pk), Some(sig)) = (hex::decode(&self.public_key), hex::decode(&self.signature))
+        else {
             return false;
         };
         UnparsedPublicKey::new(&signature::ED25519, pk)
@@ -367,12 +417,12 @@ impl Signer {
     /// A signer from a 32-byte Ed25519 seed written as 64 hex characters. The error never
     /// repeats the key.
     pub fn from_hex_seed(seed: &str) -> Result<Signer, String> {
-        let bytes = unhex(seed)
+        let bytes = hex::decode(seed)
             .filter(|b| b.len() == 32)
             .ok_or_else(|| "expected 64 hex characters (an Ed25519 seed)".to_string())?;
         let key = Ed25519KeyPair::from_seed_unchecked(&bytes)
             .map_err(|_| "not a usable Ed25519 seed".to_string())?;
-        let public_hex = hex(key.public_key().as_ref());
+        let public_hex = hex::encode(key.public_key().as_ref());
         Ok(Signer {
             key: Arc::new(key),
             public_hex,
@@ -383,7 +433,7 @@ impl Signer {
     pub fn generate() -> Result<(String, Signer), String> {
         let mut seed = [0u8; 32];
         aws_lc_rs::rand::fill(&mut seed).map_err(|_| "no randomness available".to_string())?;
-        let seed_hex = hex(&seed);
+        let seed_hex = hex::encode(&seed);
         let signer = Signer::from_hex_seed(&seed_hex)?;
         Ok((seed_hex, signer))
     }
@@ -397,7 +447,7 @@ impl Signer {
     pub fn sign(&self, cp: &mut Checkpoint) {
         cp.public_key = self.public_hex.clone();
         cp.signature = String::new();
-        cp.signature = hex(self.key.sign(&cp.signed_bytes()).as_ref());
+        cp.signature = hex::encode(self.key.sign(&cp.signed_bytes()).as_ref());
     }
 }
 
@@ -407,15 +457,6 @@ pub struct Segment {
     pub count: i64,
     pub min_time_ms: Option<i64>,
     pub max_time_ms: Option<i64>,
-}
-
-/// Per chain, what `purge_before` needs: its newest link, and its first link at or after the
-/// purge time (`None` when every link is older).
-#[derive(Clone, Debug)]
-pub struct PurgePlan {
-    pub instance: String,
-    pub max_n: i64,
-    pub first_kept_n: Option<i64>,
 }
 
 /// The statements a backend runs inside its write transaction (which holds the store's write
@@ -438,11 +479,6 @@ pub(crate) trait ChainTx: Send {
     async fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), Error>;
     /// Body of the chain's newest checkpoint (by row id), whatever its kind.
     async fn last_checkpoint(&mut self, instance: &str) -> Result<Option<String>, Error>;
-    async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error>;
-    /// Delete the chain's links up to and including `n`; returns how many.
-    async fn delete_through(&mut self, instance: &str, n: i64) -> Result<u64, Error>;
-    /// Delete events without a chain link older than `before_ms`; returns how many.
-    async fn delete_unchained_before(&mut self, before_ms: i64) -> Result<u64, Error>;
     /// Delete the chain's links at positions `ns`; returns how many.
     async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error>;
 }
@@ -563,7 +599,7 @@ async fn link_and_store<T: ChainTx>(
                 // Unreadable (verify names it): link to its raw bytes, go on after it.
                 let mut h = Sha256::new();
                 h.update(body.as_bytes());
-                (1, Some(hex(&h.finalize())))
+                (1, Some(hex::encode(&h.finalize())))
             }
         },
     };
@@ -589,69 +625,18 @@ async fn link_and_store<T: ChainTx>(
     Ok(cp)
 }
 
-/// What `purge_before` did.
+/// What a purge did.
 #[derive(Clone, Debug, Default)]
 pub struct PurgeReport {
-    /// Events deleted, chained or not.
+    /// Links deleted.
     pub deleted: u64,
     /// The boundary checkpoints written, one per chain that lost links.
     pub boundaries: Vec<Checkpoint>,
 }
 
-/// Delete, per chain, the longest prefix of links whose events are all older than `before`, and
-/// seal each cut with a signed purge checkpoint, so `verify` can still check the rest.
-pub(crate) async fn purge_before<T: ChainTx>(
-    tx: &mut T,
-    before: OffsetDateTime,
-    signer: &Signer,
-) -> Result<PurgeReport, Error> {
-    let before_ms = unix_millis(before);
-    let mut report = PurgeReport::default();
-    for plan in tx.purge_plans(before_ms).await? {
-        let cut = plan.first_kept_n.map_or(plan.max_n, |n| n - 1);
-        let from_n = tx
-            .max_checkpoint_to(&plan.instance, true)
-            .await?
-            .unwrap_or(0);
-        if cut <= from_n {
-            continue;
-        }
-        let Some((head_id, head_hash)) = tx.link_at(&plan.instance, cut).await? else {
-            // The link the boundary would pin is missing: keep the evidence for `verify`.
-            tracing::warn!(chain = %plan.instance, n = cut, "purge skipped a chain: its cut link is missing");
-            continue;
-        };
-        let seg = tx.segment(&plan.instance, from_n, cut).await?;
-        let cp = Checkpoint {
-            version: 1,
-            kind: CheckpointKind::Purge,
-            instance: plan.instance.clone(),
-            from_n,
-            to_n: cut,
-            head_hash,
-            head_id,
-            count: seg.count,
-            first_time_ms: seg.min_time_ms,
-            last_time_ms: seg.max_time_ms,
-            purged_before_ms: Some(before_ms),
-            created_ms: unix_millis(crate::event::now_millis()),
-            public_key: String::new(),
-            signature: String::new(),
-            gaps: Vec::new(),
-            checkpoint_n: None,
-            prev_checkpoint: None,
-        };
-        let cp = link_and_store(tx, cp, signer, None).await?;
-        report.deleted += tx.delete_through(&plan.instance, cut).await?;
-        report.boundaries.push(cp);
-    }
-    report.deleted += tx.delete_unchained_before(before_ms).await?;
-    Ok(report)
-}
-
 /// Delete `links` of `instance`'s chain, sealing them with signed checkpoints so `verify` still
 /// passes: a run that continues the purged prefix (it starts right after the newest `purge`
-/// boundary) moves that boundary, like [`purge_before`]; every other run of consecutive
+/// boundary) moves that boundary; every other run of consecutive
 /// positions becomes a gap of one `retention` checkpoint, with the hash of its last link. Fails,
 /// deleting nothing, when a link is no longer stored (another purge got there first).
 pub(crate) async fn purge_links<T: ChainTx>(

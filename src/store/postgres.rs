@@ -18,11 +18,10 @@ use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Row as _};
-use time::OffsetDateTime;
 
-use super::chain::{self, ChainTx, PurgePlan, Segment};
+use super::chain::{self, ChainTx, Segment};
+use super::query::{build_query, stats_query, Arg, Dialect};
 use super::sql::{self, dollar_placeholders, Row};
-use super::sqlite::{build_query, stats_query, Arg, Dialect};
 use super::{
     Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
     PurgeReport, Query, Signer, StatsRow, StoredRow,
@@ -250,20 +249,6 @@ fn stored_row(r: &PgRow) -> Result<StoredRow, Error> {
 
 #[async_trait]
 impl EventStore for PostgresStore {
-    async fn insert_batch(&self, events: &[AuditEvent]) -> Result<u64, Error> {
-        if events.is_empty() {
-            return Ok(0);
-        }
-        let rows = events
-            .iter()
-            .map(sql::encode_raw)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = self.begin_locked("insert").await?;
-        let inserted = insert_rows(&mut tx.0, rows).await?;
-        tx.0.commit().await.map_err(Error::backend("insert"))?;
-        Ok(inserted)
-    }
-
     async fn query(&self, q: &Query) -> Result<Vec<AuditEvent>, Error> {
         let Some((sql, args)) = build_query(q, Dialect::Postgres) else {
             return Ok(Vec::new());
@@ -310,7 +295,7 @@ impl EventStore for PostgresStore {
         // Every commit waits for its WAL flush (synchronous_commit's default).
         _durable: bool,
     ) -> Result<Appended, Error> {
-        let encoded = sql::encode_for_append(instance, events)?;
+        let encoded = chain::encode_for_append(instance, events)?;
         let mut conn = self
             .writer
             .acquire()
@@ -412,17 +397,6 @@ impl EventStore for PostgresStore {
         .await
         .map_err(Error::backend("verify"))?;
         rows.iter().map(stored_row).collect()
-    }
-
-    async fn purge_before(
-        &self,
-        before: OffsetDateTime,
-        signer: &Signer,
-    ) -> Result<PurgeReport, Error> {
-        let mut tx = self.begin_locked("purge").await?;
-        let report = chain::purge_before(&mut tx, before, signer).await?;
-        tx.0.commit().await.map_err(Error::backend("purge"))?;
-        Ok(report)
     }
 
     async fn purge_links(
@@ -586,50 +560,6 @@ impl ChainTx for PgTx<'_> {
         .fetch_optional(&mut *self.0)
         .await
         .map_err(Error::backend("checkpoint"))
-    }
-
-    async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error> {
-        let rows = sqlx::query(
-            "SELECT chain_instance, MAX(chain_n), MIN(CASE WHEN time_ms >= $1 THEN chain_n END) \
-             FROM events WHERE chain_instance IS NOT NULL GROUP BY chain_instance",
-        )
-        .bind(before_ms)
-        .fetch_all(&mut *self.0)
-        .await
-        .map_err(Error::backend("purge"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(PurgePlan {
-                    instance: r.try_get(0)?,
-                    max_n: r.try_get(1)?,
-                    first_kept_n: r.try_get(2)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Error::backend("purge"))
-    }
-
-    async fn delete_through(&mut self, instance: &str, n: i64) -> Result<u64, Error> {
-        Ok(
-            sqlx::query("DELETE FROM events WHERE chain_instance = $1 AND chain_n <= $2")
-                .bind(instance.to_string())
-                .bind(n)
-                .execute(&mut *self.0)
-                .await
-                .map_err(Error::backend("purge"))?
-                .rows_affected(),
-        )
-    }
-
-    async fn delete_unchained_before(&mut self, before_ms: i64) -> Result<u64, Error> {
-        Ok(
-            sqlx::query("DELETE FROM events WHERE chain_instance IS NULL AND time_ms < $1")
-                .bind(before_ms)
-                .execute(&mut *self.0)
-                .await
-                .map_err(Error::backend("purge"))?
-                .rows_affected(),
-        )
     }
 
     async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error> {

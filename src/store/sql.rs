@@ -1,11 +1,10 @@
 //! What both SQL backends share: the columns an event is stored as (copies of the fields queries
-//! filter on, plus its chain link), their encoding, and the placeholder rewrite from `?` to `$n`.
-//! It holds no connection and runs no statement.
-
-use uuid::Uuid;
+//! filter on, plus its chain link), the row they make with its body, and the placeholder rewrite
+//! from `?` to `$n`. It holds no connection and runs no statement, and knows nothing of the chain
+//! (`chain.rs` encodes events into rows).
 
 use super::{Error, StatsRow};
-use crate::event::{unix_millis, AuditEvent, ChainLink, Stage};
+use crate::event::{unix_millis, AuditEvent, Stage};
 
 /// The indexed columns of one stored event, as written (from [`Columns::of`]) or as read back.
 /// `verify` compares the two, so an edit to a column that queries filter on is caught even when
@@ -103,17 +102,6 @@ pub(crate) struct Row {
     pub body: String,
 }
 
-/// An event encoded before the write transaction starts: its columns, its body without `seq`
-/// and `chain`, and the canonical encoding its chain hash covers.
-pub(crate) struct Encoded {
-    pub uuid: Uuid,
-    pub columns: Columns,
-    /// JSON object without `seq` and `chain`.
-    pub body: String,
-    /// The canonical encoding, when it differs from `body`.
-    pub canonical: Option<String>,
-}
-
 pub(crate) fn encode_error(e: serde_json::Error) -> Error {
     Error::Backend {
         op: "insert",
@@ -121,81 +109,8 @@ pub(crate) fn encode_error(e: serde_json::Error) -> Error {
     }
 }
 
-/// Encode `event` as stored by a raw insert: body and columns as given (chain included).
-pub(crate) fn encode_raw(event: &AuditEvent) -> Result<Row, Error> {
-    let body = if event.seq.is_some() {
-        let mut unstored = event.clone();
-        unstored.seq = None;
-        serde_json::to_string(&unstored)
-    } else {
-        serde_json::to_string(event)
-    }
-    .map_err(encode_error)?;
-    Ok(Row {
-        columns: Columns::of(event),
-        body,
-    })
-}
-
-/// Encode `event` for appending to a chain: the link is added inside the transaction.
-pub(crate) fn encode_unlinked(event: &AuditEvent) -> Result<Encoded, Error> {
-    let mut value = serde_json::to_value(event).map_err(encode_error)?;
-    if let serde_json::Value::Object(map) = &mut value {
-        map.remove("seq");
-        map.remove("chain");
-    }
-    let body = serde_json::to_string(&value).map_err(encode_error)?;
-    let canonical =
-        (!super::chain::serializes_canonically(&value)).then(|| super::chain::canonical(&value));
-    let mut columns = Columns::of(event);
-    columns.chain_instance = None;
-    columns.chain_n = None;
-    columns.chain_hash = None;
-    Ok(Encoded {
-        uuid: event.id,
-        columns,
-        body,
-        canonical,
-    })
-}
-
-/// The events of an `append` to `instance`'s chain, encoded before its transaction starts.
-pub(crate) fn encode_for_append(
-    instance: &str,
-    events: &[AuditEvent],
-) -> Result<Vec<Encoded>, Error> {
-    if !super::chain::valid_instance_id(instance) {
-        return Err(Error::InvalidInstance(instance.to_string()));
-    }
-    events.iter().map(encode_unlinked).collect()
-}
-
-impl Encoded {
-    /// What the chain hash covers.
-    pub fn canonical(&self) -> &str {
-        self.canonical.as_deref().unwrap_or(&self.body)
-    }
-
-    /// The row once `link` is known: the link joins the body (as its last member) and the
-    /// chain columns.
-    pub fn linked(&self, link: ChainLink) -> Result<Row, Error> {
-        let link_json = serde_json::to_string(&link).map_err(encode_error)?;
-        let mut body = String::with_capacity(self.body.len() + link_json.len() + 10);
-        // `body` is a JSON object with at least `id`: drop its closing brace, add the member.
-        body.push_str(self.body.trim_end().strip_suffix('}').unwrap_or(&self.body));
-        body.push_str(",\"chain\":");
-        body.push_str(&link_json);
-        body.push('}');
-        let mut columns = self.columns.clone();
-        columns.chain_instance = Some(link.instance.clone());
-        columns.chain_n = Some(link.n);
-        columns.chain_hash = Some(link.hash.clone());
-        Ok(Row { columns, body })
-    }
-}
-
 /// The rows of a stats query (`bucket, type, outcome, app, count`, as `stats_query` in
-/// src/store/sqlite.rs selects them) as [`StatsRow`]s, whichever backend read them.
+/// src/store/query.rs selects them) as [`StatsRow`]s, whichever backend read them.
 pub(crate) fn stats_rows<R>(rows: &[R]) -> Result<Vec<StatsRow>, Error>
 where
     R: sqlx::Row,

@@ -1,6 +1,6 @@
 //! The SQLite backend: one file in WAL mode, one writer connection, a few readers. It owns the
-//! `events` table and its migrations (`migrations/sqlite`); it turns a `Query` into bound SQL and
-//! must never interpolate a value into a statement.
+//! `events` table and its migrations (`migrations/sqlite`); it runs the SQL that `store/query.rs`
+//! builds, binding every value, and must never interpolate a value into a statement.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -15,9 +15,9 @@ use sqlx::sqlite::{
     SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite};
-use time::OffsetDateTime;
 
-use super::chain::{self, ChainTx, PurgePlan, Segment};
+use super::chain::{self, ChainTx, Segment};
+use super::query::{build_query_planned, effective_limit, stats_query, Arg, Dialect, PrefixPlan};
 use super::sql;
 use super::{
     Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
@@ -57,17 +57,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 
 /// Read connections; SQLite in WAL mode lets them run beside the one writer.
 const READERS: u32 = 4;
-/// Columns written per event by `insert_batch`.
+/// Columns written per event (every insert: `append`, through `ChainTx::insert_rows`).
 const COLUMNS: usize = 18;
 /// Rows per multi-row INSERT. Batches are split into chunks of 64, 32, ..., 1 rows, so at most
 /// seven distinct statements exist and each stays prepared in the connection's cache.
 const CHUNK_SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 /// Rows inserted between two `PRAGMA optimize` runs, which refresh the planner's statistics.
 const OPTIMIZE_EVERY_ROWS: u64 = 100_000;
-/// The most rows one query returns, whatever `Query::limit` asks.
-const MAX_LIMIT: u32 = 10_000;
-/// Rows returned when `Query::limit` is 0.
-const DEFAULT_LIMIT: u32 = 100;
 
 static INSERT_SQL: LazyLock<[Arc<str>; CHUNK_SIZES.len()]> =
     LazyLock::new(|| CHUNK_SIZES.map(|rows| Arc::from(insert_sql(rows))));
@@ -241,276 +237,9 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: Vec<sql::Row>) -> Result
     Ok(inserted)
 }
 
-/// Which SQL the shared query builder writes: the same conditions, but JSON is TEXT in SQLite
-/// and `jsonb` in PostgreSQL. (Placeholders are `?` either way; PostgreSQL's are renumbered.)
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-/// A value bound to a `?` of a query built at run time.
-pub(super) enum Arg {
-    Text(String),
-    Int(i64),
-}
-
-/// Milliseconds since the epoch, rounded up: for a millisecond-precision event time `t`,
-/// `t >= bound` exactly when `millis(t) >= ceil_millis(bound)`, and the same for `<`.
-fn ceil_millis(t: OffsetDateTime) -> i64 {
-    let nanos = t.unix_timestamp_nanos();
-    let ms = nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) != 0);
-    ms as i64
-}
-
-/// The smallest string greater than every string that starts with `prefix`, or `None` when there
-/// is none (the prefix is empty or made only of `char::MAX`). SQLite compares TEXT bytewise, and
-/// UTF-8 byte order is code point order, so `prefix <= s < successor` is exactly "starts with".
-fn prefix_successor(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
-        if let Some(next) = next {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
-}
-
-/// How SQLite's planner may read a type-prefix range (PostgreSQL plans prefixes well by itself).
-///
-/// A range on `type` comes out of the type index sorted by type, so SQLite must sort every match
-/// to find the newest: over a second for `auth.*` on a million events. Written `+type`, the range
-/// cannot use an index, and the planner walks another index (app, actor, outcome, ...) or the
-/// table itself in seq order instead, stopping at `limit`. See [`SqliteStore::query`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum PrefixPlan {
-    /// The planner may use the type index for the range (then sorts the matches).
-    TypeIndex,
-    /// `+type`: the range is checked row by row, in seq order.
-    SeqOrder,
-}
-
 /// Rows at the newest end of the table (or just after an ascending cursor) in which a type
 /// prefix with no other indexed filter is looked for first. Reading them costs ~10 ms at most.
 const PREFIX_WINDOW: i64 = 20_000;
-
-/// The page size `build_query` uses for `q`.
-fn effective_limit(q: &Query) -> u32 {
-    match q.limit {
-        0 => DEFAULT_LIMIT,
-        n => n.min(MAX_LIMIT),
-    }
-}
-
-/// The SELECT for `q` and its arguments, in `?` order. `None` when nothing can match.
-pub(super) fn build_query(q: &Query, dialect: Dialect) -> Option<(String, Vec<Arg>)> {
-    build_query_planned(q, dialect, PrefixPlan::TypeIndex, None)
-}
-
-/// [`build_query`] with a plan for a type prefix and an extra seq bound (`seq > ?` or
-/// `seq <= ?`, for the prefix window).
-fn build_query_planned(
-    q: &Query,
-    dialect: Dialect,
-    prefix: PrefixPlan,
-    seq_bound: Option<(&'static str, i64)>,
-) -> Option<(String, Vec<Arg>)> {
-    let mut sql = String::from("SELECT seq, id, body FROM events");
-    let (mut conds, mut args) =
-        filter_conds_planned(q, dialect, prefix, page_time_column(dialect))?;
-    if let Some((cond, v)) = seq_bound {
-        conds.push(cond.into());
-        args.push(Arg::Int(v));
-    }
-    if let Some(after) = q.after_seq {
-        conds.push("seq > ?".into());
-        args.push(Arg::Int(after));
-    }
-    if let Some(before) = q.before_seq {
-        conds.push("seq < ?".into());
-        args.push(Arg::Int(before));
-    }
-
-    if !conds.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conds.join(" AND "));
-    }
-    sql.push_str(if q.ascending {
-        " ORDER BY seq ASC LIMIT ?"
-    } else {
-        " ORDER BY seq DESC LIMIT ?"
-    });
-    args.push(Arg::Int(i64::from(effective_limit(q))));
-    Some((sql, args))
-}
-
-/// `LIKE` pattern for "contains `s`", lowercased, with `\` escaping the wildcards.
-fn contains_pattern(s: &str) -> String {
-    let mut p = String::with_capacity(s.len() + 2);
-    p.push('%');
-    for c in s.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
-}
-
-/// The conditions of `q`'s filters (not its cursor) and their arguments, in `?` order. `None`
-/// when nothing can match.
-/// Time bounds here may use the time index (`events_time`, migration 0005): what stats want.
-fn filter_conds(q: &Query, dialect: Dialect) -> Option<(Vec<String>, Vec<Arg>)> {
-    filter_conds_planned(q, dialect, PrefixPlan::TypeIndex, "time_ms")
-}
-
-/// The column a page's time bounds are written on. A page is read in seq order and stops at its
-/// limit, so SQLite must not start from the time index (it would read the whole window and
-/// sort it): `+time_ms` keeps the planner off it. PostgreSQL weighs both with its statistics.
-fn page_time_column(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => "+time_ms",
-        Dialect::Postgres => "time_ms",
-    }
-}
-
-fn filter_conds_planned(
-    q: &Query,
-    dialect: Dialect,
-    prefix: PrefixPlan,
-    time_column: &'static str,
-) -> Option<(Vec<String>, Vec<Arg>)> {
-    let mut args = Vec::new();
-    let mut conds: Vec<String> = Vec::new();
-
-    let mut eq = |conds: &mut Vec<String>, cond: &'static str, value: &Option<String>| {
-        if let Some(v) = value {
-            conds.push(cond.into());
-            args.push(Arg::Text(v.clone()));
-        }
-    };
-    eq(&mut conds, "app = ?", &q.app);
-    eq(&mut conds, "actor_id = ?", &q.actor);
-    eq(&mut conds, "target_id = ?", &q.target);
-    eq(&mut conds, "route = ?", &q.route);
-    eq(&mut conds, "request_id = ?", &q.request_id);
-    // An address is shared (NAT, a proxy, an office) where an actor, target or request id is
-    // one party: beside one of those, SQLite must walk that index and check the address, not
-    // the reverse (its sampled statistics, `analysis_limit`, often rate the two alike).
-    let ip_column = match dialect {
-        Dialect::Sqlite if q.actor.is_some() || q.target.is_some() || q.request_id.is_some() => {
-            "+ip = ?"
-        }
-        Dialect::Sqlite | Dialect::Postgres => "ip = ?",
-    };
-    eq(&mut conds, ip_column, &q.ip.map(|ip| ip.to_string()));
-    eq(&mut conds, "reason = ?", &q.reason);
-    if q.app_conflict {
-        // `->` reads the same in SQLite (3.38+) and PostgreSQL (jsonb): NULL when absent.
-        conds.push("(body -> 'app_conflict') IS NOT NULL".into());
-    }
-
-    match &q.event_type {
-        Some(TypeFilter::Exact(t)) => {
-            conds.push("type = ?".into());
-            args.push(Arg::Text(t.clone()));
-        }
-        Some(TypeFilter::Prefix(p)) if !p.is_empty() => {
-            let column = match (dialect, prefix) {
-                (Dialect::Sqlite, PrefixPlan::SeqOrder) => "+type",
-                (Dialect::Sqlite, PrefixPlan::TypeIndex) | (Dialect::Postgres, _) => "type",
-            };
-            conds.push(format!("{column} >= ?"));
-            args.push(Arg::Text(p.clone()));
-            if let Some(upper) = prefix_successor(p) {
-                conds.push(format!("{column} < ?"));
-                args.push(Arg::Text(upper));
-            }
-        }
-        Some(TypeFilter::Prefix(_)) | None => {}
-    }
-    if let Some(outcome) = q.outcome {
-        conds.push("outcome = ?".into());
-        args.push(Arg::Text(outcome.as_str().to_string()));
-    }
-    if let Some(since) = q.since {
-        conds.push(format!("{time_column} >= ?"));
-        args.push(Arg::Int(ceil_millis(since)));
-    }
-    if let Some(until) = q.until {
-        conds.push(format!("{time_column} < ?"));
-        args.push(Arg::Int(ceil_millis(until)));
-    }
-    if let Some(apps) = &q.apps_scope {
-        if apps.is_empty() {
-            return None;
-        }
-        conds.push(format!("app IN ({})", vec!["?"; apps.len()].join(",")));
-        args.extend(apps.iter().map(|a| Arg::Text(a.clone())));
-    }
-    if let Some(text) = q.search.as_deref().filter(|t| !t.is_empty()) {
-        // `->` and `->>` with plain labels read the same in SQLite (3.38+) and PostgreSQL (jsonb).
-        let fields = [
-            "request_id",
-            "actor_id",
-            "target_id",
-            "body -> 'actor' ->> 'display'",
-            "body -> 'target' ->> 'display'",
-            "body ->> 'details'",
-        ];
-        let mut any: Vec<String> = fields
-            .iter()
-            .map(|f| format!("lower({f}) LIKE ? ESCAPE '\\'"))
-            .collect();
-        let pattern = contains_pattern(text);
-        args.extend(fields.iter().map(|_| Arg::Text(pattern.clone())));
-        if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {
-            any.push("id = ?".into());
-            args.push(Arg::Text(id.to_string()));
-        }
-        conds.push(format!("({})", any.join(" OR ")));
-    }
-    if let Some(token) = q.token.as_deref().filter(|t| !t.is_empty()) {
-        if dialect == Dialect::Postgres {
-            // jsonb containment: exact on a token's fingerprint or jti, whatever the key order;
-            // written on `body -> 'tokens'` so the GIN index of migrations/postgres/0004 serves it.
-            conds.push("(body -> 'tokens' @> ?::jsonb OR body -> 'tokens' @> ?::jsonb)".into());
-            for key in ["fingerprint", "jti"] {
-                let probe = serde_json::json!([{ key: token }]);
-                args.push(Arg::Text(probe.to_string()));
-            }
-        } else {
-            // The token side table (migrations/sqlite/0004), filled from the body by a trigger.
-            conds.push("seq IN (SELECT seq FROM event_tokens WHERE key = ?)".into());
-            args.push(Arg::Text(token.to_string()));
-        }
-    }
-    Some((conds, args))
-}
-
-/// `SELECT` of [`EventStore::stats`] for `q` and its arguments; `None` when nothing can match.
-pub(super) fn stats_query(
-    q: &Query,
-    bucket_ms: i64,
-    dialect: Dialect,
-) -> Option<(String, Vec<Arg>)> {
-    let (conds, mut where_args) = filter_conds(q, dialect)?;
-    let mut sql = String::from(
-        "SELECT (time_ms - ((time_ms % ?) + ?) % ?) AS bucket, type, outcome, app, count(*) \
-         FROM events",
-    );
-    let mut args: Vec<Arg> = (0..3).map(|_| Arg::Int(bucket_ms)).collect();
-    if !conds.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conds.join(" AND "));
-    }
-    sql.push_str(" GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4");
-    args.append(&mut where_args);
-    Some((sql, args))
-}
 
 fn bind_args(sql: String, args: Vec<Arg>) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {
     let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -568,27 +297,6 @@ impl SqliteStore {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn insert_batch(&self, events: &[AuditEvent]) -> Result<u64, Error> {
-        if events.is_empty() {
-            return Ok(0);
-        }
-        // Serialise before taking the write lock, so the lock is held for SQLite work only.
-        let rows = events
-            .iter()
-            .map(sql::encode_raw)
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(Error::backend("insert"))?;
-        let inserted = insert_rows(&mut tx, rows).await?;
-        tx.commit().await.map_err(Error::backend("insert"))?;
-        self.note_inserted(inserted).await;
-        Ok(inserted)
-    }
-
     /// A type prefix is planned by hand (see [`PrefixPlan`]): with a filter that has an index in
     /// seq order (app, actor, target, outcome, request id, ip), that index is walked and the
     /// prefix checked on the way. Without one, the newest [`PREFIX_WINDOW`] rows (or those just
@@ -669,7 +377,7 @@ impl EventStore for SqliteStore {
         events: &[AuditEvent],
         durable: bool,
     ) -> Result<Appended, Error> {
-        let encoded = sql::encode_for_append(instance, events)?;
+        let encoded = chain::encode_for_append(instance, events)?;
         let mut conn = self
             .writer
             .acquire()
@@ -782,22 +490,6 @@ impl EventStore for SqliteStore {
         .await
         .map_err(Error::backend("verify"))?;
         rows.iter().map(stored_row).collect()
-    }
-
-    async fn purge_before(
-        &self,
-        before: OffsetDateTime,
-        signer: &Signer,
-    ) -> Result<PurgeReport, Error> {
-        let tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(Error::backend("purge"))?;
-        let mut tx = SqliteTx(tx);
-        let report = chain::purge_before(&mut tx, before, signer).await?;
-        tx.0.commit().await.map_err(Error::backend("purge"))?;
-        Ok(report)
     }
 
     async fn purge_links(
@@ -1017,50 +709,6 @@ impl ChainTx for SqliteTx<'_> {
         .map_err(Error::backend("checkpoint"))
     }
 
-    async fn purge_plans(&mut self, before_ms: i64) -> Result<Vec<PurgePlan>, Error> {
-        let rows = sqlx::query(
-            "SELECT chain_instance, MAX(chain_n), MIN(CASE WHEN time_ms >= ? THEN chain_n END) \
-             FROM events WHERE chain_instance IS NOT NULL GROUP BY chain_instance",
-        )
-        .bind(before_ms)
-        .fetch_all(&mut *self.0)
-        .await
-        .map_err(Error::backend("purge"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(PurgePlan {
-                    instance: r.try_get(0)?,
-                    max_n: r.try_get(1)?,
-                    first_kept_n: r.try_get(2)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Error::backend("purge"))
-    }
-
-    async fn delete_through(&mut self, instance: &str, n: i64) -> Result<u64, Error> {
-        Ok(
-            sqlx::query("DELETE FROM events WHERE chain_instance = ? AND chain_n <= ?")
-                .bind(instance.to_string())
-                .bind(n)
-                .execute(&mut *self.0)
-                .await
-                .map_err(Error::backend("purge"))?
-                .rows_affected(),
-        )
-    }
-
-    async fn delete_unchained_before(&mut self, before_ms: i64) -> Result<u64, Error> {
-        Ok(
-            sqlx::query("DELETE FROM events WHERE chain_instance IS NULL AND time_ms < ?")
-                .bind(before_ms)
-                .execute(&mut *self.0)
-                .await
-                .map_err(Error::backend("purge"))?
-                .rows_affected(),
-        )
-    }
-
     async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error> {
         let mut deleted = 0;
         for chunk in ns.chunks(500) {
@@ -1087,60 +735,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-
-    #[test]
-    fn prefix_successor_increments_the_last_char() {
-        assert_eq!(prefix_successor("auth.").as_deref(), Some("auth/"));
-        assert_eq!(prefix_successor("a").as_deref(), Some("b"));
-    }
-
-    #[test]
-    fn prefix_successor_skips_the_surrogate_gap() {
-        assert_eq!(prefix_successor("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
-    }
-
-    #[test]
-    fn prefix_successor_drops_chars_that_cannot_grow() {
-        assert_eq!(prefix_successor("ab\u{10ffff}").as_deref(), Some("ac"));
-        assert_eq!(prefix_successor("\u{10ffff}"), None);
-        assert_eq!(prefix_successor(""), None);
-    }
-
-    #[test]
-    fn ceil_millis_rounds_up_only_partial_milliseconds() {
-        assert_eq!(ceil_millis(datetime!(1970-01-01 00:00:01.000 UTC)), 1000);
-        assert_eq!(
-            ceil_millis(datetime!(1970-01-01 00:00:01.000_001 UTC)),
-            1001
-        );
-        assert_eq!(ceil_millis(datetime!(1969-12-31 23:59:59.999_5 UTC)), 0);
-    }
-
-    #[test]
-    fn empty_app_scope_matches_nothing() {
-        let q = Query {
-            apps_scope: Some(vec![]),
-            ..Query::default()
-        };
-        assert!(build_query(&q, Dialect::Sqlite).is_none());
-    }
-
-    #[test]
-    fn values_are_bound_never_interpolated() {
-        let q = Query {
-            app: Some("x' OR 1=1 --".into()),
-            apps_scope: Some(vec!["a".into(), "b".into()]),
-            event_type: Some(TypeFilter::Prefix("auth.".into())),
-            ..Query::default()
-        };
-        let (sql, args) = build_query(&q, Dialect::Sqlite).unwrap();
-        assert_eq!(
-            sql,
-            "SELECT seq, id, body FROM events WHERE app = ? AND type >= ? AND type < ? \
-             AND app IN (?,?) ORDER BY seq DESC LIMIT ?"
-        );
-        assert_eq!(args.len(), 6);
-    }
+    use crate::store::query::build_query;
 
     /// SQLite's plan for `sql`: the `detail` column of `EXPLAIN QUERY PLAN`, one line a step.
     async fn plan(store: &SqliteStore, sql: &str, args: Vec<Arg>) -> String {

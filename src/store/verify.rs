@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 
 use super::chain::{canonical_body, link_hash, Checkpoint, CheckpointKind, GENESIS};
 use super::{Columns, Error, EventStore, StoredRow};
-use crate::event::{unix_millis, AuditEvent};
+use crate::event::{unix_millis, AuditEvent, ChainLink};
 
 /// Rows read per page.
 const PAGE: u32 = 2_000;
@@ -178,17 +178,6 @@ impl Report {
 
 fn describe(id: &str, chain: &str, n: i64, seq: i64) -> String {
     format!("event {id} (chain \"{chain}\" #{n}, seq {seq})")
-}
-
-/// Running count and time range of one checkpoint's segment during the walk.
-struct Tally {
-    cp: Checkpoint,
-    count: i64,
-    min: Option<i64>,
-    max: Option<i64>,
-    /// Every link of the segment was walked (none purged or skipped by `since`).
-    whole: bool,
-    head_seen: Option<String>,
 }
 
 /// Check every chain and checkpoint in `store`.
@@ -567,311 +556,456 @@ async fn check_witness(
     Ok(())
 }
 
+/// Walk one chain in position order (from its purge boundary, or from its newest checkpoint
+/// before `since`), check every link, then check its checkpoints against what the walk saw.
 async fn verify_chain(
     store: &dyn EventStore,
     chain: &str,
-    mut cps: Vec<Checkpoint>,
+    cps: Vec<Checkpoint>,
     since: Option<OffsetDateTime>,
     report: &mut Report,
 ) -> Result<ChainEnd, Error> {
-    cps.sort_by_key(|c| (c.to_n, c.from_n));
-    let mut newest_time_ms: Option<i64> = None;
-    let problem = |kind, n, event: Option<&str>, message: String| Problem {
-        kind,
-        chain: Some(chain.to_string()),
-        n,
-        event: event.map(str::to_string),
-        message,
-    };
+    let mut walk = ChainWalk::start(chain, cps, since);
+    let mut after = walk.start_n;
+    loop {
+        let rows = store.chain_rows(chain, after, PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.columns.chain_n.unwrap_or(after);
+        for row in &rows {
+            walk.link(row, report);
+        }
+    }
+    Ok(walk.finish(report))
+}
 
-    // Runs of links a retention purge deleted from inside the chain, by their last position:
-    // (first position - 1, hash of the last link, when the purge happened).
-    let gaps: BTreeMap<i64, (i64, String, i64)> = cps
-        .iter()
+/// Runs of links a retention purge deleted from inside a chain, by their last position:
+/// (first position - 1, hash of the last link, when the purge happened).
+type Gaps = BTreeMap<i64, (i64, String, i64)>;
+
+/// The gaps the chain's `retention` checkpoints recorded.
+fn retention_gaps(cps: &[Checkpoint]) -> Gaps {
+    cps.iter()
         .filter(|c| c.kind == CheckpointKind::Retention)
         .flat_map(|c| {
             c.gaps
                 .iter()
                 .map(|g| (g.to_n, (g.from_n, g.hash.clone(), c.created_ms)))
         })
-        .collect();
+        .collect()
+}
 
-    // Where the stored chain starts: after the newest purge boundary, or at its beginning.
+/// Where the walk starts: (position, hash) of the link before the first one it checks. After
+/// the newest purge boundary, or at the chain's beginning; with `since`, after the newest
+/// checkpoint whose segment ended before it, when that is further.
+fn walk_start(cps: &[Checkpoint], since: Option<OffsetDateTime>) -> (i64, String) {
     let boundary = cps
         .iter()
         .filter(|c| c.kind == CheckpointKind::Purge)
         .max_by_key(|c| c.to_n);
-    let (mut start_n, mut start_hash) = boundary
+    let (start_n, start_hash) = boundary
         .map(|b| (b.to_n, b.head_hash.clone()))
         .unwrap_or((0, GENESIS.to_string()));
-    if let Some(since) = since {
-        let since_ms = unix_millis(since);
-        if let Some(cp) = cps
+    let Some(since) = since else {
+        return (start_n, start_hash);
+    };
+    let since_ms = unix_millis(since);
+    cps.iter()
+        .filter(|c| c.kind != CheckpointKind::Retention)
+        .filter(|c| c.to_n > start_n && c.last_time_ms.is_some_and(|t| t < since_ms))
+        .max_by_key(|c| c.to_n)
+        .map_or((start_n, start_hash), |cp| (cp.to_n, cp.head_hash.clone()))
+}
+
+/// Running count and time range of one checkpoint's segment during the walk.
+struct Tally {
+    cp: Checkpoint,
+    count: i64,
+    min: Option<i64>,
+    max: Option<i64>,
+    /// Every link of the segment was walked (none purged or skipped by `since`).
+    whole: bool,
+    head_seen: Option<String>,
+}
+
+/// The tallies of a chain's periodic, heartbeat and shutdown checkpoints, filled in as the walk
+/// passes through their segments. The walk visits positions in increasing order: a sweep over
+/// the segments (by start), and the checkpoints by the position they pin, keep it linear in
+/// links plus checkpoints.
+struct Tallies {
+    list: Vec<Tally>,
+    /// Indexes into `list` by segment start.
+    by_start: Vec<usize>,
+    /// Indexes into `list` by the position their checkpoint pins.
+    by_head: BTreeMap<i64, Vec<usize>>,
+    /// The next of `by_start` not yet entered.
+    next_start: usize,
+    /// The segments holding the current position.
+    active: Vec<usize>,
+}
+
+impl Tallies {
+    /// Empty tallies for the writer's checkpoints in `cps`. A count is only checked when no
+    /// link of its segment was purged after it was signed (or skipped by the walk's start).
+    fn new(cps: &[Checkpoint], start_n: i64, gaps: &Gaps) -> Tallies {
+        let list: Vec<Tally> = cps
             .iter()
-            .filter(|c| c.kind != CheckpointKind::Retention)
-            .filter(|c| c.to_n > start_n && c.last_time_ms.is_some_and(|t| t < since_ms))
-            .max_by_key(|c| c.to_n)
-        {
-            start_n = cp.to_n;
-            start_hash = cp.head_hash.clone();
+            .filter(|c| !matches!(c.kind, CheckpointKind::Purge | CheckpointKind::Retention))
+            .map(|c| Tally {
+                cp: c.clone(),
+                count: 0,
+                min: None,
+                max: None,
+                whole: c.from_n >= start_n
+                    && !gaps.iter().any(|(to, (from, _, created))| {
+                        *created >= c.created_ms && *from < c.to_n && *to > c.from_n
+                    }),
+                head_seen: None,
+            })
+            .collect();
+        let mut by_start: Vec<usize> = (0..list.len()).collect();
+        by_start.sort_by_key(|&i| list[i].cp.from_n);
+        let mut by_head: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, t) in list.iter().enumerate() {
+            by_head.entry(t.cp.to_n).or_default().push(i);
+        }
+        Tallies {
+            list,
+            by_start,
+            by_head,
+            next_start: 0,
+            active: Vec::new(),
         }
     }
 
-    // Periodic and shutdown checkpoints are checked against the walk. Their counts only when no
-    // link of their segment was purged after they were signed.
-    let mut tallies: Vec<Tally> = cps
-        .iter()
-        .filter(|c| !matches!(c.kind, CheckpointKind::Purge | CheckpointKind::Retention))
-        .map(|c| Tally {
-            cp: c.clone(),
-            count: 0,
-            min: None,
-            max: None,
-            whole: c.from_n >= start_n
-                && !gaps.iter().any(|(to, (from, _, created))| {
-                    *created >= c.created_ms && *from < c.to_n && *to > c.from_n
-                }),
-            head_seen: None,
-        })
-        .collect();
-    // The walk visits positions in increasing order: a sweep over the segments (by start), and
-    // the checkpoints by the position they pin, keep it linear in links plus checkpoints.
-    let mut by_start: Vec<usize> = (0..tallies.len()).collect();
-    by_start.sort_by_key(|&i| tallies[i].cp.from_n);
-    let mut by_head: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    for (i, t) in tallies.iter().enumerate() {
-        by_head.entry(t.cp.to_n).or_default().push(i);
+    /// Link `n` with `hash`, at `time_ms`, was walked: note it where a checkpoint pins `n`, and
+    /// count it in every segment that holds it.
+    fn count(&mut self, n: i64, hash: &str, time_ms: i64) {
+        if let Some(pinned) = self.by_head.get(&n) {
+            for &i in pinned {
+                self.list[i].head_seen = Some(hash.to_string());
+            }
+        }
+        while self.next_start < self.by_start.len()
+            && self.list[self.by_start[self.next_start]].cp.from_n < n
+        {
+            self.active.push(self.by_start[self.next_start]);
+            self.next_start += 1;
+        }
+        let list = &self.list;
+        self.active.retain(|&i| list[i].cp.to_n >= n);
+        for &i in &self.active {
+            let t = &mut self.list[i];
+            t.count += 1;
+            t.min = Some(t.min.map_or(time_ms, |m| m.min(time_ms)));
+            t.max = Some(t.max.map_or(time_ms, |m| m.max(time_ms)));
+        }
     }
-    let mut next_start = 0;
-    let mut active: Vec<usize> = Vec::new();
+}
 
-    let mut expected = start_n + 1;
-    let mut prev_hash = start_hash;
-    let mut prev: Option<(i64, String)> = None; // (seq, id) of the previous link
-    let mut last_n = start_n;
-    let mut after = start_n;
-    loop {
-        let rows = store.chain_rows(chain, after, PAGE).await?;
-        let Some(last) = rows.last() else { break };
-        after = last.columns.chain_n.unwrap_or(after);
-        for row in &rows {
-            report.events += 1;
-            let n = row.columns.chain_n.unwrap_or(0);
-            let id = row.columns.id.as_str();
-            let who = describe(id, chain, n, row.seq);
+/// The state of one chain's walk: where the next link must continue from, and what was seen.
+struct ChainWalk<'a> {
+    chain: &'a str,
+    gaps: Gaps,
+    tallies: Tallies,
+    /// The position the walk started after.
+    start_n: i64,
+    /// The position the next link must hold, and the hash it must name as its predecessor.
+    expected: i64,
+    prev_hash: String,
+    /// (seq, id) of the previous link walked.
+    prev: Option<(i64, String)>,
+    /// The newest position walked (or bridged by a retention gap).
+    last_n: i64,
+    newest_time_ms: Option<i64>,
+}
 
-            let event: AuditEvent = match serde_json::from_str(&row.body) {
-                Ok(e) => e,
-                Err(e) => {
-                    report.problems.push(problem(
-                        ProblemKind::Unreadable,
-                        Some(n),
-                        Some(id),
-                        format!("{who} is unreadable: {e}"),
-                    ));
-                    continue;
+impl<'a> ChainWalk<'a> {
+    fn start(chain: &'a str, mut cps: Vec<Checkpoint>, since: Option<OffsetDateTime>) -> Self {
+        cps.sort_by_key(|c| (c.to_n, c.from_n));
+        let gaps = retention_gaps(&cps);
+        let (start_n, start_hash) = walk_start(&cps, since);
+        let tallies = Tallies::new(&cps, start_n, &gaps);
+        ChainWalk {
+            chain,
+            gaps,
+            tallies,
+            start_n,
+            expected: start_n + 1,
+            prev_hash: start_hash,
+            prev: None,
+            last_n: start_n,
+            newest_time_ms: None,
+        }
+    }
+
+    fn problem(&self, kind: ProblemKind, n: Option<i64>, event: &str, message: String) -> Problem {
+        Problem {
+            kind,
+            chain: Some(self.chain.to_string()),
+            n,
+            event: Some(event.to_string()),
+            message,
+        }
+    }
+
+    /// Check the next stored row of the chain (rows come by position, then seq).
+    fn link(&mut self, row: &StoredRow, report: &mut Report) {
+        report.events += 1;
+        let n = row.columns.chain_n.unwrap_or(0);
+        let id = row.columns.id.as_str();
+        let who = describe(id, self.chain, n, row.seq);
+        let Some(link) = self.check_content(row, n, &who, report) else {
+            return;
+        };
+        self.bridge_gaps_before(n);
+        if !self.check_position(row, n, &link, &who, report) {
+            return;
+        }
+        self.check_seq_order(row, n, &who, report);
+        self.newest_time_ms = self.newest_time_ms.max(Some(row.columns.time_ms));
+        self.tallies.count(n, &link.hash, row.columns.time_ms);
+        self.expected = n + 1;
+        self.prev_hash = link.hash;
+        self.prev = Some((row.seq, id.to_string()));
+        self.last_n = n;
+    }
+
+    /// The row's body is an event, its columns agree with it, and it hashes to its link. `None`
+    /// when there is no link to go on with (unreadable, or the link is gone from the body).
+    fn check_content(
+        &self,
+        row: &StoredRow,
+        n: i64,
+        who: &str,
+        report: &mut Report,
+    ) -> Option<ChainLink> {
+        let id = row.columns.id.as_str();
+        let event: AuditEvent = match serde_json::from_str(&row.body) {
+            Ok(e) => e,
+            Err(e) => {
+                report.problems.push(self.problem(
+                    ProblemKind::Unreadable,
+                    Some(n),
+                    id,
+                    format!("{who} is unreadable: {e}"),
+                ));
+                return None;
+            }
+        };
+        if let Some((col, stored, body)) = row.columns.first_difference(&Columns::of(&event)) {
+            report.problems.push(self.problem(
+                ProblemKind::Edited,
+                Some(n),
+                id,
+                format!("{who} was edited: column {col} holds {stored}, its body says {body}"),
+            ));
+        }
+        let Some(link) = event.chain else {
+            report.problems.push(self.problem(
+                ProblemKind::Edited,
+                Some(n),
+                id,
+                format!("{who} was edited: its body lost its chain link"),
+            ));
+            return None;
+        };
+        let content_ok = canonical_body(&row.body)
+            .map(|c| link_hash(self.chain, n, &link.prev_hash, &c) == link.hash)
+            .unwrap_or(false);
+        if !content_ok {
+            report.problems.push(self.problem(
+                ProblemKind::Edited,
+                Some(n),
+                id,
+                format!("{who} was edited: its content does not match its hash"),
+            ));
+        }
+        Some(link)
+    }
+
+    /// Links a retention purge deleted before position `n`: go on from the hash it recorded for
+    /// the last one.
+    fn bridge_gaps_before(&mut self, n: i64) {
+        while n > self.expected {
+            match gap_at(&self.gaps, self.expected) {
+                Some((to, hash)) if to < n => {
+                    self.expected = to + 1;
+                    self.prev_hash = hash.to_string();
                 }
-            };
-            if let Some((col, stored, body)) = row.columns.first_difference(&Columns::of(&event)) {
-                report.problems.push(problem(
-                    ProblemKind::Edited,
-                    Some(n),
-                    Some(id),
-                    format!("{who} was edited: column {col} holds {stored}, its body says {body}"),
-                ));
+                _ => break,
             }
-            let Some(link) = event.chain.as_ref() else {
-                report.problems.push(problem(
-                    ProblemKind::Edited,
-                    Some(n),
-                    Some(id),
-                    format!("{who} was edited: its body lost its chain link"),
-                ));
-                continue;
-            };
-            let content_ok = canonical_body(&row.body)
-                .map(|c| link_hash(chain, n, &link.prev_hash, &c) == link.hash)
-                .unwrap_or(false);
-            if !content_ok {
-                report.problems.push(problem(
-                    ProblemKind::Edited,
-                    Some(n),
-                    Some(id),
-                    format!("{who} was edited: its content does not match its hash"),
-                ));
-            }
+        }
+    }
 
-            // Links a retention purge deleted: go on from the hash it recorded for the last one.
-            while n > expected {
-                match gap_at(&gaps, expected) {
-                    Some((to, hash)) if to < n => {
-                        expected = to + 1;
-                        prev_hash = hash.to_string();
-                    }
-                    _ => break,
-                }
-            }
-            if n < expected {
-                let holder = prev.as_ref().map_or("another event", |(_, id)| id.as_str());
-                report.problems.push(problem(
-                    ProblemKind::Inserted,
+    /// The link holds the expected position and names the previous link's hash. False when the
+    /// position was already walked: the row is reported and the walk goes on without it.
+    fn check_position(
+        &self,
+        row: &StoredRow,
+        n: i64,
+        link: &ChainLink,
+        who: &str,
+        report: &mut Report,
+    ) -> bool {
+        let id = row.columns.id.as_str();
+        let expected = self.expected;
+        if n < expected {
+            let holder = self
+                .prev
+                .as_ref()
+                .map_or("another event", |(_, id)| id.as_str());
+            report.problems.push(self.problem(
+                ProblemKind::Inserted,
+                Some(n),
+                id,
+                format!("{who} was inserted: position #{n} is already held by {holder}"),
+            ));
+            return false;
+        }
+        if n > expected {
+            let missing = if n == expected + 1 {
+                format!("#{expected} is missing")
+            } else {
+                format!("#{expected}..#{} are missing", n - 1)
+            };
+            report.problems.push(self.problem(
+                ProblemKind::Deleted,
+                Some(expected),
+                id,
+                format!(
+                    "chain \"{}\": {missing} (deleted): {who} follows #{}",
+                    self.chain,
+                    expected - 1
+                ),
+            ));
+        } else if link.prev_hash != self.prev_hash {
+            report.problems.push(self.problem(
+                ProblemKind::Inserted,
+                Some(n),
+                id,
+                format!(
+                    "{who} does not link to #{}: the event before it was replaced, or this one \
+                     was inserted",
+                    n - 1
+                ),
+            ));
+        }
+        true
+    }
+
+    /// Seq order agrees with link order.
+    fn check_seq_order(&self, row: &StoredRow, n: i64, who: &str, report: &mut Report) {
+        if let Some((prev_seq, prev_id)) = &self.prev {
+            if row.seq < *prev_seq {
+                report.problems.push(self.problem(
+                    ProblemKind::Reordered,
                     Some(n),
-                    Some(id),
-                    format!("{who} was inserted: position #{n} is already held by {holder}"),
-                ));
-                continue;
-            }
-            if n > expected {
-                let missing = if n == expected + 1 {
-                    format!("#{expected} is missing")
-                } else {
-                    format!("#{expected}..#{} are missing", n - 1)
-                };
-                report.problems.push(problem(
-                    ProblemKind::Deleted,
-                    Some(expected),
-                    Some(id),
+                    &row.columns.id,
                     format!(
-                        "chain \"{chain}\": {missing} (deleted): {who} follows #{}",
-                        expected - 1
-                    ),
-                ));
-            } else if link.prev_hash != prev_hash {
-                report.problems.push(problem(
-                    ProblemKind::Inserted,
-                    Some(n),
-                    Some(id),
-                    format!(
-                        "{who} does not link to #{}: the event before it was replaced, or this one \
-                         was inserted",
+                        "{who} is out of order: it is stored before #{} (event {prev_id}, \
+                         seq {prev_seq})",
                         n - 1
                     ),
                 ));
             }
-            if let Some((prev_seq, prev_id)) = &prev {
-                if row.seq < *prev_seq {
-                    report.problems.push(problem(
-                        ProblemKind::Reordered,
-                        Some(n),
-                        Some(id),
+        }
+    }
+
+    /// The walk is over: bridge a purged tail, check the checkpoints, say where the chain ends.
+    fn finish(mut self, report: &mut Report) -> ChainEnd {
+        // A purged tail: the chain's last links were deleted by retention.
+        while let Some((to, _)) = gap_at(&self.gaps, self.expected) {
+            self.expected = to + 1;
+            self.last_n = to;
+        }
+        self.check_checkpoints(report);
+        ChainEnd {
+            last_n: self.last_n,
+            newest_time_ms: self.newest_time_ms,
+        }
+    }
+
+    /// Each checkpoint against what was walked: the chain reaches the link it pinned, with the
+    /// same hash, and its segment holds the count and time range it signed.
+    fn check_checkpoints(&self, report: &mut Report) {
+        let (chain, start_n, last_n) = (self.chain, self.start_n, self.last_n);
+        let tallies = &self.tallies.list;
+        let mut truncated = false;
+        for t in tallies {
+            let cp = &t.cp;
+            let name = format!(
+                "{} checkpoint of chain \"{chain}\" at #{}",
+                cp.kind.as_str(),
+                cp.to_n
+            );
+            if cp.to_n <= start_n {
+                continue;
+            }
+            if cp.to_n > last_n {
+                if !truncated {
+                    truncated = true;
+                    let top = tallies.iter().map(|t| t.cp.to_n).max().unwrap_or(cp.to_n);
+                    report.problems.push(self.problem(
+                        ProblemKind::Truncated,
+                        Some(last_n + 1),
+                        &cp.head_id,
                         format!(
-                            "{who} is out of order: it is stored before #{} (event {prev_id}, \
-                             seq {prev_seq})",
-                            n - 1
+                            "chain \"{chain}\" was truncated: it ends at #{last_n}, but a {name} \
+                             pinned event {} there; #{}..#{top} are missing",
+                            cp.head_id,
+                            last_n + 1
                         ),
                     ));
                 }
+                continue;
             }
-
-            newest_time_ms = newest_time_ms.max(Some(row.columns.time_ms));
-            if let Some(pinned) = by_head.get(&n) {
-                for &i in pinned {
-                    tallies[i].head_seen = Some(link.hash.clone());
-                }
-            }
-            while next_start < by_start.len() && tallies[by_start[next_start]].cp.from_n < n {
-                active.push(by_start[next_start]);
-                next_start += 1;
-            }
-            active.retain(|&i| tallies[i].cp.to_n >= n);
-            let time = row.columns.time_ms;
-            for &i in &active {
-                let t = &mut tallies[i];
-                t.count += 1;
-                t.min = Some(t.min.map_or(time, |m| m.min(time)));
-                t.max = Some(t.max.map_or(time, |m| m.max(time)));
-            }
-            expected = n + 1;
-            prev_hash = link.hash.clone();
-            prev = Some((row.seq, id.to_string()));
-            last_n = n;
-        }
-    }
-
-    // A purged tail: the chain's last links were deleted by retention.
-    while let Some((to, _)) = gap_at(&gaps, expected) {
-        expected = to + 1;
-        last_n = to;
-    }
-
-    // Checkpoints against what was walked.
-    let mut truncated = false;
-    for t in &tallies {
-        let cp = &t.cp;
-        let name = format!(
-            "{} checkpoint of chain \"{chain}\" at #{}",
-            cp.kind.as_str(),
-            cp.to_n
-        );
-        if cp.to_n <= start_n {
-            continue;
-        }
-        if cp.to_n > last_n {
-            if !truncated {
-                truncated = true;
-                let top = tallies.iter().map(|t| t.cp.to_n).max().unwrap_or(cp.to_n);
-                report.problems.push(problem(
-                    ProblemKind::Truncated,
-                    Some(last_n + 1),
-                    Some(&cp.head_id),
+            match &t.head_seen {
+                // The pinned link was purged by retention: the purge's own checkpoint stands for
+                // it.
+                None if gap_at(&self.gaps, cp.to_n).is_some() => {}
+                Some(h) if *h == cp.head_hash => {}
+                Some(_) => report.problems.push(self.problem(
+                    ProblemKind::Checkpoint,
+                    Some(cp.to_n),
+                    &cp.head_id,
                     format!(
-                        "chain \"{chain}\" was truncated: it ends at #{last_n}, but a {name} \
-                         pinned event {} there; #{}..#{top} are missing",
-                        cp.head_id,
-                        last_n + 1
+                        "{name} pinned another hash for event {}: the chain up to it was \
+                         rewritten",
+                        cp.head_id
+                    ),
+                )),
+                None => report.problems.push(self.problem(
+                    ProblemKind::Deleted,
+                    Some(cp.to_n),
+                    &cp.head_id,
+                    format!("{name}: the event it pinned ({}) is missing", cp.head_id),
+                )),
+            }
+            if t.whole && (t.count, t.min, t.max) != (cp.count, cp.first_time_ms, cp.last_time_ms) {
+                report.problems.push(self.problem(
+                    ProblemKind::Checkpoint,
+                    Some(cp.to_n),
+                    &cp.head_id,
+                    format!(
+                        "{name} counted {} events from #{} to #{} (times {:?}..{:?}); the store \
+                         has {} ({:?}..{:?})",
+                        cp.count,
+                        cp.from_n + 1,
+                        cp.to_n,
+                        cp.first_time_ms,
+                        cp.last_time_ms,
+                        t.count,
+                        t.min,
+                        t.max
                     ),
                 ));
             }
-            continue;
-        }
-        match &t.head_seen {
-            // The pinned link was purged by retention: the purge's own checkpoint stands for it.
-            None if gap_at(&gaps, cp.to_n).is_some() => {}
-            Some(h) if *h == cp.head_hash => {}
-            Some(_) => report.problems.push(problem(
-                ProblemKind::Checkpoint,
-                Some(cp.to_n),
-                Some(&cp.head_id),
-                format!(
-                    "{name} pinned another hash for event {}: the chain up to it was rewritten",
-                    cp.head_id
-                ),
-            )),
-            None => report.problems.push(problem(
-                ProblemKind::Deleted,
-                Some(cp.to_n),
-                Some(&cp.head_id),
-                format!("{name}: the event it pinned ({}) is missing", cp.head_id),
-            )),
-        }
-        if t.whole && (t.count, t.min, t.max) != (cp.count, cp.first_time_ms, cp.last_time_ms) {
-            report.problems.push(problem(
-                ProblemKind::Checkpoint,
-                Some(cp.to_n),
-                Some(&cp.head_id),
-                format!(
-                    "{name} counted {} events from #{} to #{} (times {:?}..{:?}); the store has {} \
-                     ({:?}..{:?})",
-                    cp.count,
-                    cp.from_n + 1,
-                    cp.to_n,
-                    cp.first_time_ms,
-                    cp.last_time_ms,
-                    t.count,
-                    t.min,
-                    t.max
-                ),
-            ));
         }
     }
-    Ok(ChainEnd {
-        last_n,
-        newest_time_ms,
-    })
 }
 
 /// The retention gap holding position `n`: its last position and the hash of that link.
-fn gap_at(gaps: &BTreeMap<i64, (i64, String, i64)>, n: i64) -> Option<(i64, &str)> {
+fn gap_at(gaps: &Gaps, n: i64) -> Option<(i64, &str)> {
     gaps.range(n..)
         .next()
         .filter(|(_, (from, _, _))| *from < n)

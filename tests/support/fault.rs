@@ -12,7 +12,6 @@ use authtrail::store::{
     Appended, Checkpoint, CheckpointKind, Error, EventStore, PurgeLink, PurgeReport, Query, Signer,
     StoredRow,
 };
-use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore};
 
 /// A real store behind a switch (and, optionally, a gate every append waits at).
@@ -66,10 +65,6 @@ impl FaultStore {
 
 #[async_trait]
 impl EventStore for FaultStore {
-    async fn insert_batch(&self, events: &[AuditEvent]) -> Result<u64, Error> {
-        self.check("insert")?;
-        self.inner.insert_batch(events).await
-    }
     async fn append(
         &self,
         instance: &str,
@@ -130,14 +125,6 @@ impl EventStore for FaultStore {
     }
     async fn unchained_rows(&self, limit: u32) -> Result<Vec<StoredRow>, Error> {
         self.inner.unchained_rows(limit).await
-    }
-    async fn purge_before(
-        &self,
-        before: OffsetDateTime,
-        signer: &Signer,
-    ) -> Result<PurgeReport, Error> {
-        self.check("purge")?;
-        self.inner.purge_before(before, signer).await
     }
     async fn purge_links(
         &self,

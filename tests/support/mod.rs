@@ -5,6 +5,7 @@ pub mod admin;
 #[path = "../../examples/demo_auth/mod.rs"]
 pub mod demo_auth;
 pub mod fault;
+pub mod fixtures;
 pub mod harness;
 pub mod jwks_server;
 pub mod oauth;

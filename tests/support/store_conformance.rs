@@ -15,6 +15,8 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::fixtures::AppendFixtures;
+
 /// Expands to one `#[tokio::test]` per conformance check. `$open` is an async expression giving
 /// `(Arc<dyn EventStore>, guard)` for a fresh, empty store; the guard (a temp dir, a schema) lives
 /// until the test ends.
@@ -59,9 +61,8 @@ macro_rules! store_conformance_tests {
             checkpoint_covers_only_new_links,
             checkpoints_are_numbered_linked_and_signed_when_idle,
             verify_passes_on_an_untouched_trail,
-            verify_names_a_forged_row_and_an_unchained_one,
             verify_names_a_checkpoint_signed_by_an_untrusted_key,
-            purge_before_keeps_verify_passing,
+            purge_links_keeps_verify_passing,
             concurrent_appends_never_collide,
             filter_token_by_fingerprint_or_jti,
             filter_ip_and_search,
@@ -219,7 +220,10 @@ pub fn fixture() -> Vec<AuditEvent> {
 
 async fn seeded(store: &Arc<dyn EventStore>) -> Vec<AuditEvent> {
     let events = fixture();
-    let n = store.insert_batch(&events).await.expect("insert fixture");
+    let n = store
+        .append_fixtures(&events)
+        .await
+        .expect("insert fixture");
     assert_eq!(n, events.len() as u64);
     events
 }
@@ -268,7 +272,10 @@ pub async fn seq_is_strictly_increasing_across_batches(store: Arc<dyn EventStore
     let batches = [many(1), many(70), many(5), many(64)];
     let mut written = Vec::new();
     for batch in &batches {
-        assert_eq!(store.insert_batch(batch).await.unwrap(), batch.len() as u64);
+        assert_eq!(
+            store.append_fixtures(batch).await.unwrap(),
+            batch.len() as u64
+        );
         written.extend(batch.iter().map(|e| e.id));
     }
     let read = store.query(&all(true)).await.unwrap();
@@ -299,22 +306,28 @@ pub async fn insert_is_idempotent_on_id(store: Arc<dyn EventStore>) {
         T0,
     );
     assert_eq!(
-        store.insert_batch(std::slice::from_ref(&e)).await.unwrap(),
+        store
+            .append_fixtures(std::slice::from_ref(&e))
+            .await
+            .unwrap(),
         1
     );
     let first = store.get(e.id).await.unwrap().unwrap();
     assert_eq!(
-        store.insert_batch(std::slice::from_ref(&e)).await.unwrap(),
+        store
+            .append_fixtures(std::slice::from_ref(&e))
+            .await
+            .unwrap(),
         0
     );
-    assert_eq!(store.insert_batch(&[e.clone(), f]).await.unwrap(), 1);
+    assert_eq!(store.append_fixtures(&[e.clone(), f]).await.unwrap(), 1);
     assert_eq!(labels(&store, all(true)).await, ["once", "other"]);
     assert_eq!(store.get(e.id).await.unwrap().unwrap().seq, first.seq);
 }
 
 pub async fn duplicate_ids_within_one_batch_are_stored_once(store: Arc<dyn EventStore>) {
     let e = sample_event("twice", "auth.login", None, None, Outcome::Success, T0);
-    assert_eq!(store.insert_batch(&[e.clone(), e]).await.unwrap(), 1);
+    assert_eq!(store.append_fixtures(&[e.clone(), e]).await.unwrap(), 1);
     assert_eq!(labels(&store, all(true)).await, ["twice"]);
 }
 
@@ -346,32 +359,60 @@ pub async fn event_reads_back_as_written(store: Arc<dyn EventStore>) {
         "note".to_string(),
         json!("quote ' and \" and \\ and ünïcødé"),
     );
-    store.insert_batch(std::slice::from_ref(&e)).await.unwrap();
+    store
+        .append_fixtures(std::slice::from_ref(&e))
+        .await
+        .unwrap();
 
     let got = store.get(e.id).await.unwrap().expect("stored");
     assert!(got.seq.is_some());
     let listed = store.query(&all(false)).await.unwrap();
     assert_eq!(listed, vec![got.clone()]);
-    assert_eq!(AuditEvent { seq: None, ..got }, e);
+    assert!(got.chain.is_some(), "appended with its link");
+    assert_eq!(
+        AuditEvent {
+            seq: None,
+            chain: None,
+            ..got
+        },
+        e
+    );
 }
 
 pub async fn minimal_event_reads_back_as_written(store: Arc<dyn EventStore>) {
     let mut e = sample_event("minimal", "auth.login", None, None, Outcome::Unknown, T0);
     e.source = ClientInfo::default();
     e.http = HttpInfo::default();
-    store.insert_batch(std::slice::from_ref(&e)).await.unwrap();
+    store
+        .append_fixtures(std::slice::from_ref(&e))
+        .await
+        .unwrap();
     let got = store.get(e.id).await.unwrap().expect("stored");
-    assert_eq!(AuditEvent { seq: None, ..got }, e);
+    assert_eq!(
+        AuditEvent {
+            seq: None,
+            chain: None,
+            ..got
+        },
+        e
+    );
 }
 
 pub async fn stored_seq_is_the_stores_not_the_events(store: Arc<dyn EventStore>) {
     let mut e = sample_event("preset", "auth.login", None, None, Outcome::Success, T0);
     e.seq = Some(1_000_000);
-    store.insert_batch(std::slice::from_ref(&e)).await.unwrap();
+    store
+        .append_fixtures(std::slice::from_ref(&e))
+        .await
+        .unwrap();
     let got = store.get(e.id).await.unwrap().unwrap();
     assert_ne!(got.seq, Some(1_000_000));
     assert_eq!(
-        AuditEvent { seq: None, ..got },
+        AuditEvent {
+            seq: None,
+            chain: None,
+            ..got
+        },
         AuditEvent { seq: None, ..e }
     );
 }
@@ -644,15 +685,15 @@ fn assert_each_once(seen: &[AuditEvent], expected: &[AuditEvent], ascending: boo
 
 pub async fn cursor_walk_descending_returns_every_event_once(store: Arc<dyn EventStore>) {
     let events = many(25);
-    store.insert_batch(&events[..10]).await.unwrap();
-    store.insert_batch(&events[10..]).await.unwrap();
+    store.append_fixtures(&events[..10]).await.unwrap();
+    store.append_fixtures(&events[10..]).await.unwrap();
     let seen = walk(&store, Query::default(), 4).await;
     assert_each_once(&seen, &events, false);
 }
 
 pub async fn cursor_walk_ascending_returns_every_event_once(store: Arc<dyn EventStore>) {
     let events = many(25);
-    store.insert_batch(&events).await.unwrap();
+    store.append_fixtures(&events).await.unwrap();
     let base = Query {
         ascending: true,
         ..Query::default()
@@ -671,7 +712,7 @@ pub async fn cursor_walk_ascending_returns_every_event_once(store: Arc<dyn Event
 
 pub async fn cursor_walk_with_filter_returns_every_match_once(store: Arc<dyn EventStore>) {
     let events = many(40);
-    store.insert_batch(&events).await.unwrap();
+    store.append_fixtures(&events).await.unwrap();
     let a2: Vec<AuditEvent> = events
         .iter()
         .filter(|e| e.app.as_ref().unwrap().value == "a2")
@@ -705,14 +746,14 @@ pub async fn limit_takes_the_first_in_order(store: Arc<dyn EventStore>) {
 }
 
 pub async fn limit_zero_means_100(store: Arc<dyn EventStore>) {
-    store.insert_batch(&many(120)).await.unwrap();
+    store.append_fixtures(&many(120)).await.unwrap();
     assert_eq!(store.query(&Query::default()).await.unwrap().len(), 100);
 }
 
 pub async fn limit_is_capped_at_10000(store: Arc<dyn EventStore>) {
     let events = many(10_001);
     for chunk in events.chunks(1000) {
-        store.insert_batch(chunk).await.unwrap();
+        store.append_fixtures(chunk).await.unwrap();
     }
     let q = Query {
         limit: u32::MAX,
@@ -731,7 +772,7 @@ pub async fn ping_succeeds(store: Arc<dyn EventStore>) {
 
 use authtrail::store::chain::{canonical_event, link_hash, GENESIS};
 use authtrail::store::verify::{self, ProblemKind};
-use authtrail::store::{CheckpointKind, Signer};
+use authtrail::store::{CheckpointKind, PurgeLink, Signer};
 
 /// A fixed test key (never a production one).
 pub fn test_signer() -> Signer {
@@ -995,59 +1036,6 @@ pub async fn verify_passes_on_an_untouched_trail(store: Arc<dyn EventStore>) {
     assert!(r.events < 33);
 }
 
-pub async fn verify_names_a_forged_row_and_an_unchained_one(store: Arc<dyn EventStore>) {
-    let events = many(3);
-    store.append("f", &events, false).await.unwrap();
-    // A row made to look like the next link, with a made-up hash.
-    let mut forged = sample_event(
-        "forged",
-        "auth.login",
-        Some("a1"),
-        Some("mallory"),
-        Outcome::Success,
-        T0,
-    );
-    let head = store
-        .query(&Query {
-            limit: 1,
-            ..Query::default()
-        })
-        .await
-        .unwrap();
-    let head_link = head[0].chain.clone().unwrap();
-    forged.chain = Some(authtrail::event::ChainLink {
-        instance: "f".into(),
-        n: 4,
-        prev_hash: head_link.hash.clone(),
-        hash: "ab".repeat(32),
-    });
-    let bare = sample_event("bare", "auth.login", None, None, Outcome::Success, T0);
-    store
-        .insert_batch(&[forged.clone(), bare.clone()])
-        .await
-        .unwrap();
-
-    let report = verified(&store).await;
-    assert!(!report.ok());
-    let first = &report.problems[0];
-    assert_eq!(first.kind, ProblemKind::Edited, "{:?}", report.problems);
-    assert_eq!(first.event.as_deref(), Some(forged.id.to_string().as_str()));
-    assert!(
-        first.message.contains("does not match its hash"),
-        "{}",
-        first.message
-    );
-    let unchained = report
-        .problems
-        .iter()
-        .find(|p| p.event.as_deref() == Some(bare.id.to_string().as_str()))
-        .expect("unchained row named");
-    assert_eq!(unchained.kind, ProblemKind::Inserted);
-    assert!(unchained
-        .message
-        .ends_with("has no chain link: it was inserted outside the writer"));
-}
-
 pub async fn verify_names_a_checkpoint_signed_by_an_untrusted_key(store: Arc<dyn EventStore>) {
     store.append("k", &many(2), false).await.unwrap();
     let (_, other) = Signer::generate().unwrap();
@@ -1063,28 +1051,45 @@ pub async fn verify_names_a_checkpoint_signed_by_an_untrusted_key(store: Arc<dyn
         .contains("is signed by an untrusted key"));
 }
 
-pub async fn purge_before_keeps_verify_passing(store: Arc<dyn EventStore>) {
+pub async fn purge_links_keeps_verify_passing(store: Arc<dyn EventStore>) {
     let signer = test_signer();
-    // 10 events one second apart, but #4 is older than #3: the cut must stop before a newer one.
-    let mut events = many(10);
-    for (i, e) in events.iter_mut().enumerate() {
-        e.time = T0 + secs(i as i64);
-    }
-    events[3].time = T0 - secs(100);
-    store.append("p", &events[..6], false).await.unwrap();
+    store.append("p", &many(6), false).await.unwrap();
     store
         .checkpoint("p", CheckpointKind::Periodic, &signer)
         .await
         .unwrap();
-    store.append("p", &events[6..], false).await.unwrap();
-    // Everything before T0+3s: #1..#3 and #4; #5 (T0+4s) stays, so the cut is #4.
-    let report = store.purge_before(T0 + secs(3), &signer).await.unwrap();
-    assert_eq!(report.deleted, 4);
-    assert_eq!(report.boundaries.len(), 1);
-    let b = &report.boundaries[0];
+    store.append("p", &many(4), false).await.unwrap();
+    let rows = verify::all_chain_rows(store.as_ref(), "p").await.unwrap();
+    let links = |ns: &[i64]| -> Vec<PurgeLink> {
+        ns.iter()
+            .map(|&n| {
+                let c = &rows[(n - 1) as usize].columns;
+                PurgeLink {
+                    n,
+                    id: c.id.clone(),
+                    hash: c.chain_hash.clone().unwrap(),
+                    time_ms: c.time_ms,
+                }
+            })
+            .collect()
+    };
+    // The chain's first links move its purge boundary; a run inside it becomes a gap.
+    let report = store
+        .purge_links("p", &links(&[1, 2, 3, 4, 7, 8]), &signer)
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, 6);
+    let sealed: Vec<_> = report
+        .boundaries
+        .iter()
+        .map(|b| (b.kind, b.from_n, b.to_n, b.count, b.gaps.len()))
+        .collect();
     assert_eq!(
-        (b.kind, b.from_n, b.to_n, b.count),
-        (CheckpointKind::Purge, 0, 4, 4)
+        sealed,
+        [
+            (CheckpointKind::Purge, 0, 4, 4, 0),
+            (CheckpointKind::Retention, 6, 8, 2, 1)
+        ]
     );
     let left: Vec<i64> = store
         .query(&all(true))
@@ -1093,26 +1098,17 @@ pub async fn purge_before_keeps_verify_passing(store: Arc<dyn EventStore>) {
         .iter()
         .map(|e| e.chain.as_ref().unwrap().n)
         .collect();
-    assert_eq!(left, [5, 6, 7, 8, 9, 10]);
+    assert_eq!(left, [5, 6, 9, 10]);
     let r = verified(&store).await;
     assert!(r.ok(), "{:?}", r.problems);
-    // Purging again to the same time changes nothing; new links still verify.
-    assert_eq!(
-        store
-            .purge_before(T0 + secs(3), &signer)
-            .await
-            .unwrap()
-            .deleted,
-        0
-    );
-    store.append("p", &many(2), false).await.unwrap();
-    assert!(verified(&store).await.ok());
-    // Purge everything of the chain: the boundary alone carries it.
-    store
-        .purge_before(T0 + secs(100_000), &signer)
+    // A link no longer stored: nothing is deleted.
+    assert!(store
+        .purge_links("p", &links(&[4, 5]), &signer)
         .await
-        .unwrap();
-    store.append("p", &many(1), false).await.unwrap();
+        .is_err());
+    assert_eq!(store.query(&all(true)).await.unwrap().len(), 4);
+    // New links still verify.
+    store.append("p", &many(2), false).await.unwrap();
     let r = verified(&store).await;
     assert!(r.ok(), "{:?}", r.problems);
 }
@@ -1287,7 +1283,7 @@ pub async fn filter_reason_and_app_conflict(store: Arc<dyn EventStore>) {
         now,
     );
     store
-        .insert_batch(&[conflicted, plain])
+        .append_fixtures(&[conflicted, plain])
         .await
         .expect("insert");
     let q = Query {

@@ -1,0 +1,342 @@
+//! The filter SQL both backends share: a [`Query`] becomes one `SELECT` (a page of events, or
+//! the groups of [`EventStore::stats`]) and its arguments, in `?` order, for either dialect.
+//! Values are always bound, never interpolated; it holds no connection and runs no statement.
+//!
+//! [`EventStore::stats`]: super::EventStore::stats
+
+use time::OffsetDateTime;
+
+use super::{Query, TypeFilter};
+
+/// The most rows one query returns, whatever `Query::limit` asks.
+const MAX_LIMIT: u32 = 10_000;
+/// Rows returned when `Query::limit` is 0.
+const DEFAULT_LIMIT: u32 = 100;
+
+/// Which SQL the shared query builder writes: the same conditions, but JSON is TEXT in SQLite
+/// and `jsonb` in PostgreSQL. (Placeholders are `?` either way; PostgreSQL's are renumbered.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A value bound to a `?` of a query built at run time.
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Milliseconds since the epoch, rounded up: for a millisecond-precision event time `t`,
+/// `t >= bound` exactly when `millis(t) >= ceil_millis(bound)`, and the same for `<`.
+pub(crate) fn ceil_millis(t: OffsetDateTime) -> i64 {
+    let nanos = t.unix_timestamp_nanos();
+    let ms = nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) != 0);
+    ms as i64
+}
+
+/// The smallest string greater than every string that starts with `prefix`, or `None` when there
+/// is none (the prefix is empty or made only of `char::MAX`). SQLite compares TEXT bytewise, and
+/// UTF-8 byte order is code point order, so `prefix <= s < successor` is exactly "starts with".
+pub(crate) fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// How SQLite's planner may read a type-prefix range (PostgreSQL plans prefixes well by itself).
+///
+/// A range on `type` comes out of the type index sorted by type, so SQLite must sort every match
+/// to find the newest: over a second for `auth.*` on a million events. Written `+type`, the range
+/// cannot use an index, and the planner walks another index (app, actor, outcome, ...) or the
+/// table itself in seq order instead, stopping at `limit`. See `SqliteStore::query`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PrefixPlan {
+    /// The planner may use the type index for the range (then sorts the matches).
+    TypeIndex,
+    /// `+type`: the range is checked row by row, in seq order.
+    SeqOrder,
+}
+
+/// The page size `build_query` uses for `q`.
+pub(crate) fn effective_limit(q: &Query) -> u32 {
+    match q.limit {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    }
+}
+
+/// The SELECT for `q` and its arguments, in `?` order. `None` when nothing can match.
+pub(crate) fn build_query(q: &Query, dialect: Dialect) -> Option<(String, Vec<Arg>)> {
+    build_query_planned(q, dialect, PrefixPlan::TypeIndex, None)
+}
+
+/// [`build_query`] with a plan for a type prefix and an extra seq bound (`seq > ?` or
+/// `seq <= ?`, for the prefix window).
+pub(crate) fn build_query_planned(
+    q: &Query,
+    dialect: Dialect,
+    prefix: PrefixPlan,
+    seq_bound: Option<(&'static str, i64)>,
+) -> Option<(String, Vec<Arg>)> {
+    let mut sql = String::from("SELECT seq, id, body FROM events");
+    let (mut conds, mut args) =
+        filter_conds_planned(q, dialect, prefix, page_time_column(dialect))?;
+    if let Some((cond, v)) = seq_bound {
+        conds.push(cond.into());
+        args.push(Arg::Int(v));
+    }
+    if let Some(after) = q.after_seq {
+        conds.push("seq > ?".into());
+        args.push(Arg::Int(after));
+    }
+    if let Some(before) = q.before_seq {
+        conds.push("seq < ?".into());
+        args.push(Arg::Int(before));
+    }
+
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    sql.push_str(if q.ascending {
+        " ORDER BY seq ASC LIMIT ?"
+    } else {
+        " ORDER BY seq DESC LIMIT ?"
+    });
+    args.push(Arg::Int(i64::from(effective_limit(q))));
+    Some((sql, args))
+}
+
+/// `LIKE` pattern for "contains `s`", lowercased, with `\` escaping the wildcards.
+fn contains_pattern(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    p.push('%');
+    for c in s.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// The conditions of `q`'s filters (not its cursor) and their arguments, in `?` order. `None`
+/// when nothing can match.
+/// Time bounds here may use the time index (`events_time`, migration 0005): what stats want.
+fn filter_conds(q: &Query, dialect: Dialect) -> Option<(Vec<String>, Vec<Arg>)> {
+    filter_conds_planned(q, dialect, PrefixPlan::TypeIndex, "time_ms")
+}
+
+/// The column a page's time bounds are written on. A page is read in seq order and stops at its
+/// limit, so SQLite must not start from the time index (it would read the whole window and
+/// sort it): `+time_ms` keeps the planner off it. PostgreSQL weighs both with its statistics.
+fn page_time_column(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "+time_ms",
+        Dialect::Postgres => "time_ms",
+    }
+}
+
+fn filter_conds_planned(
+    q: &Query,
+    dialect: Dialect,
+    prefix: PrefixPlan,
+    time_column: &'static str,
+) -> Option<(Vec<String>, Vec<Arg>)> {
+    let mut args = Vec::new();
+    let mut conds: Vec<String> = Vec::new();
+
+    let mut eq = |conds: &mut Vec<String>, cond: &'static str, value: &Option<String>| {
+        if let Some(v) = value {
+            conds.push(cond.into());
+            args.push(Arg::Text(v.clone()));
+        }
+    };
+    eq(&mut conds, "app = ?", &q.app);
+    eq(&mut conds, "actor_id = ?", &q.actor);
+    eq(&mut conds, "target_id = ?", &q.target);
+    eq(&mut conds, "route = ?", &q.route);
+    eq(&mut conds, "request_id = ?", &q.request_id);
+    // An address is shared (NAT, a proxy, an office) where an actor, target or request id is
+    // one party: beside one of those, SQLite must walk that index and check the address, not
+    // the reverse (its sampled statistics, `analysis_limit`, often rate the two alike).
+    let ip_column = match dialect {
+        Dialect::Sqlite if q.actor.is_some() || q.target.is_some() || q.request_id.is_some() => {
+            "+ip = ?"
+        }
+        Dialect::Sqlite | Dialect::Postgres => "ip = ?",
+    };
+    eq(&mut conds, ip_column, &q.ip.map(|ip| ip.to_string()));
+    eq(&mut conds, "reason = ?", &q.reason);
+    if q.app_conflict {
+        // `->` reads the same in SQLite (3.38+) and PostgreSQL (jsonb): NULL when absent.
+        conds.push("(body -> 'app_conflict') IS NOT NULL".into());
+    }
+
+    match &q.event_type {
+        Some(TypeFilter::Exact(t)) => {
+            conds.push("type = ?".into());
+            args.push(Arg::Text(t.clone()));
+        }
+        Some(TypeFilter::Prefix(p)) if !p.is_empty() => {
+            let column = match (dialect, prefix) {
+                (Dialect::Sqlite, PrefixPlan::SeqOrder) => "+type",
+                (Dialect::Sqlite, PrefixPlan::TypeIndex) | (Dialect::Postgres, _) => "type",
+            };
+            conds.push(format!("{column} >= ?"));
+            args.push(Arg::Text(p.clone()));
+            if let Some(upper) = prefix_successor(p) {
+                conds.push(format!("{column} < ?"));
+                args.push(Arg::Text(upper));
+            }
+        }
+        Some(TypeFilter::Prefix(_)) | None => {}
+    }
+    if let Some(outcome) = q.outcome {
+        conds.push("outcome = ?".into());
+        args.push(Arg::Text(outcome.as_str().to_string()));
+    }
+    if let Some(since) = q.since {
+        conds.push(format!("{time_column} >= ?"));
+        args.push(Arg::Int(ceil_millis(since)));
+    }
+    if let Some(until) = q.until {
+        conds.push(format!("{time_column} < ?"));
+        args.push(Arg::Int(ceil_millis(until)));
+    }
+    if let Some(apps) = &q.apps_scope {
+        if apps.is_empty() {
+            return None;
+        }
+        conds.push(format!("app IN ({})", vec!["?"; apps.len()].join(",")));
+        args.extend(apps.iter().map(|a| Arg::Text(a.clone())));
+    }
+    if let Some(text) = q.search.as_deref().filter(|t| !t.is_empty()) {
+        // `->` and `->>` with plain labels read the same in SQLite (3.38+) and PostgreSQL (jsonb).
+        let fields = [
+            "request_id",
+            "actor_id",
+            "target_id",
+            "body -> 'actor' ->> 'display'",
+            "body -> 'target' ->> 'display'",
+            "body ->> 'details'",
+        ];
+        let mut any: Vec<String> = fields
+            .iter()
+            .map(|f| format!("lower({f}) LIKE ? ESCAPE '\\'"))
+            .collect();
+        let pattern = contains_pattern(text);
+        args.extend(fields.iter().map(|_| Arg::Text(pattern.clone())));
+        if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {
+            any.push("id = ?".into());
+            args.push(Arg::Text(id.to_string()));
+        }
+        conds.push(format!("({})", any.join(" OR ")));
+    }
+    if let Some(token) = q.token.as_deref().filter(|t| !t.is_empty()) {
+        if dialect == Dialect::Postgres {
+            // jsonb containment: exact on a token's fingerprint or jti, whatever the key order;
+            // written on `body -> 'tokens'` so the GIN index of migrations/postgres/0004 serves it.
+            conds.push("(body -> 'tokens' @> ?::jsonb OR body -> 'tokens' @> ?::jsonb)".into());
+            for key in ["fingerprint", "jti"] {
+                let probe = serde_json::json!([{ key: token }]);
+                args.push(Arg::Text(probe.to_string()));
+            }
+        } else {
+            // The token side table (migrations/sqlite/0004), filled from the body by a trigger.
+            conds.push("seq IN (SELECT seq FROM event_tokens WHERE key = ?)".into());
+            args.push(Arg::Text(token.to_string()));
+        }
+    }
+    Some((conds, args))
+}
+
+/// `SELECT` of [`EventStore::stats`] for `q` and its arguments; `None` when nothing can match.
+pub(crate) fn stats_query(
+    q: &Query,
+    bucket_ms: i64,
+    dialect: Dialect,
+) -> Option<(String, Vec<Arg>)> {
+    let (conds, mut where_args) = filter_conds(q, dialect)?;
+    let mut sql = String::from(
+        "SELECT (time_ms - ((time_ms % ?) + ?) % ?) AS bucket, type, outcome, app, count(*) \
+         FROM events",
+    );
+    let mut args: Vec<Arg> = (0..3).map(|_| Arg::Int(bucket_ms)).collect();
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    sql.push_str(" GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4");
+    args.append(&mut where_args);
+    Some((sql, args))
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn prefix_successor_increments_the_last_char() {
+        assert_eq!(prefix_successor("auth.").as_deref(), Some("auth/"));
+        assert_eq!(prefix_successor("a").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn prefix_successor_skips_the_surrogate_gap() {
+        assert_eq!(prefix_successor("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
+    }
+
+    #[test]
+    fn prefix_successor_drops_chars_that_cannot_grow() {
+        assert_eq!(prefix_successor("ab\u{10ffff}").as_deref(), Some("ac"));
+        assert_eq!(prefix_successor("\u{10ffff}"), None);
+        assert_eq!(prefix_successor(""), None);
+    }
+
+    #[test]
+    fn ceil_millis_rounds_up_only_partial_milliseconds() {
+        assert_eq!(ceil_millis(datetime!(1970-01-01 00:00:01.000 UTC)), 1000);
+        assert_eq!(
+            ceil_millis(datetime!(1970-01-01 00:00:01.000_001 UTC)),
+            1001
+        );
+        assert_eq!(ceil_millis(datetime!(1969-12-31 23:59:59.999_5 UTC)), 0);
+    }
+
+    #[test]
+    fn empty_app_scope_matches_nothing() {
+        let q = Query {
+            apps_scope: Some(vec![]),
+            ..Query::default()
+        };
+        assert!(build_query(&q, Dialect::Sqlite).is_none());
+    }
+
+    #[test]
+    fn values_are_bound_never_interpolated() {
+        let q = Query {
+            app: Some("x' OR 1=1 --".into()),
+            apps_scope: Some(vec!["a".into(), "b".into()]),
+            event_type: Some(TypeFilter::Prefix("auth.".into())),
+            ..Query::default()
+        };
+        let (sql, args) = build_query(&q, Dialect::Sqlite).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT seq, id, body FROM events WHERE app = ? AND type >= ? AND type < ? \
+             AND app IN (?,?) ORDER BY seq DESC LIMIT ?"
+        );
+        assert_eq!(args.len(), 6);
+    }
+}
