@@ -21,3 +21,4 @@ pub mod pipeline;
 pub mod proxy;
 pub mod sidecar;
 pub mod store;
+pub mod units;
