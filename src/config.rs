@@ -150,7 +150,7 @@ pub struct AdminCredential {
 /// The listener's certificate and how often its files are checked for a renewal.
 #[derive(Clone, Debug)]
 pub struct ListenerTls {
-    pub cert: std::sync::Arc<crate::proxy::tls::ReloadingCert>,
+    pub cert: std::sync::Arc<crate::tls::ReloadingCert>,
     pub reload_interval: Duration,
 }
 

@@ -21,4 +21,5 @@ pub mod pipeline;
 pub mod proxy;
 pub mod sidecar;
 pub mod store;
+pub mod tls;
 pub mod units;
