@@ -85,7 +85,7 @@ pub async fn run_with_store(
         crate::ops::Ops::start(&cfg, store.clone(), pipeline).map_err(Error::Sinks)?;
     // Before the proxy starts: its per-route instruments register with this recorder.
     let metrics = crate::metrics::install().map(|handle| {
-        Arc::new(crate::metrics::Source {
+        Arc::new(crate::admin::metrics::Source {
             handle,
             pipeline: pipeline.clone(),
             ops: ops.stats.clone(),
@@ -138,7 +138,7 @@ pub async fn run_with_store(
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut admin_router = admin::app(admin_state);
     if let Some(m) = &metrics {
-        admin_router = admin_router.merge(crate::metrics::router(m.clone()));
+        admin_router = admin_router.merge(crate::admin::metrics::router(m.clone()));
     }
     let admin_app = admin_router.into_make_service_with_connect_info::<SocketAddr>();
     let admin_server = axum::serve(listeners.admin, admin_app).with_graceful_shutdown(async move {
