@@ -10,15 +10,13 @@ use serde_saphyr::Spanned;
 
 use super::model::File;
 use super::types::{OneOrMany, Text};
-use super::{
-    AdminCredential, AppScope, CheckpointConfig, Config, Diagnostic, Permission, StoreConfig,
-    Timeouts,
-};
+use super::{AdminCredential, AppScope, Config, Diagnostic, Permission, StoreConfig, Timeouts};
 use crate::classify::redact::{Redactor, SECRET_HEADERS};
 use crate::classify::{
     host_only, BodyCondition, Delivery, OutcomeRules, PathCase, PathPolicy, PathTemplate, Route,
     RouteMap, Source, StatusPattern, TargetRule,
 };
+use crate::pipeline::{CheckpointPolicy, PipelineConfig};
 
 mod attribution;
 mod keys;
@@ -437,7 +435,7 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
                 Some(std::path::PathBuf::from(&w.value.0))
             }
         });
-        signer.map(|signer| CheckpointConfig {
+        signer.map(|signer| CheckpointPolicy {
             public_key: public_key.unwrap_or_else(|| signer.public_key_hex().to_string()),
             signer,
             every_events: cp.events.unwrap_or(1000).max(1),
@@ -448,19 +446,21 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
     });
     StoreConfig {
         url,
-        queue_capacity: raw.queue_capacity.unwrap_or(10_000).max(1),
+        pipeline: PipelineConfig {
+            queue_capacity: raw.queue_capacity.unwrap_or(10_000).max(1),
+            batch_size: raw.batch_size.unwrap_or(256).max(1),
+            flush_interval: raw
+                .flush_interval
+                .map_or(Duration::from_millis(100), |d| d.0),
+            instance_id,
+            checkpoint,
+        },
         queue_wait: raw.queue_wait.map_or(Duration::from_secs(1), |d| d.0),
-        batch_size: raw.batch_size.unwrap_or(256).max(1),
-        flush_interval: raw
-            .flush_interval
-            .map_or(Duration::from_millis(100), |d| d.0),
-        instance_id,
         sync_timeout: raw.sync_timeout.map_or(Duration::from_secs(2), |d| d.0),
         spool: crate::pipeline::SpoolConfig {
             dir: spool_dir,
             max_bytes: raw.spool.max_bytes.map_or(256 * 1024 * 1024, |b| b.0),
         },
-        checkpoint,
     }
 }
 
@@ -813,9 +813,7 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
             routes,
             path_policy: map_policy,
         },
-        retention: ops.retention,
-        sinks: ops.sinks,
-        alerts: ops.alerts,
+        ops,
     })
 }
 
