@@ -16,14 +16,29 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use super::keys::family;
-
 /// Largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// Longest a fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// The family of an algorithm: keys of one family never verify another's.
+pub fn family(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => "hmac",
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => "rsa",
+        Algorithm::ES256 | Algorithm::ES384 => "ec",
+        Algorithm::EdDSA => "okp",
+        // An algorithm this code does not know verifies nothing.
+        _ => "unknown",
+    }
+}
 
 /// Where the JWKS document lives.
 pub enum JwksSource {

@@ -9,8 +9,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::Checker;
 use crate::config::model::File;
-use crate::identity::jwks::{JwksCache, JwksSource};
-use crate::identity::keys::{family, pem_family, pem_key, ClaimRules, KeySource};
+use crate::identity::jwks::{family, JwksCache, JwksSource};
+use crate::identity::keys::{pem_family, pem_key, ClaimRules, KeySource};
 use crate::identity::{Fingerprinter, Identity, KeySet, TrustedProxies};
 
 const ASYMMETRIC: &[Algorithm] = &[
@@ -250,7 +250,8 @@ pub(super) fn token_rule(
     at: &str,
     identity: &Identity,
 ) -> crate::classify::TokenRule {
-    use crate::classify::{TokenLocation, TokenRule};
+    use crate::classify::TokenRule;
+    use crate::identity::TokenLocation;
     let Some(spec) = &r.tokens else {
         return TokenRule {
             bearer: identity.fingerprinter.is_some(),
