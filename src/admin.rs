@@ -32,6 +32,7 @@ pub mod auth;
 pub mod export;
 pub mod filter;
 pub mod generate;
+pub mod metrics;
 mod openapi;
 pub mod probes;
 mod ui;

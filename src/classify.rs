@@ -17,66 +17,8 @@ pub use interpret::{route as route_request, Ambiguity, PathCase, PathPolicy, Rou
 
 pub use template::{normalize, segments, PathTemplate, TemplateError};
 
-/// Where a token is read from, for claim sources and token recording.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum TokenLocation {
-    /// `Authorization: Bearer …`.
-    Bearer,
-    /// A request header (a `Bearer ` prefix is removed).
-    Header(String),
-    Cookie(String),
-    Query(String),
-    /// A JSON pointer into the request body (for form bodies, `/field` names the field).
-    RequestBody(String),
-    Form(String),
-    /// A JSON pointer into the response body: a token the upstream issued.
-    ResponseBody(String),
-}
-
-impl TokenLocation {
-    pub fn label(&self) -> String {
-        match self {
-            TokenLocation::Bearer => "bearer".to_string(),
-            TokenLocation::Header(h) => format!("header:{}", h.to_ascii_lowercase()),
-            TokenLocation::Cookie(c) => format!("cookie:{c}"),
-            TokenLocation::Query(q) => format!("query:{q}"),
-            TokenLocation::RequestBody(p) => format!("request_body:{p}"),
-            TokenLocation::Form(f) => format!("form:{f}"),
-            TokenLocation::ResponseBody(p) => format!("response_body:{p}"),
-        }
-    }
-
-    /// True for tokens the upstream hands out (read from the response).
-    pub fn is_issued(&self) -> bool {
-        matches!(self, TokenLocation::ResponseBody(_))
-    }
-
-    /// True for an ID token: a request or response body field (or form field) named `id_token`.
-    pub fn is_id_token(&self) -> bool {
-        match self {
-            TokenLocation::RequestBody(p) | TokenLocation::ResponseBody(p) => {
-                p.rsplit('/').next() == Some("id_token")
-            }
-            TokenLocation::Form(f) => f == "id_token",
-            _ => false,
-        }
-    }
-
-    /// The key set a token here is verified with: for an ID token, the set's ID-token variant
-    /// (`NAME#id_token`, see [`crate::identity::Identity::keyset`]), which applies the set's
-    /// `id_token_audience`.
-    pub fn keys_for(&self, keys: &Option<String>) -> Option<String> {
-        if self.is_id_token() {
-            Some(format!(
-                "{}{}",
-                keys.as_deref().unwrap_or(""),
-                crate::identity::ID_TOKEN_KEYS
-            ))
-        } else {
-            keys.clone()
-        }
-    }
-}
+/// Where a token is read from: owned by [`crate::identity`], which reads and checks tokens.
+pub use crate::identity::TokenLocation;
 
 /// A lookup table (`lookups.NAME`): value → mapped value. Shared by every source that names it.
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -407,6 +407,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 ),
                 None => cfg
                     .store
+                    .pipeline
                     .checkpoint
                     .as_ref()
                     .map(|c| c.interval.saturating_mul(2) + std::time::Duration::from_secs(60)),
@@ -419,7 +420,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 .transpose()?;
             let store = store::open(&cfg.store.url).await?;
             let mut trusted_keys = Vec::new();
-            if let Some(cp) = &cfg.store.checkpoint {
+            if let Some(cp) = &cfg.store.pipeline.checkpoint {
                 trusted_keys.push(cp.public_key.clone());
                 trusted_keys.extend(cp.trusted_keys.iter().cloned());
             }
@@ -538,11 +539,11 @@ async fn serve(cfg: Config) -> Result<i32> {
 /// what went by app and type, and record an `audit.purge` event for what was deleted.
 async fn purge(cfg: Config, dry_run: bool) -> Result<i32> {
     use crate::ops::retention;
-    let Some(policy) = &cfg.retention else {
+    let Some(policy) = &cfg.ops.retention else {
         bail!("{}: no retention policy (`retention:`) to apply", cfg.file);
     };
     let store = store::open(&cfg.store.url).await?;
-    let signer = cfg.store.checkpoint.as_ref().map(|c| &c.signer);
+    let signer = cfg.store.pipeline.checkpoint.as_ref().map(|c| &c.signer);
     let now = OffsetDateTime::now_utc();
     let (summary, error) =
         match retention::purge(store.as_ref(), policy, signer, now, dry_run).await {

@@ -79,32 +79,14 @@ pub struct Timeouts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
     pub url: String,
-    pub queue_capacity: usize,
+    /// The queue, batches, chain instance (`None`: the spool directory's persisted id) and
+    /// signed checkpoints (`store.checkpoint`) of the writer. Under [`load_file_for_verify`]
+    /// without the signing key, the checkpoint's `signer` is a stand-in that must not sign.
+    pub pipeline: crate::pipeline::PipelineConfig,
     /// Longest a mapped request waits for a place in a full queue before it is forwarded.
     pub queue_wait: Duration,
-    pub batch_size: usize,
-    pub flush_interval: Duration,
-    /// `None`: the spool directory's persisted id.
-    pub instance_id: Option<String>,
     pub sync_timeout: Duration,
     pub spool: crate::pipeline::SpoolConfig,
-    pub checkpoint: Option<CheckpointConfig>,
-}
-
-/// Signed checkpoints, resolved with their defaults.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckpointConfig {
-    pub signer: crate::store::Signer,
-    pub every_events: u64,
-    pub interval: Duration,
-    /// Public keys (hex) `verify` trusts besides the signer's own.
-    pub trusted_keys: Vec<String>,
-    /// `checkpoint.witness`: the append-only file checkpoints are also written to.
-    pub witness: Option<std::path::PathBuf>,
-    /// The signer's public key (hex): `checkpoint.public_key`, or derived from the signing key.
-    /// What `verify` trusts; under [`load_file_for_verify`] without the signing key, `signer` is
-    /// a stand-in that must not sign.
-    pub public_key: String,
 }
 
 /// Which apps an admin credential sees.
@@ -150,7 +132,7 @@ pub struct AdminCredential {
 /// The listener's certificate and how often its files are checked for a renewal.
 #[derive(Clone, Debug)]
 pub struct ListenerTls {
-    pub cert: std::sync::Arc<crate::proxy::tls::ReloadingCert>,
+    pub cert: std::sync::Arc<crate::tls::ReloadingCert>,
     pub reload_interval: Duration,
 }
 
@@ -180,12 +162,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub redactor: Redactor,
     pub routes: RouteMap,
-    /// `retention:`; nothing is purged without it.
-    pub retention: Option<crate::ops::retention::Policy>,
-    /// `sinks:`, in file order.
-    pub sinks: Vec<crate::ops::sinks::SinkConfig>,
-    /// `alerts:`, in file order.
-    pub alerts: Vec<crate::ops::alerts::Rule>,
+    /// `retention:`, `sinks:` and `alerts:`.
+    pub ops: crate::ops::OpsConfig,
     /// What `check` warns about (the config is valid): routes a request could reach as a
     /// variant the map does not take as that route.
     pub warnings: Vec<Diagnostic>,

@@ -10,6 +10,8 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub mod ocsf;
+
 /// One recorded auth action: what happened, who did it, to whom, in which app, and how it ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {

@@ -1,4 +1,6 @@
-//! Prometheus metrics, served at `/metrics` on the admin listener.
+//! Prometheus metrics: the recorder and the counters the request path and the pipeline update.
+//! The scrape (`GET /metrics` on the admin listener) is `admin::metrics`, which reads the
+//! pipeline, ops and proxy; this module imports none of them, so they can all count here.
 //!
 //! Two kinds. On the request path, counters and histograms go through the `metrics` facade with
 //! handles registered up front, one set per route when a route map is loaded ([`ProxyMetrics`]),
@@ -11,23 +13,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use metrics::{Counter, Histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::classify::RouteMap;
 use crate::event::{AuditEvent, Outcome};
-use crate::ops::OpsStats;
-use crate::pipeline::Pipeline;
-use crate::proxy::live::Live;
 
 /// Histogram buckets, seconds: 0.5 ms to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -312,22 +306,6 @@ pub fn store_write(took: Duration) {
         .record(took.as_secs_f64());
 }
 
-/// What `/metrics` reads besides the recorder.
-pub struct Source {
-    pub handle: PrometheusHandle,
-    pub pipeline: Pipeline,
-    pub ops: Arc<OpsStats>,
-    /// Set once the proxy runs (for its key sets' JWKS counters).
-    pub live: OnceLock<Arc<Live>>,
-}
-
-/// `GET /metrics`, to merge into the admin router.
-pub fn router(source: Arc<Source>) -> Router {
-    Router::new()
-        .route("/metrics", get(scrape))
-        .with_state(source)
-}
-
 /// Run the recorder's upkeep (drain histogram samples) every `every` until aborted.
 pub fn spawn_upkeep(handle: PrometheusHandle, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -336,84 +314,4 @@ pub fn spawn_upkeep(handle: PrometheusHandle, every: Duration) -> tokio::task::J
             handle.run_upkeep();
         }
     })
-}
-
-async fn scrape(State(s): State<Arc<Source>>) -> Response {
-    collect(&s);
-    s.handle.run_upkeep();
-    let mut resp = s.handle.render().into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// Copy the counters the sidecar keeps itself into the recorder.
-fn collect(s: &Source) {
-    let p = s.pipeline.stats().snapshot();
-    gauge!("authtrail_queue_depth").set(s.pipeline.queue_depth() as f64);
-    gauge!("authtrail_spool_depth").set(p.spool_depth as f64);
-    gauge!("authtrail_spool_bytes").set(p.spool_bytes as f64);
-    counter!("authtrail_events_written_total").absolute(p.written);
-    counter!("authtrail_events_dropped_total").absolute(p.dropped);
-    counter!("authtrail_events_failed_total").absolute(p.failed);
-    counter!("authtrail_events_spooled_total").absolute(p.spooled);
-    counter!("authtrail_events_replayed_total").absolute(p.replayed);
-    counter!("authtrail_sync_failed_total").absolute(p.sync_failed);
-    counter!("authtrail_checkpoints_total").absolute(p.checkpoints);
-
-    for sink in &s.ops.sinks {
-        let name = sink.name.clone();
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        gauge!("authtrail_sink_queue_depth", "sink" => name.clone()).set(sink.tap.depth() as f64);
-        counter!("authtrail_sink_events_sent_total", "sink" => name.clone())
-            .absolute(get(&sink.sent));
-        counter!("authtrail_sink_events_dropped_total", "sink" => name.clone())
-            .absolute(get(&sink.tap.dropped));
-        counter!("authtrail_sink_events_failed_total", "sink" => name).absolute(get(&sink.failed));
-    }
-    if let Some(a) = &s.ops.alerts {
-        gauge!("authtrail_alert_queue_depth").set(a.tap.depth() as f64);
-        counter!("authtrail_alert_events_dropped_total")
-            .absolute(a.tap.dropped.load(Ordering::Relaxed));
-        for (rule, n) in &a.fired {
-            counter!("authtrail_alerts_fired_total", "alert" => rule.clone())
-                .absolute(n.load(Ordering::Relaxed));
-        }
-        for (sink, ok, failed) in &a.notified {
-            counter!("authtrail_alert_notifications_total", "sink" => sink.clone(), "result" => "delivered")
-                .absolute(ok.load(Ordering::Relaxed));
-            counter!("authtrail_alert_notifications_total", "sink" => sink.clone(), "result" => "failed")
-                .absolute(failed.load(Ordering::Relaxed));
-        }
-        counter!("authtrail_alert_notifications_total", "sink" => "_any", "result" => "dropped")
-            .absolute(a.notify_dropped.load(Ordering::Relaxed));
-    }
-    if let Some(r) = &s.ops.retention {
-        counter!("authtrail_purged_events_total").absolute(r.purged.load(Ordering::Relaxed));
-        let runs = r.runs.load(Ordering::Relaxed);
-        let failed = r.failures.load(Ordering::Relaxed);
-        counter!("authtrail_purge_runs_total", "result" => "ok").absolute(runs - failed.min(runs));
-        counter!("authtrail_purge_runs_total", "result" => "failed").absolute(failed);
-    }
-    if let Some(live) = s.live.get() {
-        let cfg = live.config();
-        if let Some(tls) = &cfg.tls {
-            counter!("authtrail_tls_reloads_total", "result" => "ok")
-                .absolute(tls.cert.reloads.load(Ordering::Relaxed));
-            counter!("authtrail_tls_reloads_total", "result" => "failed")
-                .absolute(tls.cert.reload_failures.load(Ordering::Relaxed));
-        }
-        for (name, ks) in &cfg.identity.keysets {
-            if let Some(cache) = ks.jwks() {
-                counter!("authtrail_jwks_refreshes_total", "keys" => name.clone())
-                    .absolute(cache.refreshes.load(Ordering::Relaxed));
-                counter!("authtrail_jwks_failures_total", "keys" => name.clone())
-                    .absolute(cache.failures.load(Ordering::Relaxed));
-            }
-        }
-    }
 }

@@ -16,14 +16,24 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
 use crate::pipeline::{Pipeline, Taps};
-use crate::store::EventStore;
+use crate::store::{EventStore, Signer};
 
 pub mod alerts;
 pub mod retention;
 pub mod sinks;
 pub mod webhook;
+
+/// What runs here, as the config checked it (`retention:`, `sinks:`, `alerts:`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpsConfig {
+    /// `retention:`; nothing is purged without it.
+    pub retention: Option<retention::Policy>,
+    /// `sinks:`, in file order.
+    pub sinks: Vec<sinks::SinkConfig>,
+    /// `alerts:`, in file order.
+    pub alerts: Vec<alerts::Rule>,
+}
 
 /// Counters of everything running here, for the metrics.
 #[derive(Debug, Default)]
@@ -46,12 +56,14 @@ pub struct Ops {
 
 impl Ops {
     /// Start what `cfg` configures on top of `pipeline`; returns the pipeline with the taps that
-    /// feed the sinks and alerts (hand out clones of that one).
+    /// feed the sinks and alerts (hand out clones of that one). Retention runs only with the
+    /// `signer` of the store's checkpoints (each purge is sealed with a signed checkpoint).
     ///
     /// # Errors
     /// A webhook whose client cannot be built (an unreadable `ca_file`).
     pub fn start(
-        cfg: &Config,
+        cfg: &OpsConfig,
+        signer: Option<&Signer>,
         store: Arc<dyn EventStore>,
         pipeline: Pipeline,
     ) -> Result<(Pipeline, Ops), String> {
@@ -88,12 +100,12 @@ impl Ops {
         };
         let _ = slot.set(pipeline.clone());
         let mut retention_task = None;
-        if let (Some(policy), Some(cp)) = (&cfg.retention, &cfg.store.checkpoint) {
+        if let (Some(policy), Some(signer)) = (&cfg.retention, signer) {
             let rs = Arc::new(retention::RetentionStats::default());
             retention_task = Some(retention::spawn(
                 store,
                 policy.clone(),
-                cp.signer.clone(),
+                signer.clone(),
                 pipeline.clone(),
                 rs.clone(),
                 stop_rx,

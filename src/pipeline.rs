@@ -25,8 +25,9 @@ pub use spool::{Spool, SpoolConfig};
 pub use tap::{Tap, TapStats, Taps};
 pub use writer::Writer;
 
-/// When the writer signs a checkpoint of its chain.
-#[derive(Clone, Debug)]
+/// When the writer signs a checkpoint of its chain (`store.checkpoint`), and the keys `verify`
+/// trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointPolicy {
     pub signer: Signer,
     /// After this many new links. Default: 1,000 events.
@@ -36,10 +37,15 @@ pub struct CheckpointPolicy {
     pub interval: Duration,
     /// Append-only file every signed checkpoint is also written to (one JSON line, fsync'd).
     pub witness: Option<std::path::PathBuf>,
+    /// The signer's public key (hex): `checkpoint.public_key`, or derived from the signing key.
+    /// What `verify` trusts.
+    pub public_key: String,
+    /// Public keys (hex) `verify` trusts besides the signer's own.
+    pub trusted_keys: Vec<String>,
 }
 
 /// Sizes and timing of the queue and the writer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PipelineConfig {
     /// Events the queue holds before `submit` starts dropping them. Default: 10,000 events.
     pub queue_capacity: usize,
@@ -62,24 +68,6 @@ impl Default for PipelineConfig {
             flush_interval: Duration::from_millis(100),
             instance_id: None,
             checkpoint: None,
-        }
-    }
-}
-
-impl PipelineConfig {
-    /// The pipeline settings of a checked `store:` config.
-    pub fn from_store(s: &crate::config::StoreConfig) -> PipelineConfig {
-        PipelineConfig {
-            queue_capacity: s.queue_capacity,
-            batch_size: s.batch_size,
-            flush_interval: s.flush_interval,
-            instance_id: s.instance_id.clone(),
-            checkpoint: s.checkpoint.as_ref().map(|c| CheckpointPolicy {
-                signer: c.signer.clone(),
-                every_events: c.every_events,
-                interval: c.interval,
-                witness: c.witness.clone(),
-            }),
         }
     }
 }

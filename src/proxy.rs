@@ -32,7 +32,6 @@ pub mod body;
 pub mod coverage;
 pub mod live;
 pub mod server;
-pub mod tls;
 
 use body::{BodyEnd, Capture, ProxyBody};
 use coverage::Coverage;

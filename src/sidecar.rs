@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::pipeline::spool::SpoolError;
-use crate::pipeline::{Pipeline, PipelineConfig, Spool, StatsSnapshot};
+use crate::pipeline::{Pipeline, Spool, StatsSnapshot};
 use crate::proxy::coverage::Coverage;
 use crate::proxy::live::{self, Live};
 use crate::proxy::server;
@@ -75,17 +75,15 @@ pub async fn run_with_store(
             path: cfg.store.spool.dir.display().to_string(),
             source: std::io::Error::other(e.to_string()),
         })??;
-    let (pipeline, writer) = Pipeline::start_with(
-        store.clone(),
-        PipelineConfig::from_store(&cfg.store),
-        Some(spool),
-    );
+    let (pipeline, writer) =
+        Pipeline::start_with(store.clone(), cfg.store.pipeline.clone(), Some(spool));
     // Alert rules and sinks tap the pipeline: every clone handed out below carries the taps.
+    let signer = cfg.store.pipeline.checkpoint.as_ref().map(|c| &c.signer);
     let (pipeline, mut ops) =
-        crate::ops::Ops::start(&cfg, store.clone(), pipeline).map_err(Error::Sinks)?;
+        crate::ops::Ops::start(&cfg.ops, signer, store.clone(), pipeline).map_err(Error::Sinks)?;
     // Before the proxy starts: its per-route instruments register with this recorder.
     let metrics = crate::metrics::install().map(|handle| {
-        Arc::new(crate::metrics::Source {
+        Arc::new(crate::admin::metrics::Source {
             handle,
             pipeline: pipeline.clone(),
             ops: ops.stats.clone(),
@@ -138,7 +136,7 @@ pub async fn run_with_store(
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut admin_router = admin::app(admin_state);
     if let Some(m) = &metrics {
-        admin_router = admin_router.merge(crate::metrics::router(m.clone()));
+        admin_router = admin_router.merge(crate::admin::metrics::router(m.clone()));
     }
     let admin_app = admin_router.into_make_service_with_connect_info::<SocketAddr>();
     let admin_server = axum::serve(listeners.admin, admin_app).with_graceful_shutdown(async move {

@@ -27,7 +27,10 @@ fn postgres_urls_are_accepted_and_defaults_apply() {
     assert_eq!(s.spool.dir, std::path::PathBuf::from("authtrail-spool"));
     assert_eq!(s.spool.max_bytes, 256 * 1024 * 1024);
     assert_eq!(
-        (s.instance_id.as_deref(), s.checkpoint.is_none()),
+        (
+            s.pipeline.instance_id.as_deref(),
+            s.pipeline.checkpoint.is_none()
+        ),
         (None, true)
     );
     assert!(load_str(
@@ -61,13 +64,13 @@ fn every_store_key_is_read() {
     );
     let cfg = load_str(&yaml, "t.yaml").unwrap();
     let s = &cfg.store;
-    assert_eq!(s.instance_id.as_deref(), Some("pod-a.8080"));
+    assert_eq!(s.pipeline.instance_id.as_deref(), Some("pod-a.8080"));
     assert_eq!(s.sync_timeout, Duration::from_millis(750));
     assert_eq!(
         (s.spool.dir.to_str(), s.spool.max_bytes),
         (Some("/tmp/s"), 1 << 20)
     );
-    let cp = s.checkpoint.as_ref().unwrap();
+    let cp = s.pipeline.checkpoint.as_ref().unwrap();
     assert_eq!(
         (cp.every_events, cp.interval),
         (10, Duration::from_secs(30))

@@ -4,9 +4,10 @@
 use serde_json::Value;
 use time::macros::datetime;
 
-use super::export::{csv_cell, ocsf_class, to_ocsf, CSV_COLUMNS};
+use super::export::{csv_cell, CSV_COLUMNS};
 use super::filter::{Cursor, Order, Params};
 use super::*;
+use crate::event::ocsf::{ocsf_class, to_ocsf};
 use crate::event::{
     Actor, ActorKind, Attributed, AuditEvent, ClientInfo, HttpInfo, Outcome, Stage, Target,
 };

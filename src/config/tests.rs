@@ -167,7 +167,7 @@ fn kubernetes_configmap_config_loads() {
         Ok(cfg) => cfg,
         Err(e) => panic!("{e}"),
     };
-    assert!(cfg.retention.is_some() && !cfg.alerts.is_empty() && cfg.sinks.len() == 2);
+    assert!(cfg.ops.retention.is_some() && !cfg.ops.alerts.is_empty() && cfg.ops.sinks.len() == 2);
 
     // Both pod layouts give authtrail time for its preStop, its drain and the last flushes
     // (alerts, store, sinks: up to 10s more) before SIGKILL.
@@ -268,7 +268,7 @@ alerts:
     notify: [hook]
 "#;
     let cfg = load_str(yaml, "a.yaml").unwrap_or_else(|e| panic!("{e}"));
-    let r = cfg.retention.unwrap();
+    let r = cfg.ops.retention.unwrap();
     use crate::ops::retention::Keep;
     assert_eq!(r.default, Keep::Forever);
     assert_eq!(r.interval, Duration::from_secs(3600));
@@ -276,12 +276,12 @@ alerts:
     assert_eq!(r.rules[1].keep, Keep::Forever);
     assert_eq!(r.legal_hold, ["app-x"]);
     use crate::ops::sinks::{Format, Target};
-    assert_eq!(cfg.sinks.len(), 2);
+    assert_eq!(cfg.ops.sinks.len(), 2);
     assert_eq!(
         (
-            &cfg.sinks[0].target,
-            cfg.sinks[0].format,
-            cfg.sinks[0].queue
+            &cfg.ops.sinks[0].target,
+            cfg.ops.sinks[0].format,
+            cfg.ops.sinks[0].queue
         ),
         (&Target::Stdout, Format::Json, 10_000)
     );
@@ -289,7 +289,7 @@ alerts:
         webhook,
         batch,
         flush,
-    } = &cfg.sinks[1].target
+    } = &cfg.ops.sinks[1].target
     else {
         panic!("a webhook")
     };
@@ -300,11 +300,11 @@ alerts:
     );
     assert_eq!(format!("{:?}", webhook.secret), "Some(Secret(..))");
     assert_eq!(
-        cfg.sinks[1].types,
+        cfg.ops.sinks[1].types,
         Some(vec![crate::store::TypeFilter::Prefix("auth.".into())])
     );
-    assert_eq!(cfg.alerts[0].notify, ["hook"]);
-    assert!(cfg.alerts[0].threshold.is_none());
+    assert_eq!(cfg.ops.alerts[0].notify, ["hook"]);
+    assert!(cfg.ops.alerts[0].threshold.is_none());
 }
 
 #[test]

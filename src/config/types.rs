@@ -146,34 +146,13 @@ impl<'de> Deserialize<'de> for DeferredText {
     }
 }
 
-/// A duration written with a unit: `250ms`, `10s`, `5m`, `2h`, `400d`.
+/// A duration written with a unit: `250ms`, `10s`, `5m`, `2h`, `400d` ([`crate::units`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Duration(pub StdDuration);
 
 impl Duration {
     pub fn parse(s: &str) -> Result<Duration, String> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("invalid duration \"{s}\": missing unit (ms, s, m, h, d)"))?;
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration \"{s}\": expected a number then a unit"))?;
-        let ms = match unit {
-            "ms" => Some(n),
-            "s" => n.checked_mul(1_000),
-            "m" => n.checked_mul(60_000),
-            "h" => n.checked_mul(3_600_000),
-            "d" => n.checked_mul(86_400_000),
-            _ => {
-                return Err(format!(
-                    "invalid duration \"{s}\": unknown unit \"{unit}\" (use ms, s, m, h or d)"
-                ))
-            }
-        }
-        .ok_or_else(|| format!("invalid duration \"{s}\": too large"))?;
-        Ok(Duration(StdDuration::from_millis(ms)))
+        crate::units::parse_duration(s).map(Duration)
     }
 }
 
@@ -185,35 +164,13 @@ impl<'de> Deserialize<'de> for Duration {
 }
 
 /// A size in bytes: a plain number, or with a unit `B`, `KiB`, `MiB`, `GiB` (also `KB`, `MB`,
-/// `GB` for powers of 1000).
+/// `GB` for powers of 1000; [`crate::units`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
     pub fn parse(s: &str) -> Result<ByteSize, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid size \"{s}\": expected a number then a unit"))?;
-        let mult = match unit.trim() {
-            "" | "B" => 1,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "KB" | "kB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            other => {
-                return Err(format!(
-                    "invalid size \"{s}\": unknown unit \"{other}\" (use B, KiB, MiB or GiB)"
-                ))
-            }
-        };
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| format!("invalid size \"{s}\": too large"))
+        crate::units::parse_size(s).map(ByteSize)
     }
 }
 

@@ -10,15 +10,13 @@ use serde_saphyr::Spanned;
 
 use super::model::File;
 use super::types::{OneOrMany, Text};
-use super::{
-    AdminCredential, AppScope, CheckpointConfig, Config, Diagnostic, Permission, StoreConfig,
-    Timeouts,
-};
+use super::{AdminCredential, AppScope, Config, Diagnostic, Permission, StoreConfig, Timeouts};
 use crate::classify::redact::{Redactor, SECRET_HEADERS};
 use crate::classify::{
-    host_only, BodyCondition, Delivery, OutcomeRules, PathCase, PathPolicy, PathTemplate, Route,
-    RouteMap, Source, StatusPattern, TargetRule,
+    host_only, BodyCondition, Delivery, OutcomeRules, PathCase, PathPolicy, PathTemplate,
+    ReasonRule, Route, RouteMap, Source, StatusPattern, TargetRule,
 };
+use crate::pipeline::{CheckpointPolicy, PipelineConfig};
 
 mod attribution;
 mod keys;
@@ -367,7 +365,7 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
         let key = &cp.signing_key.0;
         let public_key = cp.public_key.as_ref().and_then(|k| {
             let hex = k.value.trim().to_ascii_lowercase();
-            if crate::store::chain::unhex(&hex).is_some_and(|b| b.len() == 32) {
+            if crate::hex::decode(&hex).is_some_and(|b| b.len() == 32) {
                 Some(hex)
             } else {
                 let msg = format!("invalid public key \"{}\": expected 64 hex characters", k.value);
@@ -415,7 +413,7 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
         let mut trusted_keys = Vec::new();
         for (i, k) in cp.trusted_keys.iter().enumerate() {
             let hex = k.value.trim().to_ascii_lowercase();
-            if crate::store::chain::unhex(&hex).is_some_and(|b| b.len() == 32) {
+            if crate::hex::decode(&hex).is_some_and(|b| b.len() == 32) {
                 trusted_keys.push(hex);
             } else {
                 let msg = format!(
@@ -437,7 +435,7 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
                 Some(std::path::PathBuf::from(&w.value.0))
             }
         });
-        signer.map(|signer| CheckpointConfig {
+        signer.map(|signer| CheckpointPolicy {
             public_key: public_key.unwrap_or_else(|| signer.public_key_hex().to_string()),
             signer,
             every_events: cp.events.unwrap_or(1000).max(1),
@@ -448,19 +446,21 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
     });
     StoreConfig {
         url,
-        queue_capacity: raw.queue_capacity.unwrap_or(10_000).max(1),
+        pipeline: PipelineConfig {
+            queue_capacity: raw.queue_capacity.unwrap_or(10_000).max(1),
+            batch_size: raw.batch_size.unwrap_or(256).max(1),
+            flush_interval: raw
+                .flush_interval
+                .map_or(Duration::from_millis(100), |d| d.0),
+            instance_id,
+            checkpoint,
+        },
         queue_wait: raw.queue_wait.map_or(Duration::from_secs(1), |d| d.0),
-        batch_size: raw.batch_size.unwrap_or(256).max(1),
-        flush_interval: raw
-            .flush_interval
-            .map_or(Duration::from_millis(100), |d| d.0),
-        instance_id,
         sync_timeout: raw.sync_timeout.map_or(Duration::from_secs(2), |d| d.0),
         spool: crate::pipeline::SpoolConfig {
             dir: spool_dir,
             max_bytes: raw.spool.max_bytes.map_or(256 * 1024 * 1024, |b| b.0),
         },
-        checkpoint,
     }
 }
 
@@ -477,305 +477,24 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
     let listen = c.addr(&raw.listen, "listen", "0.0.0.0:8080");
     let admin_listen = c.addr(&raw.admin.listen, "admin.listen", "127.0.0.1:9090");
     let admin_credentials = admin_credentials(&mut c, &raw.admin.credentials);
-
-    let upstream = match raw.upstream.value.parse::<http::Uri>() {
-        Ok(u)
-            if matches!(u.scheme_str(), Some("http") | Some("https"))
-                && u.authority().is_some()
-                && matches!(u.path(), "" | "/")
-                && u.query().is_none() =>
-        {
-            u
-        }
-        _ => {
-            let msg = format!(
-                "invalid upstream \"{}\": expected http(s)://HOST:PORT with no path",
-                raw.upstream.value
-            );
-            c.err(&raw.upstream, "upstream", msg);
-            http::Uri::from_static("http://127.0.0.1")
-        }
-    };
-
-    let request_id_header = match &raw.request_id_header {
-        None => HeaderName::from_static("x-request-id"),
-        Some(h) => HeaderName::from_bytes(h.value.as_bytes()).unwrap_or_else(|_| {
-            let msg = format!("invalid header name \"{}\"", h.value);
-            c.err(h, "request_id_header", msg);
-            HeaderName::from_static("x-request-id")
-        }),
-    };
-
-    let secs =
-        |d: Option<super::types::Duration>, dflt: u64| d.map_or(Duration::from_secs(dflt), |d| d.0);
-    let timeouts = Timeouts {
-        header_read: secs(raw.timeouts.header_read, 10),
-        body_read: secs(raw.timeouts.body_read, 30),
-        upstream_connect: secs(raw.timeouts.upstream_connect, 5),
-        upstream_response: secs(raw.timeouts.upstream_response, 30),
-        idle: secs(raw.timeouts.idle, 60),
-        shutdown_grace: secs(raw.timeouts.shutdown_grace, 20),
-    };
-
+    let upstream = upstream(&mut c, &raw.upstream);
+    let request_id_header = request_id_header(&mut c, raw.request_id_header.as_ref());
+    let timeouts = timeouts(&raw.timeouts);
     let store = store_config(&mut c, &raw.store);
-
-    let default_actor = raw
-        .defaults
-        .actor
-        .as_ref()
-        .map(|l| c.sources(l, "defaults.actor", None, &redactor))
-        .unwrap_or_default();
-    let default_app = raw
-        .defaults
-        .app
-        .as_ref()
-        .map(|l| c.sources(l, "defaults.app", None, &redactor))
-        .unwrap_or_default();
-
+    let defaults = route_defaults(&mut c, &raw, &redactor, global_reasons);
     let (tls, upstream_tls) = tls::tls(&mut c, &raw);
     let identity = keys::identity(&mut c, &raw);
     let requirements = require::requirements(&mut c, &raw, &identity);
-    let mut routes: Vec<Route> = Vec::new();
-    let mut ids: Vec<(&str, u64)> = Vec::new();
-    for (i, r) in raw.routes.iter().enumerate() {
-        let at = |field: &str| format!("routes[{i}].{field}");
-        if let Some((_, line)) = ids.iter().find(|(id, _)| *id == r.id.value.0) {
-            let msg = format!(
-                "duplicate route id \"{}\" (first defined at line {line})",
-                r.id.value
-            );
-            c.err(&r.id, at("id"), msg);
-            continue;
-        }
-        ids.push((&r.id.value.0, r.id.referenced.line()));
-        if r.id.value.is_empty() {
-            c.err(&r.id, at("id"), "route id must not be empty");
-        }
-        let template = match PathTemplate::parse(&r.matcher.path.value) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let msg = format!("invalid path template \"{}\": {e}", r.matcher.path.value);
-                c.err(&r.matcher.path, at("match.path"), msg);
-                None
-            }
-        };
-        let mut methods = Vec::new();
-        if let Some(m) = &r.matcher.method {
-            for (j, name) in m.value.0.iter().enumerate() {
-                let upper = name.to_ascii_uppercase();
-                match Method::from_bytes(upper.as_bytes()) {
-                    Ok(method) if !methods.contains(&method) => methods.push(method),
-                    Ok(_) => {}
-                    Err(_) => c.err(
-                        m,
-                        format!("routes[{i}].match.method[{j}]"),
-                        format!("invalid method \"{name}\""),
-                    ),
-                }
-            }
-        }
-        let host = r.matcher.host.as_ref().map(|h| host_only(&h.value));
-        if !valid_event_type(&r.event.value) {
-            let msg = format!(
-                "invalid event type \"{}\": expected dotted lowercase words like auth.login",
-                r.event.value
-            );
-            c.err(&r.event, at("event"), msg);
-        }
-        let outcome = OutcomeRules {
-            success: c.statuses(
-                &r.outcome.success,
-                &at("outcome.success"),
-                OutcomeRules::default().success,
-            ),
-            failure: c.statuses(
-                &r.outcome.failure,
-                &at("outcome.failure"),
-                OutcomeRules::default().failure,
-            ),
-            error: c.statuses(
-                &r.outcome.error,
-                &at("outcome.error"),
-                OutcomeRules::default().error,
-            ),
-            success_if: r.outcome.success_if.as_ref().and_then(|s| {
-                c.pointer(&s.pointer, &at("outcome.success_if.pointer"))
-                    .map(|pointer| BodyCondition {
-                        pointer,
-                        equals: s.equals.clone(),
-                    })
-            }),
-            reason: r
-                .outcome
-                .reason
-                .as_ref()
-                .and_then(|p| c.pointer(p, &at("outcome.reason"))),
-            on_invalid_token: r.outcome.on_invalid_token.as_ref().and_then(|o| {
-                match o.value.0.parse::<crate::event::Outcome>() {
-                    Ok(crate::event::Outcome::Success) | Err(_) => {
-                        let msg = format!(
-                            "invalid on_invalid_token \"{}\": expected failure, error or unknown",
-                            o.value
-                        );
-                        c.err(o, at("outcome.on_invalid_token"), msg);
-                        None
-                    }
-                    Ok(outcome) => Some(outcome),
-                }
-            }),
-        };
-        let t = template.as_ref();
-        let actor = match &r.actor {
-            Some(l) => c.sources(l, &at("actor"), t, &redactor),
-            None => default_actor.clone(),
-        };
-        let app = match &r.app {
-            Some(l) => c.sources(l, &at("app"), t, &redactor),
-            None => default_app.clone(),
-        };
-        let target = r.target.as_ref().map(|tg| {
-            let kind = tg.kind.value.to_ascii_lowercase();
-            if kind.is_empty()
-                || !kind
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-            {
-                let msg = format!(
-                    "invalid target kind \"{}\": use a lowercase word like user",
-                    tg.kind.value
-                );
-                c.err(&tg.kind, at("target.kind"), msg);
-            }
-            TargetRule {
-                kind,
-                from: c.sources(&tg.from, &at("target.from"), t, &redactor),
-                display: tg
-                    .display
-                    .as_ref()
-                    .map(|d| c.sources(d, &at("target.display"), t, &redactor))
-                    .unwrap_or_default(),
-            }
-        });
-        let mut capture = Vec::new();
-        for (name, sources) in &r.capture.0 {
-            let path = at(&format!("capture.{name}"));
-            if let Some(rule) = redactor.secret_rule(name) {
-                let msg = format!(
-                    "\"{name}\" is a secret field (matches \"{rule}\") and is never recorded"
-                );
-                c.err(sources, path, msg);
-                continue;
-            }
-            capture.push((name.clone(), c.sources(sources, &path, t, &redactor)));
-        }
-        let delivery = match &r.delivery {
-            None => Delivery::Async,
-            Some(d) if d.value.0 == "async" => Delivery::Async,
-            Some(d) if d.value.0 == "sync" => Delivery::Sync,
-            Some(d) => {
-                let msg = format!(
-                    "unsupported delivery \"{}\": expected async or sync",
-                    d.value
-                );
-                c.err(d, at("delivery"), msg);
-                Delivery::Async
-            }
-        };
-        let actor_kind = match r.actor_kind.as_ref().map(|k| (k, k.value.0.as_str())) {
-            None | Some((_, "user")) => crate::event::ActorKind::User,
-            Some((_, "admin")) => crate::event::ActorKind::Admin,
-            Some((_, "service")) => crate::event::ActorKind::Service,
-            Some((k, other)) => {
-                let msg =
-                    format!("invalid actor_kind \"{other}\": expected user, admin or service");
-                c.err(k, at("actor_kind"), msg);
-                crate::event::ActorKind::User
-            }
-        };
-        let tokens = keys::token_rule(&mut c, r, &at("tokens"), &identity);
-        let require = r.require.as_ref().and_then(|spec| {
-            require::route_requirement(
-                &mut c,
-                spec,
-                &at("require"),
-                &r.id.value,
-                template.as_ref(),
-                &requirements,
-                &identity,
-            )
-        });
-        let path_case = match r
-            .matcher
-            .path_case
-            .as_ref()
-            .map(|c| (c, c.value.0.as_str()))
-        {
-            None => PathCase::Unknown,
-            Some((_, "insensitive")) => PathCase::Insensitive,
-            Some((_, "sensitive")) => PathCase::Sensitive,
-            Some((pc, other)) => {
-                let msg =
-                    format!("invalid path_case \"{other}\": expected insensitive or sensitive");
-                c.err(pc, at("match.path_case"), msg);
-                PathCase::Unknown
-            }
-        };
-        let path_policy = r
-            .matcher
-            .path_policy
-            .as_ref()
-            .and_then(|p| c.path_policy(p, &at("match.path_policy")));
-        let mut reasons = attribution::reason_rules(&mut c, &r.reasons, &at("reasons"));
-        reasons.extend(global_reasons.iter().cloned());
-        let Some(path) = template else { continue };
-        let route = Route {
-            id: r.id.value.0.clone(),
-            line: r.id.referenced.line(),
-            methods,
-            host,
-            path,
-            event: r.event.value.0.clone(),
-            outcome,
-            actor,
-            app,
-            target,
-            capture,
-            delivery,
-            actor_kind,
-            tokens,
-            require,
-            path_case,
-            path_policy,
-            reasons,
-            body: r
-                .matcher
-                .body
-                .0
-                .iter()
-                .filter_map(|(ptr, allowed)| {
-                    if !ptr.starts_with('/') {
-                        let msg = format!("invalid JSON pointer \"{ptr}\": must start with \"/\"");
-                        c.err(allowed, at("match.body"), msg);
-                        return None;
-                    }
-                    Some((
-                        ptr.clone(),
-                        allowed.value.0.iter().map(|t| t.0.clone()).collect(),
-                    ))
-                })
-                .collect(),
-        };
-        keys::check_claim_sources(&mut c, r, &route, &format!("routes[{i}]"), &identity);
-        if let Some(prev) = routes.iter().find(|p| p.shadows(&route)) {
-            let msg = format!(
-                "route \"{}\" can never match: route \"{}\" (line {}) takes every request it would",
-                route.id, prev.id, prev.line
-            );
-            c.err(&r.matcher.path, at("match"), msg);
-        }
-        routes.push(route);
-    }
-
+    let routes = routes(
+        &mut c,
+        &raw,
+        &RouteContext {
+            defaults: &defaults,
+            redactor: &redactor,
+            identity: &identity,
+            requirements: &requirements,
+        },
+    );
     let ops = ops::ops(&mut c, &raw, &store, &routes);
     let map_policy = raw
         .path_policy
@@ -813,10 +532,411 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
             routes,
             path_policy: map_policy,
         },
-        retention: ops.retention,
-        sinks: ops.sinks,
-        alerts: ops.alerts,
+        ops,
     })
+}
+
+/// `upstream`: scheme and authority only.
+fn upstream(c: &mut Checker<'_>, raw: &Spanned<Text>) -> http::Uri {
+    match raw.value.parse::<http::Uri>() {
+        Ok(u)
+            if matches!(u.scheme_str(), Some("http") | Some("https"))
+                && u.authority().is_some()
+                && matches!(u.path(), "" | "/")
+                && u.query().is_none() =>
+        {
+            u
+        }
+        _ => {
+            let msg = format!(
+                "invalid upstream \"{}\": expected http(s)://HOST:PORT with no path",
+                raw.value
+            );
+            c.err(raw, "upstream", msg);
+            http::Uri::from_static("http://127.0.0.1")
+        }
+    }
+}
+
+/// `request_id_header`, default `x-request-id`.
+fn request_id_header(c: &mut Checker<'_>, raw: Option<&Spanned<Text>>) -> HeaderName {
+    match raw {
+        None => HeaderName::from_static("x-request-id"),
+        Some(h) => HeaderName::from_bytes(h.value.as_bytes()).unwrap_or_else(|_| {
+            let msg = format!("invalid header name \"{}\"", h.value);
+            c.err(h, "request_id_header", msg);
+            HeaderName::from_static("x-request-id")
+        }),
+    }
+}
+
+/// `timeouts:` with their defaults.
+fn timeouts(raw: &super::model::Timeouts) -> Timeouts {
+    let secs =
+        |d: Option<super::types::Duration>, dflt: u64| d.map_or(Duration::from_secs(dflt), |d| d.0);
+    Timeouts {
+        header_read: secs(raw.header_read, 10),
+        body_read: secs(raw.body_read, 30),
+        upstream_connect: secs(raw.upstream_connect, 5),
+        upstream_response: secs(raw.upstream_response, 30),
+        idle: secs(raw.idle, 60),
+        shutdown_grace: secs(raw.shutdown_grace, 20),
+    }
+}
+
+/// What a route without its own `actor`, `app` or `reasons` takes: `defaults:` and the file's
+/// `reasons`.
+struct RouteDefaults {
+    actor: Vec<Source>,
+    app: Vec<Source>,
+    reasons: Vec<ReasonRule>,
+}
+
+fn route_defaults(
+    c: &mut Checker<'_>,
+    raw: &File,
+    redactor: &Redactor,
+    reasons: Vec<ReasonRule>,
+) -> RouteDefaults {
+    let mut default = |list: &Option<Spanned<OneOrMany<Source>>>, path: &str| {
+        list.as_ref()
+            .map(|l| c.sources(l, path, None, redactor))
+            .unwrap_or_default()
+    };
+    RouteDefaults {
+        actor: default(&raw.defaults.actor, "defaults.actor"),
+        app: default(&raw.defaults.app, "defaults.app"),
+        reasons,
+    }
+}
+
+/// What checking a route needs from the rest of the file.
+struct RouteContext<'a> {
+    defaults: &'a RouteDefaults,
+    redactor: &'a Redactor,
+    identity: &'a crate::identity::Identity,
+    requirements: &'a require::Requirements,
+}
+
+/// `routes:` in file order: unique ids, each route checked, none shadowed by an earlier one.
+fn routes(c: &mut Checker<'_>, raw: &File, cx: &RouteContext<'_>) -> Vec<Route> {
+    let mut routes: Vec<Route> = Vec::new();
+    let mut ids: Vec<(&str, u64)> = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        if let Some((_, line)) = ids.iter().find(|(id, _)| *id == r.id.value.0) {
+            let msg = format!(
+                "duplicate route id \"{}\" (first defined at line {line})",
+                r.id.value
+            );
+            c.err(&r.id, format!("routes[{i}].id"), msg);
+            continue;
+        }
+        ids.push((&r.id.value.0, r.id.referenced.line()));
+        let Some(route) = route(c, i, r, cx) else {
+            continue;
+        };
+        keys::check_claim_sources(c, r, &route, &format!("routes[{i}]"), cx.identity);
+        if let Some(prev) = routes.iter().find(|p| p.shadows(&route)) {
+            let msg = format!(
+                "route \"{}\" can never match: route \"{}\" (line {}) takes every request it would",
+                route.id, prev.id, prev.line
+            );
+            c.err(&r.matcher.path, format!("routes[{i}].match"), msg);
+        }
+        routes.push(route);
+    }
+    routes
+}
+
+/// One route, `routes[i]`; `None` when its path template is invalid (reported).
+fn route(
+    c: &mut Checker<'_>,
+    i: usize,
+    r: &super::model::Route,
+    cx: &RouteContext<'_>,
+) -> Option<Route> {
+    let at = |field: &str| format!("routes[{i}].{field}");
+    if r.id.value.is_empty() {
+        c.err(&r.id, at("id"), "route id must not be empty");
+    }
+    let template = match PathTemplate::parse(&r.matcher.path.value) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let msg = format!("invalid path template \"{}\": {e}", r.matcher.path.value);
+            c.err(&r.matcher.path, at("match.path"), msg);
+            None
+        }
+    };
+    let methods = methods(c, i, &r.matcher);
+    let host = r.matcher.host.as_ref().map(|h| host_only(&h.value));
+    if !valid_event_type(&r.event.value) {
+        let msg = format!(
+            "invalid event type \"{}\": expected dotted lowercase words like auth.login",
+            r.event.value
+        );
+        c.err(&r.event, at("event"), msg);
+    }
+    let outcome = outcome_rules(c, &r.outcome, &at);
+    let t = template.as_ref();
+    let actor = match &r.actor {
+        Some(l) => c.sources(l, &at("actor"), t, cx.redactor),
+        None => cx.defaults.actor.clone(),
+    };
+    let app = match &r.app {
+        Some(l) => c.sources(l, &at("app"), t, cx.redactor),
+        None => cx.defaults.app.clone(),
+    };
+    let target = r
+        .target
+        .as_ref()
+        .map(|tg| target_rule(c, tg, &at, t, cx.redactor));
+    let capture = captures(c, r, &at, t, cx.redactor);
+    let delivery = delivery(c, r.delivery.as_ref(), &at);
+    let actor_kind = actor_kind(c, r.actor_kind.as_ref(), &at);
+    let tokens = keys::token_rule(c, r, &at("tokens"), cx.identity);
+    let require = r.require.as_ref().and_then(|spec| {
+        require::route_requirement(
+            c,
+            spec,
+            &at("require"),
+            &r.id.value,
+            template.as_ref(),
+            cx.requirements,
+            cx.identity,
+        )
+    });
+    let path_case = path_case(c, r.matcher.path_case.as_ref(), &at);
+    let path_policy = r
+        .matcher
+        .path_policy
+        .as_ref()
+        .and_then(|p| c.path_policy(p, &at("match.path_policy")));
+    let mut reasons = attribution::reason_rules(c, &r.reasons, &at("reasons"));
+    reasons.extend(cx.defaults.reasons.iter().cloned());
+    let path = template?;
+    Some(Route {
+        id: r.id.value.0.clone(),
+        line: r.id.referenced.line(),
+        methods,
+        host,
+        path,
+        event: r.event.value.0.clone(),
+        outcome,
+        actor,
+        app,
+        target,
+        capture,
+        delivery,
+        actor_kind,
+        tokens,
+        require,
+        path_case,
+        path_policy,
+        reasons,
+        body: body_matchers(c, &r.matcher, &at),
+    })
+}
+
+/// `match.method`: upper-cased, without repeats.
+fn methods(c: &mut Checker<'_>, i: usize, m: &super::model::Match) -> Vec<Method> {
+    let mut methods = Vec::new();
+    if let Some(m) = &m.method {
+        for (j, name) in m.value.0.iter().enumerate() {
+            let upper = name.to_ascii_uppercase();
+            match Method::from_bytes(upper.as_bytes()) {
+                Ok(method) if !methods.contains(&method) => methods.push(method),
+                Ok(_) => {}
+                Err(_) => c.err(
+                    m,
+                    format!("routes[{i}].match.method[{j}]"),
+                    format!("invalid method \"{name}\""),
+                ),
+            }
+        }
+    }
+    methods
+}
+
+/// `outcome:` status classes, body condition, reason pointer and `on_invalid_token`.
+fn outcome_rules(
+    c: &mut Checker<'_>,
+    o: &super::model::Outcome,
+    at: &impl Fn(&str) -> String,
+) -> OutcomeRules {
+    OutcomeRules {
+        success: c.statuses(
+            &o.success,
+            &at("outcome.success"),
+            OutcomeRules::default().success,
+        ),
+        failure: c.statuses(
+            &o.failure,
+            &at("outcome.failure"),
+            OutcomeRules::default().failure,
+        ),
+        error: c.statuses(
+            &o.error,
+            &at("outcome.error"),
+            OutcomeRules::default().error,
+        ),
+        success_if: o.success_if.as_ref().and_then(|s| {
+            c.pointer(&s.pointer, &at("outcome.success_if.pointer"))
+                .map(|pointer| BodyCondition {
+                    pointer,
+                    equals: s.equals.clone(),
+                })
+        }),
+        reason: o
+            .reason
+            .as_ref()
+            .and_then(|p| c.pointer(p, &at("outcome.reason"))),
+        on_invalid_token: o.on_invalid_token.as_ref().and_then(|o| {
+            match o.value.0.parse::<crate::event::Outcome>() {
+                Ok(crate::event::Outcome::Success) | Err(_) => {
+                    let msg = format!(
+                        "invalid on_invalid_token \"{}\": expected failure, error or unknown",
+                        o.value
+                    );
+                    c.err(o, at("outcome.on_invalid_token"), msg);
+                    None
+                }
+                Ok(outcome) => Some(outcome),
+            }
+        }),
+    }
+}
+
+/// `target:`: a lowercase kind and its sources.
+fn target_rule(
+    c: &mut Checker<'_>,
+    tg: &super::model::Target,
+    at: &impl Fn(&str) -> String,
+    t: Option<&PathTemplate>,
+    redactor: &Redactor,
+) -> TargetRule {
+    let kind = tg.kind.value.to_ascii_lowercase();
+    if kind.is_empty()
+        || !kind
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    {
+        let msg = format!(
+            "invalid target kind \"{}\": use a lowercase word like user",
+            tg.kind.value
+        );
+        c.err(&tg.kind, at("target.kind"), msg);
+    }
+    TargetRule {
+        kind,
+        from: c.sources(&tg.from, &at("target.from"), t, redactor),
+        display: tg
+            .display
+            .as_ref()
+            .map(|d| c.sources(d, &at("target.display"), t, redactor))
+            .unwrap_or_default(),
+    }
+}
+
+/// `capture:` by name; a secret field's name is an error (it is never recorded).
+fn captures(
+    c: &mut Checker<'_>,
+    r: &super::model::Route,
+    at: &impl Fn(&str) -> String,
+    t: Option<&PathTemplate>,
+    redactor: &Redactor,
+) -> Vec<(String, Vec<Source>)> {
+    let mut capture = Vec::new();
+    for (name, sources) in &r.capture.0 {
+        let path = at(&format!("capture.{name}"));
+        if let Some(rule) = redactor.secret_rule(name) {
+            let msg =
+                format!("\"{name}\" is a secret field (matches \"{rule}\") and is never recorded");
+            c.err(sources, path, msg);
+            continue;
+        }
+        capture.push((name.clone(), c.sources(sources, &path, t, redactor)));
+    }
+    capture
+}
+
+/// `delivery:` async (default) or sync.
+fn delivery(
+    c: &mut Checker<'_>,
+    d: Option<&Spanned<Text>>,
+    at: &impl Fn(&str) -> String,
+) -> Delivery {
+    match d {
+        None => Delivery::Async,
+        Some(d) if d.value.0 == "async" => Delivery::Async,
+        Some(d) if d.value.0 == "sync" => Delivery::Sync,
+        Some(d) => {
+            let msg = format!(
+                "unsupported delivery \"{}\": expected async or sync",
+                d.value
+            );
+            c.err(d, at("delivery"), msg);
+            Delivery::Async
+        }
+    }
+}
+
+/// `actor_kind:` user (default), admin or service.
+fn actor_kind(
+    c: &mut Checker<'_>,
+    k: Option<&Spanned<Text>>,
+    at: &impl Fn(&str) -> String,
+) -> crate::event::ActorKind {
+    match k.map(|k| (k, k.value.0.as_str())) {
+        None | Some((_, "user")) => crate::event::ActorKind::User,
+        Some((_, "admin")) => crate::event::ActorKind::Admin,
+        Some((_, "service")) => crate::event::ActorKind::Service,
+        Some((k, other)) => {
+            let msg = format!("invalid actor_kind \"{other}\": expected user, admin or service");
+            c.err(k, at("actor_kind"), msg);
+            crate::event::ActorKind::User
+        }
+    }
+}
+
+/// `match.path_case:` insensitive, sensitive, or unknown when not given.
+fn path_case(
+    c: &mut Checker<'_>,
+    pc: Option<&Spanned<Text>>,
+    at: &impl Fn(&str) -> String,
+) -> PathCase {
+    match pc.map(|c| (c, c.value.0.as_str())) {
+        None => PathCase::Unknown,
+        Some((_, "insensitive")) => PathCase::Insensitive,
+        Some((_, "sensitive")) => PathCase::Sensitive,
+        Some((pc, other)) => {
+            let msg = format!("invalid path_case \"{other}\": expected insensitive or sensitive");
+            c.err(pc, at("match.path_case"), msg);
+            PathCase::Unknown
+        }
+    }
+}
+
+/// `match.body:` JSON pointers and the values each may hold.
+fn body_matchers(
+    c: &mut Checker<'_>,
+    m: &super::model::Match,
+    at: &impl Fn(&str) -> String,
+) -> Vec<(String, Vec<String>)> {
+    m.body
+        .0
+        .iter()
+        .filter_map(|(ptr, allowed)| {
+            if !ptr.starts_with('/') {
+                let msg = format!("invalid JSON pointer \"{ptr}\": must start with \"/\"");
+                c.err(allowed, at("match.body"), msg);
+                return None;
+            }
+            Some((
+                ptr.clone(),
+                allowed.value.0.iter().map(|t| t.0.clone()).collect(),
+            ))
+        })
+        .collect()
 }
 
 /// What `check` warns about: ways a route could be reached by a request the map does not take

@@ -16,14 +16,29 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use super::keys::family;
-
 /// Largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// Longest a fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// The family of an algorithm: keys of one family never verify another's.
+pub fn family(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => "hmac",
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => "rsa",
+        Algorithm::ES256 | Algorithm::ES384 => "ec",
+        Algorithm::EdDSA => "okp",
+        // An algorithm this code does not know verifies nothing.
+        _ => "unknown",
+    }
+}
 
 /// Where the JWKS document lives.
 pub enum JwksSource {
@@ -104,31 +119,19 @@ impl JwksCache {
         }
     }
 
-    /// An HTTPS (or loopback HTTP) client trusting `ca_file`, else the system roots.
+    /// An HTTPS (or loopback HTTP) client trusting `ca_file`, else the system roots
+    /// ([`crate::tls::trust_roots`]: no system roots is a warning, not an error).
     pub fn client(ca_file: Option<&std::path::Path>) -> Result<HttpsClient, String> {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match ca_file {
-            Some(path) => {
-                use rustls_pki_types::pem::PemObject;
-                let mut roots = rustls::RootCertStore::empty();
-                let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("ca file {}: {e}", path.display()))?;
-                for cert in certs {
-                    let cert = cert.map_err(|e| format!("ca file {}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("ca file {}: {e}", path.display()))?;
-                }
-                let tls = rustls::ClientConfig::builder()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                builder.with_tls_config(tls)
-            }
-            None => builder
-                .with_native_roots()
-                .map_err(|e| format!("system trust roots: {e}"))?,
-        };
-        let https = builder.https_or_http().enable_http1().build();
+        let roots = crate::tls::trust_roots(ca_file, "jwks")?;
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let https = builder
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         Ok(Client::builder(TokioExecutor::new()).build(https))
     }
 

@@ -122,23 +122,6 @@ pub struct ClaimRules {
     pub app_claim: Option<String>,
 }
 
-/// The family of an algorithm: keys of one family never verify another's.
-pub fn family(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => "hmac",
-        Algorithm::RS256
-        | Algorithm::RS384
-        | Algorithm::RS512
-        | Algorithm::PS256
-        | Algorithm::PS384
-        | Algorithm::PS512 => "rsa",
-        Algorithm::ES256 | Algorithm::ES384 => "ec",
-        Algorithm::EdDSA => "okp",
-        // An algorithm this code does not know verifies nothing.
-        _ => "unknown",
-    }
-}
-
 impl KeySet {
     pub fn new(
         name: String,

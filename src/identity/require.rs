@@ -5,8 +5,8 @@
 use http::HeaderMap;
 use serde_json::Value;
 
+use super::TokenLocation;
 use super::{CheckedToken, Invalid};
-use crate::classify::TokenLocation;
 
 /// Observe records what would be denied; enforce denies it at the edge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

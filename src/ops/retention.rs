@@ -48,11 +48,9 @@ impl Keep {
         if s.trim() == "forever" {
             return Ok(Keep::Forever);
         }
-        crate::config::types::Duration::parse(s)
-            .map(|d| Keep::For(d.0))
-            .map_err(|_| {
-                format!("invalid keep \"{s}\": expected a duration such as 90d, or forever")
-            })
+        crate::units::parse_duration(s).map(Keep::For).map_err(|_| {
+            format!("invalid keep \"{s}\": expected a duration such as 90d, or forever")
+        })
     }
 
     /// Events older than this (Unix ms) are due at `now_ms`; `None` for forever.

@@ -125,7 +125,7 @@ pub fn start(cfg: &SinkConfig, stop: watch::Receiver<bool>) -> Result<(Tap, Sink
 pub fn encode(event: &AuditEvent, format: Format) -> serde_json::Value {
     match format {
         Format::Json => serde_json::to_value(event).unwrap_or(serde_json::Value::Null),
-        Format::Ocsf => crate::admin::export::to_ocsf(event),
+        Format::Ocsf => crate::event::ocsf::to_ocsf(event),
     }
 }
 

@@ -104,36 +104,12 @@ enum Attempt {
 }
 
 impl Webhook {
-    /// A client for `cfg`: HTTPS with the system roots (or `ca_file`), plain HTTP where the
+    /// A client for `cfg`: HTTPS with `ca_file` (else the system roots, see
+    /// [`crate::tls::trust_roots`]), plain HTTP where the
     /// config allowed it (loopback hosts).
     pub fn new(cfg: WebhookConfig) -> Result<Webhook, String> {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let roots = match &cfg.ca_file {
-            Some(path) => {
-                use rustls_pki_types::pem::PemObject;
-                let mut roots = rustls::RootCertStore::empty();
-                let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("ca file {}: {e}", path.display()))?;
-                for cert in certs {
-                    let cert = cert.map_err(|e| format!("ca file {}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("ca file {}: {e}", path.display()))?;
-                }
-                roots
-            }
-            None => {
-                let mut roots = rustls::RootCertStore::empty();
-                let found = rustls_native_certs::load_native_certs();
-                for cert in found.certs {
-                    let _ = roots.add(cert);
-                }
-                if roots.is_empty() && cfg.url.scheme_str() == Some("https") {
-                    tracing::warn!(url = %cfg.url, "no system trust roots found: https webhooks will fail; set ca_file");
-                }
-                roots
-            }
-        };
+        let roots = crate::tls::trust_roots(cfg.ca_file.as_deref(), "webhook")?;
         let tls = rustls::ClientConfig::builder()
             .with_root_certificates(roots)
             .with_no_client_auth();

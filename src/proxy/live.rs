@@ -85,17 +85,17 @@ impl Live {
         new.tls = old.tls.clone();
         new.max_connections = old.max_connections;
         // Retention, sinks and alerts run as tasks started with the sidecar.
-        if new.retention != old.retention {
+        if new.ops.retention != old.ops.retention {
             needs_restart.push("retention");
-            new.retention = old.retention.clone();
+            new.ops.retention = old.ops.retention.clone();
         }
-        if new.sinks != old.sinks {
+        if new.ops.sinks != old.ops.sinks {
             needs_restart.push("sinks");
-            new.sinks = old.sinks.clone();
+            new.ops.sinks = old.ops.sinks.clone();
         }
-        if new.alerts != old.alerts {
+        if new.ops.alerts != old.ops.alerts {
             needs_restart.push("alerts");
-            new.alerts = old.alerts.clone();
+            new.ops.alerts = old.ops.alerts.clone();
         }
         let new = Arc::new(new);
         let jwks = keys_ready(&new).await;

@@ -78,7 +78,7 @@ pub async fn serve(
     let tls = cfg
         .tls
         .as_ref()
-        .map(|t| tokio_rustls::TlsAcceptor::from(super::tls::server_config(t.cert.clone())));
+        .map(|t| tokio_rustls::TlsAcceptor::from(crate::tls::server_config(t.cert.clone())));
     let cert_watch = cfg
         .tls
         .as_ref()

@@ -133,9 +133,6 @@ pub fn link_hash(instance: &str, n: i64, prev_hash: &str, canonical_event: &str)
     hex::encode(&h.finalize())
 }
 
-/// Bytes of a hex string: [`crate::hex::decode`], named here for the config's key checks.
-pub use crate::hex::decode as unhex;
-
 /// Whether `id` may name a chain: 1-64 characters of `A-Z a-z 0-9 . _ : -`.
 pub fn valid_instance_id(id: &str) -> bool {
     (1..=64).contains(&id.len())

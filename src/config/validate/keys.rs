@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_saphyr::Spanned;
 
 use super::Checker;
-use crate::config::model::File;
-use crate::identity::jwks::{JwksCache, JwksSource};
-use crate::identity::keys::{family, pem_family, pem_key, ClaimRules, KeySource};
+use crate::config::model::{File, KeySetSpec};
+use crate::config::types::Text;
+use crate::identity::jwks::{family, JwksCache, JwksSource};
+use crate::identity::keys::{pem_family, pem_key, ClaimRules, KeySource};
 use crate::identity::{Fingerprinter, Identity, KeySet, TrustedProxies};
 
 const ASYMMETRIC: &[Algorithm] = &[
@@ -36,153 +38,235 @@ pub(super) fn loopback_host(uri: &http::Uri) -> bool {
 pub(super) fn identity(c: &mut Checker<'_>, raw: &File) -> Identity {
     let mut keysets = HashMap::new();
     for (name, spec) in &raw.keys.0 {
-        let at = |f: &str| format!("keys.{name}.{f}");
-        let s = &spec.value;
-        let given = [
-            s.secret.is_some(),
-            s.public_key_pem.is_some(),
-            s.public_key_file.is_some(),
-            s.jwks_url.is_some(),
-            s.jwks_file.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
-        if given != 1 {
-            let msg = "a key set has exactly one of secret, public_key_pem, public_key_file, jwks_url, jwks_file";
-            c.err(spec, format!("keys.{name}"), msg);
-            continue;
+        if let Some(keyset) = key_set(c, name, spec) {
+            keysets.insert(name.clone(), Arc::new(keyset));
         }
-        let mut algorithms = Vec::new();
-        if let Some(algs) = &s.algorithms {
-            for a in &algs.value {
-                match a.0.parse::<Algorithm>() {
-                    Ok(alg) => algorithms.push(alg),
-                    Err(_) => {
-                        let msg = format!("unknown algorithm \"{a}\" (\"none\" is never allowed)");
-                        c.err(algs, at("algorithms"), msg);
-                    }
+    }
+    let default_keys = default_keys(c, raw, &keysets);
+    let trusted = trusted_proxies(c, raw);
+    let fingerprinter = fingerprinter(c, raw);
+    Identity {
+        keysets,
+        default_keys,
+        fingerprinter,
+        trusted,
+    }
+}
+
+/// `keys.NAME`: one kind of key, its algorithms (each of the key's family) and claim rules;
+/// `None` when the key itself is unusable (reported).
+fn key_set(c: &mut Checker<'_>, name: &String, spec: &Spanned<KeySetSpec>) -> Option<KeySet> {
+    let at = |f: &str| format!("keys.{name}.{f}");
+    let s = &spec.value;
+    let given = [
+        s.secret.is_some(),
+        s.public_key_pem.is_some(),
+        s.public_key_file.is_some(),
+        s.jwks_url.is_some(),
+        s.jwks_file.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if given != 1 {
+        let msg = "a key set has exactly one of secret, public_key_pem, public_key_file, jwks_url, jwks_file";
+        c.err(spec, format!("keys.{name}"), msg);
+        return None;
+    }
+    let mut algorithms = configured_algorithms(c, s, &at);
+    let rules = claim_rules(c, s, &at);
+    // The kind of key decides which algorithms may ever be used with it.
+    let (source, kind, default_algs) = if let Some(secret) = &s.secret {
+        hmac_key(c, spec, secret, &at)
+    } else if s.public_key_pem.is_some() || s.public_key_file.is_some() {
+        public_key(c, spec, &at)?
+    } else {
+        jwks_key(c, name, spec, &at)?
+    };
+    if algorithms.is_empty() {
+        algorithms = default_algs;
+    }
+    check_families(c, spec, &algorithms, kind, &at);
+    Some(KeySet::new(name.clone(), source, algorithms, &rules))
+}
+
+/// A key source, the family its algorithms must be of, and its default algorithms.
+type KeyOf = (KeySource, &'static str, Vec<Algorithm>);
+
+/// `algorithms:` as written (empty: the key's defaults).
+fn configured_algorithms(
+    c: &mut Checker<'_>,
+    s: &KeySetSpec,
+    at: &impl Fn(&str) -> String,
+) -> Vec<Algorithm> {
+    let mut algorithms = Vec::new();
+    if let Some(algs) = &s.algorithms {
+        for a in &algs.value {
+            match a.0.parse::<Algorithm>() {
+                Ok(alg) => algorithms.push(alg),
+                Err(_) => {
+                    let msg = format!("unknown algorithm \"{a}\" (\"none\" is never allowed)");
+                    c.err(algs, at("algorithms"), msg);
                 }
             }
         }
-        let rules = ClaimRules {
-            issuer: s
-                .issuer
-                .as_ref()
-                .map(|i| i.0.iter().map(|t| t.0.clone()).collect()),
-            audience: s
-                .audience
-                .as_ref()
-                .map(|a| a.0.iter().map(|t| t.0.clone()).collect()),
-            leeway: s.leeway.map_or(Duration::from_secs(30), |d| d.0),
-            id_token_audience: s
-                .id_token_audience
-                .as_ref()
-                .map(|a| a.0.iter().map(|t| t.0.clone()).collect()),
-            subject_claim: claim_name(c, &s.subject_claim, &at("subject_claim")),
-            app_claim: claim_name(c, &s.app_claim, &at("app_claim")),
-        };
-        // The kind of key decides which algorithms may ever be used with it.
-        let (source, kind, default_algs): (KeySource, &str, Vec<Algorithm>) = if let Some(secret) =
-            &s.secret
-        {
-            if secret.0.len() < 16 {
-                c.err(
-                    spec,
-                    at("secret"),
-                    "an HMAC secret must be at least 16 bytes",
-                );
-            }
-            (
-                KeySource::Static(DecodingKey::from_secret(secret.0.as_bytes())),
-                "hmac",
-                vec![Algorithm::HS256],
-            )
-        } else if s.public_key_pem.is_some() || s.public_key_file.is_some() {
-            let pem = match (&s.public_key_pem, &s.public_key_file) {
-                (Some(p), _) => Ok(p.0.clone().into_bytes()),
-                (None, Some(f)) => std::fs::read(&f.0)
-                    .map_err(|e| format!("cannot read public_key_file \"{f}\": {e}")),
-                (None, None) => Err(String::new()),
-            };
-            let field = if s.public_key_pem.is_some() {
-                "public_key_pem"
-            } else {
-                "public_key_file"
-            };
-            match pem.and_then(|p| pem_key(&p).map(|(k, algs)| (k, algs, pem_family(&p)))) {
-                Ok((key, algs, fam)) => (KeySource::Static(key), fam.unwrap_or("unknown"), algs),
-                Err(e) => {
-                    c.err(spec, at(field), e);
-                    continue;
-                }
-            }
-        } else {
-            let every = s.refresh.map_or(Duration::from_secs(600), |d| d.0);
-            let min = s.min_refresh.map_or(Duration::from_secs(30), |d| d.0);
-            let source = if let Some(url) = &s.jwks_url {
-                let uri = match url.0.parse::<http::Uri>() {
-                    Ok(u)
-                        if u.scheme_str() == Some("https")
-                            || (u.scheme_str() == Some("http") && loopback_host(&u)) =>
-                    {
-                        u
-                    }
-                    _ => {
-                        let msg = format!("invalid jwks_url \"{url}\": expected https://… (http only for loopback hosts)");
-                        c.err(spec, at("jwks_url"), msg);
-                        continue;
-                    }
-                };
-                let ca = s
-                    .jwks_ca_file
-                    .as_ref()
-                    .map(|f| std::path::PathBuf::from(&f.0));
-                match JwksCache::client(ca.as_deref()) {
-                    Ok(client) => JwksSource::Url {
-                        uri,
-                        client: Box::new(client),
-                    },
-                    Err(e) => {
-                        c.err(spec, at("jwks_ca_file"), e);
-                        continue;
-                    }
-                }
-            } else {
-                let f = s
-                    .jwks_file
-                    .as_ref()
-                    .map(|f| f.0.clone())
-                    .unwrap_or_default();
-                JwksSource::File(f.into())
-            };
-            let cache = Arc::new(JwksCache::new(name.clone(), source, every, min));
-            (KeySource::Jwks(cache), "jwks", ASYMMETRIC.to_vec())
-        };
-        if algorithms.is_empty() {
-            algorithms = default_algs;
-        }
-        for alg in &algorithms {
-            let ok = match kind {
-                "jwks" => family(*alg) != "hmac",
-                k => family(*alg) == k,
-            };
-            if !ok {
-                let msg =
-                    format!("algorithm {alg:?} cannot be used with this key set's {kind} key");
-                match &s.algorithms {
-                    Some(a) => c.err(a, at("algorithms"), msg),
-                    None => c.err(spec, at("algorithms"), msg),
-                }
-            }
-        }
-        keysets.insert(
-            name.clone(),
-            Arc::new(KeySet::new(name.clone(), source, algorithms, &rules)),
+    }
+    algorithms
+}
+
+/// Issuer, audiences, leeway and the claims naming the subject and the app.
+fn claim_rules(c: &mut Checker<'_>, s: &KeySetSpec, at: &impl Fn(&str) -> String) -> ClaimRules {
+    ClaimRules {
+        issuer: s
+            .issuer
+            .as_ref()
+            .map(|i| i.0.iter().map(|t| t.0.clone()).collect()),
+        audience: s
+            .audience
+            .as_ref()
+            .map(|a| a.0.iter().map(|t| t.0.clone()).collect()),
+        leeway: s.leeway.map_or(Duration::from_secs(30), |d| d.0),
+        id_token_audience: s
+            .id_token_audience
+            .as_ref()
+            .map(|a| a.0.iter().map(|t| t.0.clone()).collect()),
+        subject_claim: claim_name(c, &s.subject_claim, &at("subject_claim")),
+        app_claim: claim_name(c, &s.app_claim, &at("app_claim")),
+    }
+}
+
+/// `secret:`: an HMAC key of at least 16 bytes.
+fn hmac_key(
+    c: &mut Checker<'_>,
+    spec: &Spanned<KeySetSpec>,
+    secret: &Text,
+    at: &impl Fn(&str) -> String,
+) -> KeyOf {
+    if secret.0.len() < 16 {
+        c.err(
+            spec,
+            at("secret"),
+            "an HMAC secret must be at least 16 bytes",
         );
     }
+    (
+        KeySource::Static(DecodingKey::from_secret(secret.0.as_bytes())),
+        "hmac",
+        vec![Algorithm::HS256],
+    )
+}
 
-    let default_keys = match &raw.defaults.keys {
+/// `public_key_pem:` or `public_key_file:`: a PEM public key, read now.
+fn public_key(
+    c: &mut Checker<'_>,
+    spec: &Spanned<KeySetSpec>,
+    at: &impl Fn(&str) -> String,
+) -> Option<KeyOf> {
+    let s = &spec.value;
+    let pem = match (&s.public_key_pem, &s.public_key_file) {
+        (Some(p), _) => Ok(p.0.clone().into_bytes()),
+        (None, Some(f)) => {
+            std::fs::read(&f.0).map_err(|e| format!("cannot read public_key_file \"{f}\": {e}"))
+        }
+        (None, None) => Err(String::new()),
+    };
+    let field = if s.public_key_pem.is_some() {
+        "public_key_pem"
+    } else {
+        "public_key_file"
+    };
+    match pem.and_then(|p| pem_key(&p).map(|(k, algs)| (k, algs, pem_family(&p)))) {
+        Ok((key, algs, fam)) => Some((KeySource::Static(key), fam.unwrap_or("unknown"), algs)),
+        Err(e) => {
+            c.err(spec, at(field), e);
+            None
+        }
+    }
+}
+
+/// `jwks_url:` (https, or http for loopback hosts, with its client) or `jwks_file:`, and the
+/// refresh schedule.
+fn jwks_key(
+    c: &mut Checker<'_>,
+    name: &str,
+    spec: &Spanned<KeySetSpec>,
+    at: &impl Fn(&str) -> String,
+) -> Option<KeyOf> {
+    let s = &spec.value;
+    let every = s.refresh.map_or(Duration::from_secs(600), |d| d.0);
+    let min = s.min_refresh.map_or(Duration::from_secs(30), |d| d.0);
+    let source = if let Some(url) = &s.jwks_url {
+        let uri = match url.0.parse::<http::Uri>() {
+            Ok(u)
+                if u.scheme_str() == Some("https")
+                    || (u.scheme_str() == Some("http") && loopback_host(&u)) =>
+            {
+                u
+            }
+            _ => {
+                let msg = format!(
+                    "invalid jwks_url \"{url}\": expected https://… (http only for loopback hosts)"
+                );
+                c.err(spec, at("jwks_url"), msg);
+                return None;
+            }
+        };
+        let ca = s
+            .jwks_ca_file
+            .as_ref()
+            .map(|f| std::path::PathBuf::from(&f.0));
+        match JwksCache::client(ca.as_deref()) {
+            Ok(client) => JwksSource::Url {
+                uri,
+                client: Box::new(client),
+            },
+            Err(e) => {
+                c.err(spec, at("jwks_ca_file"), e);
+                return None;
+            }
+        }
+    } else {
+        let f = s
+            .jwks_file
+            .as_ref()
+            .map(|f| f.0.clone())
+            .unwrap_or_default();
+        JwksSource::File(f.into())
+    };
+    let cache = Arc::new(JwksCache::new(name.to_string(), source, every, min));
+    Some((KeySource::Jwks(cache), "jwks", ASYMMETRIC.to_vec()))
+}
+
+/// Every algorithm must be of the key's family (a JWKS takes any asymmetric one).
+fn check_families(
+    c: &mut Checker<'_>,
+    spec: &Spanned<KeySetSpec>,
+    algorithms: &[Algorithm],
+    kind: &str,
+    at: &impl Fn(&str) -> String,
+) {
+    for alg in algorithms {
+        let ok = match kind {
+            "jwks" => family(*alg) != "hmac",
+            k => family(*alg) == k,
+        };
+        if !ok {
+            let msg = format!("algorithm {alg:?} cannot be used with this key set's {kind} key");
+            match &spec.value.algorithms {
+                Some(a) => c.err(a, at("algorithms"), msg),
+                None => c.err(spec, at("algorithms"), msg),
+            }
+        }
+    }
+}
+
+/// `defaults.keys`, or the only key set.
+fn default_keys(
+    c: &mut Checker<'_>,
+    raw: &File,
+    keysets: &HashMap<String, Arc<KeySet>>,
+) -> Option<String> {
+    match &raw.defaults.keys {
         Some(k) if !keysets.contains_key(&k.value.0) => {
             let msg = format!("unknown key set \"{}\"", k.value);
             c.err(k, "defaults.keys", msg);
@@ -191,8 +275,11 @@ pub(super) fn identity(c: &mut Checker<'_>, raw: &File) -> Identity {
         Some(k) => Some(k.value.0.clone()),
         None if keysets.len() == 1 => keysets.keys().next().cloned(),
         None => None,
-    };
+    }
+}
 
+/// `trust.proxies`: networks or single addresses.
+fn trusted_proxies(c: &mut Checker<'_>, raw: &File) -> TrustedProxies {
     let mut proxies = Vec::new();
     for (i, p) in raw.trust.proxies.iter().enumerate() {
         let text = p.value.trim();
@@ -207,7 +294,12 @@ pub(super) fn identity(c: &mut Checker<'_>, raw: &File) -> Identity {
             }
         }
     }
-    let fingerprinter = raw.trust.fingerprint_key.as_ref().and_then(|k| {
+    TrustedProxies(proxies)
+}
+
+/// `trust.fingerprint_key`: at least 16 bytes.
+fn fingerprinter(c: &mut Checker<'_>, raw: &File) -> Option<Fingerprinter> {
+    raw.trust.fingerprint_key.as_ref().and_then(|k| {
         if k.value.0.len() < 16 {
             c.err(
                 k,
@@ -218,13 +310,7 @@ pub(super) fn identity(c: &mut Checker<'_>, raw: &File) -> Identity {
         } else {
             Some(Fingerprinter::new(k.value.0.as_bytes()))
         }
-    });
-    Identity {
-        keysets,
-        default_keys,
-        fingerprinter,
-        trusted: TrustedProxies(proxies),
-    }
+    })
 }
 
 /// A claim name (`user_id`) or JSON pointer (`/ext/app`); never empty.
@@ -250,7 +336,8 @@ pub(super) fn token_rule(
     at: &str,
     identity: &Identity,
 ) -> crate::classify::TokenRule {
-    use crate::classify::{TokenLocation, TokenRule};
+    use crate::classify::TokenRule;
+    use crate::identity::TokenLocation;
     let Some(spec) = &r.tokens else {
         return TokenRule {
             bearer: identity.fingerprinter.is_some(),

@@ -17,19 +17,19 @@ use crate::ops::alerts::{self, GroupBy, Threshold};
 use crate::ops::retention::{self, Keep, Policy};
 use crate::ops::sinks::{Format, SinkConfig, Target};
 use crate::ops::webhook::{Secret, WebhookConfig};
+use crate::ops::OpsConfig;
 use crate::store::TypeFilter;
 
 /// The checked `retention`, `sinks` and `alerts`.
-pub(super) struct Ops {
-    pub retention: Option<Policy>,
-    pub sinks: Vec<SinkConfig>,
-    pub alerts: Vec<alerts::Rule>,
-}
-
-pub(super) fn ops(c: &mut Checker<'_>, raw: &File, store: &StoreConfig, routes: &[Route]) -> Ops {
+pub(super) fn ops(
+    c: &mut Checker<'_>,
+    raw: &File,
+    store: &StoreConfig,
+    routes: &[Route],
+) -> OpsConfig {
     let sinks = sinks(c, raw);
     let alerts = alert_rules(c, raw, &sinks, routes);
-    Ops {
+    OpsConfig {
         retention: retention(c, raw, store),
         sinks,
         alerts,
@@ -106,7 +106,7 @@ fn retention(c: &mut Checker<'_>, raw: &File, store: &StoreConfig) -> Option<Pol
             legal_hold.push(app.value.0.clone());
         }
     }
-    if store.checkpoint.is_none() {
+    if store.pipeline.checkpoint.is_none() {
         c.err(
             spec,
             "retention",

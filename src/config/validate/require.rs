@@ -7,10 +7,11 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 
 use super::Checker;
-use crate::classify::{PathTemplate, TokenLocation};
+use crate::classify::PathTemplate;
 use crate::config::model::{File, RequireRef, RequireSpec};
 use crate::identity::require::{AppFrom, Mode, OnKeysUnavailable, Requirement};
 use crate::identity::Identity;
+use crate::identity::TokenLocation;
 
 /// Defaults and the named blocks, ready for routes to reference.
 pub(super) struct Requirements {

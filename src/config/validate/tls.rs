@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::Checker;
 use crate::config::model::File;
 use crate::config::ListenerTls;
-use crate::proxy::tls::{client_config, ReloadingCert};
+use crate::tls::{client_config, ReloadingCert};
 
 pub(super) fn tls(
     c: &mut Checker<'_>,

@@ -1,6 +1,8 @@
-//! TLS on both sides of the proxy, with rustls: the listener's certificate (reloaded from its
-//! files when they change, so a renewed certificate needs no restart; HTTP/2 by ALPN), and the
-//! upstream client's roots and optional client certificate (mTLS).
+//! TLS helpers shared by the proxy, the config and every outgoing client, with rustls: the
+//! listener's certificate (reloaded from its files when they change, so a renewed certificate
+//! needs no restart; HTTP/2 by ALPN), the upstream client's roots and optional client
+//! certificate (mTLS), and [`trust_roots`], the one CA-file loader the upstream, JWKS and
+//! webhook clients share. A leaf: it imports nothing from the crate.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,31 +159,57 @@ pub fn server_config(cert: Arc<ReloadingCert>) -> Arc<rustls::ServerConfig> {
     Arc::new(cfg)
 }
 
-/// The upstream client's TLS: `ca_file` roots (else the system's), and a client certificate
-/// for mTLS when given.
+/// The roots an outgoing HTTPS client trusts (the upstream, a JWKS endpoint, a webhook).
+///
+/// - With a `ca_file`: exactly the certificates of that PEM file; a file that cannot be read
+///   or parsed is an error (`ca file PATH: …`), so a wrong path is a config error.
+/// - Without one: the system's roots. Finding none is **not** an error (a loopback `http://`
+///   endpoint needs no roots); a warning naming `purpose` is logged, and HTTPS handshakes with
+///   that client will then fail until a `ca_file` is set.
+///
+/// # Errors
+/// An unreadable or malformed `ca_file`.
+pub fn trust_roots(ca_file: Option<&Path>, purpose: &str) -> Result<rustls::RootCertStore, String> {
+    roots_or_system(ca_file, purpose, rustls_native_certs::load_native_certs)
+}
+
+/// [`trust_roots`] with the system's roots injected (for tests).
+fn roots_or_system(
+    ca_file: Option<&Path>,
+    purpose: &str,
+    system: impl FnOnce() -> rustls_native_certs::CertificateResult,
+) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let err = |e: &dyn std::fmt::Display| format!("ca file {}: {e}", path.display());
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| err(&e))? {
+                let cert = cert.map_err(|e| err(&e))?;
+                roots.add(cert).map_err(|e| err(&e))?;
+            }
+        }
+        None => {
+            for cert in system().certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                tracing::warn!(
+                    client = purpose,
+                    "no system trust roots found: HTTPS connections of this client will fail; set its ca_file"
+                );
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// The upstream client's TLS: `ca_file` roots (else the system's, see [`trust_roots`]), and a
+/// client certificate for mTLS when given.
 pub fn client_config(
     ca_file: Option<&Path>,
     client_cert: Option<(&Path, &Path)>,
 ) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("ca file {}: {e}", path.display()))?
-            {
-                let cert = cert.map_err(|e| format!("ca file {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("ca file {}: {e}", path.display()))?;
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            for cert in native.certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
+    let roots = trust_roots(ca_file, "upstream")?;
     let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
     match client_cert {
         Some((cert, key)) => {

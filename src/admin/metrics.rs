@@ -1,0 +1,114 @@
+//! `GET /metrics`: renders the Prometheus recorder ([`crate::metrics`]) after copying in what
+//! the sidecar counts itself (pipeline, spool, taps, sinks, alerts, JWKS, TLS reloads,
+//! retention). Merged into the admin router by the sidecar when a recorder is installed.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use ::metrics::{counter, gauge};
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::ops::OpsStats;
+use crate::pipeline::Pipeline;
+use crate::proxy::live::Live;
+
+/// What `/metrics` reads besides the recorder.
+pub struct Source {
+    pub handle: PrometheusHandle,
+    pub pipeline: Pipeline,
+    pub ops: Arc<OpsStats>,
+    /// Set once the proxy runs (for its key sets' JWKS counters).
+    pub live: OnceLock<Arc<Live>>,
+}
+
+/// `GET /metrics`, to merge into the admin router.
+pub fn router(source: Arc<Source>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(source)
+}
+
+async fn scrape(State(s): State<Arc<Source>>) -> Response {
+    collect(&s);
+    s.handle.run_upkeep();
+    let mut resp = s.handle.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Copy the counters the sidecar keeps itself into the recorder.
+fn collect(s: &Source) {
+    let p = s.pipeline.stats().snapshot();
+    gauge!("authtrail_queue_depth").set(s.pipeline.queue_depth() as f64);
+    gauge!("authtrail_spool_depth").set(p.spool_depth as f64);
+    gauge!("authtrail_spool_bytes").set(p.spool_bytes as f64);
+    counter!("authtrail_events_written_total").absolute(p.written);
+    counter!("authtrail_events_dropped_total").absolute(p.dropped);
+    counter!("authtrail_events_failed_total").absolute(p.failed);
+    counter!("authtrail_events_spooled_total").absolute(p.spooled);
+    counter!("authtrail_events_replayed_total").absolute(p.replayed);
+    counter!("authtrail_sync_failed_total").absolute(p.sync_failed);
+    counter!("authtrail_checkpoints_total").absolute(p.checkpoints);
+
+    for sink in &s.ops.sinks {
+        let name = sink.name.clone();
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        gauge!("authtrail_sink_queue_depth", "sink" => name.clone()).set(sink.tap.depth() as f64);
+        counter!("authtrail_sink_events_sent_total", "sink" => name.clone())
+            .absolute(get(&sink.sent));
+        counter!("authtrail_sink_events_dropped_total", "sink" => name.clone())
+            .absolute(get(&sink.tap.dropped));
+        counter!("authtrail_sink_events_failed_total", "sink" => name).absolute(get(&sink.failed));
+    }
+    if let Some(a) = &s.ops.alerts {
+        gauge!("authtrail_alert_queue_depth").set(a.tap.depth() as f64);
+        counter!("authtrail_alert_events_dropped_total")
+            .absolute(a.tap.dropped.load(Ordering::Relaxed));
+        for (rule, n) in &a.fired {
+            counter!("authtrail_alerts_fired_total", "alert" => rule.clone())
+                .absolute(n.load(Ordering::Relaxed));
+        }
+        for (sink, ok, failed) in &a.notified {
+            counter!("authtrail_alert_notifications_total", "sink" => sink.clone(), "result" => "delivered")
+                .absolute(ok.load(Ordering::Relaxed));
+            counter!("authtrail_alert_notifications_total", "sink" => sink.clone(), "result" => "failed")
+                .absolute(failed.load(Ordering::Relaxed));
+        }
+        counter!("authtrail_alert_notifications_total", "sink" => "_any", "result" => "dropped")
+            .absolute(a.notify_dropped.load(Ordering::Relaxed));
+    }
+    if let Some(r) = &s.ops.retention {
+        counter!("authtrail_purged_events_total").absolute(r.purged.load(Ordering::Relaxed));
+        let runs = r.runs.load(Ordering::Relaxed);
+        let failed = r.failures.load(Ordering::Relaxed);
+        counter!("authtrail_purge_runs_total", "result" => "ok").absolute(runs - failed.min(runs));
+        counter!("authtrail_purge_runs_total", "result" => "failed").absolute(failed);
+    }
+    if let Some(live) = s.live.get() {
+        let cfg = live.config();
+        if let Some(tls) = &cfg.tls {
+            counter!("authtrail_tls_reloads_total", "result" => "ok")
+                .absolute(tls.cert.reloads.load(Ordering::Relaxed));
+            counter!("authtrail_tls_reloads_total", "result" => "failed")
+                .absolute(tls.cert.reload_failures.load(Ordering::Relaxed));
+        }
+        for (name, ks) in &cfg.identity.keysets {
+            if let Some(cache) = ks.jwks() {
+                counter!("authtrail_jwks_refreshes_total", "keys" => name.clone())
+                    .absolute(cache.refreshes.load(Ordering::Relaxed));
+                counter!("authtrail_jwks_failures_total", "keys" => name.clone())
+                    .absolute(cache.failures.load(Ordering::Relaxed));
+            }
+        }
+    }
+}
