@@ -313,7 +313,7 @@ pub fn store_write(took: Duration) {
 }
 
 /// What `/metrics` reads besides the recorder.
-pub struct Source {
+pub struct ScrapeState {
     pub handle: PrometheusHandle,
     pub pipeline: Pipeline,
     pub ops: Arc<OpsStats>,
@@ -322,7 +322,7 @@ pub struct Source {
 }
 
 /// `GET /metrics`, to merge into the admin router.
-pub fn router(source: Arc<Source>) -> Router {
+pub fn router(source: Arc<ScrapeState>) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
         .with_state(source)
@@ -338,7 +338,7 @@ pub fn spawn_upkeep(handle: PrometheusHandle, every: Duration) -> tokio::task::J
     })
 }
 
-async fn scrape(State(s): State<Arc<Source>>) -> Response {
+async fn scrape(State(s): State<Arc<ScrapeState>>) -> Response {
     collect(&s);
     s.handle.run_upkeep();
     let mut resp = s.handle.render().into_response();
@@ -352,7 +352,7 @@ async fn scrape(State(s): State<Arc<Source>>) -> Response {
 }
 
 /// Copy the counters the sidecar keeps itself into the recorder.
-fn collect(s: &Source) {
+fn collect(s: &ScrapeState) {
     let p = s.pipeline.stats().snapshot();
     gauge!("authtrail_queue_depth").set(s.pipeline.queue_depth() as f64);
     gauge!("authtrail_spool_depth").set(p.spool_depth as f64);

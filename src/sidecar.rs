@@ -85,7 +85,7 @@ pub async fn run_with_store(
         crate::ops::Ops::start(&cfg, store.clone(), pipeline).map_err(Error::Sinks)?;
     // Before the proxy starts: its per-route instruments register with this recorder.
     let metrics = crate::metrics::install().map(|handle| {
-        Arc::new(crate::metrics::Source {
+        Arc::new(crate::metrics::ScrapeState {
             handle,
             pipeline: pipeline.clone(),
             ops: ops.stats.clone(),
