@@ -31,7 +31,6 @@ mod audit;
 pub mod auth;
 pub mod export;
 pub mod filter;
-pub mod generate;
 pub mod metrics;
 mod openapi;
 pub mod probes;

@@ -453,7 +453,8 @@ impl Route {
 /// The compiled route map, in file order: the first matching route wins.
 #[derive(Clone, Debug, Default)]
 pub struct RouteMap {
-    pub routes: Vec<Route>,
+    /// Shared, so an exchange holds its route for as long as it lasts.
+    pub routes: Vec<std::sync::Arc<Route>>,
     /// `path_policy:` of the file: what ambiguous requests get unless their route says.
     pub path_policy: PathPolicy,
 }
@@ -666,7 +667,7 @@ pub fn explain<'m>(
 ) -> Vec<(&'m Route, Verdict)> {
     let segments = normalize(head.path);
     let mut out = Vec::new();
-    for route in &map.routes {
+    for route in map.routes.iter().map(std::sync::Arc::as_ref) {
         let v = match check(route, head, &segments) {
             Verdict::Matched(params) => match check_body(route, body) {
                 Ok(()) => Verdict::Matched(params),

@@ -391,10 +391,7 @@ impl Pipeline {
         &self,
         event: AuditEvent,
     ) -> impl Future<Output = Result<(), SyncError>> + Send + 'static {
-        crate::metrics::count_event(&event);
-        if !self.taps.is_empty() {
-            self.taps.offer(&event);
-        }
+        self.offer(&event);
         let tx = self.sync_tx.clone();
         let stats = Arc::clone(&self.stats);
         async move {

@@ -22,10 +22,14 @@ use uuid::Uuid;
 use crate::classify::extract::{
     self, EventBase, Failure, ParsedBody, RequestFacts, ResponseFacts, SeenToken,
 };
-use crate::classify::{self, Delivery, Match, PathPolicy, RequestHead, Routing, TokenLocation};
+use crate::classify::inspect::Uninspectable;
+use crate::classify::{
+    self, Delivery, Match, PathPolicy, RequestHead, Route, RouteMap, Routing, TokenLocation,
+};
 use crate::config::Config;
 use crate::event::{self, AuditEvent, ClientInfo, Outcome, Stage};
 use crate::identity::require::{self, Decision, Mode, Requirement};
+use crate::metrics::RouteMetrics;
 use crate::pipeline::Pipeline;
 
 pub mod body;
@@ -100,308 +104,221 @@ impl Proxy {
         &self.coverage
     }
 
-    /// Serve one request from `peer`, in phases: **route** (one reading of the target, the
-    /// upstream's: [`classify::route_request`]) → **admit** (read the body's head, decide body
-    /// conditions, refuse what cannot be checked) → **authorize** (the route's requirement,
-    /// the sync attempt) → **forward** → **respond** (the event is built when the response
-    /// body ends).
+    /// Serve one request from `peer`, in phases on one `Exchange`: **route** (one reading of
+    /// the target, the upstream's) → **admit** (read the body's head, decide body conditions,
+    /// open the exchange, refuse what cannot be checked) → **authorize** (the route's
+    /// requirement, the sync attempt) → **forward** → **respond** (the event is built when the
+    /// response body ends). An unmapped request leaves after route or admit and is only
+    /// forwarded.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
-        let start = Instant::now();
-        let time = event::now_millis();
-        let (mut parts, body) = req.into_parts();
-        let request_id = ensure_request_id(&mut parts.headers, &self.cfg.request_id_header);
-        let ctx = Arrival {
-            start,
-            time,
-            request_id,
-            peer,
-        };
+        match self.phases(req, peer).await {
+            Ok(resp) | Err(resp) => resp,
+        }
+    }
 
-        // Route: a request an upstream may read as a mapped route never passes as unmapped.
+    async fn phases(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Step<Response<ProxyBody>> {
+        let (mut parts, body) = req.into_parts();
+        let arrival = Arrival::new(&mut parts, peer, &self.cfg.request_id_header);
+        let Some(routed) = self.route(&mut parts, &arrival).await? else {
+            let body = ProxyBody::Stream(body);
+            return Ok(self.forward_unmapped(parts, body, &arrival).await);
+        };
+        let (exchange, body) = match self.admit(&parts, body, routed, arrival).await? {
+            Admission::Mapped(exchange, body) => (exchange, body),
+            Admission::Unmapped(body, arrival) => {
+                return Ok(self.forward_unmapped(parts, body, &arrival).await);
+            }
+        };
+        let exchange = exchange.authorize().await?;
+        let Some(upstream_req) = self.upstream_request(parts, body, peer) else {
+            return Err(self.invalid_target(&exchange.request_id));
+        };
+        let metrics = self.metrics.route(exchange.index);
+        let route = Some(exchange.route.id.as_str());
+        let since = Some(exchange.start);
+        let upstream = self
+            .forward(upstream_req, metrics, since, route, &exchange.request_id)
+            .await;
+        Ok(exchange.respond(upstream))
+    }
+
+    /// Route: read the target as the upstream will, so that a request an upstream may read as
+    /// a mapped route never passes as unmapped (`None`). An ambiguous target is refused, or
+    /// rewritten to the canonical form of the route it resembles, as that route's
+    /// `path_policy` says.
+    async fn route(
+        self: &Arc<Self>,
+        parts: &mut http::request::Parts,
+        arrival: &Arrival,
+    ) -> Step<Option<Routed>> {
         let routing = classify::route_request(
             &self.cfg.routes,
-            &RequestHead::from_parts(&parts),
+            &RequestHead::from_parts(parts),
             &parts.headers,
             parts.uri.query(),
         );
-        let mut notes = serde_json::Map::new();
-        let (mut index, mut params) = match routing {
+        let a = match routing {
             Routing::Unmapped => {
                 self.coverage.record(&parts.method, parts.uri.path());
-                return self
-                    .forward_unmapped(parts, ProxyBody::Stream(body), peer, ctx.request_id)
-                    .await;
+                return Ok(None);
             }
-            Routing::Mapped(m) => (m.index, m.params),
-            Routing::Ambiguous(a) => {
-                let variant = a.label();
-                let resembles = (a.resembles.index, a.resembles.params.clone());
-                match self.cfg.routes.policy_for(a.resembles.route) {
-                    PathPolicy::Reject => {
-                        let pending = self.pending(&parts, resembles, Bytes::new(), false, ctx);
-                        let mut pending = pending.await;
-                        pending
-                            .notes
-                            .insert("variant".into(), variant.clone().into());
-                        pending
-                            .notes
-                            .insert("resembles".into(), a.resembles.route.id.clone().into());
-                        if let Some(p) = &a.primary {
-                            pending
-                                .notes
-                                .insert("primary_route".into(), p.route.id.clone().into());
-                        }
-                        tracing::warn!(route = %a.resembles.route.id, variant = %variant, request_id = %pending.request_id, "ambiguous request target refused");
-                        return pending.reject(
-                            "request.rejected",
-                            "ambiguous_path",
-                            StatusCode::BAD_REQUEST,
-                            "the request target can be read as a different route; send it in its canonical form",
-                        );
-                    }
-                    PathPolicy::Normalize => {
-                        notes.insert(
-                            "normalized".into(),
-                            serde_json::json!({
-                                "variant": variant,
-                                "method": parts.method.as_str(),
-                                "path": parts.uri.path(),
-                            }),
-                        );
-                        if normalize_target(&mut parts, &a).is_none() {
-                            return error_response(
-                                StatusCode::BAD_REQUEST,
-                                "bad_request",
-                                "invalid request target",
-                                &self.cfg.request_id_header,
-                                &ctx.request_id,
-                            );
-                        }
-                        resembles
-                    }
-                }
-            }
+            Routing::Mapped(m) => return Ok(Some(Routed::new(&self.cfg.routes, m))),
+            Routing::Ambiguous(a) => a,
         };
+        let variant = a.label();
+        let mut resembles = Routed::new(&self.cfg.routes, a.resembles.clone());
+        match self.cfg.routes.policy_for(a.resembles.route) {
+            PathPolicy::Reject => {
+                let (body, truncated) = (Bytes::new(), false);
+                let mut exchange = self
+                    .open(parts, resembles, body, truncated, arrival.clone())
+                    .await;
+                let notes = &mut exchange.notes;
+                notes.insert("variant".into(), variant.clone().into());
+                notes.insert("resembles".into(), a.resembles.route.id.clone().into());
+                if let Some(p) = &a.primary {
+                    notes.insert("primary_route".into(), p.route.id.clone().into());
+                }
+                tracing::warn!(route = %a.resembles.route.id, variant = %variant, request_id = %exchange.request_id, "ambiguous request target refused");
+                Err(exchange.reject(
+                    "request.rejected",
+                    "ambiguous_path",
+                    StatusCode::BAD_REQUEST,
+                    "the request target can be read as a different route; send it in its canonical form",
+                ))
+            }
+            PathPolicy::Normalize => {
+                resembles.notes.insert(
+                    "normalized".into(),
+                    serde_json::json!({
+                        "variant": variant,
+                        "method": parts.method.as_str(),
+                        "path": parts.uri.path(),
+                    }),
+                );
+                if normalize_target(parts, &a).is_none() {
+                    return Err(self.invalid_target(&arrival.request_id));
+                }
+                Ok(Some(resembles))
+            }
+        }
+    }
 
-        // Admit: the body's head, and the route's body conditions decided on it.
+    /// Admit: read the body's head (up to `inspect_limit`, within `timeouts.body_read`), decide
+    /// the route's body conditions on it, and open the exchange; refuse a body that was not
+    /// sent, one an enforcing route's conditions cannot be checked on, and conflicting
+    /// credentials. A body no route's conditions hold for leaves as unmapped.
+    async fn admit(
+        self: &Arc<Self>,
+        parts: &http::request::Parts,
+        body: Incoming,
+        routed: Routed,
+        arrival: Arrival,
+    ) -> Step<Admission> {
         let limit = self.cfg.inspect_limit;
         let head = body::read_head_within(body, limit, self.cfg.timeouts.body_read).await;
         // Over the limit however the bytes arrived: one write or many, ended or not.
         let truncated = head.truncated || head.bytes.len() > limit;
-        let mut refuse_body = None;
-        if !self.cfg.routes.routes[index].body.is_empty() && !head.failed {
-            let rhead = RequestHead::from_parts(&parts);
-            let bytes = head.inspected(limit);
-            match classify::inspect::inspectable(&parts.headers, bytes, truncated) {
-                Ok(()) => {
-                    let view = classify::BodyView {
-                        headers: &parts.headers,
-                        bytes,
-                        truncated,
-                    };
-                    match classify::classify_body(&self.cfg.routes, &rhead, &view) {
-                        Some(m) => (index, params) = (m.index, m.params),
-                        None => {
-                            // Read in full, and no route's conditions hold: truly unmapped.
-                            self.coverage.record(&parts.method, parts.uri.path());
-                            return self
-                                .forward_unmapped(parts, head.into_body(), peer, ctx.request_id)
-                                .await;
-                        }
-                    }
-                }
-                Err(why) => {
-                    // The request still belongs to its method and path: the route the readable
-                    // part of the body points to (else the most specific) takes it, flagged
-                    // with every route it may be; any enforcing candidate refuses it.
-                    let candidates = classify::head_candidates(&self.cfg.routes, &rhead);
-                    if let Some(m) =
-                        classify::inspect::best_effort(&candidates, &parts.headers, bytes)
-                    {
-                        (index, params) = (m.index, m.params.clone());
-                    }
-                    let unchecked: Vec<String> = candidates
-                        .iter()
-                        .flat_map(|m| m.route.body.iter())
-                        .map(|(ptr, allowed)| format!("{ptr} = {}", allowed.join("|")))
-                        .collect();
-                    let ids: Vec<&str> = candidates.iter().map(|m| m.route.id.as_str()).collect();
-                    notes.insert(
-                        "body_uninspected".into(),
-                        serde_json::json!({
-                            "why": why.as_str(),
-                            "conditions": unchecked,
-                            "routes": ids,
-                        }),
-                    );
-                    let enforcing = candidates.iter().any(|m| {
-                        m.route
-                            .require
-                            .as_ref()
-                            .is_some_and(|r| r.mode == Mode::Enforce)
-                    });
-                    if enforcing {
-                        refuse_body = Some(why);
-                    }
+        let (routed, uninspectable) = if routed.route.body.is_empty() || head.failed {
+            (routed, None)
+        } else {
+            match self.match_body(parts, head.inspected(limit), truncated, routed) {
+                Some(decided) => decided,
+                None => {
+                    // Read in full, and no route's conditions hold: truly unmapped.
+                    self.coverage.record(&parts.method, parts.uri.path());
+                    return Ok(Admission::Unmapped(head.into_body(), arrival));
                 }
             }
-        }
-        self.coverage
-            .record_route(&self.cfg.routes.routes[index].id);
-        self.metrics.route(index).request();
-
-        let req_body = head.bytes.slice(..head.bytes.len().min(limit));
-        let mut pending = self
-            .pending(&parts, (index, params), req_body, truncated, ctx)
-            .await;
-        pending.notes.extend(notes);
-        let request_id = pending.request_id.clone();
-        if head.failed {
-            let (failure, status, code, msg) = if head.timed_out {
-                (
-                    Failure::ClientTimeout,
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "request body was not sent in time",
-                )
-            } else {
-                (
-                    Failure::ClientAborted,
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "request body could not be read",
-                )
-            };
-            pending.finish_without_response(failure);
-            return error_response(status, code, msg, &self.cfg.request_id_header, &request_id);
-        }
-        if let Some(why) = refuse_body {
-            tracing::warn!(route = %self.cfg.routes.routes[index].id, why = why.as_str(), request_id = %request_id, "body-conditioned route refused: body not inspectable");
-            return pending.reject(
-                "access.denied",
-                "body_uninspected",
-                why.status(),
-                why.message(),
-            );
-        }
-        // Never check one credential and forward another.
-        if let Some(why) = pending.duplicate_credentials() {
-            pending
-                .notes
-                .insert("duplicate".into(), serde_json::Value::String(why.into()));
-            tracing::warn!(route = %self.cfg.routes.routes[index].id, duplicate = why, request_id = %request_id, "request with conflicting credentials refused");
-            return pending.reject(
-                "request.rejected",
-                "duplicate_credentials",
-                StatusCode::BAD_REQUEST,
-                "the request carries more than one credential; send exactly one",
-            );
-        }
-        // Authorize: a route that requires a verified token is decided here, before the
-        // upstream (or the sync attempt) sees anything.
-        if let Some(req) = self.cfg.routes.routes[index].require.clone() {
-            if let Some(resp) = pending.check_requirement(&req) {
-                return resp;
-            }
-        }
-        // Fail closed: a sync route's attempt event is committed before the upstream sees anything.
-        if self.cfg.routes.routes[index].delivery == Delivery::Sync
-            && !pending.commit_attempt().await
-        {
-            pending.refuse();
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_unavailable",
-                "the audit trail could not record this request, so it was not forwarded",
-                &self.cfg.request_id_header,
-                &request_id,
-            );
-        }
-        let Some(upstream_req) = self.upstream_request(parts, head.into_body(), peer) else {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "invalid request target",
-                &self.cfg.request_id_header,
-                &request_id,
-            );
         };
-        let forwarded = Instant::now();
-        let sent = tokio::time::timeout(
-            self.cfg.timeouts.upstream_response,
-            self.client.request(upstream_req),
-        )
-        .await;
-        let m = self.metrics.route(index);
-        match &sent {
-            Ok(Ok(_)) => {
-                let waited = forwarded.elapsed();
-                m.upstream(waited);
-                m.added(start.elapsed().saturating_sub(waited));
+        self.coverage.record_route(&routed.route.id);
+        self.metrics.route(routed.index).request();
+        let inspected = head.bytes.slice(..head.bytes.len().min(limit));
+        let exchange = self
+            .open(parts, routed, inspected, truncated, arrival)
+            .await
+            .check_admission(&head, uninspectable)?;
+        Ok(Admission::Mapped(exchange, head.into_body()))
+    }
+
+    /// The route whose body conditions hold for `bytes` (`None`: no route's do). When the body
+    /// cannot be inspected the request still belongs to its method and path: the route the
+    /// readable part of the body points to (else the most specific) takes it, flagged with
+    /// every route it may be, and the reason is returned when any candidate enforces.
+    fn match_body(
+        &self,
+        parts: &http::request::Parts,
+        bytes: &[u8],
+        truncated: bool,
+        mut routed: Routed,
+    ) -> Option<(Routed, Option<Uninspectable>)> {
+        let rhead = RequestHead::from_parts(parts);
+        let why = match classify::inspect::inspectable(&parts.headers, bytes, truncated) {
+            Ok(()) => {
+                let view = classify::BodyView {
+                    headers: &parts.headers,
+                    bytes,
+                    truncated,
+                };
+                let m = classify::classify_body(&self.cfg.routes, &rhead, &view)?;
+                return Some((routed.rematch(&self.cfg.routes, m), None));
             }
-            Ok(Err(_)) => m.upstream_error(false),
-            Err(_) => m.upstream_error(true),
+            Err(why) => why,
+        };
+        let candidates = classify::head_candidates(&self.cfg.routes, &rhead);
+        if let Some(m) = classify::inspect::best_effort(&candidates, &parts.headers, bytes) {
+            routed = routed.rematch(&self.cfg.routes, m.clone());
         }
-        match sent {
-            Ok(Ok(resp)) => {
-                let (mut rparts, rbody) = resp.into_parts();
-                strip_hop_by_hop(&mut rparts.headers);
-                set_header(
-                    &mut rparts.headers,
-                    &self.cfg.request_id_header,
-                    &request_id,
-                );
-                let resp_capture = Capture::new(self.cfg.inspect_limit);
-                let status = rparts.status;
-                let resp_headers = rparts.headers.clone();
-                let cap = resp_capture.clone();
-                let finish: body::Finisher = Box::new(move |how| {
-                    pending.finish(Some(status), Some(resp_headers), &cap, how)
-                });
-                Response::from_parts(rparts, ProxyBody::tee(rbody, resp_capture, Some(finish)))
-            }
-            Ok(Err(e)) => {
-                let failure = upstream_failure(&e);
-                tracing::warn!(route = %self.cfg.routes.routes[index].id, request_id = %request_id, reason = failure.reason(), error = %ErrorChain(&e), "upstream request failed");
-                pending.finish_without_response(failure);
-                bad_gateway(failure, &self.cfg.request_id_header, &request_id)
-            }
-            Err(_) => {
-                tracing::warn!(route = %self.cfg.routes.routes[index].id, request_id = %request_id, "upstream timed out");
-                pending.finish_without_response(Failure::UpstreamTimeout);
-                error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "gateway_timeout",
-                    "upstream did not answer in time",
-                    &self.cfg.request_id_header,
-                    &request_id,
-                )
-            }
-        }
+        let unchecked: Vec<String> = candidates
+            .iter()
+            .flat_map(|m| m.route.body.iter())
+            .map(|(ptr, allowed)| format!("{ptr} = {}", allowed.join("|")))
+            .collect();
+        let ids: Vec<&str> = candidates.iter().map(|m| m.route.id.as_str()).collect();
+        routed.notes.insert(
+            "body_uninspected".into(),
+            serde_json::json!({
+                "why": why.as_str(),
+                "conditions": unchecked,
+                "routes": ids,
+            }),
+        );
+        let enforcing = candidates.iter().any(|m| {
+            m.route
+                .require
+                .as_ref()
+                .is_some_and(|r| r.mode == Mode::Enforce)
+        });
+        Some((routed, enforcing.then_some(why)))
     }
 
     /// The exchange of a mapped request, with its queue place reserved and its presented
     /// tokens inspected. When the writer is behind, the request waits here (up to
     /// `store.queue_wait`) instead of its event being dropped later; the upstream has not seen
     /// it yet.
-    async fn pending(
+    async fn open(
         self: &Arc<Self>,
         parts: &http::request::Parts,
-        (index, params): (usize, Vec<(String, String)>),
+        routed: Routed,
         req_body: Bytes,
         req_truncated: bool,
-        ctx: Arrival,
-    ) -> Pending {
+        arrival: Arrival,
+    ) -> Exchange {
         let slot = self.pipeline.reserve(self.cfg.store.queue_wait).await;
-        let mut pending = Pending {
+        let mut exchange = Exchange {
             proxy: self.clone(),
             slot,
-            index,
-            params,
+            route: routed.route,
+            index: routed.index,
+            params: routed.params,
             request: RequestSnapshot {
                 method: parts.method.clone(),
                 path: parts.uri.path().to_string(),
@@ -412,66 +329,100 @@ impl Proxy {
             req_truncated,
             req_parsed: ParsedBody::default(),
             seen: Vec::new(),
-            notes: serde_json::Map::new(),
-            start: ctx.start,
-            time: ctx.time,
-            request_id: ctx.request_id,
-            peer: ctx.peer,
+            notes: routed.notes,
+            start: arrival.start,
+            time: arrival.time,
+            request_id: arrival.request_id,
+            peer: arrival.peer,
         };
-        pending.seen = pending.presented_tokens().await;
-        pending
+        exchange.seen = exchange.presented_tokens().await;
+        exchange
     }
 
-    async fn forward_unmapped(
+    /// Forward: send `upstream_req` within `timeouts.upstream_response`, timed and counted in
+    /// `metrics` (with the sidecar's own share of the time since `since`, for mapped requests).
+    /// The upstream's response head comes back without its hop-by-hop headers and with the
+    /// request id; a failure comes back with the 502 or 504 to answer.
+    async fn forward(
         &self,
-        parts: http::request::Parts,
-        body: ProxyBody,
-        peer: SocketAddr,
-        request_id: String,
-    ) -> Response<ProxyBody> {
-        let Some(upstream_req) = self.upstream_request(parts, body, peer) else {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "invalid request target",
-                &self.cfg.request_id_header,
-                &request_id,
-            );
-        };
+        upstream_req: Request<ProxyBody>,
+        metrics: &RouteMetrics,
+        since: Option<Instant>,
+        route: Option<&str>,
+        request_id: &str,
+    ) -> Upstream {
         let rid = &self.cfg.request_id_header;
-        let m = self.metrics.unmapped();
-        m.request();
         let forwarded = Instant::now();
         let sent = tokio::time::timeout(
             self.cfg.timeouts.upstream_response,
             self.client.request(upstream_req),
         )
         .await;
-        match &sent {
-            Ok(Ok(_)) => m.upstream(forwarded.elapsed()),
-            Ok(Err(_)) => m.upstream_error(false),
-            Err(_) => m.upstream_error(true),
-        }
         match sent {
             Ok(Ok(resp)) => {
+                let waited = forwarded.elapsed();
+                metrics.upstream(waited);
+                if let Some(since) = since {
+                    metrics.added(since.elapsed().saturating_sub(waited));
+                }
                 let (mut rparts, rbody) = resp.into_parts();
                 strip_hop_by_hop(&mut rparts.headers);
-                set_header(&mut rparts.headers, rid, &request_id);
-                Response::from_parts(rparts, ProxyBody::Stream(rbody))
+                set_header(&mut rparts.headers, rid, request_id);
+                Ok((rparts, rbody))
             }
             Ok(Err(e)) => {
+                metrics.upstream_error(false);
                 let failure = upstream_failure(&e);
-                tracing::warn!(request_id = %request_id, reason = failure.reason(), error = %ErrorChain(&e), "upstream request failed");
-                bad_gateway(failure, rid, &request_id)
+                tracing::warn!(route, request_id = %request_id, reason = failure.reason(), error = %ErrorChain(&e), "upstream request failed");
+                Err((failure, bad_gateway(failure, rid, request_id)))
             }
-            Err(_) => error_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                "gateway_timeout",
-                "upstream did not answer in time",
-                rid,
-                &request_id,
-            ),
+            Err(_) => {
+                metrics.upstream_error(true);
+                tracing::warn!(route, request_id = %request_id, "upstream timed out");
+                let resp = error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway_timeout",
+                    "upstream did not answer in time",
+                    rid,
+                    request_id,
+                );
+                Err((Failure::UpstreamTimeout, resp))
+            }
         }
+    }
+
+    /// The short path of an unmapped request: forwarded and streamed back untouched, only
+    /// counted.
+    async fn forward_unmapped(
+        &self,
+        parts: http::request::Parts,
+        body: ProxyBody,
+        arrival: &Arrival,
+    ) -> Response<ProxyBody> {
+        let request_id = &arrival.request_id;
+        let Some(upstream_req) = self.upstream_request(parts, body, arrival.peer) else {
+            return self.invalid_target(request_id);
+        };
+        let metrics = self.metrics.unmapped();
+        metrics.request();
+        match self
+            .forward(upstream_req, metrics, None, None, request_id)
+            .await
+        {
+            Ok((rparts, rbody)) => Response::from_parts(rparts, ProxyBody::Stream(rbody)),
+            Err((_, resp)) => resp,
+        }
+    }
+
+    /// The 400 of a request target that cannot be forwarded.
+    fn invalid_target(&self, request_id: &str) -> Response<ProxyBody> {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid request target",
+            &self.cfg.request_id_header,
+            request_id,
+        )
     }
 
     /// The upstream URI of a request: the upstream's origin and the request's path and query.
@@ -537,12 +488,78 @@ impl Proxy {
     }
 }
 
+/// What a phase that ends the exchange early answers with (`Err`: a refusal, an error); `Ok`
+/// goes on to the next phase.
+type Step<T> = Result<T, Response<ProxyBody>>;
+
+/// What the upstream gave back: its response head (hop-by-hop headers stripped, request id set)
+/// and body, or why there is none and the 502 or 504 to answer.
+type Upstream = Result<(http::response::Parts, Incoming), (Failure, Response<ProxyBody>)>;
+
 /// When and from where a request arrived, and its id.
+#[derive(Clone)]
 struct Arrival {
     start: Instant,
     time: time::OffsetDateTime,
     request_id: String,
     peer: SocketAddr,
+}
+
+impl Arrival {
+    /// Now, from `peer`; the request id is the client's sane one, else a new one set on `parts`.
+    fn new(parts: &mut http::request::Parts, peer: SocketAddr, rid_header: &HeaderName) -> Arrival {
+        let start = Instant::now();
+        let time = event::now_millis();
+        let request_id = ensure_request_id(&mut parts.headers, rid_header);
+        Arrival {
+            start,
+            time,
+            request_id,
+            peer,
+        }
+    }
+}
+
+/// The route a mapped request is served under, as the route phase (and then the body's
+/// conditions) decided it.
+struct Routed {
+    route: Arc<Route>,
+    /// Position of the route in the map (its metrics, its [`Match`]).
+    index: usize,
+    params: Vec<(String, String)>,
+    /// Facts of how the proxy read the request (`normalized`, `body_uninspected`), for the
+    /// event's details.
+    notes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Routed {
+    fn new(map: &RouteMap, m: Match<'_>) -> Routed {
+        Routed {
+            route: map.routes[m.index].clone(),
+            index: m.index,
+            params: m.params,
+            notes: serde_json::Map::new(),
+        }
+    }
+
+    /// The same request under the route its body points to; the notes so far are kept.
+    fn rematch(self, map: &RouteMap, m: Match<'_>) -> Routed {
+        Routed {
+            notes: self.notes,
+            ..Routed::new(map, m)
+        }
+    }
+}
+
+/// How the admit phase lets a request on.
+// Returned once per request and taken apart at once, like the exchange it carries: boxing
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Admission {
+    /// As a mapped exchange, with the whole body to forward.
+    Mapped(Exchange, ProxyBody),
+    /// As unmapped: no route's body conditions hold.
+    Unmapped(ProxyBody, Arrival),
 }
 
 /// Rewrite an ambiguous request to the canonical form of the route it resembles (`path_policy:
@@ -575,12 +592,16 @@ struct RequestSnapshot {
     headers: HeaderMap,
 }
 
-/// A mapped exchange waiting for its response to finish.
-struct Pending {
+/// A mapped exchange: its route, the request as it arrived, what was learnt of it so far; it
+/// goes through the phases from admission until its response body ends, and its event is
+/// built last.
+struct Exchange {
     proxy: Arc<Proxy>,
     /// The queue place reserved for this exchange's event (`None`: the queue stayed full for
     /// `store.queue_wait`, or the pipeline is shutting down; the event may then be dropped).
     slot: Option<crate::pipeline::Slot>,
+    route: Arc<Route>,
+    /// Position of the route in the map.
     index: usize,
     params: Vec<(String, String)>,
     request: RequestSnapshot,
@@ -600,7 +621,7 @@ struct Pending {
     peer: SocketAddr,
 }
 
-impl Pending {
+impl Exchange {
     fn request_facts(&self) -> RequestFacts<'_> {
         RequestFacts {
             method: &self.request.method,
@@ -616,12 +637,9 @@ impl Pending {
     /// Inspect every token the route reads from the request; may wait for a JWKS refresh.
     async fn presented_tokens(&self) -> Vec<SeenToken> {
         let cfg = &self.proxy.cfg;
-        let Some(route) = cfg.routes.routes.get(self.index) else {
-            return Vec::new();
-        };
         let facts = self.request_facts();
         let mut seen = Vec::new();
-        for (location, keys) in route.token_reads() {
+        for (location, keys) in self.route.token_reads() {
             if location.is_issued() {
                 continue;
             }
@@ -635,6 +653,107 @@ impl Pending {
             }
         }
         seen
+    }
+
+    /// The admit phase's refusals, once the exchange is open: a body that was not sent (in
+    /// time), a body an enforcing route's conditions could not be checked on (`uninspectable`),
+    /// more than one credential.
+    // The `Err` is the response itself, moved once to the client: boxing would only allocate.
+    #[allow(clippy::result_large_err)]
+    fn check_admission(
+        mut self,
+        head: &body::Head,
+        uninspectable: Option<Uninspectable>,
+    ) -> Step<Exchange> {
+        if head.failed {
+            let (failure, status, code, msg) = if head.timed_out {
+                (
+                    Failure::ClientTimeout,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "request body was not sent in time",
+                )
+            } else {
+                (
+                    Failure::ClientAborted,
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "request body could not be read",
+                )
+            };
+            let resp = self.error_response(status, code, msg);
+            self.finish_without_response(failure);
+            return Err(resp);
+        }
+        if let Some(why) = uninspectable {
+            tracing::warn!(route = %self.route.id, why = why.as_str(), request_id = %self.request_id, "body-conditioned route refused: body not inspectable");
+            return Err(self.reject(
+                "access.denied",
+                "body_uninspected",
+                why.status(),
+                why.message(),
+            ));
+        }
+        // Never check one credential and forward another.
+        if let Some(why) = self.duplicate_credentials() {
+            self.notes
+                .insert("duplicate".into(), serde_json::Value::String(why.into()));
+            tracing::warn!(route = %self.route.id, duplicate = why, request_id = %self.request_id, "request with conflicting credentials refused");
+            return Err(self.reject(
+                "request.rejected",
+                "duplicate_credentials",
+                StatusCode::BAD_REQUEST,
+                "the request carries more than one credential; send exactly one",
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Authorize: a route that requires a verified token is decided here, before the upstream
+    /// (or the sync attempt) sees anything; then, failing closed, a sync route's attempt event
+    /// is committed before the upstream sees anything.
+    async fn authorize(self) -> Step<Exchange> {
+        if let Some(requirement) = &self.route.require {
+            if let Some(resp) = self.check_requirement(requirement) {
+                return Err(resp);
+            }
+        }
+        if self.route.delivery == Delivery::Sync && !self.commit_attempt().await {
+            let resp = self.error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit trail could not record this request, so it was not forwarded",
+            );
+            self.refuse();
+            return Err(resp);
+        }
+        Ok(self)
+    }
+
+    /// Respond: stream the upstream's response back, a copy of up to `inspect_limit` bytes of
+    /// its body set aside; the event is built when the body ends (or breaks off). Without a
+    /// response the event records why, and the client gets the 502 or 504.
+    fn respond(self, upstream: Upstream) -> Response<ProxyBody> {
+        let (rparts, rbody) = match upstream {
+            Ok(head) => head,
+            Err((failure, resp)) => {
+                self.finish_without_response(failure);
+                return resp;
+            }
+        };
+        let resp_capture = Capture::new(self.proxy.cfg.inspect_limit);
+        let status = rparts.status;
+        let resp_headers = rparts.headers.clone();
+        let cap = resp_capture.clone();
+        let finish: body::Finisher =
+            Box::new(move |how| self.finish(Some(status), Some(resp_headers), &cap, how));
+        Response::from_parts(rparts, ProxyBody::tee(rbody, resp_capture, Some(finish)))
+    }
+
+    /// The small JSON error body, with this exchange's request id.
+    fn error_response(&self, status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+        let rid_header = &self.proxy.cfg.request_id_header;
+        error_response(status, code, message, rid_header, &self.request_id)
     }
 
     fn finish_without_response(self, failure: Failure) {
@@ -661,9 +780,7 @@ impl Pending {
     /// Commit the `attempt` event of a sync route within `store.sync_timeout`; false when it
     /// could not be committed (the request must then not be forwarded).
     async fn commit_attempt(&self) -> bool {
-        let Some(mut ev) = self.event(None, None, &Capture::new(0), None) else {
-            return false;
-        };
+        let mut ev = self.event(None, None, &Capture::new(0), None);
         ev.stage = Stage::Attempt;
         ev.outcome = Outcome::Unknown;
         ev.reason = None;
@@ -684,38 +801,32 @@ impl Pending {
 
     /// Apply the route's requirement: `None` to go on (allowed, or only observed), or the
     /// denial to send. Every denial or would-be denial is recorded as its own event.
-    fn check_requirement(&self, req: &Requirement) -> Option<Response<ProxyBody>> {
+    fn check_requirement(&self, requirement: &Requirement) -> Option<Response<ProxyBody>> {
         let token = self
             .seen
             .iter()
-            .find(|t| t.location == req.token && t.keys == req.keys)
+            .find(|t| t.location == requirement.token && t.keys == requirement.keys)
             .map(|t| &t.checked);
-        let decision = require::evaluate(req, token, &self.params, &self.request.headers);
-        let (kind, denial) = match (&decision, req.mode) {
+        let headers = &self.request.headers;
+        let decision = require::evaluate(requirement, token, &self.params, headers);
+        let (kind, denial) = match (&decision, requirement.mode) {
             (Decision::Allow, _) => return None,
             (Decision::AllowFlagged { reason }, _) => {
-                self.record_access("access.would_deny", req, reason, None, token);
+                self.record_access("access.would_deny", requirement, reason, None, token);
                 return None;
             }
             (Decision::Deny(d), Mode::Observe) => ("access.would_deny", d),
             (Decision::Deny(d), Mode::Enforce) => ("access.denied", d),
         };
         let status = StatusCode::from_u16(denial.status).unwrap_or(StatusCode::FORBIDDEN);
-        self.record_access(kind, req, &denial.reason, Some(status), token);
-        if req.mode == Mode::Observe {
+        self.record_access(kind, requirement, &denial.reason, Some(status), token);
+        if requirement.mode == Mode::Observe {
             return None;
         }
-        let cfg = &self.proxy.cfg;
         let code = denial.error.unwrap_or("unauthorized");
-        let mut resp = error_response(
-            status,
-            code,
-            &denial.description,
-            &cfg.request_id_header,
-            &self.request_id,
-        );
+        let mut resp = self.error_response(status, code, &denial.description);
         if let Some(v) = denial
-            .www_authenticate(req)
+            .www_authenticate(requirement)
             .and_then(|v| HeaderValue::from_str(&v).ok())
         {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
@@ -728,14 +839,12 @@ impl Pending {
     fn record_access(
         &self,
         kind: &str,
-        req: &Requirement,
+        requirement: &Requirement,
         reason: &str,
         status: Option<StatusCode>,
         token: Option<&crate::identity::CheckedToken>,
     ) {
-        let Some(mut ev) = self.event(status, None, &Capture::new(0), None) else {
-            return;
-        };
+        let mut ev = self.event(status, None, &Capture::new(0), None);
         ev.event_type = kind.to_string();
         ev.outcome = Outcome::Failure;
         ev.reason = Some(reason.to_string());
@@ -747,16 +856,16 @@ impl Pending {
                 ));
                 ev.actor.kind = crate::event::ActorKind::User;
                 ev.actor.verified = token.is_some_and(|t| t.verified);
-                ev.actor.source = Some(format!("claim:sub@{}", req.token.label()));
+                ev.actor.source = Some(format!("claim:sub@{}", requirement.token.label()));
             }
         }
         ev.details.insert(
             "requirement".into(),
-            serde_json::Value::String(req.name.clone()),
+            serde_json::Value::String(requirement.name.clone()),
         );
         ev.details.insert(
             "mode".into(),
-            serde_json::Value::String(req.mode.as_str().into()),
+            serde_json::Value::String(requirement.mode.as_str().into()),
         );
         tracing::info!(route = %ev.http.route, event = %kind, reason = %reason, request_id = %ev.http.request_id, "access requirement not met");
         self.proxy.pipeline.submit(ev);
@@ -771,25 +880,17 @@ impl Pending {
         status: StatusCode,
         message: &str,
     ) -> Response<ProxyBody> {
-        let cfg = self.proxy.cfg.clone();
-        if let Some(mut ev) = self.event(Some(status), None, &Capture::new(0), None) {
-            ev.event_type = kind.to_string();
-            ev.outcome = Outcome::Failure;
-            ev.reason = Some(reason.to_string());
-            self.proxy.pipeline.submit_reserved(ev, self.slot.take());
-        }
+        let mut ev = self.event(Some(status), None, &Capture::new(0), None);
+        ev.event_type = kind.to_string();
+        ev.outcome = Outcome::Failure;
+        ev.reason = Some(reason.to_string());
+        self.proxy.pipeline.submit_reserved(ev, self.slot.take());
         let code = match reason {
             "ambiguous_path" => "ambiguous_path",
             "body_uninspected" => "body_uninspected",
             _ => "invalid_request",
         };
-        error_response(
-            status,
-            code,
-            message,
-            &cfg.request_id_header,
-            &self.request_id,
-        )
+        self.error_response(status, code, message)
     }
 
     /// Why the request carries more credentials than the one that would be checked: two
@@ -801,7 +902,6 @@ impl Pending {
         if h.get_all(header::AUTHORIZATION).iter().count() > 1 {
             return Some("authorization_header");
         }
-        let route = self.proxy.cfg.routes.routes.get(self.index)?;
         let query_count = |name: &str| {
             self.request.query.as_deref().map_or(0, |q| {
                 form_urlencoded::parse(q.as_bytes())
@@ -810,7 +910,7 @@ impl Pending {
             })
         };
         let mut reads_bearer = false;
-        for (location, _) in route.token_reads() {
+        for (location, _) in self.route.token_reads() {
             match &location {
                 TokenLocation::Bearer => reads_bearer = true,
                 TokenLocation::Header(name) if h.get_all(name.as_str()).iter().count() > 1 => {
@@ -858,11 +958,10 @@ impl Pending {
     /// Record that a sync route was refused with 503 because its attempt was not committed.
     fn refuse(mut self) {
         let status = Some(StatusCode::SERVICE_UNAVAILABLE);
-        if let Some(mut ev) = self.event(status, None, &Capture::new(0), None) {
-            ev.outcome = Outcome::Error;
-            ev.reason = Some("audit_unavailable".to_string());
-            self.proxy.pipeline.submit_reserved(ev, self.slot.take());
-        }
+        let mut ev = self.event(status, None, &Capture::new(0), None);
+        ev.outcome = Outcome::Error;
+        ev.reason = Some("audit_unavailable".to_string());
+        self.proxy.pipeline.submit_reserved(ev, self.slot.take());
     }
 
     fn record(
@@ -872,10 +971,9 @@ impl Pending {
         resp: &Capture,
         failure: Option<Failure>,
     ) {
-        if let Some(ev) = self.event(status, resp_headers, resp, failure) {
-            tracing::debug!(route = %ev.http.route, event = %ev.event_type, outcome = %ev.outcome, request_id = %ev.http.request_id, "audit event built");
-            self.proxy.pipeline.submit_reserved(ev, self.slot.take());
-        }
+        let ev = self.event(status, resp_headers, resp, failure);
+        tracing::debug!(route = %ev.http.route, event = %ev.event_type, outcome = %ev.outcome, request_id = %ev.http.request_id, "audit event built");
+        self.proxy.pipeline.submit_reserved(ev, self.slot.take());
     }
 
     /// The event of this exchange as far as it is known.
@@ -885,12 +983,11 @@ impl Pending {
         resp_headers: Option<&HeaderMap>,
         resp: &Capture,
         failure: Option<Failure>,
-    ) -> Option<AuditEvent> {
+    ) -> AuditEvent {
         let cfg = &self.proxy.cfg;
-        let route = cfg.routes.routes.get(self.index)?;
         let resp_cap = resp.take();
         let m = Match {
-            route,
+            route: &self.route,
             index: self.index,
             params: self.params.clone(),
         };
@@ -926,7 +1023,7 @@ impl Pending {
         };
         // Issued tokens join the presented ones; without any, the presented ones are lent as is.
         let mut seen = std::borrow::Cow::Borrowed(self.seen.as_slice());
-        for (location, keys) in route.token_reads() {
+        for (location, keys) in self.route.token_reads() {
             if let TokenLocation::ResponseBody(ptr) = &location {
                 if let Some(raw) = extract::response_token(ptr, &resp_facts) {
                     let checked = cfg.identity.check_now(&raw, keys.as_deref());
@@ -948,7 +1045,7 @@ impl Pending {
             }
             ev.details.insert(k.clone(), v);
         }
-        Some(ev)
+        ev
     }
 }
 

@@ -83,7 +83,7 @@ pub async fn run_with_store(
         crate::ops::Ops::start(&cfg.ops, signer, store.clone(), pipeline).map_err(Error::Sinks)?;
     // Before the proxy starts: its per-route instruments register with this recorder.
     let metrics = crate::metrics::install().map(|handle| {
-        Arc::new(crate::admin::metrics::Source {
+        Arc::new(crate::admin::metrics::ScrapeState {
             handle,
             pipeline: pipeline.clone(),
             ops: ops.stats.clone(),

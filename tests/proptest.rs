@@ -211,7 +211,7 @@ fn base_route() -> Route {
         "prop.yaml",
     )
     .unwrap();
-    cfg.routes.routes[0].clone()
+    Route::clone(&cfg.routes.routes[0])
 }
 
 fn compile(specs: &[RouteSpec]) -> RouteMap {
@@ -230,7 +230,7 @@ fn compile(specs: &[RouteSpec]) -> RouteMap {
                     .collect();
                 r.host = s.host.map(str::to_string);
                 r.path = PathTemplate::parse(&s.template()).unwrap();
-                r
+                std::sync::Arc::new(r)
             })
             .collect(),
         ..RouteMap::default()

@@ -6,7 +6,7 @@ mod support;
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -255,4 +255,140 @@ async fn admin_api_reload_needs_the_reload_permission_and_reports_errors() {
     );
     sc.stop().await;
     assert!(sc.events().await.iter().any(|e| e.http.route == "bytes"));
+}
+
+/// A loopback HTTP JWKS endpoint (the fixture key `rsa1`) that counts its fetches and, until
+/// `open` is sent `true`, holds every answer.
+async fn plain_jwks(open: bool) -> (String, Arc<AtomicU64>, tokio::sync::watch::Sender<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let fetches = Arc::new(AtomicU64::new(0));
+    let (open_tx, open_rx) = tokio::sync::watch::channel(open);
+    let doc = support::jwks_server::jwks(&["rsa1"]);
+    let counted = fetches.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (counted, mut open, doc) = (counted.clone(), open_rx.clone(), doc.clone());
+            tokio::spawn(async move {
+                let (mut buf, mut head) = ([0u8; 1024], Vec::new());
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                if open.wait_for(|o| *o).await.is_err() {
+                    return;
+                }
+                let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{doc}", doc.len());
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (url, fetches, open_tx)
+}
+
+/// Two reloads at once (a SIGHUP and an API call behave alike: both call `Live::reload`) run one
+/// after the other: the one that started first and waits for its key set cannot finish last and
+/// put back the file's older content, nor stop the refresh schedule of the key set in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reloads_leave_the_newest_config_in_force_with_its_key_schedule() {
+    let up = upstream::spawn().await;
+    let (held_url, held_fetches, open_held) = plain_jwks(false).await;
+    let (fresh_url, fresh_fetches, _open_fresh) = plain_jwks(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("trail.db");
+    let path = dir.path().join("authtrail.yaml");
+    let admin = format!(
+        "admin:\n  credentials:\n    - {{ name: ops, token_sha256: {}, apps: [\"*\"], permissions: [read, reload] }}\n",
+        sha256_hex("ops-admin-token-0001")
+    );
+    let write = |keys: &str, route: &str| {
+        let text = format!(
+            "upstream: http://{}\nstore: {{ url: \"sqlite://{}\", flush_interval: 20ms }}\n{admin}{keys}routes:\n  - id: {route}\n    match: {{ path: /echo-headers }}\n    event: account.update\n",
+            up.addr,
+            db.display()
+        );
+        std::fs::write(&path, text).unwrap()
+    };
+    let keys = |url: &str| {
+        format!("keys:\n  idp:\n    jwks_url: {url}\n    refresh: 50ms\n    min_refresh: 0ms\n    issuer: https://issuer.test\n    algorithms: [RS256]\n")
+    };
+    write("", "start");
+    let cfg = authtrail::config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut sc =
+        support::harness::start_config(cfg, db.clone(), tempfile::tempdir().unwrap()).await;
+    let url = format!("http://{}/v1/reload", sc.admin);
+    let reload = || {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let bearer = "Bearer ops-admin-token-0001";
+            send(
+                Method::POST,
+                &url,
+                &[("authorization", bearer)],
+                Bytes::new(),
+            )
+            .await
+            .unwrap()
+        })
+    };
+
+    // The first reload reads a key set whose endpoint holds its answer.
+    write(&keys(&held_url), "first");
+    let first = reload();
+    let waiting = async {
+        while held_fetches.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the first reload never fetched its key set");
+    // The second reads the file's newest content, with a key set that answers at once; unless
+    // reloads are serialised it is done long before the first.
+    write(&keys(&fresh_url), "second");
+    let mut second = reload();
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut second).await;
+    open_held.send_replace(true);
+    assert_eq!(first.await.unwrap().status, 200);
+    let second = match early {
+        Ok(done) => done,
+        Err(_) => second.await,
+    };
+    assert_eq!(second.unwrap().status, 200);
+
+    // The key set in force is refreshed on its schedule (every 50ms).
+    let fetched = fresh_fetches.load(Ordering::SeqCst);
+    let refreshed = async {
+        while fresh_fetches.load(Ordering::SeqCst) < fetched + 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let scheduled = tokio::time::timeout(Duration::from_secs(3), refreshed).await;
+    // The newest content is in force.
+    let r = send(Method::GET, &sc.url("/echo-headers"), &[], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    sc.stop().await;
+    let routes: Vec<String> = sc
+        .events()
+        .await
+        .into_iter()
+        .map(|e| e.http.route)
+        .filter(|r| ["start", "first", "second"].contains(&r.as_str()))
+        .collect();
+    assert_eq!(
+        routes.last().map(String::as_str),
+        Some("second"),
+        "{routes:?}"
+    );
+    assert!(
+        scheduled.is_ok(),
+        "the key set in force is no longer refreshed ({} fetches)",
+        fresh_fetches.load(Ordering::SeqCst)
+    );
 }

@@ -18,7 +18,7 @@ use crate::pipeline::Pipeline;
 use crate::proxy::live::Live;
 
 /// What `/metrics` reads besides the recorder.
-pub struct Source {
+pub struct ScrapeState {
     pub handle: PrometheusHandle,
     pub pipeline: Pipeline,
     pub ops: Arc<OpsStats>,
@@ -27,13 +27,13 @@ pub struct Source {
 }
 
 /// `GET /metrics`, to merge into the admin router.
-pub fn router(source: Arc<Source>) -> Router {
+pub fn router(state: Arc<ScrapeState>) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
-        .with_state(source)
+        .with_state(state)
 }
 
-async fn scrape(State(s): State<Arc<Source>>) -> Response {
+async fn scrape(State(s): State<Arc<ScrapeState>>) -> Response {
     collect(&s);
     s.handle.run_upkeep();
     let mut resp = s.handle.render().into_response();
@@ -47,7 +47,7 @@ async fn scrape(State(s): State<Arc<Source>>) -> Response {
 }
 
 /// Copy the counters the sidecar keeps itself into the recorder.
-fn collect(s: &Source) {
+fn collect(s: &ScrapeState) {
     let p = s.pipeline.stats().snapshot();
     gauge!("authtrail_queue_depth").set(s.pipeline.queue_depth() as f64);
     gauge!("authtrail_spool_depth").set(p.spool_depth as f64);

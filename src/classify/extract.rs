@@ -422,20 +422,20 @@ impl Ctx<'_> {
 
     /// The token the route's requirement checks, when it is a JWT.
     fn required_token(&self) -> Option<(&SeenToken, &crate::identity::require::Requirement)> {
-        let req = self.m.route.require.as_deref()?;
-        let keys = req.token.keys_for(&req.keys);
+        let requirement = self.m.route.require.as_deref()?;
+        let keys = requirement.token.keys_for(&requirement.keys);
         self.tokens
             .iter()
-            .find(|t| t.location == req.token && t.keys == keys && t.checked.is_jwt)
-            .map(|t| (t, req))
+            .find(|t| t.location == requirement.token && t.keys == keys && t.checked.is_jwt)
+            .map(|t| (t, requirement))
     }
 
     /// The subject (key set `subject_claim`) of the requirement's token: verified when the
     /// token is, else claimed.
     fn required_subject(&self) -> Option<Resolved> {
-        let (t, req) = self.required_token()?;
+        let (t, requirement) = self.required_token()?;
         let claim = t.checked.names.subject();
-        self.token_claim(t, claim, &req.token)
+        self.token_claim(t, claim, &requirement.token)
     }
 
     /// The app of the requirement's token: the key set's `app_claim`, else the requirement's

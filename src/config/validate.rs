@@ -529,7 +529,7 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
         store,
         redactor,
         routes: RouteMap {
-            routes,
+            routes: routes.into_iter().map(std::sync::Arc::new).collect(),
             path_policy: map_policy,
         },
         ops,

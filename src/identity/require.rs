@@ -84,7 +84,7 @@ pub struct Denial {
 
 impl Denial {
     /// The `WWW-Authenticate` value for 401 and 403 answers.
-    pub fn www_authenticate(&self, req: &Requirement) -> Option<String> {
+    pub fn www_authenticate(&self, requirement: &Requirement) -> Option<String> {
         if self.status != 401 && self.status != 403 {
             return None;
         }
@@ -95,8 +95,8 @@ impl Denial {
                 self.description.replace('"', "'")
             ));
         }
-        if self.error == Some("insufficient_scope") && !req.scopes.is_empty() {
-            v.push_str(&format!(", scope=\"{}\"", req.scopes.join(" ")));
+        if self.error == Some("insufficient_scope") && !requirement.scopes.is_empty() {
+            v.push_str(&format!(", scope=\"{}\"", requirement.scopes.join(" ")));
         }
         Some(v)
     }
@@ -122,7 +122,7 @@ fn text(v: &Value) -> Option<String> {
 
 /// Decide one request.
 pub fn evaluate(
-    req: &Requirement,
+    requirement: &Requirement,
     token: Option<&CheckedToken>,
     params: &[(String, String)],
     headers: &HeaderMap,
@@ -137,7 +137,7 @@ pub fn evaluate(
     };
     match t.invalid {
         Some(Invalid::KeysUnavailable) => {
-            return match req.on_keys_unavailable {
+            return match requirement.on_keys_unavailable {
                 OnKeysUnavailable::Deny => deny(
                     503,
                     Some("keys_unavailable"),
@@ -167,7 +167,7 @@ pub fn evaluate(
         }
         None => {}
     }
-    for (claim, allowed) in &req.claims {
+    for (claim, allowed) in &requirement.claims {
         let ok = match t.claim(claim) {
             Some(Value::Array(items)) => {
                 items.iter().filter_map(text).any(|v| allowed.contains(&v))
@@ -191,7 +191,7 @@ pub fn evaluate(
             );
         }
     }
-    if !req.scopes.is_empty() {
+    if !requirement.scopes.is_empty() {
         let granted: Vec<String> = ["scope", "scp"]
             .iter()
             .filter_map(|c| t.claim(c))
@@ -201,7 +201,7 @@ pub fn evaluate(
                 _ => Vec::new(),
             })
             .collect();
-        if let Some(missing) = req.scopes.iter().find(|s| !granted.contains(s)) {
+        if let Some(missing) = requirement.scopes.iter().find(|s| !granted.contains(s)) {
             return deny(
                 403,
                 Some("insufficient_scope"),
@@ -210,7 +210,7 @@ pub fn evaluate(
             );
         }
     }
-    if let Some(from) = &req.app_matches {
+    if let Some(from) = &requirement.app_matches {
         let want = match from {
             AppFrom::Path(p) => params.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone()),
             AppFrom::Header(h) => headers
@@ -218,7 +218,7 @@ pub fn evaluate(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
         };
-        let has = t.claim(&req.app_claim).and_then(text);
+        let has = t.claim(&requirement.app_claim).and_then(text);
         if want.is_none() || want != has {
             return deny(
                 403,
@@ -247,7 +247,7 @@ mod tests {
         }
     }
 
-    fn req() -> Requirement {
+    fn requirement() -> Requirement {
         Requirement {
             name: "admin".into(),
             mode: Mode::Enforce,
@@ -283,48 +283,53 @@ mod tests {
     fn every_rule_kind() {
         let h = HeaderMap::new();
         assert_eq!(
-            evaluate(&req(), Some(&token(good())), &params(), &h),
+            evaluate(&requirement(), Some(&token(good())), &params(), &h),
             Decision::Allow
         );
         let mut c = good();
         c["role"] = json!("user");
         assert_eq!(
-            reason(evaluate(&req(), Some(&token(c),), &params(), &h)),
+            reason(evaluate(&requirement(), Some(&token(c),), &params(), &h)),
             "403 claim_mismatch:role"
         );
         let mut c = good();
         c["role"] = json!(["user", "support"]);
         assert_eq!(
-            evaluate(&req(), Some(&token(c)), &params(), &h),
+            evaluate(&requirement(), Some(&token(c)), &params(), &h),
             Decision::Allow,
             "array contains"
         );
         let mut c = good();
         c.as_object_mut().unwrap().remove("token_type");
         assert_eq!(
-            reason(evaluate(&req(), Some(&token(c)), &params(), &h)),
+            reason(evaluate(&requirement(), Some(&token(c)), &params(), &h)),
             "403 claim_missing:token_type"
         );
         let mut c = good();
         c["scope"] = json!("users:read");
         assert_eq!(
-            reason(evaluate(&req(), Some(&token(c)), &params(), &h)),
+            reason(evaluate(&requirement(), Some(&token(c)), &params(), &h)),
             "403 missing_scope:users:write"
         );
         let mut c = good();
         c.as_object_mut().unwrap().remove("scope");
         c["scp"] = json!(["users:write"]);
         assert_eq!(
-            evaluate(&req(), Some(&token(c)), &params(), &h),
+            evaluate(&requirement(), Some(&token(c)), &params(), &h),
             Decision::Allow,
             "scp array"
         );
         let other_app = vec![("app".to_string(), "a2".to_string())];
         assert_eq!(
-            reason(evaluate(&req(), Some(&token(good())), &other_app, &h)),
+            reason(evaluate(
+                &requirement(),
+                Some(&token(good())),
+                &other_app,
+                &h
+            )),
             "403 app_mismatch"
         );
-        let mut by_header = req();
+        let mut by_header = requirement();
         by_header.app_matches = Some(AppFrom::Header("x-app-id".into()));
         let mut hh = HeaderMap::new();
         hh.insert("x-app-id", "a1".parse().unwrap());
@@ -342,22 +347,22 @@ mod tests {
     fn bad_or_missing_tokens_and_key_outages() {
         let h = HeaderMap::new();
         assert_eq!(
-            reason(evaluate(&req(), None, &params(), &h)),
+            reason(evaluate(&requirement(), None, &params(), &h)),
             "401 missing_token"
         );
         let mut t = token(good());
         t.verified = false;
         t.invalid = Some(Invalid::Expired);
         assert_eq!(
-            reason(evaluate(&req(), Some(&t), &params(), &h)),
+            reason(evaluate(&requirement(), Some(&t), &params(), &h)),
             "401 token_expired"
         );
         t.invalid = Some(Invalid::KeysUnavailable);
         assert_eq!(
-            reason(evaluate(&req(), Some(&t), &params(), &h)),
+            reason(evaluate(&requirement(), Some(&t), &params(), &h)),
             "503 keys_unavailable"
         );
-        let mut lenient = req();
+        let mut lenient = requirement();
         lenient.on_keys_unavailable = OnKeysUnavailable::AllowAndFlag;
         assert_eq!(
             evaluate(&lenient, Some(&t), &params(), &h),
@@ -369,7 +374,7 @@ mod tests {
 
     #[test]
     fn www_authenticate_follows_rfc_6750() {
-        let r = req();
+        let r = requirement();
         let Decision::Deny(d) = evaluate(&r, None, &params(), &HeaderMap::new()) else {
             panic!()
         };

@@ -18,6 +18,11 @@ pub struct Live {
     pipeline: Pipeline,
     coverage: Arc<Coverage>,
     jwks: Mutex<Vec<JoinHandle<()>>>,
+    /// Held across a whole reload: two at once (a SIGHUP and an API call) would each read the
+    /// file, wait for their key sets and then swap, so the one that started first could finish
+    /// last, putting back the older content and stopping the key schedules of the config in
+    /// force.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// What a successful reload changed.
@@ -40,6 +45,7 @@ impl Live {
             pipeline,
             coverage,
             jwks: Mutex::new(jwks),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -58,8 +64,9 @@ impl Live {
 
     /// Re-read the config file; on success new requests use it. Listener, admin listener,
     /// store, TLS listener, retention, sinks and alerts need a restart and are kept (and
-    /// reported).
+    /// reported). Reloads run one at a time, each reading the file when its turn comes.
     pub async fn reload(&self) -> Result<Reloaded, config::Error> {
+        let _one_at_a_time = self.reloading.lock().await;
         let old = self.config();
         let mut new = config::load_file(&old.file)?;
         let mut needs_restart = Vec::new();

@@ -294,10 +294,10 @@ fn a_claimed_subject_never_satisfies_a_requirement() {
         "  - id: me\n    match: { path: /x }\n    event: account.update\n    require: admin\n",
     );
     let route = &cfg.routes.routes[0];
-    let req = route.require.as_deref().unwrap();
+    let requirement = route.require.as_deref().unwrap();
     let forged = cfg.identity.check_now(&forged("u-root", "app-alpha"), None);
     assert_eq!(forged.subject().as_deref(), Some("u-root"));
-    let d = crate::identity::require::evaluate(req, Some(&forged), &[], &HeaderMap::new());
+    let d = crate::identity::require::evaluate(requirement, Some(&forged), &[], &HeaderMap::new());
     assert!(
         matches!(&d, crate::identity::require::Decision::Deny(d) if d.reason == "token_bad_signature"),
         "{d:?}"

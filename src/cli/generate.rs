@@ -9,6 +9,7 @@ use serde_json::Map;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::GenerateArgs;
 use crate::event::{
     Actor, ActorKind, Attributed, AuditEvent, ClientInfo, HttpInfo, Outcome, Stage, Target,
     TokenRef, TokenRole,
@@ -232,4 +233,28 @@ pub async fn fill(
         }
     }
     Ok(inserted)
+}
+
+/// Fill the configured store with `g.events` synthetic events, reporting progress on stderr.
+pub async fn run(g: GenerateArgs) -> anyhow::Result<i32> {
+    let cfg = super::load(&g.config)?;
+    let store = store::open(&cfg.store.url).await?;
+    let opts = Options {
+        events: g.events,
+        apps: g.apps.max(1),
+        actors: g.actors.max(1),
+        days: g.days.max(1),
+        seed: g.seed,
+    };
+    let started = std::time::Instant::now();
+    let n = fill(store.as_ref(), &opts, |done| {
+        eprintln!("generate: {done} events");
+    })
+    .await?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "generate: added {n} events in {secs:.1}s ({:.0} events/s)",
+        n as f64 / secs.max(1e-9)
+    );
+    Ok(0)
 }
