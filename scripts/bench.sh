@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proxy overhead benchmark: one command, one run, the same load for every case.
 #
-#   scripts/bench.sh            # build, measure, write the "Proxy overhead" section of BENCHMARKS.md
+#   scripts/bench.sh            # build, measure, write the "Proxy overhead" section of docs/benchmarks.md
 #
 # Cases (all on 127.0.0.1, the same wrk load: fixed connections, duration and JSON login body):
 #   a  direct to examples/bench_upstream (a small JSON login response)
@@ -25,7 +25,7 @@
 #   BENCH_STORE=1         also run examples/store_bench (0: skip)   BENCH_MEMORY=1  the memory runs (0: skip)
 #   BENCH_QUIET_LOAD=     wait (at most BENCH_QUIET_WAIT=600 s) for the 1-min load average to drop below this
 #   BENCH_AUTHTRAIL_BIN=  benchmark another authtrail binary (e.g. a baseline build); default: this tree's release build
-#   BENCH_OUT=BENCHMARKS.md  where the section goes; "-" prints it only. The section is also kept in target/bench/.
+#   BENCH_OUT=docs/benchmarks.md  where the section goes; "-" prints it only. The section is also kept in target/bench/.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -46,7 +46,7 @@ RUN_STORE=${BENCH_STORE:-1}
 RUN_MEMORY=${BENCH_MEMORY:-1}
 QUIET_LOAD=${BENCH_QUIET_LOAD:-}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-600}
-OUT=${BENCH_OUT:-BENCHMARKS.md}
+OUT=${BENCH_OUT:-docs/benchmarks.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PG_BIN=${BENCH_PG_BIN:-/usr/lib/postgresql/15/bin}
 JWT_SECRET=bench-jwt-secret-0123456789abcdef

@@ -10,7 +10,7 @@
 # For each scenario: what the clients were told (per route: async `login`, sync `reset`), what
 # the trail holds, and the counts — requests acknowledged (2xx) vs events stored, acknowledged
 # requests with no event, duplicates. Results go to target/faults/results.jsonl and into the
-# table between the `faults:` markers in RELIABILITY.md. Nothing here talks to anything but
+# table between the `faults:` markers in docs/reliability.md. Nothing here talks to anything but
 # 127.0.0.1; the PostgreSQL server is a private one in a temp dir, never the shared dev server.
 set -euo pipefail
 
@@ -451,15 +451,15 @@ scenario_sigterm() {
     "exit_code=$EXIT_CODE" "verify=$verify"
 }
 
-# `scripts/faults.sh table` only re-renders RELIABILITY.md from the rows kept.
+# `scripts/faults.sh table` only re-renders docs/reliability.md from the rows kept.
 scenario_table() { :; }
 
 for s in "${SCENARIOS[@]}"; do
   "scenario_$s"
 done
 
-echo "==> RELIABILITY.md"
-python3 - "$RESULTS" RELIABILITY.md "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" "$RATE" <<'PY'
+echo "==> docs/reliability.md"
+python3 - "$RESULTS" docs/reliability.md "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" "$RATE" <<'PY'
 import json, re, sys, datetime
 results, doc, rev, rate = sys.argv[1:5]
 rows = [json.loads(l) for l in open(results) if l.strip()]

@@ -10,7 +10,7 @@
 #   - queue depth: last-quarter max below 1000; spool depth always 0
 #   - nothing dropped or failed; SIGTERM exits 0; `verify` passes; events stored = mapped
 #     requests + admin reads sent
-# Writes target/soak/summary.md and the block between the `soak:` markers in RELIABILITY.md.
+# Writes target/soak/summary.md and the block between the `soak:` markers in docs/reliability.md.
 # Exit 1 when a check fails.
 set -euo pipefail
 
@@ -126,7 +126,7 @@ STORED=$(sqlite3 "$WORK/trail.db" "select count(*) from events")
 BY_TYPE=$(sqlite3 "$WORK/trail.db" "select type || '=' || count(*) from events group by type order by type" | paste -sd' ')
 
 python3 - "$SAMPLES" "$OUT/load.json" "$EXIT" "$VERIFY" "$STORED" "$BY_TYPE" "$FINAL" "$MINUTES" "$RATE" \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" RELIABILITY.md "$OUT/summary.md" <<'PY'
+  "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" docs/reliability.md "$OUT/summary.md" <<'PY'
 import csv, json, re, sys, datetime
 samples_f, load_f, exit_code, verify, stored, by_type, final, minutes, rate, rev, doc, summary_f = sys.argv[1:13]
 rows = [r for r in csv.DictReader(open(samples_f)) if r["rss_kb"]]

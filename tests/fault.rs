@@ -9,7 +9,7 @@
 //! possible), a PostgreSQL database turned read-only, and a full disk that has room again.
 //!
 //! With `AUTHTRAIL_FAULT_REPORT=FILE` each scenario appends one JSON line (what the client saw,
-//! the counts, what the trail holds) for the table in RELIABILITY.md.
+//! the counts, what the trail holds) for the table in docs/reliability.md.
 
 mod support;
 

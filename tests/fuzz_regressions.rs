@@ -64,8 +64,8 @@ fn sign(claims: serde_json::Value) -> String {
 
 /// `jwt`: a correctly signed token *without* an `iss` claim verified against a key set with
 /// `issuer:` configured (jsonwebtoken compares issuer and audience only when the token has
-/// them). The README promises both are checked when given; now a missing or mistyped `iss` is
-/// `wrong_issuer` and a missing or mistyped `aud` is `wrong_audience`.
+/// them). docs/configuration.md promises both are checked when given; now a missing or
+/// mistyped `iss` is `wrong_issuer` and a missing or mistyped `aud` is `wrong_audience`.
 #[test]
 fn a_configured_issuer_and_audience_must_be_in_the_token() {
     let cfg = hmac_keys();

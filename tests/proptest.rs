@@ -1,5 +1,6 @@
 //! Properties, checked on generated inputs (proptest; case counts kept small for 2 cores):
-//! - route matching agrees with a naive reference matcher written here from the README's rules;
+//! - route matching agrees with a naive reference matcher written here from the documented rules
+//!   (docs/configuration.md, "Matching");
 //! - the canonical event encoding the hash chain covers round-trips: through JSON, through its
 //!   own text, through a `jsonb`-style rewrite, and through a real SQLite store;
 //! - a cursor walk over a store (ascending with `after_seq`, descending with `before_seq`)
@@ -136,8 +137,8 @@ fn naive_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The README's reading of a path: query dropped, segments percent-decoded, empty and `.`
-/// segments skipped, `..` removes the previous one.
+/// The documented reading of a path (docs/configuration.md): query dropped, segments
+/// percent-decoded, empty and `.` segments skipped, `..` removes the previous one.
 fn naive_segments(path: &str) -> Vec<String> {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     let mut out: Vec<String> = Vec::new();

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render the results of scripts/bench.sh as the generated part of BENCHMARKS.md's
+"""Render the results of scripts/bench.sh as the generated part of docs/benchmarks.md's
 "Proxy overhead" section.
 
 usage: report.py SCRATCH_DIR OUT COPY

@@ -1,5 +1,5 @@
 //! The YAML file as written: serde structs with `deny_unknown_fields`. Every field's `///` is its
-//! user documentation (README's config reference follows it). Values with cross-field meaning are
+//! user documentation (docs/configuration.md follows it). Values with cross-field meaning are
 //! kept `Spanned` so validation can point at them.
 
 use serde::Deserialize;
