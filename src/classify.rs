@@ -62,6 +62,13 @@ pub enum Source {
     },
     /// The user part of `Authorization: Basic` (an OAuth client id); the password is never read.
     BasicAuthUser,
+    /// A response header (never `Set-Cookie`); with `param`, that parameter of the URL it holds
+    /// (query first, then fragment), e.g. `error` of `Location: https://app/cb?error=...`.
+    /// The whole value of a URL header is stored with its secret-named parameters masked.
+    ResponseHeader { name: String, param: Option<String> },
+    /// The keyed fingerprint of a request cookie (its presence and which session it was); the
+    /// value itself is never read into an event.
+    RequestCookie(String),
     /// Another source's value mapped through the lookup table `map` (`map: NAME` on a source);
     /// a value not in the table yields nothing. The table is filled in when the config is
     /// compiled.
@@ -89,6 +96,8 @@ pub struct SourceSpec {
     issued_token: Option<String>,
     keys: Option<String>,
     basic_auth: Option<String>,
+    response_header: Option<String>,
+    request_cookie: Option<String>,
     map: Option<String>,
 }
 
@@ -110,7 +119,7 @@ impl TryFrom<SourceSpec> for Source {
 }
 
 impl Source {
-    fn unmapped(s: SourceSpec) -> Result<Source, String> {
+    fn unmapped(mut s: SourceSpec) -> Result<Source, String> {
         if let Some(claim) = s.claim {
             let mut locations = Vec::new();
             if let Some(h) = s.header {
@@ -131,7 +140,12 @@ impl Source {
             if let Some(p) = s.issued_token.or(s.response_body) {
                 locations.push(TokenLocation::ResponseBody(p));
             }
-            if s.path.is_some() || s.constant.is_some() || s.basic_auth.is_some() {
+            if s.path.is_some()
+                || s.constant.is_some()
+                || s.basic_auth.is_some()
+                || s.response_header.is_some()
+                || s.request_cookie.is_some()
+            {
                 return Err("a claim is read from a token: name it with header, cookie, query, request_body, form or issued_token (default: the bearer token)".into());
             }
             if locations.len() > 1 {
@@ -153,9 +167,19 @@ impl Source {
             return Err("keys only applies to claim sources".into());
         }
         if s.cookie.is_some() {
-            return Err("cookie values are secrets: read a claim of a token cookie with { claim: sub, cookie: NAME }".into());
+            return Err("cookie values are secrets: read a claim of a token cookie with { claim: sub, cookie: NAME }, or the cookie's fingerprint with { request_cookie: NAME }".into());
         }
         let mut found = Vec::new();
+        if let Some(name) = s.response_header {
+            // `query` names the parameter of the URL the header holds.
+            found.push(Source::ResponseHeader {
+                name,
+                param: s.query.take(),
+            });
+        }
+        if let Some(name) = s.request_cookie {
+            found.push(Source::RequestCookie(name));
+        }
         if let Some(v) = s.path {
             found.push(Source::Path(v));
         }
@@ -185,7 +209,7 @@ impl Source {
         }
         match found.len() {
             1 => Ok(found.remove(0)),
-            0 => Err("empty source: expected one of path, query, header, request_body, response_body, form, const, claim, basic_auth".into()),
+            0 => Err("empty source: expected one of path, query, header, request_body, response_body, response_header, form, const, claim, basic_auth, request_cookie".into()),
             _ => Err("a source reads from one place; use a list for fallbacks".into()),
         }
     }
@@ -205,6 +229,11 @@ impl Source {
             Source::Const(_) => "const".to_string(),
             Source::Claim { claim, token, .. } => format!("claim:{claim}@{}", token.label()),
             Source::BasicAuthUser => "basic_auth:user".to_string(),
+            Source::ResponseHeader { name, param } => match param {
+                Some(p) => format!("response_header:{}?{p}", name.to_ascii_lowercase()),
+                None => format!("response_header:{}", name.to_ascii_lowercase()),
+            },
+            Source::RequestCookie(c) => format!("request_cookie:{c}"),
             Source::Mapped { source, map, .. } => format!("lookup:{map}({})", source.label()),
         }
     }
@@ -225,9 +254,13 @@ impl Source {
             Source::RequestBody(p) | Source::ResponseBody(p) => {
                 p.rsplit('/').next().filter(|s| !s.is_empty())
             }
-            Source::Path(_) | Source::Const(_) | Source::Claim { .. } | Source::BasicAuthUser => {
-                None
-            }
+            Source::ResponseHeader { name, param } => Some(param.as_deref().unwrap_or(name)),
+            // A fingerprint is never a secret, whatever the cookie is called.
+            Source::Path(_)
+            | Source::Const(_)
+            | Source::Claim { .. }
+            | Source::BasicAuthUser
+            | Source::RequestCookie(_) => None,
             Source::Mapped { source, .. } => source.field_name(),
         }
     }
@@ -276,6 +309,10 @@ pub struct OutcomeRules {
     /// When a presented token failed verification, the outcome becomes this (reason
     /// `token_<why>`), unless the exchange already ended in `error`.
     pub on_invalid_token: Option<crate::event::Outcome>,
+    /// The parameter of a redirect's `Location` (query or fragment) that names an OAuth error
+    /// (RFC 6749 §4.1.2.1): a 3xx carrying it is a failure with that error as its reason.
+    /// Default `error`; `None` when the route turns it off.
+    pub redirect_error: Option<String>,
 }
 
 impl Default for OutcomeRules {
@@ -287,6 +324,7 @@ impl Default for OutcomeRules {
             success_if: None,
             reason: None,
             on_invalid_token: None,
+            redirect_error: Some("error".to_string()),
         }
     }
 }
@@ -394,6 +432,28 @@ pub struct TokenRule {
 }
 
 impl Route {
+    /// Every source of the route: actor, app, target (and its display) and captures.
+    fn sources(&self) -> impl Iterator<Item = &Source> {
+        let target = self
+            .target
+            .iter()
+            .flat_map(|t| t.from.iter().chain(&t.display));
+        let captures = self.capture.iter().flat_map(|(_, s)| s.iter());
+        self.actor
+            .iter()
+            .chain(&self.app)
+            .chain(target)
+            .chain(captures)
+    }
+
+    /// The cookies this route records by fingerprint (`request_cookie` sources).
+    pub fn cookie_reads(&self) -> impl Iterator<Item = &str> {
+        self.sources().filter_map(|s| match s.base() {
+            Source::RequestCookie(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
     /// Every token location this route reads: recorded tokens and claim sources, with the key
     /// set each is verified with.
     pub fn token_reads(&self) -> Vec<(TokenLocation, Option<String>)> {
@@ -413,18 +473,7 @@ impl Route {
         for l in self.tokens.presented.iter().chain(&self.tokens.issued) {
             add(l, &self.tokens.keys);
         }
-        let target = self
-            .target
-            .iter()
-            .flat_map(|t| t.from.iter().chain(&t.display));
-        let captures = self.capture.iter().flat_map(|(_, s)| s.iter());
-        for s in self
-            .actor
-            .iter()
-            .chain(&self.app)
-            .chain(target)
-            .chain(captures)
-        {
+        for s in self.sources() {
             if let Source::Claim { token, keys, .. } = s.base() {
                 add(token, keys);
             }

@@ -631,6 +631,7 @@ impl Exchange {
             body: &self.req_body,
             body_truncated: self.req_truncated,
             parsed: &self.req_parsed,
+            cookies: &[],
         }
     }
 
@@ -991,7 +992,15 @@ impl Exchange {
             index: self.index,
             params: self.params.clone(),
         };
-        let req_facts = self.request_facts();
+        let cookies = extract::cookie_prints(
+            &self.route,
+            &self.request.headers,
+            cfg.identity.fingerprinter.as_ref(),
+        );
+        let req_facts = RequestFacts {
+            cookies: &cookies,
+            ..self.request_facts()
+        };
         let resp_parsed = ParsedBody::default();
         let resp_facts = ResponseFacts {
             status,

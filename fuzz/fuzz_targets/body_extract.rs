@@ -82,6 +82,7 @@ fuzz_target!(|data: &[u8]| {
         body,
         body_truncated: truncated,
         parsed: &req_parsed,
+        cookies: &[],
     };
 
     let _ = extract::body_field(&headers, body, truncated, &ptr);

@@ -38,6 +38,9 @@ pub struct RequestFacts<'a> {
     /// `body` as JSON or form, parsed on first use and then shared by every reader (token
     /// locations, sources, captures) for the rest of the exchange.
     pub parsed: &'a ParsedBody,
+    /// Keyed fingerprints of the cookies the route reads (`request_cookie`), by cookie name:
+    /// the proxy computes them; the cookie values never reach this module.
+    pub cookies: &'a [(String, String)],
 }
 
 impl RequestFacts<'_> {
@@ -204,15 +207,7 @@ pub fn request_token(loc: &TokenLocation, req: &RequestFacts<'_>) -> Option<Stri
                 .then(|| v[7..].trim().to_string())?
         }
         TokenLocation::Header(name) => strip_bearer(header(name)?),
-        TokenLocation::Cookie(name) => req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim_matches('"').to_string())?,
+        TokenLocation::Cookie(name) => request_cookie(req.headers, name)?.to_string(),
         TokenLocation::Query(name) => form_urlencoded::parse(req.query?.as_bytes())
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())?,
@@ -227,6 +222,53 @@ pub fn request_token(loc: &TokenLocation, req: &RequestFacts<'_>) -> Option<Stri
         TokenLocation::ResponseBody(_) => return None,
     };
     (!token.is_empty()).then_some(token)
+}
+
+/// The value of parameter `param` of the URL `url`: from its query, else from its fragment (an
+/// implicit-flow redirect carries its parameters there).
+pub fn url_param(url: &str, param: &str) -> Option<String> {
+    let (head, fragment) = match url.split_once('#') {
+        Some((h, f)) => (h, Some(f)),
+        None => (url, None),
+    };
+    let query = head.split_once('?').map(|(_, q)| q);
+    query.into_iter().chain(fragment).find_map(|part| {
+        form_urlencoded::parse(part.as_bytes())
+            .find(|(k, _)| k == param)
+            .map(|(_, v)| v.into_owned())
+    })
+}
+
+/// The cookie `name` of the request's `Cookie` headers (the first one sent).
+pub fn request_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+/// The keyed fingerprints of the cookies `route` records (`request_cookie`), for
+/// [`RequestFacts::cookies`]; none without a fingerprinter.
+pub fn cookie_prints(
+    route: &super::Route,
+    headers: &HeaderMap,
+    fingerprinter: Option<&identity::Fingerprinter>,
+) -> Vec<(String, String)> {
+    let Some(f) = fingerprinter else {
+        return Vec::new();
+    };
+    route
+        .cookie_reads()
+        .filter_map(|name| {
+            let value = request_cookie(headers, name)?;
+            Some((name.to_string(), f.fingerprint(value)))
+        })
+        .collect()
 }
 
 /// The raw token at a response-body pointer.
@@ -340,6 +382,20 @@ impl Ctx<'_> {
             },
             Source::Const(v) => Some(Value::String(v.clone())),
             Source::BasicAuthUser => basic_auth_user(self.req.headers).map(Value::String),
+            Source::ResponseHeader { name, param } => {
+                let v = self.resp.headers?.get(name.as_str())?;
+                let v = String::from_utf8_lossy(v.as_bytes());
+                match param {
+                    Some(p) => url_param(&v, p).map(Value::String),
+                    None => Some(Value::String(self.redactor.mask_url(&v))),
+                }
+            }
+            Source::RequestCookie(name) => self
+                .req
+                .cookies
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, fp)| Value::String(fp.clone())),
             // Claims are read through `claim`, which knows whether the token verified.
             Source::Claim { claim, .. } => self
                 .seen(source)
@@ -548,7 +604,16 @@ pub fn build_event(
             }
         })
     });
-    let mut reason = reason(&ctx, &route.outcome, outcome, resp);
+    // An OAuth error sent back in a redirect (`302 Location: …?error=access_denied`) is a
+    // failure whatever the status lists say: the redirect is how the server answers "no".
+    let redirect_error = match (outcome, resp.failure) {
+        (Outcome::Success, None) => redirect_error(&route.outcome, resp),
+        _ => None,
+    };
+    let (outcome, mut reason) = match redirect_error {
+        Some(error) => (Outcome::Failure, Some(error)),
+        None => (outcome, reason(&ctx, &route.outcome, outcome, resp)),
+    };
     // Stable codes for the upstream's reason texts; the text itself is kept in details.
     let mut reason_text = None;
     if resp.failure.is_none() && reason.is_some() {
@@ -697,6 +762,18 @@ fn token_refs(tokens: &[SeenToken]) -> Vec<TokenRef> {
         });
     }
     out
+}
+
+/// The OAuth error (the route's `redirect_error` parameter) of a 3xx response's `Location`.
+fn redirect_error(rules: &OutcomeRules, resp: &ResponseFacts<'_>) -> Option<String> {
+    let param = rules.redirect_error.as_deref()?;
+    if !resp.status?.is_redirection() {
+        return None;
+    }
+    let location = resp.headers?.get(http::header::LOCATION)?.to_str().ok()?;
+    let error = url_param(location, param)?;
+    let error = error.trim();
+    (!error.is_empty()).then(|| redact::truncate(error, 128))
 }
 
 fn reason(

@@ -92,6 +92,48 @@ impl Redactor {
         self.secret_rule(name).is_some()
     }
 
+    /// A URL (a `Location` header) with the value of every secret-named parameter of its query
+    /// and fragment replaced by `{name}`, the placeholder `http.path` uses: `…/cb?code={code}&state=s1`.
+    pub fn mask_url(&self, url: &str) -> String {
+        let (head, fragment) = match url.split_once('#') {
+            Some((h, f)) => (h, Some(f)),
+            None => (url, None),
+        };
+        let (base, query) = match head.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (head, None),
+        };
+        let mask = |part: &str| -> String {
+            part.split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) => {
+                        let name: String = form_urlencoded::parse(k.as_bytes())
+                            .next()
+                            .map(|(n, _)| n.into_owned())
+                            .unwrap_or_default();
+                        if self.is_secret(&name) {
+                            format!("{k}={{{name}}}")
+                        } else {
+                            pair.to_string()
+                        }
+                    }
+                    None => pair.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let mut out = base.to_string();
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(&mask(q));
+        }
+        if let Some(f) = fragment {
+            out.push('#');
+            out.push_str(&mask(f));
+        }
+        out
+    }
+
     /// Remove secret keys from objects (recursively) and drop strings shaped like JWTs.
     /// Returns `None` when the value itself must not be kept.
     pub fn scrub(&self, value: Value) -> Option<Value> {

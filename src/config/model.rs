@@ -600,6 +600,11 @@ pub struct Outcome {
     pub reason: Option<Spanned<Text>>,
     /// `failure` (or `error`, `unknown`): the outcome when a presented token failed verification.
     pub on_invalid_token: Option<Spanned<Text>>,
+    /// The parameter of a redirect's `Location` URL (query or fragment) that carries an OAuth
+    /// error (RFC 6749 §4.1.2.1, e.g. `?error=access_denied&state=...`): a 3xx response that
+    /// carries it is a `failure` with that error as its reason. Default `error`; `off` turns
+    /// it off.
+    pub redirect_error: Option<Spanned<Text>>,
 }
 
 /// `{ pointer: /ok, equals: true }`; without `equals` the value must exist and not be null.

@@ -366,3 +366,41 @@ fn lookup_files_are_read_and_their_errors_named() {
         );
     }
 }
+
+#[test]
+fn response_header_and_request_cookie_sources_keep_secrets_out() {
+    let yaml = r#"upstream: http://127.0.0.1:9000
+routes:
+  - id: authorize
+    match: { path: /authorize }
+    event: oauth.authorize
+    outcome: { redirect_error: "a=b" }
+    capture:
+      grant: { response_header: Location, query: code }
+      sent: { response_header: Set-Cookie }
+      bad: { response_header: "bad header" }
+  - id: logout
+    match: { path: /logout }
+    event: auth.logout
+    target: { kind: session, from: { request_cookie: _session } }
+"#;
+    assert_eq!(
+        errors(yaml),
+        [
+            "authtrail.yaml:6:32: routes[0].outcome.redirect_error: invalid redirect_error \"a=b\": expected a URL parameter name like error, or off",
+            "authtrail.yaml:8:14: routes[0].capture.grant[0]: \"code\" is a secret field (matches \"code\") and is never recorded",
+            "authtrail.yaml:9:13: routes[0].capture.sent[0]: \"Set-Cookie\" is a secret field (matches \"set-cookie\") and is never recorded",
+            "authtrail.yaml:10:12: routes[0].capture.bad[0]: invalid header name \"bad header\"",
+            "authtrail.yaml:14:36: routes[1].target.from[0]: request_cookie records a cookie by keyed fingerprint only: set trust.fingerprint_key",
+        ]
+    );
+}
+
+#[test]
+fn a_cookie_value_is_never_a_source() {
+    let yaml = format!("{HEAD}  - id: logout\n    match: {{ path: /logout }}\n    event: auth.logout\n    actor: {{ cookie: _session }}\n");
+    assert_eq!(
+        errors(&yaml),
+        ["authtrail.yaml:6:12: routes[0].actor: cookie values are secrets: read a claim of a token cookie with { claim: sub, cookie: NAME }, or the cookie's fingerprint with { request_cookie: NAME }"]
+    );
+}

@@ -29,6 +29,8 @@ struct Checker<'f> {
     errors: Vec<Diagnostic>,
     /// `lookups`, by name, for sources with `map: NAME`.
     lookups: std::collections::HashMap<String, crate::classify::Lookup>,
+    /// Whether `trust.fingerprint_key` is set (a `request_cookie` source needs it).
+    fingerprint_key: bool,
 }
 
 impl Checker<'_> {
@@ -121,8 +123,26 @@ impl Checker<'_> {
                     self.err(list, &at, msg);
                     false
                 }
-                Source::Header(h) if HeaderName::from_bytes(h.as_bytes()).is_err() => {
+                Source::Header(h) | Source::ResponseHeader { name: h, .. }
+                    if HeaderName::from_bytes(h.as_bytes()).is_err() =>
+                {
                     self.err(list, &at, format!("invalid header name \"{h}\""));
+                    false
+                }
+                Source::ResponseHeader { param: Some(p), .. } if p.trim().is_empty() => {
+                    self.err(list, &at, "empty URL parameter name in query");
+                    false
+                }
+                Source::RequestCookie(name)
+                    if name.is_empty()
+                        || name.bytes().any(|b| b <= b' ' || b"=;,\"".contains(&b)) =>
+                {
+                    self.err(list, &at, format!("invalid cookie name \"{name}\""));
+                    false
+                }
+                Source::RequestCookie(_) if !self.fingerprint_key => {
+                    let msg = "request_cookie records a cookie by keyed fingerprint only: set trust.fingerprint_key";
+                    self.err(list, &at, msg);
                     false
                 }
                 _ => true,
@@ -131,7 +151,10 @@ impl Checker<'_> {
                 continue;
             }
             if let Some(field) = src.field_name() {
-                let is_header = matches!(src.base(), Source::Header(_));
+                let is_header = matches!(
+                    src.base(),
+                    Source::Header(_) | Source::ResponseHeader { param: None, .. }
+                );
                 let rule =
                     if is_header && SECRET_HEADERS.contains(&field.to_ascii_lowercase().as_str()) {
                         Some(field.to_ascii_lowercase())
@@ -469,6 +492,7 @@ pub(super) fn compile(raw: File, file: &str) -> Result<Config, Vec<Diagnostic>> 
         file,
         errors: Vec::new(),
         lookups: Default::default(),
+        fingerprint_key: raw.trust.fingerprint_key.is_some(),
     };
     c.lookups = attribution::lookups(&mut c, &raw);
     let global_reasons = attribution::reason_rules(&mut c, &raw.reasons, "reasons");
@@ -790,6 +814,27 @@ fn outcome_rules(
             .reason
             .as_ref()
             .and_then(|p| c.pointer(p, &at("outcome.reason"))),
+        redirect_error: match &o.redirect_error {
+            None => OutcomeRules::default().redirect_error,
+            Some(p) if p.value.0 == "off" => None,
+            Some(p) => {
+                let name = p.value.0.trim();
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'&' && b != b'=')
+                {
+                    let msg = format!(
+                        "invalid redirect_error \"{}\": expected a URL parameter name like error, or off",
+                        p.value
+                    );
+                    c.err(p, at("outcome.redirect_error"), msg);
+                    None
+                } else {
+                    Some(name.to_string())
+                }
+            }
+        },
         on_invalid_token: o.on_invalid_token.as_ref().and_then(|o| {
             match o.value.0.parse::<crate::event::Outcome>() {
                 Ok(crate::event::Outcome::Success) | Err(_) => {

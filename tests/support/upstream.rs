@@ -109,6 +109,18 @@ async fn handle(
             }
             json(StatusCode::OK, serde_json::Value::Object(map))
         }
+        // `302 Location: <to>`: an OAuth server answering an authorization request.
+        "/redirect" => {
+            let to = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .find(|(k, _)| k == "to")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            Response::builder()
+                .status(StatusCode::FOUND)
+                .header("location", to)
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
         "/bytes" => Response::builder()
             .status(StatusCode::IM_A_TEAPOT)
             .header("content-type", "application/octet-stream")

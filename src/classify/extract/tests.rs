@@ -55,6 +55,7 @@ struct Exchange<'a> {
     body: String,
     status: u16,
     resp: Value,
+    resp_headers: Vec<(&'a str, String)>,
 }
 
 impl Default for Exchange<'_> {
@@ -66,6 +67,7 @@ impl Default for Exchange<'_> {
             body: String::new(),
             status: 200,
             resp: json!({}),
+            resp_headers: Vec::new(),
         }
     }
 }
@@ -90,6 +92,7 @@ fn run(cfg: &Config, x: Exchange<'_>) -> AuditEvent {
         None => (x.path, None),
     };
     let req_parsed = ParsedBody::default();
+    let cookies = cookie_prints(m.route, &headers, cfg.identity.fingerprinter.as_ref());
     let req = RequestFacts {
         method: &method,
         path,
@@ -98,10 +101,17 @@ fn run(cfg: &Config, x: Exchange<'_>) -> AuditEvent {
         body: x.body.as_bytes(),
         body_truncated: false,
         parsed: &req_parsed,
+        cookies: &cookies,
     };
     let resp_body = x.resp.to_string();
     let mut resp_headers = HeaderMap::new();
     resp_headers.insert("content-type", HeaderValue::from_static("application/json"));
+    for (k, v) in &x.resp_headers {
+        resp_headers.append(
+            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
     let resp_parsed = ParsedBody::default();
     let resp = ResponseFacts {
         status: Some(StatusCode::from_u16(x.status).unwrap()),
@@ -589,4 +599,115 @@ fn id_tokens_are_checked_against_the_client_audience() {
     for t in &e.tokens {
         assert_eq!(t.invalid.as_deref(), Some("wrong_audience"), "{t:?}");
     }
+}
+
+const AUTHORIZE: &str = "  - id: authorize\n    match: { method: GET, path: /authorize }\n    event: oauth.authorize\n    actor: { query: login_hint }\n    capture:\n      redirect: { response_header: Location }\n      state: { response_header: Location, query: state }\n";
+
+fn redirect_to(cfg: &Config, location: &str) -> AuditEvent {
+    run(
+        cfg,
+        Exchange {
+            method: "GET",
+            path: "/authorize?login_hint=alice",
+            status: 302,
+            resp_headers: vec![("location", location.to_string())],
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn an_oauth_error_in_a_redirect_is_the_failure_and_its_reason() {
+    let cfg = config("", AUTHORIZE);
+    for location in [
+        "https://client.example/cb?error=access_denied&error_description=User+denied&state=s1",
+        // Implicit and hybrid flows answer in the fragment.
+        "https://client.example/cb#state=s1&error=access_denied",
+    ] {
+        let e = redirect_to(&cfg, location);
+        assert_eq!(e.outcome, Outcome::Failure, "{location}");
+        assert_eq!(e.reason.as_deref(), Some("access_denied"), "{location}");
+        assert_eq!(e.details["state"], json!("s1"), "{location}");
+    }
+    // A redirect that carries a code is the success it says it is, and the code is masked.
+    let e = redirect_to(
+        &cfg,
+        "https://client.example/cb?code=SplxlOBeZQQYbYS6WxSbIA&state=s2",
+    );
+    assert_eq!((e.outcome, e.reason.as_deref()), (Outcome::Success, None));
+    assert_eq!(
+        e.details["redirect"],
+        json!("https://client.example/cb?code={code}&state=s2")
+    );
+    assert!(!serde_json::to_string(&e)
+        .unwrap()
+        .contains("SplxlOBeZQQYbYS6WxSbIA"));
+}
+
+#[test]
+fn redirect_errors_read_the_named_parameter_or_none() {
+    let named = config(
+        "",
+        &format!("{AUTHORIZE}    outcome: {{ redirect_error: err }}\n"),
+    );
+    let e = redirect_to(&named, "https://client.example/cb?err=consent_required");
+    assert_eq!(e.outcome, Outcome::Failure);
+    assert_eq!(e.reason.as_deref(), Some("consent_required"));
+    let e = redirect_to(&named, "https://client.example/cb?error=access_denied");
+    assert_eq!(
+        e.outcome,
+        Outcome::Success,
+        "only the named parameter counts"
+    );
+
+    let off = config(
+        "",
+        &format!("{AUTHORIZE}    outcome: {{ redirect_error: off }}\n"),
+    );
+    let e = redirect_to(&off, "https://client.example/cb?error=access_denied");
+    assert_eq!(e.outcome, Outcome::Success);
+
+    // Only a redirect: a 200 page that links to `?error=` is not an OAuth error response.
+    let cfg = config("", AUTHORIZE);
+    let e = run(
+        &cfg,
+        Exchange {
+            method: "GET",
+            path: "/authorize",
+            status: 200,
+            resp_headers: vec![("location", "https://client.example/cb?error=x".into())],
+            ..Default::default()
+        },
+    );
+    assert_eq!(e.outcome, Outcome::Success);
+}
+
+#[test]
+fn a_request_cookie_is_recorded_by_fingerprint_only() {
+    let cfg = config(
+        "",
+        "  - id: logout\n    match: { path: /logout }\n    event: auth.logout\n    target: { kind: session, from: { request_cookie: _session } }\n    capture:\n      interaction: { request_cookie: _interaction }\n",
+    );
+    let e = run(
+        &cfg,
+        Exchange {
+            path: "/logout",
+            headers: vec![(
+                "cookie",
+                "theme=dark; _session=sess-value-9f8e7d6c; other=1".into(),
+            )],
+            ..Default::default()
+        },
+    );
+    let f = cfg.identity.fingerprinter.as_ref().unwrap();
+    let target = e.target.as_ref().expect("target from the cookie");
+    assert_eq!(target.id, f.fingerprint("sess-value-9f8e7d6c"));
+    assert_eq!(target.source, "request_cookie:_session");
+    assert!(
+        e.details.get("interaction").is_none(),
+        "an absent cookie yields nothing"
+    );
+    assert!(!serde_json::to_string(&e)
+        .unwrap()
+        .contains("sess-value-9f8e7d6c"));
 }
