@@ -69,6 +69,9 @@ pub enum Source {
     /// The keyed fingerprint of a request cookie (its presence and which session it was); the
     /// value itself is never read into an event.
     RequestCookie(String),
+    /// Who the token at `token` was issued to, by lineage (`{ lineage: actor, form: token }`):
+    /// the actor (or app) of the event that issued it. Names the owner of a token being revoked.
+    Lineage { of: LineageOf, token: TokenLocation },
     /// Another source's value mapped through the lookup table `map` (`map: NAME` on a source);
     /// a value not in the table yields nothing. The table is filled in when the config is
     /// compiled.
@@ -77,6 +80,13 @@ pub enum Source {
         map: String,
         table: Lookup,
     },
+}
+
+/// Which value of the issuing event a lineage source reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineageOf {
+    Actor,
+    App,
 }
 
 /// A source as written in YAML: one key naming where to read, or `claim` with a token location.
@@ -98,6 +108,7 @@ pub struct SourceSpec {
     basic_auth: Option<String>,
     response_header: Option<String>,
     request_cookie: Option<String>,
+    lineage: Option<String>,
     map: Option<String>,
 }
 
@@ -120,6 +131,35 @@ impl TryFrom<SourceSpec> for Source {
 
 impl Source {
     fn unmapped(mut s: SourceSpec) -> Result<Source, String> {
+        if let Some(of) = s.lineage.take() {
+            let of = match of.as_str() {
+                "actor" => LineageOf::Actor,
+                "app" => LineageOf::App,
+                other => {
+                    return Err(format!(
+                        "lineage: \"{other}\" is not readable: expected actor or app"
+                    ))
+                }
+            };
+            if s.claim.is_some() {
+                return Err("a source is either a claim or a lineage, not both".into());
+            }
+            return match Source::unmapped(SourceSpec {
+                claim: Some(String::new()),
+                ..s
+            })? {
+                Source::Claim { token, .. } if token.is_issued() => {
+                    Err("lineage reads a presented token: a token the response issues has no issuer yet".into())
+                }
+                Source::Claim { token, keys, .. } => {
+                    if keys.is_some() {
+                        return Err("keys only applies to claim sources".into());
+                    }
+                    Ok(Source::Lineage { of, token })
+                }
+                _ => Err("lineage reads a token: name it with header, cookie, query, request_body or form (default: the bearer token)".into()),
+            };
+        }
         if let Some(claim) = s.claim {
             let mut locations = Vec::new();
             if let Some(h) = s.header {
@@ -234,6 +274,14 @@ impl Source {
                 None => format!("response_header:{}", name.to_ascii_lowercase()),
             },
             Source::RequestCookie(c) => format!("request_cookie:{c}"),
+            Source::Lineage { of, token } => format!(
+                "lineage:{}@{}",
+                match of {
+                    LineageOf::Actor => "actor",
+                    LineageOf::App => "app",
+                },
+                token.label()
+            ),
             Source::Mapped { source, map, .. } => format!("lookup:{map}({})", source.label()),
         }
     }
@@ -260,7 +308,8 @@ impl Source {
             | Source::Const(_)
             | Source::Claim { .. }
             | Source::BasicAuthUser
-            | Source::RequestCookie(_) => None,
+            | Source::RequestCookie(_)
+            | Source::Lineage { .. } => None,
             Source::Mapped { source, .. } => source.field_name(),
         }
     }
@@ -416,6 +465,19 @@ pub struct Route {
     pub reasons: Vec<ReasonRule>,
     /// What ambiguous requests resembling this route get; the map's policy when `None`.
     pub path_policy: Option<PathPolicy>,
+    /// Session cookies: recorded by fingerprint, bound to the actor of the event that set them.
+    pub session: SessionRule,
+}
+
+/// A route's browser session cookies (`session: { cookies: [...] }`): a `Set-Cookie` of one
+/// on a successful event binds its fingerprint to that event's actor and app; a later request
+/// presenting it inherits them (source `session:<cookie>`) until a route with `ends` succeeds
+/// with it, or it expires.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionRule {
+    pub cookies: Vec<String>,
+    /// A success of this route ends the bindings of the session cookies it was sent (logout).
+    pub ends: bool,
 }
 
 /// Which tokens of an exchange are recorded (by fingerprint and claims).
@@ -446,6 +508,17 @@ impl Route {
             .chain(captures)
     }
 
+    /// Where this route reads session cookies: each cookie the request presents and the
+    /// response sets.
+    pub fn session_reads(&self) -> impl Iterator<Item = TokenLocation> + '_ {
+        self.session.cookies.iter().flat_map(|c| {
+            [
+                TokenLocation::Cookie(c.clone()),
+                TokenLocation::SetCookie(c.clone()),
+            ]
+        })
+    }
+
     /// The cookies this route records by fingerprint (`request_cookie` sources).
     pub fn cookie_reads(&self) -> impl Iterator<Item = &str> {
         self.sources().filter_map(|s| match s.base() {
@@ -474,8 +547,10 @@ impl Route {
             add(l, &self.tokens.keys);
         }
         for s in self.sources() {
-            if let Source::Claim { token, keys, .. } = s.base() {
-                add(token, keys);
+            match s.base() {
+                Source::Claim { token, keys, .. } => add(token, keys),
+                Source::Lineage { token, .. } => add(token, &self.tokens.keys),
+                _ => {}
             }
         }
         out

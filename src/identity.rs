@@ -17,6 +17,7 @@ use crate::hex;
 pub mod client_ip;
 pub mod jwks;
 pub mod keys;
+pub mod lineage;
 pub mod require;
 
 pub use client_ip::TrustedProxies;
@@ -36,6 +37,11 @@ pub enum TokenLocation {
     Form(String),
     /// A JSON pointer into the response body: a token the upstream issued.
     ResponseBody(String),
+    /// A parameter of the response's `Location` URL (query or fragment): an authorization code
+    /// (or implicit-flow token) the upstream issued in a redirect.
+    Redirect(String),
+    /// A cookie the response sets (`Set-Cookie: NAME=…`): a session the upstream issued.
+    SetCookie(String),
 }
 
 impl TokenLocation {
@@ -48,12 +54,19 @@ impl TokenLocation {
             TokenLocation::RequestBody(p) => format!("request_body:{p}"),
             TokenLocation::Form(f) => format!("form:{f}"),
             TokenLocation::ResponseBody(p) => format!("response_body:{p}"),
+            TokenLocation::Redirect(p) => format!("location:{p}"),
+            TokenLocation::SetCookie(c) => format!("set_cookie:{c}"),
         }
     }
 
     /// True for tokens the upstream hands out (read from the response).
     pub fn is_issued(&self) -> bool {
-        matches!(self, TokenLocation::ResponseBody(_))
+        matches!(
+            self,
+            TokenLocation::ResponseBody(_)
+                | TokenLocation::Redirect(_)
+                | TokenLocation::SetCookie(_)
+        )
     }
 
     /// True for an ID token: a request or response body field (or form field) named `id_token`.
@@ -247,7 +260,13 @@ pub struct Identity {
     pub default_keys: Option<String>,
     pub fingerprinter: Option<Fingerprinter>,
     pub trusted: TrustedProxies,
+    /// Issuances remembered in memory for identity by lineage (`trust.lineage_cache`).
+    pub lineage_cache: usize,
 }
+
+/// Issued tokens, codes and session cookies remembered in memory by default: about 200 bytes
+/// each, so some 10 MiB at most.
+pub const DEFAULT_LINEAGE_CACHE: usize = 50_000;
 
 impl Identity {
     /// The key set named `name`, or the default one. `NAME#id_token` (or `#id_token` for the
@@ -302,6 +321,22 @@ impl Identity {
             remember(ks, key, generation, &checked);
         }
         checked
+    }
+
+    /// A value recorded by fingerprint only, never parsed or verified: a session cookie.
+    pub fn opaque(&self, value: &str) -> CheckedToken {
+        CheckedToken {
+            fingerprint: self
+                .fingerprinter
+                .as_ref()
+                .map(|f| f.fingerprint(value))
+                .unwrap_or_default(),
+            claims: Map::new(),
+            is_jwt: false,
+            verified: false,
+            invalid: None,
+            names: ClaimNames::default(),
+        }
     }
 
     /// The token's fingerprint (empty without a fingerprint key) and, when a key set will
@@ -397,6 +432,7 @@ pub fn token_kind(location: &str, checked: &CheckedToken) -> String {
         ("refresh", "refresh"),
         ("id_token", "id"),
         ("access", "access"),
+        ("code", "code"),
     ] {
         if l.contains(needle) {
             return kind.to_string();

@@ -28,6 +28,7 @@ use crate::classify::{
 };
 use crate::config::Config;
 use crate::event::{self, AuditEvent, ClientInfo, Outcome, Stage};
+use crate::identity::lineage::{Issuance, LineageIndex};
 use crate::identity::require::{self, Decision, Mode, Requirement};
 use crate::metrics::RouteMetrics;
 use crate::pipeline::Pipeline;
@@ -55,10 +56,17 @@ pub struct Proxy {
     upstream_origin: Option<(http::uri::Scheme, http::uri::Authority)>,
     /// Request counters and latency histograms, registered per route of this map.
     metrics: crate::metrics::ProxyMetrics,
+    /// Who each issued token, code and session cookie was issued to (kept across reloads).
+    lineage: Arc<LineageIndex>,
 }
 
 impl Proxy {
-    pub fn new(cfg: Arc<Config>, pipeline: Pipeline, coverage: Arc<Coverage>) -> Proxy {
+    pub fn new(
+        cfg: Arc<Config>,
+        pipeline: Pipeline,
+        coverage: Arc<Coverage>,
+        lineage: Arc<LineageIndex>,
+    ) -> Proxy {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.timeouts.upstream_connect));
         connector.set_nodelay(true);
@@ -97,6 +105,7 @@ impl Proxy {
             upstream_base,
             upstream_origin,
             metrics,
+            lineage,
         }
     }
 
@@ -646,12 +655,30 @@ impl Exchange {
             }
             if let Some(raw) = extract::request_token(&location, &facts) {
                 let checked = cfg.identity.check(&raw, keys.as_deref()).await;
-                seen.push(SeenToken {
-                    location,
-                    keys,
-                    checked,
-                });
+                seen.push(SeenToken::new(location, keys, checked));
             }
+        }
+        // Session cookies: fingerprinted, never parsed or verified.
+        for location in self.route.session_reads() {
+            let TokenLocation::Cookie(name) = &location else {
+                continue;
+            };
+            if let Some(raw) = extract::request_cookie(&self.request.headers, name) {
+                let mut t = SeenToken::new(location.clone(), None, cfg.identity.opaque(raw));
+                t.session = true;
+                seen.retain(|s| s.location != location);
+                seen.push(t);
+            }
+        }
+        // Who each token that does not prove itself was issued to.
+        let now = self.time.unix_timestamp();
+        for t in seen.iter_mut().filter(|t| t.wants_lineage()) {
+            let found = self
+                .proxy
+                .lineage
+                .lookup(&t.checked.fingerprint, t.session, now)
+                .await;
+            t.lineage = Some(found);
         }
         seen
     }
@@ -972,9 +999,65 @@ impl Exchange {
         resp: &Capture,
         failure: Option<Failure>,
     ) {
-        let ev = self.event(status, resp_headers, resp, failure);
+        let mut ev = self.event(status, resp_headers, resp, failure);
+        self.learn(&mut ev);
         tracing::debug!(route = %ev.http.route, event = %ev.event_type, outcome = %ev.outcome, request_id = %ev.http.request_id, "audit event built");
         self.proxy.pipeline.submit_reserved(ev, self.slot.take());
+    }
+
+    /// Remember who what this event issued belongs to, and end the sessions a logout ended
+    /// (marked on the event, so the store's answer agrees with memory after a restart).
+    fn learn(&self, ev: &mut AuditEvent) {
+        use crate::event::TokenRole;
+        if ev.outcome != Outcome::Success {
+            return;
+        }
+        let index = &self.proxy.lineage;
+        for t in ev.tokens.iter().filter(|t| t.role == TokenRole::Issued) {
+            if let Some(issuance) = Issuance::of(ev, t.exp) {
+                index.remember(&t.fingerprint, issuance);
+            }
+        }
+        // A session cookie presented unbound to an event that names its actor by other means
+        // (a login that keeps the pre-login interaction cookie) is bound to that actor.
+        let named_here = ev
+            .actor
+            .source
+            .as_deref()
+            .is_some_and(|s| !(s.starts_with("lineage:") || s.starts_with("session:")));
+        if named_here && !self.route.session.ends {
+            let mut bound = false;
+            for t in self
+                .seen
+                .iter()
+                .filter(|t| t.session && !t.location.is_issued())
+            {
+                let known = matches!(t.lineage, Some(crate::identity::lineage::Lineage::Found(_)));
+                if !known {
+                    if let Some(issuance) = Issuance::of(ev, None) {
+                        index.remember(&t.checked.fingerprint, issuance);
+                        bound = true;
+                    }
+                }
+            }
+            if bound {
+                ev.details
+                    .insert("session_bound".into(), serde_json::Value::Bool(true));
+            }
+        }
+        if self.route.session.ends {
+            let mut ended = false;
+            for t in &ev.tokens {
+                if t.role == TokenRole::Presented && t.kind == "session" {
+                    index.end(&t.fingerprint, ev.id);
+                    ended = true;
+                }
+            }
+            if ended {
+                ev.details
+                    .insert("session_ended".into(), serde_json::Value::Bool(true));
+            }
+        }
     }
 
     /// The event of this exchange as far as it is known.
@@ -1032,17 +1115,26 @@ impl Exchange {
         };
         // Issued tokens join the presented ones; without any, the presented ones are lent as is.
         let mut seen = std::borrow::Cow::Borrowed(self.seen.as_slice());
-        for (location, keys) in self.route.token_reads() {
-            if let TokenLocation::ResponseBody(ptr) = &location {
-                if let Some(raw) = extract::response_token(ptr, &resp_facts) {
-                    let checked = cfg.identity.check_now(&raw, keys.as_deref());
-                    seen.to_mut().push(SeenToken {
-                        location,
-                        keys,
-                        checked,
-                    });
-                }
-            }
+        let issued = self
+            .route
+            .token_reads()
+            .into_iter()
+            .chain(self.route.session_reads().map(|l| (l, None)))
+            .filter(|(l, _)| l.is_issued());
+        for (location, keys) in issued {
+            let Some((raw, expires)) = extract::issued_token(&location, &resp_facts) else {
+                continue;
+            };
+            let session = matches!(location, TokenLocation::SetCookie(_));
+            let checked = if session {
+                cfg.identity.opaque(&raw)
+            } else {
+                cfg.identity.check_now(&raw, keys.as_deref())
+            };
+            let mut t = SeenToken::new(location, keys, checked);
+            t.session = session;
+            t.expires = expires;
+            seen.to_mut().push(t);
         }
         let mut ev = extract::build_event(&m, &cfg.redactor, &req_facts, &resp_facts, &seen, base);
         for (k, v) in &self.notes {

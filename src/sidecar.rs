@@ -104,7 +104,7 @@ pub async fn run_with_store(
     // The admin API reads the live (reloadable) config once the proxy is up, the first before.
     let admin_live: Arc<std::sync::OnceLock<Arc<Live>>> = Arc::default();
     let admin_state = AdminState {
-        store,
+        store: store.clone(),
         pipeline: pipeline.clone(),
         draining: draining.clone(),
         config: {
@@ -144,7 +144,12 @@ pub async fn run_with_store(
     });
     let mut admin_task = tokio::spawn(async move { admin_server.await });
 
-    let live = Arc::new(Live::start(cfg.clone(), pipeline.clone(), coverage).await);
+    // Who issued tokens, codes and session cookies belong to: memory first, then the store.
+    let lineage = Arc::new(crate::identity::lineage::LineageIndex::new(
+        cfg.identity.lineage_cache,
+        Some(store.clone()),
+    ));
+    let live = Arc::new(Live::start(cfg.clone(), pipeline.clone(), coverage, lineage).await);
     let _ = admin_live.set(live.clone());
     draining.store(false, Ordering::Release);
     if let Some(m) = &metrics {

@@ -10,11 +10,12 @@ use uuid::Uuid;
 use base64::Engine;
 
 use super::redact::{self, Redactor};
-use super::{Match, OutcomeRules, Source, StatusPattern, TokenLocation};
+use super::{LineageOf, Match, OutcomeRules, Source, StatusPattern, TokenLocation};
 use crate::event::{
     Actor, Attributed, AuditEvent, ClientInfo, HttpInfo, Outcome, Stage, Target, TokenRef,
     TokenRole,
 };
+use crate::identity::lineage::Lineage;
 use crate::identity::{self, CheckedToken};
 
 /// A token found in the exchange, already inspected (the token itself is not kept).
@@ -24,6 +25,36 @@ pub struct SeenToken {
     /// The key set it was checked with.
     pub keys: Option<String>,
     pub checked: CheckedToken,
+    /// A session cookie of the route's `session.cookies` (recorded with kind `session`).
+    pub session: bool,
+    /// When it stops being valid, if the exchange said (a `Set-Cookie`'s `Max-Age` or
+    /// `Expires`), for tokens whose claims do not.
+    pub expires: Option<i64>,
+    /// Who it was issued to, when it was looked up (presented tokens that did not verify, and
+    /// session cookies).
+    pub lineage: Option<Lineage>,
+}
+
+impl SeenToken {
+    /// A token found at `location`, not yet looked up.
+    pub fn new(location: TokenLocation, keys: Option<String>, checked: CheckedToken) -> SeenToken {
+        SeenToken {
+            location,
+            keys,
+            checked,
+            session: false,
+            expires: None,
+            lineage: None,
+        }
+    }
+
+    /// Whether its issuer is worth looking up: presented, fingerprinted, and not already
+    /// proven by a verified signature (a session cookie always).
+    pub fn wants_lineage(&self) -> bool {
+        !self.location.is_issued()
+            && !self.checked.fingerprint.is_empty()
+            && (self.session || !self.checked.verified)
+    }
 }
 
 /// What the proxy saw of the request (the body only up to the inspect limit).
@@ -219,7 +250,9 @@ pub fn request_token(loc: &TokenLocation, req: &RequestFacts<'_>) -> Option<Stri
             Body::Form(fields) => form_field(fields, name)?,
             _ => return None,
         },
-        TokenLocation::ResponseBody(_) => return None,
+        TokenLocation::ResponseBody(_)
+        | TokenLocation::Redirect(_)
+        | TokenLocation::SetCookie(_) => return None,
     };
     (!token.is_empty()).then_some(token)
 }
@@ -277,6 +310,73 @@ pub fn response_token(ptr: &str, resp: &ResponseFacts<'_>) -> Option<String> {
         Value::String(s) if !s.is_empty() => Some(s),
         _ => None,
     }
+}
+
+/// The raw token the response issued at an issued location, with its expiry when the response
+/// states one (a cookie's); `None` for request locations.
+pub fn issued_token(
+    loc: &TokenLocation,
+    resp: &ResponseFacts<'_>,
+) -> Option<(String, Option<i64>)> {
+    match loc {
+        TokenLocation::ResponseBody(ptr) => response_token(ptr, resp).map(|t| (t, None)),
+        TokenLocation::Redirect(param) => {
+            if !resp.status?.is_redirection() {
+                return None;
+            }
+            let location = resp.headers?.get(http::header::LOCATION)?.to_str().ok()?;
+            url_param(location, param)
+                .filter(|v| !v.is_empty())
+                .map(|t| (t, None))
+        }
+        TokenLocation::SetCookie(name) => {
+            set_cookie(resp.headers?, name, OffsetDateTime::now_utc())
+        }
+        _ => None,
+    }
+}
+
+/// The value a response sets for cookie `name` and when it expires (Unix seconds). A cookie
+/// being cleared (empty, `Max-Age=0` or an `Expires` in the past) is no issuance.
+pub fn set_cookie(
+    headers: &HeaderMap,
+    name: &str,
+    now: OffsetDateTime,
+) -> Option<(String, Option<i64>)> {
+    for v in headers.get_all(http::header::SET_COOKIE) {
+        let Ok(v) = v.to_str() else { continue };
+        let mut parts = v.split(';');
+        let Some((k, value)) = parts.next().and_then(|p| p.trim().split_once('=')) else {
+            continue;
+        };
+        if k.trim() != name {
+            continue;
+        }
+        let value = value.trim().trim_matches('"');
+        let mut expires = None;
+        let mut max_age = None;
+        for attr in parts {
+            let (k, v) = attr.trim().split_once('=').unwrap_or((attr.trim(), ""));
+            if k.eq_ignore_ascii_case("max-age") {
+                max_age = v.trim().parse::<i64>().ok();
+            } else if k.eq_ignore_ascii_case("expires") {
+                expires = httpdate::parse_http_date(v.trim()).ok().map(|t| {
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64)
+                });
+            }
+        }
+        // Max-Age wins over Expires (RFC 6265 §5.3).
+        let expires = match max_age {
+            Some(s) => Some(now.unix_timestamp().saturating_add(s)),
+            None => expires,
+        };
+        if value.is_empty() || expires.is_some_and(|e| e <= now.unix_timestamp()) {
+            return None;
+        }
+        return Some((value.to_string(), expires));
+    }
+    None
 }
 
 /// The user (client id) of `Authorization: Basic`; the password is never decoded into a string.
@@ -396,6 +496,7 @@ impl Ctx<'_> {
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, fp)| Value::String(fp.clone())),
+            Source::Lineage { .. } => self.text(source).map(|r| Value::String(r.value)),
             // Claims are read through `claim`, which knows whether the token verified.
             Source::Claim { claim, .. } => self
                 .seen(source)
@@ -457,6 +558,10 @@ impl Ctx<'_> {
                         constant: false,
                     })
                 }
+            }
+            Source::Lineage { of, token } => {
+                let t = self.tokens.iter().find(|t| &t.location == token)?;
+                self.inherited(t, *of)
             }
             other => Some(Resolved {
                 value: clean(&scalar_text(self.raw(other)?)?)?,
@@ -520,6 +625,42 @@ impl Ctx<'_> {
             claimed: !verified,
             constant: false,
         })
+    }
+}
+
+impl Ctx<'_> {
+    /// The actor or app `t` inherits from the event that issued it: source `lineage:<event>`,
+    /// or `session:<cookie>` for a session cookie; as verified as it was there.
+    fn inherited(&self, t: &SeenToken, of: LineageOf) -> Option<Resolved> {
+        let Some(Lineage::Found(i)) = &t.lineage else {
+            return None;
+        };
+        let (value, verified) = match of {
+            LineageOf::Actor => (i.actor.as_deref()?, i.actor_verified),
+            LineageOf::App => (i.app.as_deref()?, i.app_verified),
+        };
+        let source = match (&t.location, t.session) {
+            (TokenLocation::Cookie(name), true) => format!("session:{name}"),
+            _ => format!("lineage:{}", i.event),
+        };
+        Some(Resolved {
+            value: clean(value)?,
+            source,
+            verified,
+            claimed: false,
+            constant: false,
+        })
+    }
+
+    /// The first inherited value among the presented tokens: a token's before a session's.
+    fn lineage(&self, of: LineageOf) -> Option<Resolved> {
+        let by = |session: bool| {
+            self.tokens
+                .iter()
+                .filter(|t| t.session == session)
+                .find_map(|t| self.inherited(t, of))
+        };
+        by(false).or_else(|| by(true))
     }
 }
 
@@ -642,9 +783,18 @@ pub fn build_event(
         }
     }
 
-    // Without a value from the route's sources, the requirement's token names the actor and
-    // the app (verified, or claimed when it did not verify).
-    let actor = match pick(ctx.all_texts(&route.actor)).or_else(|| ctx.required_subject()) {
+    // The route's sources name the actor; without a value from them that is more than a
+    // claim or a constant, the requirement's verified token does, then lineage (who the
+    // presented token, code or session was issued to), then the claim or constant, then the
+    // requirement's token as it claims.
+    let actor_values = ctx.all_texts(&route.actor);
+    let actor = pick(actor_values.clone())
+        .filter(|r| !r.claimed && !r.constant)
+        .or_else(|| ctx.required_subject().filter(|r| r.verified))
+        .or_else(|| ctx.lineage(LineageOf::Actor))
+        .or_else(|| pick(actor_values))
+        .or_else(|| ctx.required_subject());
+    let actor = match actor {
         Some(r) => Actor {
             id: Some(r.value),
             kind: route.actor_kind,
@@ -654,9 +804,17 @@ pub fn build_event(
         },
         None => Actor::anonymous(),
     };
-    let (app, app_conflict) = match resolve_app(ctx.all_texts(&route.app)) {
-        (None, _) => (ctx.required_app().map(Resolved::attributed), None),
-        resolved => resolved,
+    // Lineage's app competes with the route's values like any other source.
+    let mut app_values = ctx.all_texts(&route.app);
+    let lineage_app = ctx.lineage(LineageOf::App);
+    let (app, app_conflict) = if app_values.is_empty() {
+        match ctx.required_app() {
+            Some(r) if r.verified => (Some(r.attributed()), None),
+            required => (lineage_app.or(required).map(Resolved::attributed), None),
+        }
+    } else {
+        app_values.extend(lineage_app);
+        resolve_app(app_values)
     };
     let target = route.target.as_ref().and_then(|t| {
         pick(ctx.all_texts(&t.from)).map(|r| Target {
@@ -674,6 +832,14 @@ pub fn build_event(
     }
     if let Some(text) = reason_text {
         details.entry("reason_text").or_insert(Value::String(text));
+    }
+    // Each lookup of who a presented token was issued to, found or not.
+    let lineage: Map<String, Value> = tokens
+        .iter()
+        .filter_map(|t| Some((t.location.label(), t.lineage.as_ref()?.describe())))
+        .collect();
+    if !lineage.is_empty() {
+        details.insert("lineage".into(), Value::Object(lineage));
     }
 
     AuditEvent {
@@ -745,7 +911,11 @@ fn token_refs(tokens: &[SeenToken]) -> Vec<TokenRef> {
             } else {
                 TokenRole::Presented
             },
-            kind: identity::token_kind(&label, c),
+            kind: if t.session {
+                "session".to_string()
+            } else {
+                identity::token_kind(&label, c)
+            },
             source: label,
             fingerprint: c.fingerprint.clone(),
             jti: c.claim_str("jti").map(|v| redact::truncate(&v, 128)),
@@ -756,7 +926,7 @@ fn token_refs(tokens: &[SeenToken]) -> Vec<TokenRef> {
                 .app()
                 .map(|v| redact::truncate(&v, redact::MAX_VALUE_CHARS)),
             iat: c.claim_i64("iat"),
-            exp: c.claim_i64("exp"),
+            exp: c.claim_i64("exp").or(t.expires),
             verified: c.verified,
             invalid: c.invalid.map(|i| i.as_str().to_string()),
         });

@@ -385,6 +385,9 @@ pub struct Trust {
     /// Key for token fingerprints (HMAC-SHA-256), at least 16 bytes. Without it no token is
     /// recorded.
     pub fingerprint_key: Option<Spanned<Text>>,
+    /// How many issued tokens, codes and session cookies are remembered in memory for identity
+    /// by lineage (older ones are asked of the store). Default 50000; 0: the store only.
+    pub lineage_cache: Option<Spanned<u64>>,
 }
 
 /// One key set: exactly one of `secret`, `public_key_pem`, `public_key_file`, `jwks_url`,
@@ -437,6 +440,20 @@ pub struct Defaults {
     pub on_keys_unavailable: Option<Spanned<Text>>,
     pub actor: Option<Spanned<OneOrMany<Source>>>,
     pub app: Option<Spanned<OneOrMany<Source>>>,
+    /// Session cookies of every route that names none (`session: { cookies: [_session] }`).
+    pub session: Option<Spanned<Session>>,
+}
+
+/// `session: { cookies: [_session, _interaction], ends: true }`: browser session cookies, recorded
+/// by fingerprint. A successful event that sets one binds it to its actor and app; a request
+/// presenting it later inherits them (source `session:NAME`). `ends`: a success of this route
+/// ends the bindings of the cookies it was sent (default: true for `auth.logout` routes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Session {
+    #[serde(default)]
+    pub cookies: Vec<Text>,
+    pub ends: Option<bool>,
 }
 
 /// One entry of the route-to-event map.
@@ -465,6 +482,8 @@ pub struct Route {
     pub actor_kind: Option<Spanned<Text>>,
     /// Tokens recorded by fingerprint.
     pub tokens: Option<Spanned<Tokens>>,
+    /// Browser session cookies: see [`Session`]. Default: `defaults.session`.
+    pub session: Option<Spanned<Session>>,
     /// A verified token this route requires: a requirement's name, or an inline block.
     pub require: Option<Spanned<RequireRef>>,
     /// Stable reason codes for this route's reason texts, before the file's `reasons`.
@@ -555,6 +574,10 @@ pub struct Tokens {
     /// Request-body pointers (JSON, or `/field` of a form) of tokens the client presents.
     #[serde(default)]
     pub presented: Vec<Text>,
+    /// Parameters of a redirect's `Location` (query or fragment) that carry what the upstream
+    /// issues there: `[code]` for an authorization code.
+    #[serde(default)]
+    pub redirect: Vec<Text>,
     /// Record the `Authorization: Bearer` token. Default true.
     pub bearer: Option<bool>,
     /// Key set to verify them with. Default: `defaults.keys`.

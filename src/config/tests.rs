@@ -404,3 +404,38 @@ fn a_cookie_value_is_never_a_source() {
         ["authtrail.yaml:6:12: routes[0].actor: cookie values are secrets: read a claim of a token cookie with { claim: sub, cookie: NAME }, or the cookie's fingerprint with { request_cookie: NAME }"]
     );
 }
+
+#[test]
+fn sessions_and_lineage_sources_are_checked() {
+    let yaml = r#"upstream: http://127.0.0.1:9000
+defaults:
+  session: { cookies: [sid], ends: true }
+routes:
+  - id: revoke
+    match: { path: /revoke }
+    event: token.revoke
+    target: { kind: user, from: { lineage: owner, form: token } }
+  - id: authorize
+    match: { path: /authorize }
+    event: oauth.authorize
+    tokens: { redirect: ["a=b"] }
+    session: { cookies: ["bad cookie"] }
+"#;
+    assert_eq!(
+        errors(yaml),
+        [
+            "authtrail.yaml:8:33: routes[0].target.from: lineage: \"owner\" is not readable: expected actor or app",
+        ]
+    );
+    let yaml = yaml.replace("lineage: owner", "lineage: actor");
+    assert_eq!(
+        errors(&yaml),
+        [
+            "authtrail.yaml:3:12: defaults.session.ends: ends belongs to a route (a logout), not to defaults",
+            "authtrail.yaml:3:12: defaults.session.cookies: session cookies are recorded by keyed fingerprint only: set trust.fingerprint_key",
+            "authtrail.yaml:12:13: routes[1].tokens: recording tokens needs trust.fingerprint_key (tokens are stored by keyed fingerprint only)",
+            "authtrail.yaml:12:13: routes[1].tokens.redirect: invalid redirect parameter \"a=b\": expected a name like code",
+            "authtrail.yaml:13:14: routes[1].session.cookies: session cookies are recorded by keyed fingerprint only: set trust.fingerprint_key",
+        ]
+    );
+}

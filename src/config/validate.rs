@@ -14,7 +14,7 @@ use super::{AdminCredential, AppScope, Config, Diagnostic, Permission, StoreConf
 use crate::classify::redact::{Redactor, SECRET_HEADERS};
 use crate::classify::{
     host_only, BodyCondition, Delivery, OutcomeRules, PathCase, PathPolicy, PathTemplate,
-    ReasonRule, Route, RouteMap, Source, StatusPattern, TargetRule,
+    ReasonRule, Route, RouteMap, SessionRule, Source, StatusPattern, TargetRule,
 };
 use crate::pipeline::{CheckpointPolicy, PipelineConfig};
 
@@ -614,6 +614,8 @@ struct RouteDefaults {
     actor: Vec<Source>,
     app: Vec<Source>,
     reasons: Vec<ReasonRule>,
+    /// `defaults.session.cookies`.
+    session_cookies: Vec<String>,
 }
 
 fn route_defaults(
@@ -627,11 +629,51 @@ fn route_defaults(
             .map(|l| c.sources(l, path, None, redactor))
             .unwrap_or_default()
     };
+    let actor = default(&raw.defaults.actor, "defaults.actor");
+    let app = default(&raw.defaults.app, "defaults.app");
+    let session_cookies = match &raw.defaults.session {
+        Some(s) => {
+            if s.value.ends.is_some() {
+                let msg = "ends belongs to a route (a logout), not to defaults";
+                c.err(s, "defaults.session.ends", msg);
+            }
+            session_cookies(c, s, "defaults.session")
+        }
+        None => Vec::new(),
+    };
     RouteDefaults {
-        actor: default(&raw.defaults.actor, "defaults.actor"),
-        app: default(&raw.defaults.app, "defaults.app"),
+        actor,
+        app,
         reasons,
+        session_cookies,
     }
+}
+
+/// `session.cookies`: valid cookie names, recorded by fingerprint (so the key must be set).
+fn session_cookies(
+    c: &mut Checker<'_>,
+    s: &Spanned<super::model::Session>,
+    at: &str,
+) -> Vec<String> {
+    if !c.fingerprint_key && !s.value.cookies.is_empty() {
+        let msg =
+            "session cookies are recorded by keyed fingerprint only: set trust.fingerprint_key";
+        c.err(s, format!("{at}.cookies"), msg);
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, name) in s.value.cookies.iter().enumerate() {
+        if name.0.is_empty() || name.0.bytes().any(|b| b <= b' ' || b"=;,\"".contains(&b)) {
+            c.err(
+                s,
+                format!("{at}.cookies[{i}]"),
+                format!("invalid cookie name \"{name}\""),
+            );
+        } else if !out.contains(&name.0) {
+            out.push(name.0.clone());
+        }
+    }
+    out
 }
 
 /// What checking a route needs from the rest of the file.
@@ -737,6 +779,17 @@ fn route(
         .and_then(|p| c.path_policy(p, &at("match.path_policy")));
     let mut reasons = attribution::reason_rules(c, &r.reasons, &at("reasons"));
     reasons.extend(cx.defaults.reasons.iter().cloned());
+    let session = SessionRule {
+        cookies: match &r.session {
+            Some(s) if !s.value.cookies.is_empty() => session_cookies(c, s, &at("session")),
+            _ => cx.defaults.session_cookies.clone(),
+        },
+        ends: r
+            .session
+            .as_ref()
+            .and_then(|s| s.value.ends)
+            .unwrap_or(r.event.value.0 == "auth.logout"),
+    };
     let path = template?;
     Some(Route {
         id: r.id.value.0.clone(),
@@ -758,6 +811,7 @@ fn route(
         path_policy,
         reasons,
         body: body_matchers(c, &r.matcher, &at),
+        session,
     })
 }
 

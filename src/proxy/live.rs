@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use super::coverage::Coverage;
 use super::Proxy;
 use crate::config::{self, Config};
+use crate::identity::lineage::LineageIndex;
 use crate::pipeline::Pipeline;
 
 /// The current proxy and what reloading needs.
@@ -17,6 +18,7 @@ pub struct Live {
     current: RwLock<Arc<Proxy>>,
     pipeline: Pipeline,
     coverage: Arc<Coverage>,
+    lineage: Arc<LineageIndex>,
     jwks: Mutex<Vec<JoinHandle<()>>>,
     /// Held across a whole reload: two at once (a SIGHUP and an API call) would each read the
     /// file, wait for their key sets and then swap, so the one that started first could finish
@@ -36,14 +38,25 @@ pub struct Reloaded {
 
 impl Live {
     /// Start serving `cfg`: its key sets are loaded first (see [`Live::keys_ready`]).
-    pub async fn start(cfg: Arc<Config>, pipeline: Pipeline, coverage: Arc<Coverage>) -> Live {
+    pub async fn start(
+        cfg: Arc<Config>,
+        pipeline: Pipeline,
+        coverage: Arc<Coverage>,
+        lineage: Arc<LineageIndex>,
+    ) -> Live {
         let jwks = keys_ready(&cfg).await;
         coverage.set_routes(&cfg.routes);
-        let proxy = Arc::new(Proxy::new(cfg, pipeline.clone(), coverage.clone()));
+        let proxy = Arc::new(Proxy::new(
+            cfg,
+            pipeline.clone(),
+            coverage.clone(),
+            lineage.clone(),
+        ));
         Live {
             current: RwLock::new(proxy),
             pipeline,
             coverage,
+            lineage,
             jwks: Mutex::new(jwks),
             reloading: tokio::sync::Mutex::new(()),
         }
@@ -112,6 +125,7 @@ impl Live {
             new.clone(),
             self.pipeline.clone(),
             self.coverage.clone(),
+            self.lineage.clone(),
         ));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = proxy;
         let old_jwks = std::mem::replace(

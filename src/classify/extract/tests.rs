@@ -124,16 +124,12 @@ fn run(cfg: &Config, x: Exchange<'_>) -> AuditEvent {
     let mut seen = Vec::new();
     for (location, keys) in m.route.token_reads() {
         let raw = match &location {
-            TokenLocation::ResponseBody(p) => response_token(p, &resp),
+            l if l.is_issued() => issued_token(l, &resp).map(|(t, _)| t),
             other => request_token(other, &req),
         };
         if let Some(raw) = raw {
             let checked = cfg.identity.check_now(&raw, keys.as_deref());
-            seen.push(SeenToken {
-                location,
-                keys,
-                checked,
-            });
+            seen.push(SeenToken::new(location, keys, checked));
         }
     }
     let base = EventBase {

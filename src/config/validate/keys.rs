@@ -50,6 +50,13 @@ pub(super) fn identity(c: &mut Checker<'_>, raw: &File) -> Identity {
         default_keys,
         fingerprinter,
         trusted,
+        lineage_cache: raw
+            .trust
+            .lineage_cache
+            .as_ref()
+            .map_or(crate::identity::DEFAULT_LINEAGE_CACHE, |n| {
+                usize::try_from(n.value).unwrap_or(usize::MAX)
+            }),
     }
 }
 
@@ -364,8 +371,16 @@ pub(super) fn token_rule(
         }
         out
     };
-    let issued = pointers(&t.issued, true);
+    let mut issued = pointers(&t.issued, true);
     let presented = pointers(&t.presented, false);
+    for p in &t.redirect {
+        if p.0.is_empty() || p.0.contains(['&', '=', '?', '#']) {
+            let msg = format!("invalid redirect parameter \"{p}\": expected a name like code");
+            c.err(spec, format!("{at}.redirect"), msg);
+            continue;
+        }
+        issued.push(TokenLocation::Redirect(p.0.clone()));
+    }
     let keys = t.keys.as_ref().map(|k| k.0.clone());
     if let Some(k) = &keys {
         if !identity.keysets.contains_key(k) {
