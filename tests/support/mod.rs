@@ -12,5 +12,6 @@ pub mod oauth;
 pub mod pg;
 pub mod store_conformance;
 pub mod tcp_cut;
+pub mod thirdparty;
 pub mod upstream;
 pub mod webhook;
