@@ -17,8 +17,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::json;
 use support::harness::{self, contains, send};
 use tokio::net::TcpListener;
@@ -188,21 +186,7 @@ async fn provider() -> (Provider, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let p = Provider::default();
-    let state = p.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    support::serve::spawn(listener, p.clone(), handle);
     (p, addr)
 }
 
@@ -289,6 +273,16 @@ async fn get(sc: &harness::Sidecar, path: &str, sid: Option<&str>) -> harness::R
         .unwrap()
 }
 
+async fn refresh(sc: &harness::Sidecar, rt: &str) -> harness::Reply {
+    let fields = [("grant_type", "refresh_token"), ("refresh_token", rt)];
+    form(sc, "/token", &fields, None).await
+}
+
+async fn exchange(sc: &harness::Sidecar, code: &str) -> harness::Reply {
+    let fields = [("grant_type", "authorization_code"), ("code", code)];
+    form(sc, "/token", &fields, None).await
+}
+
 fn set_cookie_sid(r: &harness::Reply) -> String {
     let v = r.headers["set-cookie"].to_str().unwrap();
     v.split(';')
@@ -356,63 +350,24 @@ async fn tokens_codes_and_sessions_name_the_user_they_were_issued_to() {
     assert_eq!(login.status, 200);
     let sid = set_cookie_sid(&login);
     let rt1 = login.json()["refresh_token"].as_str().unwrap().to_string();
-    let r = form(
-        &sc,
-        "/token",
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
-        None,
-    )
-    .await;
+    let r = refresh(&sc, &rt1).await;
     assert_eq!(r.status, 200);
     let rt2 = r.json()["refresh_token"].as_str().unwrap().to_string();
-    let r = form(
-        &sc,
-        "/token",
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
-        None,
-    )
-    .await;
+    let r = refresh(&sc, &rt2).await;
     assert_eq!(r.status, 200);
     let rt3 = r.json()["refresh_token"].as_str().unwrap().to_string();
     // Reuse of a rotated token, and a token nobody issued.
-    let r = form(
-        &sc,
-        "/token",
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
-        None,
-    )
-    .await;
+    let r = refresh(&sc, &rt1).await;
     assert_eq!(r.status, 400);
-    let r = form(
-        &sc,
-        "/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", "rt-made-up-by-mallory"),
-        ],
-        None,
-    )
-    .await;
+    let r = refresh(&sc, "rt-made-up-by-mallory").await;
     assert_eq!(r.status, 400);
     // The browser flow: a code in a redirect, exchanged, then replayed.
     let a = get(&sc, "/authorize?client_id=web&state=s1", Some(&sid)).await;
     assert_eq!(a.status, 302);
     let code = code_of(&a);
-    let r = form(
-        &sc,
-        "/token",
-        &[("grant_type", "authorization_code"), ("code", &code)],
-        None,
-    )
-    .await;
+    let r = exchange(&sc, &code).await;
     assert_eq!(r.status, 200);
-    let r = form(
-        &sc,
-        "/token",
-        &[("grant_type", "authorization_code"), ("code", &code)],
-        None,
-    )
-    .await;
+    let r = exchange(&sc, &code).await;
     assert_eq!(r.status, 400);
     // Revocation names the owner; the session reads the account, logs out, and is then no one.
     assert_eq!(
@@ -543,13 +498,7 @@ async fn tokens_codes_and_sessions_name_the_user_they_were_issued_to() {
     assert_eq!(get(&again, "/account", Some(&bob_sid)).await.status, 200);
     assert_eq!(get(&again, "/account", Some(&sid)).await.status, 401);
     assert_eq!(form(&again, "/consent", &[], Some(&ia)).await.status, 200);
-    let r = form(
-        &again,
-        "/token",
-        &[("grant_type", "refresh_token"), ("refresh_token", &bob_rt)],
-        None,
-    )
-    .await;
+    let r = refresh(&again, &bob_rt).await;
     assert_eq!(r.status, 200);
     again.stop().await;
     let evs = again.events().await;
@@ -617,13 +566,7 @@ async fn a_second_sidecar_on_one_postgres_trail_knows_what_the_first_issued() {
     let sid = set_cookie_sid(&login);
     // The login must be stored before the other sidecar can find it: stop A (it flushes).
     a.stop().await;
-    let r = form(
-        &b,
-        "/token",
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        None,
-    )
-    .await;
+    let r = refresh(&b, &rt).await;
     assert_eq!(r.status, 200);
     assert_eq!(get(&b, "/account", Some(&sid)).await.status, 200);
     b.stop().await;

@@ -10,6 +10,7 @@ pub mod harness;
 pub mod jwks_server;
 pub mod oauth;
 pub mod pg;
+pub mod serve;
 pub mod store_conformance;
 pub mod tcp_cut;
 pub mod thirdparty;

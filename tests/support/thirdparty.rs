@@ -87,7 +87,10 @@ impl Server {
                 return server;
             }
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("{name} exited ({status}) before listening:\n{}", server.output());
+                panic!(
+                    "{name} exited ({status}) before listening:\n{}",
+                    server.output()
+                );
             }
             if std::time::Instant::now() > deadline {
                 panic!(

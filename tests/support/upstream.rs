@@ -11,8 +11,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 /// FNV-1a, to compare uploads without a hash crate.
@@ -52,21 +50,7 @@ pub async fn spawn() -> TestUpstream {
         slow_started: Arc::new(AtomicU64::new(0)),
         paths: Arc::new(std::sync::Mutex::new(Vec::new())),
     };
-    let state = up.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    super::serve::spawn(listener, up.clone(), handle);
     up
 }
 

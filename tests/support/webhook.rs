@@ -13,8 +13,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 /// One request the receiver got.
@@ -140,21 +138,7 @@ pub async fn spawn() -> Receiver {
         fail_always: Arc::new(AtomicBool::new(false)),
         stall: Arc::new(AtomicBool::new(false)),
     };
-    let state = rx.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    super::serve::spawn(listener, rx.clone(), handle);
     rx
 }
 
