@@ -1,0 +1,188 @@
+//! The Kubernetes example (examples/kubernetes) as kubelet and the sidecar would read it: every
+//! named probe port is a port of the probed container (kubelet looks names up there only),
+//! every Service targets a port some container declares, the kustomization lists files that
+//! exist, and the ConfigMap's authtrail.yaml loads with the Secret's keys — every `${VAR}` it
+//! reads is one the Secret provides — and has an admin credential, so `/v1` and `/ui` answer.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes")
+}
+
+/// Every YAML document of every manifest, with the file it came from.
+fn documents() -> Vec<(String, Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        out.extend(docs.into_iter().map(|d| (name.clone(), d)));
+    }
+    out
+}
+
+fn kind<'a>(docs: &'a [(String, Value)], k: &str) -> Vec<&'a (String, Value)> {
+    docs.iter().filter(|(_, d)| d["kind"] == k).collect()
+}
+
+/// The containers of a Deployment's pod (init containers, native sidecars among them, too).
+fn containers(deployment: &Value) -> Vec<&Value> {
+    let spec = &deployment["spec"]["template"]["spec"];
+    ["initContainers", "containers"]
+        .iter()
+        .filter_map(|k| spec[*k].as_array())
+        .flatten()
+        .collect()
+}
+
+fn port_names(container: &Value) -> BTreeSet<String> {
+    container["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn every_named_probe_port_belongs_to_the_probed_container() {
+    let docs = documents();
+    let deployments = kind(&docs, "Deployment");
+    assert_eq!(
+        deployments.len(),
+        2,
+        "deployment.yaml and the native-sidecar one"
+    );
+    let mut probes = 0;
+    for (file, d) in deployments {
+        for c in containers(d) {
+            let names = port_names(c);
+            for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+                let p = &c[probe];
+                if p.is_null() {
+                    continue;
+                }
+                probes += 1;
+                let port = ["httpGet", "tcpSocket", "grpc"]
+                    .iter()
+                    .map(|k| &p[*k]["port"])
+                    .find(|v| !v.is_null())
+                    .unwrap_or_else(|| panic!("{file}: {} {probe} has no port", c["name"]));
+                if let Some(name) = port.as_str() {
+                    assert!(
+                        names.contains(name),
+                        "{file}: container {} {probe} uses port \"{name}\", which it does not \
+                         declare ({names:?}); kubelet resolves names in the probed container only",
+                        c["name"]
+                    );
+                } else {
+                    assert!(port.as_u64().is_some(), "{file}: {probe} port {port}");
+                }
+            }
+        }
+    }
+    assert!(probes >= 6, "the probes were read ({probes})");
+}
+
+#[test]
+fn services_target_declared_ports_and_kustomize_lists_real_files() {
+    let docs = documents();
+    let declared: BTreeSet<String> = kind(&docs, "Deployment")
+        .iter()
+        .flat_map(|(_, d)| containers(d))
+        .flat_map(port_names)
+        .collect();
+    for (file, s) in kind(&docs, "Service") {
+        for p in s["spec"]["ports"].as_array().unwrap() {
+            if let Some(name) = p["targetPort"].as_str() {
+                assert!(declared.contains(name), "{file}: targetPort {name}");
+            }
+        }
+    }
+    let (_, k) = kind(&docs, "Kustomization")[0];
+    for r in k["resources"].as_array().unwrap() {
+        let r = r.as_str().unwrap();
+        assert!(dir().join(r).exists(), "kustomization.yaml lists {r}");
+    }
+}
+
+#[test]
+fn the_configmap_loads_with_the_secrets_keys_and_has_an_admin_credential() {
+    let docs = documents();
+    let (_, cm) = kind(&docs, "ConfigMap")[0];
+    let yaml = cm["data"]["authtrail.yaml"].as_str().unwrap();
+    let (_, secret) = kind(&docs, "Secret")[0];
+    let provided: BTreeSet<&str> = secret["stringData"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    // Every ${VAR} the config reads (outside comments) comes from the Secret.
+    let mut read = BTreeSet::new();
+    for line in yaml.lines() {
+        let code = line.split(" #").next().unwrap_or("");
+        if code.trim_start().starts_with('#') {
+            continue;
+        }
+        let mut rest = code;
+        while let Some(i) = rest.find("${") {
+            let end = rest[i..].find('}').unwrap();
+            let var = rest[i + 2..i + end].split(":-").next().unwrap();
+            read.insert(var.to_string());
+            rest = &rest[i + end..];
+        }
+    }
+    assert!(!read.is_empty());
+    for var in &read {
+        assert!(
+            provided.contains(var.as_str()),
+            "${{{var}}} is not in secret.yaml"
+        );
+    }
+    // With real-looking values in place of the Secret's placeholders, the config is valid.
+    let dir = tempfile::tempdir().unwrap();
+    let values = [
+        ("AUTHTRAIL_CHECKPOINT_KEY", "42".repeat(32)),
+        (
+            "AUTHTRAIL_FINGERPRINT_KEY",
+            "manifest-test-fingerprint-key".into(),
+        ),
+        (
+            "AUTHTRAIL_WEBHOOK_SECRET",
+            "manifest-test-webhook-secret".into(),
+        ),
+        (
+            "AUTHTRAIL_ADMIN_TOKEN_SHA256",
+            authtrail::admin::auth::token_sha256_hex("manifest-test-token"),
+        ),
+    ];
+    for (k, v) in &values {
+        assert!(provided.contains(k), "{k} is in secret.yaml");
+        std::env::set_var(k, v);
+    }
+    let yaml = yaml
+        .replace(
+            "/var/lib/authtrail",
+            &dir.path().join("data").display().to_string(),
+        )
+        .replace("0.0.0.0:", "127.0.0.1:");
+    let cfg = authtrail::config::load_str(&yaml, "configmap.yaml")
+        .unwrap_or_else(|e| panic!("the ConfigMap's authtrail.yaml does not load:\n{e}"));
+    assert!(!cfg.routes.routes.is_empty());
+    assert!(
+        !cfg.admin_credentials.is_empty(),
+        "an admin credential, or /v1 and /ui answer 401"
+    );
+}
