@@ -671,13 +671,19 @@ impl Exchange {
             }
         }
         // Who each token that does not prove itself was issued to.
+        // Once per fingerprint: a token read from two places is one lookup.
         let now = self.time.unix_timestamp();
+        let mut done: Vec<(String, bool, crate::identity::lineage::Lineage)> = Vec::new();
         for t in seen.iter_mut().filter(|t| t.wants_lineage()) {
-            let found = self
-                .proxy
-                .lineage
-                .lookup(&t.checked.fingerprint, t.session, now)
-                .await;
+            let fp = &t.checked.fingerprint;
+            let found = match done.iter().find(|(f, s, _)| f == fp && *s == t.session) {
+                Some((_, _, l)) => l.clone(),
+                None => {
+                    let l = self.proxy.lineage.lookup(fp, t.session, now).await;
+                    done.push((fp.clone(), t.session, l.clone()));
+                    l
+                }
+            };
             t.lineage = Some(found);
         }
         seen
@@ -962,6 +968,15 @@ impl Exchange {
                 _ => {}
             }
         }
+        // The header a requirement checks the token's app against (`app_matches`): the upstream
+        // may read another copy, or all of them joined.
+        if let Some(r) = &self.route.require {
+            if let Some(require::AppFrom::Header(name)) = &r.app_matches {
+                if h.get_all(name.as_str()).iter().count() > 1 {
+                    return Some("app_header");
+                }
+            }
+        }
         let bearer = h
             .get(header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().get(..7))
@@ -1032,8 +1047,12 @@ impl Exchange {
                 .iter()
                 .filter(|t| t.session && !t.location.is_issued())
             {
-                let known = matches!(t.lineage, Some(crate::identity::lineage::Lineage::Found(_)));
-                if !known {
+                // Bound already to someone: the login does not re-bind it.
+                let named = matches!(
+                    &t.lineage,
+                    Some(crate::identity::lineage::Lineage::Found(i)) if i.actor.is_some()
+                );
+                if !named {
                     if let Some(issuance) = Issuance::of(ev, None) {
                         index.remember(&t.checked.fingerprint, issuance);
                         bound = true;

@@ -319,7 +319,17 @@ pub fn issued_token(
     resp: &ResponseFacts<'_>,
 ) -> Option<(String, Option<i64>)> {
     match loc {
-        TokenLocation::ResponseBody(ptr) => response_token(ptr, resp).map(|t| (t, None)),
+        TokenLocation::ResponseBody(ptr) => {
+            let token = response_token(ptr, resp)?;
+            // RFC 6749 §5.1: `expires_in` beside `access_token` is the access token's lifetime,
+            // which an opaque token cannot say itself.
+            let expires = ptr
+                .strip_suffix("/access_token")
+                .and_then(|parent| resp.parsed_body().pointer(&format!("{parent}/expires_in")))
+                .and_then(|v| v.as_i64())
+                .map(|s| OffsetDateTime::now_utc().unix_timestamp().saturating_add(s));
+            Some((token, expires))
+        }
         TokenLocation::Redirect(param) => {
             if !resp.status?.is_redirection() {
                 return None;
@@ -353,7 +363,7 @@ pub fn set_cookie(
             continue;
         }
         let value = value.trim().trim_matches('"');
-        let mut expires = None;
+        let mut expires: Option<i64> = None;
         let mut max_age = None;
         for attr in parts {
             let (k, v) = attr.trim().split_once('=').unwrap_or((attr.trim(), ""));
@@ -371,8 +381,9 @@ pub fn set_cookie(
             Some(s) => Some(now.unix_timestamp().saturating_add(s)),
             None => expires,
         };
+        // A cookie cleared here may be set again by a later header (a new path or value).
         if value.is_empty() || expires.is_some_and(|e| e <= now.unix_timestamp()) {
-            return None;
+            continue;
         }
         return Some((value.to_string(), expires));
     }
@@ -834,9 +845,17 @@ pub fn build_event(
         details.entry("reason_text").or_insert(Value::String(text));
     }
     // Each lookup of who a presented token was issued to, found or not.
+    let mut described: Vec<&str> = Vec::new();
     let lineage: Map<String, Value> = tokens
         .iter()
-        .filter_map(|t| Some((t.location.label(), t.lineage.as_ref()?.describe())))
+        .filter_map(|t| {
+            let l = t.lineage.as_ref()?;
+            if described.contains(&t.checked.fingerprint.as_str()) {
+                return None;
+            }
+            described.push(&t.checked.fingerprint);
+            Some((t.location.label(), l.describe()))
+        })
         .collect();
     if !lineage.is_empty() {
         details.insert("lineage".into(), Value::Object(lineage));

@@ -95,6 +95,12 @@ impl Redactor {
     /// A URL (a `Location` header) with the value of every secret-named parameter of its query
     /// and fragment replaced by `{name}`, the placeholder `http.path` uses: `…/cb?code={code}&state=s1`.
     pub fn mask_url(&self, url: &str) -> String {
+        self.mask_url_depth(url, 3)
+    }
+
+    /// [`mask_url`](Self::mask_url), also inside the URLs that parameters carry
+    /// (`/login?next=/authorize%3Fcode_challenge%3D…`), `depth` levels down.
+    fn mask_url_depth(&self, url: &str, depth: u8) -> String {
         let (head, fragment) = match url.split_once('#') {
             Some((h, f)) => (h, Some(f)),
             None => (url, None),
@@ -112,10 +118,24 @@ impl Redactor {
                             .map(|(n, _)| n.into_owned())
                             .unwrap_or_default();
                         if self.is_secret(&name) {
-                            format!("{k}={{{name}}}")
-                        } else {
-                            pair.to_string()
+                            return format!("{k}={{{name}}}");
                         }
+                        // A value that is itself a URL with parameters is masked too.
+                        let value = pair.split_once('=').map_or("", |(_, v)| v);
+                        let decoded: String =
+                            form_urlencoded::parse(format!("v={value}").as_bytes())
+                                .next()
+                                .map(|(_, v)| v.into_owned())
+                                .unwrap_or_default();
+                        if depth > 0 && decoded.contains(['?', '#']) {
+                            let masked = self.mask_url_depth(&decoded, depth - 1);
+                            if masked != decoded {
+                                let enc: String =
+                                    form_urlencoded::byte_serialize(masked.as_bytes()).collect();
+                                return format!("{k}={enc}");
+                            }
+                        }
+                        pair.to_string()
                     }
                     None => pair.to_string(),
                 })
@@ -215,6 +235,24 @@ fn words(name: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mask_url_masks_secret_parameters_also_inside_nested_urls() {
+        let r = Redactor::default();
+        assert_eq!(
+            r.mask_url("https://app/cb?code=abc&state=s1#access_token=t&x=1"),
+            "https://app/cb?code={code}&state=s1#access_token={access_token}&x=1"
+        );
+        // Django's login redirect carries the authorization request in `next`.
+        let masked = r.mask_url(
+            "/accounts/login/?next=/o/authorize/%3Fclient_id%3Dweb%26code_challenge%3DX9y%26state%3Ds",
+        );
+        assert!(!masked.contains("X9y"), "{masked}");
+        assert!(masked.contains("client_id%3Dweb"), "{masked}");
+        // Nothing to mask: the URL stays byte for byte.
+        let plain = "/accounts/login/?next=/o/authorize/%3Fclient_id%3Dweb";
+        assert_eq!(r.mask_url(plain), plain);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -44,10 +44,10 @@ pub struct Issuance {
 }
 
 impl Issuance {
-    /// The issuance an event records for what it issued: `None` unless it succeeded and names
-    /// someone.
+    /// The issuance an event records for what it issued: `None` unless it succeeded. One that
+    /// names no one still links a later use to the event that issued it.
     pub fn of(ev: &AuditEvent, expires: Option<i64>) -> Option<Issuance> {
-        if ev.outcome != Outcome::Success || (ev.actor.id.is_none() && ev.app.is_none()) {
+        if ev.outcome != Outcome::Success {
             return None;
         }
         Some(Issuance {
@@ -148,8 +148,18 @@ impl LineageIndex {
         }
     }
 
-    /// `fingerprint` was issued by `issuance`'s event.
+    /// `fingerprint` was issued (or bound) by `issuance`'s event. An issuance that names no
+    /// actor never replaces one that does (a response setting the same cookie again).
     pub fn remember(&self, fingerprint: &str, issuance: Issuance) {
+        if issuance.actor.is_none() {
+            let named = matches!(
+                self.lock().map.get(fingerprint),
+                Some(Entry::Issued(i)) if i.actor.is_some()
+            );
+            if named {
+                return;
+            }
+        }
         self.put(fingerprint, Entry::Issued(Arc::new(issuance)));
     }
 
@@ -240,33 +250,42 @@ impl LineageIndex {
                 .iter()
                 .any(|t| t.fingerprint == fingerprint && t.role == role)
         };
-        // Issued by the event, or presented to a success that bound it (`session_bound`).
-        let bound = |ev: &AuditEvent| {
-            session
-                && holds(ev, TokenRole::Presented)
-                && ev.details.get("session_bound") == Some(&serde_json::Value::Bool(true))
+        let flag = |ev: &AuditEvent, key: &str| {
+            ev.details.get(key) == Some(&serde_json::Value::Bool(true))
         };
-        let Some((at, issuing)) = events.iter().enumerate().find(|(_, ev)| {
-            (holds(ev, TokenRole::Issued) || bound(ev)) && Issuance::of(ev, None).is_some()
-        }) else {
-            return Ok(None);
-        };
-        if session {
-            let logout = events[at + 1..].iter().find(|ev| {
-                ev.outcome == Outcome::Success
-                    && holds(ev, TokenRole::Presented)
-                    && ev.details.get("session_ended") == Some(&serde_json::Value::Bool(true))
-            });
-            if let Some(ev) = logout {
-                return Ok(Some(Entry::Ended { event: ev.id }));
+        // In trail order, as memory saw them: an issuance, a binding at a login
+        // (`session_bound`), a logout (`session_ended`). A token keeps its first issuance; a
+        // session ends up with its latest binding that names someone, unless a logout came after.
+        let mut state: Option<Entry> = None;
+        for ev in &events {
+            if ev.outcome != Outcome::Success {
+                continue;
+            }
+            let issued = holds(ev, TokenRole::Issued);
+            let bound = session && holds(ev, TokenRole::Presented) && flag(ev, "session_bound");
+            if issued || bound {
+                let expires = ev
+                    .tokens
+                    .iter()
+                    .find(|t| t.fingerprint == fingerprint && t.role == TokenRole::Issued)
+                    .and_then(|t| t.exp);
+                let Some(i) = Issuance::of(ev, expires) else {
+                    continue;
+                };
+                let replace = match &state {
+                    None | Some(Entry::Ended { .. }) | Some(Entry::Unknown { .. }) => true,
+                    Some(Entry::Issued(old)) => {
+                        session && (i.actor.is_some() || old.actor.is_none())
+                    }
+                };
+                if replace {
+                    state = Some(Entry::Issued(Arc::new(i)));
+                }
+            } else if session && holds(ev, TokenRole::Presented) && flag(ev, "session_ended") {
+                state = Some(Entry::Ended { event: ev.id });
             }
         }
-        let expires = issuing
-            .tokens
-            .iter()
-            .find(|t| t.fingerprint == fingerprint && t.role == TokenRole::Issued)
-            .and_then(|t| t.exp);
-        Ok(Issuance::of(issuing, expires).map(|i| Entry::Issued(Arc::new(i))))
+        Ok(state)
     }
 }
 
