@@ -1,8 +1,8 @@
 //! The Kubernetes example (examples/kubernetes) as kubelet and the sidecar would read it: every
 //! named probe port is a port of the probed container (kubelet looks names up there only),
-//! every Service targets a port some container declares, the kustomization lists files that
-//! exist, and the ConfigMap's authtrail.yaml loads with the Secret's keys — every `${VAR}` it
-//! reads is one the Secret provides — and has an admin credential, so `/v1` and `/ui` answer.
+//! every Service targets a port some container declares, and the kustomization lists files
+//! that exist. (That the ConfigMap's authtrail.yaml loads with the Secret's keys, with an admin
+//! credential, is `config::tests::kubernetes_configmap_config_loads`.)
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -115,74 +115,4 @@ fn services_target_declared_ports_and_kustomize_lists_real_files() {
         let r = r.as_str().unwrap();
         assert!(dir().join(r).exists(), "kustomization.yaml lists {r}");
     }
-}
-
-#[test]
-fn the_configmap_loads_with_the_secrets_keys_and_has_an_admin_credential() {
-    let docs = documents();
-    let (_, cm) = kind(&docs, "ConfigMap")[0];
-    let yaml = cm["data"]["authtrail.yaml"].as_str().unwrap();
-    let (_, secret) = kind(&docs, "Secret")[0];
-    let provided: BTreeSet<&str> = secret["stringData"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    // Every ${VAR} the config reads (outside comments) comes from the Secret.
-    let mut read = BTreeSet::new();
-    for line in yaml.lines() {
-        let code = line.split(" #").next().unwrap_or("");
-        if code.trim_start().starts_with('#') {
-            continue;
-        }
-        let mut rest = code;
-        while let Some(i) = rest.find("${") {
-            let end = rest[i..].find('}').unwrap();
-            let var = rest[i + 2..i + end].split(":-").next().unwrap();
-            read.insert(var.to_string());
-            rest = &rest[i + end..];
-        }
-    }
-    assert!(!read.is_empty());
-    for var in &read {
-        assert!(
-            provided.contains(var.as_str()),
-            "${{{var}}} is not in secret.yaml"
-        );
-    }
-    // With real-looking values in place of the Secret's placeholders, the config is valid.
-    let dir = tempfile::tempdir().unwrap();
-    let values = [
-        ("AUTHTRAIL_CHECKPOINT_KEY", "42".repeat(32)),
-        (
-            "AUTHTRAIL_FINGERPRINT_KEY",
-            "manifest-test-fingerprint-key".into(),
-        ),
-        (
-            "AUTHTRAIL_WEBHOOK_SECRET",
-            "manifest-test-webhook-secret".into(),
-        ),
-        (
-            "AUTHTRAIL_ADMIN_TOKEN_SHA256",
-            authtrail::admin::auth::token_sha256_hex("manifest-test-token"),
-        ),
-    ];
-    for (k, v) in &values {
-        assert!(provided.contains(k), "{k} is in secret.yaml");
-        std::env::set_var(k, v);
-    }
-    let yaml = yaml
-        .replace(
-            "/var/lib/authtrail",
-            &dir.path().join("data").display().to_string(),
-        )
-        .replace("0.0.0.0:", "127.0.0.1:");
-    let cfg = authtrail::config::load_str(&yaml, "configmap.yaml")
-        .unwrap_or_else(|e| panic!("the ConfigMap's authtrail.yaml does not load:\n{e}"));
-    assert!(!cfg.routes.routes.is_empty());
-    assert!(
-        !cfg.admin_credentials.is_empty(),
-        "an admin credential, or /v1 and /ui answer 401"
-    );
 }

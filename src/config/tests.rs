@@ -115,8 +115,9 @@ fn defaults_apply() {
 
 #[test]
 fn shipped_configs_load() {
-    // The OAuth example takes its fingerprint key from the environment.
+    // The examples and presets take their keys from the environment.
     std::env::set_var("FINGERPRINT_KEY", "shipped-config-test-key-0123");
+    std::env::set_var("DRF_JWT_SECRET", "shipped-config-test-hmac-secret");
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
@@ -163,10 +164,16 @@ fn kubernetes_configmap_config_loads() {
         "configmap-test-fingerprint-key",
     );
     std::env::set_var("AUTHTRAIL_WEBHOOK_SECRET", "configmap-test-webhook-secret");
+    std::env::set_var(
+        "AUTHTRAIL_ADMIN_TOKEN_SHA256",
+        crate::admin::auth::token_sha256_hex("configmap-test-admin-token"),
+    );
     let cfg = match load_str(embedded, "configmap.yaml#authtrail.yaml") {
         Ok(cfg) => cfg,
         Err(e) => panic!("{e}"),
     };
+    // An admin credential, or `/v1` and `/ui` answer 401 to everyone.
+    assert!(!cfg.admin_credentials.is_empty());
     assert!(cfg.ops.retention.is_some() && !cfg.ops.alerts.is_empty() && cfg.ops.sinks.len() == 2);
 
     // Both pod layouts give authtrail time for its preStop, its drain and the last flushes
