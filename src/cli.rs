@@ -342,9 +342,14 @@ fn init_logging(format: LogFormat) {
     // A log line that cannot be written (stderr on a full disk, a closed pipe) is lost, and
     // nothing else: by default tracing-subscriber reports it with `eprintln!`, which panics
     // when stderr fails too, in whichever task was logging (the audit writer, once).
+    // Colours only for a person at a terminal: never into a file, a pipe or a log collector,
+    // and never with NO_COLOR set (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

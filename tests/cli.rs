@@ -315,3 +315,43 @@ fn a_closed_stdout_ends_every_printing_command_quietly() {
         assert_eq!((code, err.as_str()), (0, ""), "{args:?} to a closed stdout");
     }
 }
+
+#[test]
+fn text_logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("authtrail.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:0\nadmin: {{ listen: 127.0.0.1:0 }}\nupstream: http://127.0.0.1:9\nstore: {{ url: \"sqlite://{}\" }}\nroutes: []\n",
+            dir.path().join("trail.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env_remove("NO_COLOR")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    for _ in 0..50 {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.contains("authtrail serving") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("authtrail serving"), "{seen}");
+    assert!(
+        !seen.contains('\u{1b}'),
+        "ANSI codes in a piped log:\n{seen:?}"
+    );
+}
