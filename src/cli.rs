@@ -1,6 +1,6 @@
 //! Command-line interface: the clap definitions of every command and the dispatch to its file
-//! under `cli/` (`serve`, `check`, `explain`, `fingerprint`, `query`, `export`, `verify`,
-//! `keygen`, `purge`, `generate`). Each command calls into the library (`query` and `export` run
+//! under `cli/` (`serve`, `check`, `coverage`, `presets` and `init`, `explain`, `fingerprint`, `query`,
+//! `export`, `verify`, `keygen`, `purge`, `generate`). Each command calls into the library (`query` and `export` run
 //! the admin API's query code); anyhow lives here and in `main.rs` only.
 
 use std::io::Write;
@@ -15,11 +15,13 @@ use crate::config::{self, Config};
 use crate::event::Outcome;
 
 mod check;
+mod coverage;
 mod explain;
 mod export;
 mod fingerprint;
 pub mod generate;
 mod keygen;
+mod presets;
 mod purge;
 mod query;
 mod serve;
@@ -58,6 +60,14 @@ pub enum Command {
     Serve(ConfigArg),
     /// Validate the config and print the route table.
     Check(ConfigArg),
+    /// Ask the running sidecar (its admin API) which requests no route maps and which routes
+    /// had no traffic.
+    Coverage(coverage::CoverageArgs),
+    /// List the built-in route maps of well-known auth servers.
+    Presets,
+    /// Write a starter config from a preset: the upstream set, an admin credential (its token
+    /// printed once), checked as `check` would.
+    Init(presets::InitArgs),
     /// Show which route a request matches, and why the routes before it did not.
     Explain(ExplainArgs),
     /// Print a token's fingerprint under the config's `trust.fingerprint_key`, to look it up
@@ -325,6 +335,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve(c) => serve::run(&c).await,
         Command::Check(c) => check::run(&c),
+        Command::Coverage(a) => coverage::run(a).await,
+        Command::Presets => presets::list(),
+        Command::Init(a) => presets::init(a),
         Command::Explain(a) => explain::run(a).await,
         Command::Fingerprint(a) => fingerprint::run(a),
         Command::Query(q) => query::run(q).await,

@@ -355,3 +355,131 @@ fn text_logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
         "ANSI codes in a piped log:\n{seen:?}"
     );
 }
+
+fn run_env(args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for k in unset {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().expect("run authtrail");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn presets_are_listed_and_init_writes_a_checked_starter_with_a_one_time_admin_token() {
+    let (code, out, _) = run(&["presets"]);
+    assert_eq!(code, 0);
+    for name in ["dj-rest-auth", "django-oauth-toolkit", "node-oidc-provider"] {
+        assert!(out.contains(name), "{out}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authtrail.yaml");
+    let f = file.to_str().unwrap();
+    let init = [
+        "init",
+        "--preset",
+        "django-oauth-toolkit",
+        "--upstream",
+        "http://127.0.0.1:9",
+        "-o",
+        f,
+    ];
+    let (code, _, err) = run_env(&init, &[], &["FINGERPRINT_KEY"]);
+    assert_eq!(code, 0, "{err}");
+    let token = err
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("admin token (shown once; the config keeps only its SHA-256): ")
+        })
+        .unwrap_or_else(|| panic!("no token in {err}"));
+    assert!(
+        err.contains("set before `authtrail serve`: FINGERPRINT_KEY"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\nupstream: http://127.0.0.1:9\n"));
+    assert!(text.contains(&authtrail::admin::auth::token_sha256_hex(token)));
+    assert!(!text.contains(token), "the token itself is never written");
+    // The file serves as written once its secret is set.
+    let (code, out, err) = run_env(
+        &["check", "--config", f],
+        &[("FINGERPRINT_KEY", "cli-init-test-fingerprint-key")],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("{f}: ok, ")), "{out}");
+
+    // Never over a file without --force; an unknown preset names the known ones.
+    let (code, _, err) = run(&init);
+    assert_ne!(code, 0);
+    assert!(err.contains("exists: pass --force"), "{err}");
+    let (code, _, err) = run(&["init", "--preset", "keycloak", "--upstream", "http://x:1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown preset \"keycloak\": presets are dj-rest-auth, django-oauth-toolkit, node-oidc-provider"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coverage_asks_the_running_sidecar_for_unmapped_shapes_and_idle_routes() {
+    use support::admin::{credentials_yaml, ROUTES, TOKEN_ALL, TOKEN_ALPHA};
+    let up = upstream::spawn().await;
+    let mut sc = support::harness::start(up.addr, &credentials_yaml(), ROUTES).await;
+    for _ in 0..3 {
+        let r = send(Method::GET, &sc.url("/echo-headers"), &[], Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    // Only `admin.listen` is read: the rest of the file may name secrets that are not set.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("authtrail.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "upstream: http://127.0.0.1:9\nadmin: {{ listen: \"0.0.0.0:{}\" }}\ntrust:\n  fingerprint_key: ${{SURELY_UNSET_KEY_FOR_COVERAGE}}\n",
+            sc.admin.port()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap().to_string();
+    let ask = move |token: &'static str| {
+        let c = c.clone();
+        tokio::task::spawn_blocking(move || {
+            run_env(
+                &["coverage", "--config", &c],
+                &[("AUTHTRAIL_ADMIN_TOKEN", token)],
+                &[],
+            )
+        })
+    };
+    let (code, out, err) = ask(TOKEN_ALL).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Unmapped requests (1 shapes):"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("GET"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[..3], ["GET", "/echo-headers", "3"], "{out}");
+    assert!(
+        out.contains("Mapped routes with no traffic: login, logout"),
+        "{out}"
+    );
+    // A credential scoped to some apps is told why it sees nothing.
+    let (code, out, _) = ask(TOKEN_ALPHA).await.unwrap();
+    assert_eq!(code, 0);
+    assert!(out.contains("needs one that sees every app"), "{out}");
+    // A wrong token is the API's 401, as an error.
+    let (code, _, err) = ask("not-a-token").await.unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("401"), "{err}");
+    sc.stop().await;
+}

@@ -1,4 +1,4 @@
-//! authtrail in front of a real django-oauth-toolkit (DOT) with config/dot.yaml: DOT, Django
+//! authtrail in front of a real django-oauth-toolkit (DOT) with config/presets/django-oauth-toolkit.yaml: DOT, Django
 //! and their dependencies installed from PyPI at pinned versions
 //! (tests/thirdparty/dot/requirements.txt, into the git-ignored tests/thirdparty/dot/py-deps),
 //! started as a child process (tests/thirdparty/dot/server.py) on 127.0.0.1.
@@ -276,13 +276,14 @@ async fn django_oauth_toolkit_behind_the_sidecar() {
     std::env::set_var("DOT_UPSTREAM", format!("http://{}", dot.addr));
     std::env::set_var("FINGERPRINT_KEY", FP_KEY);
     std::env::set_var("AUTHTRAIL_STORE", format!("sqlite://{}", db.display()));
-    let yaml =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dot.yaml"))
-            .unwrap();
+    let yaml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/presets/django-oauth-toolkit.yaml"),
+    )
+    .unwrap();
     // The preset plus the admin API's test credentials, for the exports.
     let cfg = authtrail::config::load_str(
         &format!("{yaml}\n{}", admin::credentials_yaml()),
-        "config/dot.yaml",
+        "config/presets/django-oauth-toolkit.yaml",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let mut sc = harness::start_config(cfg, db, sdir).await;

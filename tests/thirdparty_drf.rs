@@ -1,4 +1,4 @@
-//! config/drf.yaml in front of a real JSON auth API: Django REST framework +
+//! config/presets/dj-rest-auth.yaml in front of a real JSON auth API: Django REST framework +
 //! djangorestframework-simplejwt + dj-rest-auth (+ django-allauth), installed from PyPI at pinned
 //! versions under tests/thirdparty/drf/py-deps and started here as a child process. Its JWTs
 //! name the user in `user_id` (not `sub`) and the tenant in a `tenant` claim the fixture's token
@@ -218,14 +218,17 @@ async fn drf_simplejwt_dj_rest_auth_end_to_end() {
         .env("PYTHONDONTWRITEBYTECODE", "1");
     let django = Server::start("drf", cmd, port, Duration::from_secs(30));
 
-    // The sidecar, on config/drf.yaml plus admin credentials for the exports.
+    // The sidecar, on config/presets/dj-rest-auth.yaml plus admin credentials for the exports.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("drf.db");
     std::env::set_var("DRF_UPSTREAM", format!("http://{}", django.addr));
     std::env::set_var("AUTHTRAIL_STORE", format!("sqlite://{}", db.display()));
     std::env::set_var("FINGERPRINT_KEY", FINGERPRINT_KEY);
     std::env::set_var("DRF_JWT_SECRET", JWT_SECRET);
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/drf.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/presets/dj-rest-auth.yaml"
+    );
     let yaml = std::fs::read_to_string(path).unwrap() + &admin::credentials_yaml();
     let cfg = authtrail::config::load_str(&yaml, path).unwrap_or_else(|e| panic!("{e}"));
     let mut sc = harness::start_config(cfg, db, dir).await;

@@ -1,6 +1,6 @@
 //! authtrail in front of a real node oidc-provider (panva; `tests/thirdparty/oidc`, pinned in
 //! its package-lock.json, started by `server.js` as a child process), with the preset map
-//! `config/oidc.yaml`: the browser authorization-code flow with its cookies, a failed and a good
+//! `config/presets/node-oidc-provider.yaml`: the browser authorization-code flow with its cookies, a failed and a good
 //! password login, consent, the code exchange and its replay, refresh-token rotation, reuse and
 //! revocation, client authentication failures, forged and foreign JWTs at UserInfo, a denied
 //! consent, RP-initiated logout and the old session cookie after it. Every event's type,
@@ -341,7 +341,10 @@ async fn node_oidc_provider_behind_authtrail() {
     std::env::set_var("OIDC_AUDIENCE", API);
     std::env::set_var("FINGERPRINT_KEY", FINGERPRINT_KEY);
     std::env::set_var("AUTHTRAIL_STORE", format!("sqlite://{}", db.display()));
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/oidc.yaml");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/presets/node-oidc-provider.yaml"
+    );
     let yaml = std::fs::read_to_string(file).unwrap() + &admin::credentials_yaml();
     let cfg = authtrail::config::load_str(&yaml, file).unwrap_or_else(|e| panic!("{e}"));
     let mut sc = harness::start_config(cfg, db.clone(), tmp).await;

@@ -118,14 +118,20 @@ fn shipped_configs_load() {
     // The examples and presets take their keys from the environment.
     std::env::set_var("FINGERPRINT_KEY", "shipped-config-test-key-0123");
     std::env::set_var("DRF_JWT_SECRET", "shipped-config-test-hmac-secret");
-    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            if let Err(e) = load_file(&path) {
-                panic!("{}: {e}", path.display());
+    let mut loaded = 0;
+    for dir in ["/config", "/config/presets"] {
+        let dir = format!("{}{dir}", env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                if let Err(e) = load_file(&path) {
+                    panic!("{}: {e}", path.display());
+                }
+                loaded += 1;
             }
         }
     }
+    assert!(loaded >= 5, "the examples and the presets ({loaded})");
 }
 
 #[test]
