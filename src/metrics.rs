@@ -17,7 +17,7 @@ use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
-use metrics::{Counter, Histogram, Unit};
+use metrics::{gauge, Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::classify::RouteMap;
@@ -171,6 +171,53 @@ fn describe() {
         "authtrail_purge_runs_total",
         "Retention purge runs, by result (ok, failed)."
     );
+    describe_counter!(
+        "authtrail_upstream_responses_total",
+        "Responses from the upstream, by route and status class (1xx to 5xx)."
+    );
+    describe_gauge!(
+        "authtrail_requests_in_flight",
+        "Requests received whose response head has not been sent yet."
+    );
+    describe_counter!(
+        "authtrail_reloads_total",
+        "Config reloads (SIGHUP or the admin API), by result (ok, rejected)."
+    );
+    describe_gauge!(
+        "authtrail_build_info",
+        "Always 1; the labels name the running build."
+    );
+    gauge!("authtrail_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// A request in flight, counted in `authtrail_requests_in_flight` until dropped.
+pub struct InFlight(Option<&'static Gauge>);
+
+impl InFlight {
+    pub fn enter() -> InFlight {
+        if !ENABLED.load(Ordering::Acquire) {
+            return InFlight(None);
+        }
+        let g = IN_FLIGHT.get_or_init(|| gauge!("authtrail_requests_in_flight"));
+        g.increment(1.0);
+        InFlight(Some(g))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            g.decrement(1.0);
+        }
+    }
+}
+
+static IN_FLIGHT: OnceLock<Gauge> = OnceLock::new();
+
+/// A config reload was applied (`ok`) or rejected.
+pub fn reload(ok: bool) {
+    counter!("authtrail_reloads_total", "result" => if ok { "ok" } else { "rejected" })
+        .increment(1);
 }
 
 /// The request-path instruments of one route (or of unmapped traffic).
@@ -181,6 +228,8 @@ pub struct RouteMetrics {
     added: Histogram,
     unreachable: Counter,
     timeout: Counter,
+    /// The upstream's answers by status class, 1xx to 5xx.
+    responses: [Counter; 5],
 }
 
 impl RouteMetrics {
@@ -191,7 +240,20 @@ impl RouteMetrics {
             upstream: histogram!("authtrail_upstream_latency_seconds", "route" => r.clone()),
             added: histogram!("authtrail_proxy_added_latency_seconds", "route" => r.clone()),
             unreachable: counter!("authtrail_upstream_errors_total", "route" => r.clone(), "kind" => "unreachable"),
-            timeout: counter!("authtrail_upstream_errors_total", "route" => r, "kind" => "timeout"),
+            timeout: counter!("authtrail_upstream_errors_total", "route" => r.clone(), "kind" => "timeout"),
+            responses: ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+                counter!("authtrail_upstream_responses_total", "route" => r.clone(), "class" => class)
+            }),
+        }
+    }
+
+    /// The upstream answered with `status`.
+    pub fn response(&self, status: u16) {
+        if let Some(c) = (status / 100)
+            .checked_sub(1)
+            .and_then(|i| self.responses.get(usize::from(i)))
+        {
+            c.increment(1);
         }
     }
 

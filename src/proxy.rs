@@ -124,6 +124,7 @@ impl Proxy {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
+        let _in_flight = crate::metrics::InFlight::enter();
         match self.phases(req, peer).await {
             Ok(resp) | Err(resp) => resp,
         }
@@ -371,6 +372,7 @@ impl Proxy {
             Ok(Ok(resp)) => {
                 let waited = forwarded.elapsed();
                 metrics.upstream(waited);
+                metrics.response(resp.status().as_u16());
                 if let Some(since) = since {
                     metrics.added(since.elapsed().saturating_sub(waited));
                 }

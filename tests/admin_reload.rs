@@ -40,15 +40,49 @@ async fn a_reload_rotates_admin_credentials() {
         .status()
         .unwrap();
     assert!(kill.success());
+    let mut rotated = false;
     for _ in 0..300 {
         if get(&sc, "/v1/whoami", Some("new-token-9a3c")).await.status == StatusCode::OK {
             assert_eq!(
                 get(&sc, "/v1/events", Some("old-token-5f1e")).await.status,
                 StatusCode::UNAUTHORIZED
             );
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        rotated,
+        "the new admin token was not accepted within 3s of SIGHUP"
+    );
+    assert!(reloads(&sc, "ok").await >= 1.0);
+
+    // A config that does not load is rejected, counted, and the running one stays.
+    std::fs::write(&file, "upstream: [not, a, url]\n").unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    for _ in 0..300 {
+        if reloads(&sc, "rejected").await >= 1.0 {
+            assert_eq!(
+                get(&sc, "/v1/whoami", Some("new-token-9a3c")).await.status,
+                StatusCode::OK
+            );
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("the new admin token was not accepted within 3s of SIGHUP");
+    panic!("the rejected reload was not counted within 3s of SIGHUP");
+}
+
+/// `authtrail_reloads_total{result}` as the sidecar's /metrics says.
+async fn reloads(sc: &harness::Sidecar, result: &str) -> f64 {
+    let text = String::from_utf8_lossy(&get(sc, "/metrics", None).await.body).into_owned();
+    let series = format!("authtrail_reloads_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }

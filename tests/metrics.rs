@@ -184,6 +184,36 @@ async fn counters_move_with_traffic_and_labels_stay_bounded() {
         ) >= 3.0
     );
     assert!(delta("authtrail_events_written_total", "") >= 6.0);
+    // The upstream's answers by class: three 404 logins, the 418 of /bytes.
+    assert_eq!(
+        delta(
+            "authtrail_upstream_responses_total",
+            "class=\"4xx\",route=\"login\""
+        ),
+        3.0
+    );
+    assert_eq!(
+        delta(
+            "authtrail_upstream_responses_total",
+            "class=\"4xx\",route=\"unmapped\""
+        ),
+        1.0
+    );
+    assert_eq!(after.get("authtrail_requests_in_flight", ""), 0.0);
+    assert!(after.text.contains(&format!(
+        "authtrail_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    // The process itself, read from /proc at scrape time.
+    assert!(after.get("process_resident_memory_bytes", "") > 1e6);
+    assert!(after.get("process_open_fds", "") >= 3.0);
+    assert!(after.get("process_max_fds", "") >= after.get("process_open_fds", ""));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    let started = after.get("process_start_time_seconds", "");
+    assert!(
+        started > now - 3600.0 && started <= now + 1.0,
+        "{started} vs {now}"
+    );
     assert!(after.get("authtrail_store_write_seconds_count", "") >= 1.0);
     assert_eq!(after.get("authtrail_events_dropped_total", ""), 0.0);
     assert_eq!(after.get("authtrail_queue_depth", ""), 0.0);

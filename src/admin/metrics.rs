@@ -111,4 +111,87 @@ fn collect(s: &ScrapeState) {
             }
         }
     }
+    process();
+}
+
+/// The standard `process_*` metrics (as Prometheus client libraries export them), read from
+/// `/proc/self` at scrape time: resident and virtual memory, open descriptors and their limit,
+/// CPU seconds, and when the process started.
+#[cfg(target_os = "linux")]
+fn process() {
+    let page = page_size();
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        let mut f = statm
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().unwrap_or(0.0));
+        let (size, resident) = (f.next().unwrap_or(0.0), f.next().unwrap_or(0.0));
+        gauge!("process_virtual_memory_bytes").set(size * page);
+        gauge!("process_resident_memory_bytes").set(resident * page);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge!("process_open_fds").set(fds.count() as f64);
+    }
+    if let Some(max) = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<f64>().ok())
+        })
+    {
+        gauge!("process_max_fds").set(max);
+    }
+    // /proc/self/stat: fields after the command's closing parenthesis; utime and stime are the
+    // 12th and 13th of those, starttime the 20th, in clock ticks (since boot for starttime).
+    let ticks = clock_ticks();
+    if let Some(fields) = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.to_string();
+            Some(
+                after
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+            )
+        })
+    {
+        let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(u), Some(s)) = (field(11), field(12)) {
+            // A gauge: counters here are whole numbers, CPU time is not.
+            gauge!("process_cpu_seconds_total").set((u + s) / ticks);
+        }
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())
+        });
+        if let (Some(start), Some(boot)) = (field(19), boot) {
+            gauge!("process_start_time_seconds").set(boot + start / ticks);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process() {}
+
+#[cfg(target_os = "linux")]
+fn page_size() -> f64 {
+    // SAFETY: sysconf reads a constant of the running system; no memory is touched.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as f64
+    } else {
+        4096.0
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn clock_ticks() -> f64 {
+    // SAFETY: as above.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as f64
+    } else {
+        100.0
+    }
 }

@@ -80,6 +80,12 @@ impl Live {
     /// reported). Reloads run one at a time, each reading the file when its turn comes.
     pub async fn reload(&self) -> Result<Reloaded, config::Error> {
         let _one_at_a_time = self.reloading.lock().await;
+        let done = self.apply_reload().await;
+        crate::metrics::reload(done.is_ok());
+        done
+    }
+
+    async fn apply_reload(&self) -> Result<Reloaded, config::Error> {
         let old = self.config();
         let mut new = config::load_file(&old.file)?;
         let mut needs_restart = Vec::new();
