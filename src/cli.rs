@@ -374,6 +374,11 @@ fn load(c: &ConfigArg) -> Result<Config> {
     config::load_file(&c.config).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// [`load`] for commands that only read the store: secrets they never use may be unset.
+fn load_read_only(c: &ConfigArg) -> Result<Config> {
+    config::load_file_read_only(&c.config).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Turn `--since 24h` or an RFC 3339 time into an instant (the admin API's parser).
 pub fn parse_time(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime> {
     filter::parse_time(s, now).map_err(|why| anyhow::anyhow!("invalid time \"{s}\": {why}"))

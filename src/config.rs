@@ -180,14 +180,21 @@ pub fn load_file(path: impl AsRef<Path>) -> Result<Config, Error> {
     load_str(&text, &file)
 }
 
-/// [`load_file`] for read-only commands (`verify`): a `store.checkpoint.signing_key` whose
-/// `${ENV}` is unset is passed over when `store.checkpoint.public_key` names the key to trust
-/// (the config's signer is then a stand-in: never sign with it).
+/// [`load_file`] for `verify`: as [`load_file_read_only`], and a `store.checkpoint.signing_key`
+/// whose `${ENV}` is unset is passed over only when `store.checkpoint.public_key` names the key
+/// to trust (the config's signer is then a stand-in: never sign with it).
 pub fn load_file_for_verify(path: impl AsRef<Path>) -> Result<Config, Error> {
     validate::VERIFY_ONLY.with(|v| v.set(true));
-    let result = load_file(path);
+    let result = load_file_read_only(path);
     validate::VERIFY_ONLY.with(|v| v.set(false));
     result
+}
+
+/// [`load_file`] for commands that only read the store (`query`, `export`, `verify`): a
+/// `${ENV}` that is unset reads as a stand-in, so secrets they never use (fingerprint, checkpoint,
+/// webhook and key-set keys) need not be set; the store's URL must resolve.
+pub fn load_file_read_only(path: impl AsRef<Path>) -> Result<Config, Error> {
+    types::read_only(|| load_file(path))
 }
 
 /// Check config text; `file` names it in messages.

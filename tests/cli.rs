@@ -483,3 +483,55 @@ async fn coverage_asks_the_running_sidecar_for_unmapped_shapes_and_idle_routes()
     assert!(err.contains("401"), "{err}");
     sc.stop().await;
 }
+
+#[test]
+fn query_and_export_need_no_secret_they_never_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("authtrail.yaml");
+    let write = |store: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "upstream: http://127.0.0.1:9\nstore:\n  url: {store}\n  checkpoint: {{ signing_key: \"${{RO_TEST_CHECKPOINT_KEY}}\" }}\ntrust:\n  fingerprint_key: ${{RO_TEST_FINGERPRINT_KEY}}\nkeys:\n  hs:\n    secret: ${{RO_TEST_HMAC_SECRET}}\nsinks:\n  siem: {{ webhook: \"http://127.0.0.1:9/hook\", secret: \"${{RO_TEST_WEBHOOK_SECRET}}\" }}\nroutes:\n  - id: login\n    match: {{ path: /login }}\n    event: auth.login\n    actor: {{ claim: sub }}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let store = format!("\"sqlite://{}\"", dir.path().join("trail.db").display());
+    write(&store);
+    let c = cfg.to_str().unwrap();
+    let unset = [
+        "RO_TEST_CHECKPOINT_KEY",
+        "RO_TEST_FINGERPRINT_KEY",
+        "RO_TEST_HMAC_SECRET",
+        "RO_TEST_WEBHOOK_SECRET",
+        "RO_TEST_STORE",
+    ];
+    let (code, out, err) = run_env(&["query", "--config", c], &[], &unset);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("TIME"), "{out}");
+    let (code, _, err) = run_env(&["export", "--config", c], &[], &unset);
+    assert_eq!(code, 0, "{err}");
+    // What serves still needs them: the first one unset is named where it is read.
+    let (code, _, err) = run_env(&["check", "--config", c], &[], &unset);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(":6:20: trust.fingerprint_key: environment variable \"RO_TEST_FINGERPRINT_KEY\" is not set"),
+        "{err}"
+    );
+    // verify needs the key it checks with: the signing key, or its public key.
+    let (code, _, err) = run_env(&["verify", "--config", c], &[], &unset);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("verify needs only store.checkpoint.public_key"),
+        "{err}"
+    );
+    // The store's URL is needed by every command that reads it, and named with its line.
+    write("${RO_TEST_STORE}");
+    let (code, _, err) = run_env(&["query", "--config", c], &[], &unset);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(":3:8: store.url: environment variable \"RO_TEST_STORE\" is not set"),
+        "{err}"
+    );
+}

@@ -13,7 +13,7 @@ use crate::store;
 
 /// `export`: the same filters and paging as `GET /v1/export`, written to stdout or a file.
 pub async fn run(x: ExportArgs) -> Result<i32> {
-    let cfg = super::load(&x.config)?;
+    let cfg = super::load_read_only(&x.config)?;
     let now = OffsetDateTime::now_utc();
     let params = Params::parse(x.filters.pairs(), false, &[], u32::MAX, now)?;
     let format = Format::parse(&x.format)?;

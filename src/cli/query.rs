@@ -11,7 +11,7 @@ use crate::event::AuditEvent;
 use crate::store::{self, Query};
 
 pub async fn run(q: QueryArgs) -> Result<i32> {
-    let cfg = super::load(&q.config)?;
+    let cfg = super::load_read_only(&q.config)?;
     let query = build_query(&q, OffsetDateTime::now_utc())?;
     let store = store::open(&cfg.store.url).await?;
     let order = if q.asc { Order::Asc } else { Order::Desc };

@@ -9,8 +9,46 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 /// Replace `${VAR}` and `${VAR:-default}` with the environment's value. `$$` is a literal `$`.
+///
+/// Inside [`read_only`], an unset variable becomes [`UNSET_PREFIX`] and its name instead of an
+/// error: commands that only read the store need no secret they never use.
 pub fn substitute_env(input: &str) -> Result<String, String> {
-    substitute_with(input, |name| std::env::var(name).ok())
+    substitute_with(input, |name| match std::env::var(name) {
+        Ok(v) => Some(v),
+        Err(_) if READ_ONLY.with(std::cell::Cell::get) => Some(format!("{UNSET_PREFIX}{name}")),
+        Err(_) => None,
+    })
+}
+
+/// How an unset `${NAME}` reads inside [`read_only`]: this prefix and the name (long enough
+/// for every key-length check, never a valid key, URL or address).
+pub const UNSET_PREFIX: &str = "authtrail-unset-env:";
+
+/// The variable a value stands in for, when it is an unset one read by [`read_only`].
+pub fn unset_name(value: &str) -> Option<&str> {
+    let i = value.find(UNSET_PREFIX)?;
+    let rest = &value[i + UNSET_PREFIX.len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+thread_local! {
+    static READ_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` (a config load) with unset variables read as stand-ins ([`UNSET_PREFIX`]).
+pub fn read_only<T>(f: impl FnOnce() -> T) -> T {
+    READ_ONLY.with(|r| r.set(true));
+    let out = f();
+    READ_ONLY.with(|r| r.set(false));
+    out
+}
+
+/// Whether a [`read_only`] load is running.
+pub fn is_read_only() -> bool {
+    READ_ONLY.with(std::cell::Cell::get)
 }
 
 /// [`substitute_env`] with an injectable lookup (for tests).

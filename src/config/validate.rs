@@ -344,6 +344,13 @@ thread_local! {
 fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
     let url = match &raw.url {
         None => "sqlite://authtrail.db".to_string(),
+        // Read-only commands take stand-ins for unset secrets, never for the store they read.
+        Some(u) if super::types::unset_name(&u.value).is_some() => {
+            let name = super::types::unset_name(&u.value).unwrap_or_default();
+            let msg = format!("environment variable \"{name}\" is not set");
+            c.err(u, "store.url", msg);
+            String::new()
+        }
         Some(u)
             if ["sqlite://", "postgres://", "postgresql://"]
                 .iter()
@@ -396,7 +403,15 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
                 None
             }
         });
-        let signer = match &key.value.0 {
+        // In a read-only load an unset `${ENV}` reads as a stand-in: the same as unset here.
+        let seed: Result<&str, String> = match &key.value.0 {
+            Ok(v) => match super::types::unset_name(v) {
+                Some(name) => Err(format!("environment variable \"{name}\" is not set")),
+                None => Ok(v.as_str()),
+            },
+            Err(e) => Err(e.clone()),
+        };
+        let signer = match &seed {
             Ok(seed) => match crate::store::Signer::from_hex_seed(seed) {
                 Ok(s) => Some(s),
                 Err(why) => {
@@ -412,6 +427,12 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
             Err(_) if VERIFY_ONLY.with(std::cell::Cell::get) && public_key.is_some() => {
                 crate::store::Signer::generate().ok().map(|(_, s)| s)
             }
+            // `query` and `export` never sign or check checkpoints.
+            Err(_)
+                if super::types::is_read_only() && !VERIFY_ONLY.with(std::cell::Cell::get) =>
+            {
+                crate::store::Signer::generate().ok().map(|(_, s)| s)
+            }
             Err(why) => {
                 let hint = if VERIFY_ONLY.with(std::cell::Cell::get) {
                     " (verify needs only store.checkpoint.public_key: set it to verify without the signing key)"
@@ -423,7 +444,7 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
             }
         };
         if let (Some(s), Some(pk), Some(at), Ok(_)) =
-            (&signer, &public_key, &cp.public_key, &key.value.0)
+            (&signer, &public_key, &cp.public_key, &seed)
         {
             if s.public_key_hex() != pk {
                 let msg = format!(
