@@ -9,7 +9,8 @@
 #
 # Needs BuildKit (the default builder since Docker 23) for the cache mounts below.
 
-FROM rust:1-bookworm AS builder
+# The toolchain CI builds and tests with (.ci/run prints it).
+FROM rust:1.95.0-bookworm AS builder
 WORKDIR /src
 # No database during the build: sqlx macros, if ever used, must read the checked-in `.sqlx/`.
 ENV SQLX_OFFLINE=true
@@ -21,9 +22,20 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin authtrail \
- && install -D -m 0755 target/release/authtrail /out/authtrail
+ && install -D -m 0755 target/release/authtrail /out/authtrail \
+ && objcopy --only-keep-debug /out/authtrail /out/authtrail.debug \
+ && objcopy --strip-all --add-gnu-debuglink=/out/authtrail.debug /out/authtrail
+
+# The split debug info, for symbolising a crash report of the shipped binary:
+#   docker build --target debug-info --output type=local,dest=. .
+FROM scratch AS debug-info
+COPY --from=builder /out/authtrail.debug /
 
 FROM debian:bookworm-slim
+LABEL org.opencontainers.image.title="authtrail" \
+      org.opencontainers.image.description="Audit-logging reverse-proxy sidecar for auth servers" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="0.1.0"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/*
