@@ -82,6 +82,10 @@ pub enum Command {
     /// Check every hash chain and signed checkpoint of the trail, naming the first event that was
     /// edited, deleted, inserted or reordered; exit 1 on any problem.
     Verify(VerifyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), e.g. `authtrail man > /usr/local/share/man/man1/authtrail.1`.
+    Man,
     /// Print a new checkpoint signing key (for `store.checkpoint.signing_key`) and its public key.
     Keygen,
     /// Delete the events the config's `retention` policy says are due (as the sidecar's
@@ -345,6 +349,20 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Verify(a) => verify::run(a).await,
         Command::Purge(a) => purge::run(a).await,
         Command::Keygen => keygen::run(),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "authtrail", &mut out);
+            stdout().write_all(&out)?;
+            Ok(0)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            stdout().write_all(&out)?;
+            Ok(0)
+        }
         Command::Generate(g) => generate::run(g).await,
     }
 }

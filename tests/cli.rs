@@ -535,3 +535,25 @@ fn query_and_export_need_no_secret_they_never_use() {
         "{err}"
     );
 }
+
+#[test]
+fn completions_and_the_manual_page_are_generated_from_the_commands() {
+    let (code, out, err) = run(&["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("_authtrail()") && out.contains("coverage"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["completions", "zsh"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("#compdef authtrail"), "{out}");
+    let (code, out, _) = run(&["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(".TH authtrail") && out.contains("verify"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["completions", "tcsh"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("invalid value 'tcsh'"), "{err}");
+}
