@@ -28,6 +28,10 @@ pub const PRESETS: &[Preset] = &[
         text: include_str!("../../config/presets/django-oauth-toolkit.yaml"),
     },
     Preset {
+        name: "keycloak",
+        text: include_str!("../../config/presets/keycloak.yaml"),
+    },
+    Preset {
         name: "node-oidc-provider",
         text: include_str!("../../config/presets/node-oidc-provider.yaml"),
     },
