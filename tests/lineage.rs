@@ -12,12 +12,13 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use authtrail::event::{AuditEvent, Outcome, TokenRole};
+use authtrail::event::{Outcome, TokenRole};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
+use support::events::{actor as who, lineage as lineage_of};
 use support::harness::{self, contains, send};
 use tokio::net::TcpListener;
 
@@ -301,19 +302,6 @@ fn code_of(r: &harness::Reply) -> String {
         .unwrap()
         .1
         .into_owned()
-}
-
-/// (actor, verified, source) of an event.
-fn who(e: &AuditEvent) -> (Option<&str>, bool, Option<&str>) {
-    (
-        e.actor.id.as_deref(),
-        e.actor.verified,
-        e.actor.source.as_deref(),
-    )
-}
-
-fn lineage_of(e: &AuditEvent) -> String {
-    format!("lineage:{}", e.id)
 }
 
 fn scan(db: &std::path::Path, p: &Provider) {

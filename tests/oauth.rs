@@ -9,15 +9,9 @@ use authtrail::event::{ActorKind, Outcome, TokenRole};
 use base64::Engine;
 use bytes::Bytes;
 use hyper::Method;
+use support::events::basic;
 use support::harness::{self, contains, send};
 use support::oauth::{self, ALICE_PASSWORD, CLIENT_ID, CLIENT_SECRET};
-
-fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
-}
 
 async fn form(
     sc: &harness::Sidecar,

@@ -28,6 +28,7 @@ use hyper::Method;
 use serde_json::json;
 use sha2::Digest;
 use support::admin::{self, TOKEN_ALL};
+use support::events::{actor as who, app, basic, lineage, target};
 use support::harness::{self, contains, send, Reply, Sidecar};
 use support::thirdparty;
 
@@ -53,13 +54,6 @@ const CAROL_NEW_PW: &str = "carol-new-pw-Ry9e3Ku6";
 const FP_KEY: &str = "dot-e2e-fingerprint-key-5c1a";
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
-}
 
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -194,32 +188,6 @@ impl Browser {
         self.keep(&r, secrets);
         r
     }
-}
-
-/// (actor, verified, source) of an event.
-fn who(e: &AuditEvent) -> (Option<&str>, bool, Option<&str>) {
-    (
-        e.actor.id.as_deref(),
-        e.actor.verified,
-        e.actor.source.as_deref(),
-    )
-}
-
-/// (app, verified, source) of an event.
-fn app(e: &AuditEvent) -> Option<(&str, bool, &str)> {
-    e.app
-        .as_ref()
-        .map(|a| (a.value.as_str(), a.verified, a.source.as_str()))
-}
-
-fn target(e: &AuditEvent) -> Option<(&str, &str, &str)> {
-    e.target
-        .as_ref()
-        .map(|t| (t.kind.as_str(), t.id.as_str(), t.source.as_str()))
-}
-
-fn lineage(e: &AuditEvent) -> String {
-    format!("lineage:{}", e.id)
 }
 
 fn dump(evs: &[AuditEvent]) -> String {

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{json, Value};
 use support::admin::{self, TOKEN_ALL};
+use support::events::{actor, app, target};
 use support::harness::{self, contains, post_json, send, Reply};
 use support::thirdparty::{self, Server};
 
@@ -136,29 +137,6 @@ async fn mail_link(dir: &Path, re: &str) -> Vec<String> {
 /// (type, outcome, reason) of an event.
 fn what(e: &AuditEvent) -> (&str, Outcome, Option<&str>) {
     (e.event_type.as_str(), e.outcome, e.reason.as_deref())
-}
-
-/// (id, verified, source) of an event's actor.
-fn actor(e: &AuditEvent) -> (Option<&str>, bool, Option<&str>) {
-    (
-        e.actor.id.as_deref(),
-        e.actor.verified,
-        e.actor.source.as_deref(),
-    )
-}
-
-/// (value, verified, source) of an event's app.
-fn app(e: &AuditEvent) -> Option<(&str, bool, &str)> {
-    e.app
-        .as_ref()
-        .map(|a| (a.value.as_str(), a.verified, a.source.as_str()))
-}
-
-/// (kind, id, source) of an event's target.
-fn target(e: &AuditEvent) -> Option<(&str, &str, &str)> {
-    e.target
-        .as_ref()
-        .map(|t| (t.kind.as_str(), t.id.as_str(), t.source.as_str()))
 }
 
 fn summary(e: &AuditEvent) -> String {

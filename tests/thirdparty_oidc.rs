@@ -20,6 +20,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{json, Value};
 use support::admin::{self, TOKEN_ALL};
+use support::events::{basic, lineage};
 use support::harness::{self, contains, send, Reply, Sidecar};
 use support::thirdparty::{self, Server};
 
@@ -36,13 +37,6 @@ const API: &str = "urn:authtrail:api";
 
 fn redirect_uri(client: &str) -> String {
     format!("http://127.0.0.1:9/{client}/cb")
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
 }
 
 fn enc(s: &str) -> String {
@@ -268,10 +262,6 @@ fn ev<'e>(evs: &'e [AuditEvent], label: &str) -> &'e AuditEvent {
     let found: Vec<&AuditEvent> = evs.iter().filter(|e| e.http.request_id == label).collect();
     assert_eq!(found.len(), 1, "one event for {label}: {evs:#?}");
     found[0]
-}
-
-fn lineage(e: &AuditEvent) -> String {
-    format!("lineage:{}", e.id)
 }
 
 /// What every event is checked for.

@@ -4,6 +4,7 @@
 pub mod admin;
 #[path = "../../examples/demo_auth/mod.rs"]
 pub mod demo_auth;
+pub mod events;
 pub mod fault;
 pub mod fixtures;
 pub mod harness;
