@@ -508,17 +508,6 @@ impl Route {
             .chain(captures)
     }
 
-    /// Where this route reads session cookies: each cookie the request presents and the
-    /// response sets.
-    pub fn session_reads(&self) -> impl Iterator<Item = TokenLocation> + '_ {
-        self.session.cookies.iter().flat_map(|c| {
-            [
-                TokenLocation::Cookie(c.clone()),
-                TokenLocation::SetCookie(c.clone()),
-            ]
-        })
-    }
-
     /// The cookies this route records by fingerprint (`request_cookie` sources).
     pub fn cookie_reads(&self) -> impl Iterator<Item = &str> {
         self.sources().filter_map(|s| match s.base() {

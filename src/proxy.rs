@@ -661,14 +661,12 @@ impl Exchange {
             }
         }
         // Session cookies: fingerprinted, never parsed or verified.
-        for location in self.route.session_reads() {
-            let TokenLocation::Cookie(name) = &location else {
-                continue;
-            };
+        for name in &self.route.session.cookies {
             if let Some(raw) = extract::request_cookie(&self.request.headers, name) {
-                let mut t = SeenToken::new(location.clone(), None, cfg.identity.opaque(raw));
-                t.session = true;
+                let location = TokenLocation::Cookie(name.clone());
                 seen.retain(|s| s.location != location);
+                let mut t = SeenToken::new(location, None, cfg.identity.opaque(raw));
+                t.session = true;
                 seen.push(t);
             }
         }
@@ -1136,26 +1134,31 @@ impl Exchange {
         };
         // Issued tokens join the presented ones; without any, the presented ones are lent as is.
         let mut seen = std::borrow::Cow::Borrowed(self.seen.as_slice());
-        let issued = self
-            .route
-            .token_reads()
-            .into_iter()
-            .chain(self.route.session_reads().map(|l| (l, None)))
-            .filter(|(l, _)| l.is_issued());
-        for (location, keys) in issued {
+        for (location, keys) in self.route.token_reads() {
+            if !location.is_issued() {
+                continue;
+            }
             let Some((raw, expires)) = extract::issued_token(&location, &resp_facts) else {
                 continue;
             };
-            let session = matches!(location, TokenLocation::SetCookie(_));
-            let checked = if session {
-                cfg.identity.opaque(&raw)
-            } else {
-                cfg.identity.check_now(&raw, keys.as_deref())
-            };
+            let checked = cfg.identity.check_now(&raw, keys.as_deref());
             let mut t = SeenToken::new(location, keys, checked);
-            t.session = session;
             t.expires = expires;
             seen.to_mut().push(t);
+        }
+        // Session cookies the response sets: fingerprinted, never parsed or verified.
+        if let Some(headers) = resp_headers {
+            let now = time::OffsetDateTime::now_utc();
+            for name in &self.route.session.cookies {
+                let Some((raw, expires)) = extract::set_cookie(headers, name, now) else {
+                    continue;
+                };
+                let location = TokenLocation::SetCookie(name.clone());
+                let mut t = SeenToken::new(location, None, cfg.identity.opaque(&raw));
+                t.session = true;
+                t.expires = expires;
+                seen.to_mut().push(t);
+            }
         }
         let mut ev = extract::build_event(&m, &cfg.redactor, &req_facts, &resp_facts, &seen, base);
         for (k, v) in &self.notes {

@@ -260,11 +260,7 @@ pub fn request_token(loc: &TokenLocation, req: &RequestFacts<'_>) -> Option<Stri
 /// The value of parameter `param` of the URL `url`: from its query, else from its fragment (an
 /// implicit-flow redirect carries its parameters there).
 pub fn url_param(url: &str, param: &str) -> Option<String> {
-    let (head, fragment) = match url.split_once('#') {
-        Some((h, f)) => (h, Some(f)),
-        None => (url, None),
-    };
-    let query = head.split_once('?').map(|(_, q)| q);
+    let (_, query, fragment) = redact::url_parts(url);
     query.into_iter().chain(fragment).find_map(|part| {
         form_urlencoded::parse(part.as_bytes())
             .find(|(k, _)| k == param)
@@ -312,8 +308,9 @@ pub fn response_token(ptr: &str, resp: &ResponseFacts<'_>) -> Option<String> {
     }
 }
 
-/// The raw token the response issued at an issued location, with its expiry when the response
-/// states one (a cookie's); `None` for request locations.
+/// The raw token the response issued at a body or redirect location, with its expiry when the
+/// response states one (`expires_in`); `None` for the rest (session cookies are read with
+/// [`set_cookie`]).
 pub fn issued_token(
     loc: &TokenLocation,
     resp: &ResponseFacts<'_>,
@@ -338,9 +335,6 @@ pub fn issued_token(
             url_param(location, param)
                 .filter(|v| !v.is_empty())
                 .map(|t| (t, None))
-        }
-        TokenLocation::SetCookie(name) => {
-            set_cookie(resp.headers?, name, OffsetDateTime::now_utc())
         }
         _ => None,
     }

@@ -101,14 +101,7 @@ impl Redactor {
     /// [`mask_url`](Self::mask_url), also inside the URLs that parameters carry
     /// (`/login?next=/authorize%3Fcode_challenge%3D…`), `depth` levels down.
     fn mask_url_depth(&self, url: &str, depth: u8) -> String {
-        let (head, fragment) = match url.split_once('#') {
-            Some((h, f)) => (h, Some(f)),
-            None => (url, None),
-        };
-        let (base, query) = match head.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (head, None),
-        };
+        let (base, query, fragment) = url_parts(url);
         let mask = |part: &str| -> String {
             part.split('&')
                 .map(|pair| match pair.split_once('=') {
@@ -171,6 +164,18 @@ impl Redactor {
             )),
             other => Some(other),
         }
+    }
+}
+
+/// A URL's parts: what comes before its `?`, its query and its fragment.
+pub fn url_parts(url: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (head, fragment) = match url.split_once('#') {
+        Some((h, f)) => (h, Some(f)),
+        None => (url, None),
+    };
+    match head.split_once('?') {
+        Some((base, query)) => (base, Some(query), fragment),
+        None => (head, None, fragment),
     }
 }
 

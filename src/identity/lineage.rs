@@ -133,10 +133,19 @@ impl LineageIndex {
     }
 
     fn put(&self, fingerprint: &str, entry: Entry) {
+        self.put_unless(fingerprint, entry, |_| false);
+    }
+
+    /// [`put`](Self::put), unless `keep` says the entry held now must stay (checked under the
+    /// same lock).
+    fn put_unless(&self, fingerprint: &str, entry: Entry, keep: impl FnOnce(&Entry) -> bool) {
         if self.capacity == 0 || fingerprint.is_empty() {
             return;
         }
         let mut b = self.lock();
+        if b.map.get(fingerprint).is_some_and(keep) {
+            return;
+        }
         if b.map.insert(fingerprint.to_string(), entry).is_none() {
             b.order.push_back(fingerprint.to_string());
         }
@@ -151,16 +160,10 @@ impl LineageIndex {
     /// `fingerprint` was issued (or bound) by `issuance`'s event. An issuance that names no
     /// actor never replaces one that does (a response setting the same cookie again).
     pub fn remember(&self, fingerprint: &str, issuance: Issuance) {
-        if issuance.actor.is_none() {
-            let named = matches!(
-                self.lock().map.get(fingerprint),
-                Some(Entry::Issued(i)) if i.actor.is_some()
-            );
-            if named {
-                return;
-            }
-        }
-        self.put(fingerprint, Entry::Issued(Arc::new(issuance)));
+        let anonymous = issuance.actor.is_none();
+        self.put_unless(fingerprint, Entry::Issued(Arc::new(issuance)), |held| {
+            anonymous && matches!(held, Entry::Issued(i) if i.actor.is_some())
+        });
     }
 
     /// The session bound to `fingerprint` ended at event `by` (a logout).
