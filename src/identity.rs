@@ -264,8 +264,9 @@ pub struct Identity {
     pub lineage_cache: usize,
 }
 
-/// Issued tokens, codes and session cookies remembered in memory by default: about 200 bytes
-/// each, so some 10 MiB at most.
+/// Issued tokens, codes and session cookies remembered in memory by default. Each entry holds
+/// a fingerprint (64 hex digits, twice: map key and eviction order), an event id and the
+/// actor's and app's names (not measured; size it with `trust.lineage_cache`).
 pub const DEFAULT_LINEAGE_CACHE: usize = 50_000;
 
 impl Identity {
