@@ -24,6 +24,7 @@
 #   BENCH_SOAK_SECS=120   length of the soak run (0: skip)
 #   BENCH_STORE=1         also run examples/store_bench (0: skip)   BENCH_MEMORY=1  the memory runs (0: skip)
 #   BENCH_QUIET_LOAD=     wait (at most BENCH_QUIET_WAIT=600 s) for the 1-min load average to drop below this
+#   BENCH_WRITE_AHEAD=true  store.spool.write_ahead of the authtrail cases (false: the queue-only path, to compare)
 #   BENCH_AUTHTRAIL_BIN=  benchmark another authtrail binary (e.g. a baseline build); default: this tree's release build
 #   BENCH_OUT=docs/benchmarks.md  where the section goes; "-" prints it only. The section is also kept in target/bench/.
 set -euo pipefail
@@ -47,6 +48,7 @@ RUN_MEMORY=${BENCH_MEMORY:-1}
 QUIET_LOAD=${BENCH_QUIET_LOAD:-}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-600}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
+WRITE_AHEAD=${BENCH_WRITE_AHEAD:-true}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PG_BIN=${BENCH_PG_BIN:-/usr/lib/postgresql/15/bin}
 JWT_SECRET=bench-jwt-secret-0123456789abcdef
@@ -222,7 +224,7 @@ max_connections: 12000
 timeouts: { idle: 300s }
 store:
   url: "$url"
-  spool: { dir: "$T/$name-spool" }
+  spool: { dir: "$T/$name-spool", write_ahead: $WRITE_AHEAD }
 trust: { fingerprint_key: $FP_KEY }
 keys:
   bench: { secret: $JWT_SECRET, algorithms: [HS256] }
@@ -292,7 +294,8 @@ start_pg() {
     echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
     printf '%s\n' "duration=$DURATION" "repeat=$REPEAT" "conns=$CONNS" "warmup=$WARMUP" \
         "loadgen_cpu=$LOADGEN_CPU" "server_cpus=$SERVER_CPUS" "nofile=$NOFILE" \
-        "idle_conns=$IDLE_CONNS" "idle_hold=$IDLE_HOLD" "idle_settle=$IDLE_SETTLE" "soak_secs=$SOAK_SECS"
+        "idle_conns=$IDLE_CONNS" "idle_hold=$IDLE_HOLD" "idle_settle=$IDLE_SETTLE" "soak_secs=$SOAK_SECS" \
+        "write_ahead=$WRITE_AHEAD"
 } > "$T/machine.txt"
 
 PG_OK=0

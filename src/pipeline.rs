@@ -7,8 +7,8 @@
 //! field other than its id, type and route.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -94,8 +94,15 @@ pub struct Stats {
     pub enqueued: AtomicU64,
     /// Events newly stored.
     pub written: AtomicU64,
-    /// Events refused by `submit` because the queue was full or closed. Must stay 0.
+    /// Events refused by `submit` because the queue was full or closed (and not in the
+    /// write-ahead log). Must stay 0.
     pub dropped: AtomicU64,
+    /// Events that found the queue full (or closed) but were in the write-ahead log: the writer
+    /// reads them back from there (or the next start does) instead of dropping them.
+    pub deferred: AtomicU64,
+    /// Events the write-ahead log could not take (full, or an I/O error): they travelled in
+    /// memory only, as without write-ahead.
+    pub wal_errors: AtomicU64,
     /// Mapped requests that found the queue full and waited for a place (`store.queue_wait`).
     pub queue_waits: AtomicU64,
     /// Events lost: the store kept failing and the spool could not take them (full, or none).
@@ -120,6 +127,11 @@ pub struct Stats {
     pub checkpoints: AtomicU64,
     /// What the writer last learned about the store and the spool (for `/readyz`).
     pub health: Health,
+    /// Set when an event went to the write-ahead log but not the queue: the writer must read
+    /// the log back to find it.
+    pub(crate) gap: AtomicBool,
+    /// When a write-ahead failure was last logged (ms since the epoch): one line per second.
+    wal_error_logged: AtomicU64,
 }
 
 /// Whether the store and the spool took their last write: set by the writer on every store
@@ -191,6 +203,8 @@ pub struct StatsSnapshot {
     pub enqueued: u64,
     pub written: u64,
     pub dropped: u64,
+    pub deferred: u64,
+    pub wal_errors: u64,
     pub queue_waits: u64,
     pub failed: u64,
     pub write_errors: u64,
@@ -212,6 +226,8 @@ impl Stats {
             enqueued: get(&self.enqueued),
             written: get(&self.written),
             dropped: get(&self.dropped),
+            deferred: get(&self.deferred),
+            wal_errors: get(&self.wal_errors),
             queue_waits: get(&self.queue_waits),
             failed: get(&self.failed),
             write_errors: get(&self.write_errors),
@@ -228,7 +244,24 @@ impl Stats {
 }
 
 /// A place held in the queue for one event: see [`Pipeline::reserve`].
-pub struct Slot(mpsc::OwnedPermit<AuditEvent>);
+pub struct Slot(mpsc::OwnedPermit<Queued>);
+
+/// What [`Pipeline::log_ahead`] did with an event.
+// Moved once per event, never stored: boxing the event would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Ahead {
+    /// In the log (and queued, or left for the writer to read back).
+    Logged,
+    /// Not in the log: the event, and the slot it was given, back to the caller.
+    NotLogged(AuditEvent, Option<mpsc::OwnedPermit<Queued>>),
+}
+
+/// An async event on its way to the writer, with its position in the write-ahead log when it
+/// was logged there first.
+pub(crate) struct Queued {
+    pub event: AuditEvent,
+    pub lsn: Option<u64>,
+}
 
 /// A `sync` event and who waits for its commit.
 pub(crate) struct SyncItem {
@@ -239,7 +272,10 @@ pub(crate) struct SyncItem {
 /// The submitting side of the pipeline: cheap to clone, held by every proxy connection.
 #[derive(Clone)]
 pub struct Pipeline {
-    tx: mpsc::Sender<AuditEvent>,
+    tx: mpsc::Sender<Queued>,
+    /// The write-ahead log (the spool, with `write_ahead`): every async event is written there
+    /// before it is queued.
+    wal: Option<Arc<Mutex<Spool>>>,
     sync_tx: mpsc::Sender<SyncItem>,
     stats: Arc<Stats>,
     instance: Arc<str>,
@@ -287,6 +323,20 @@ impl Pipeline {
             (None, None) => format!("auto-{}", uuid::Uuid::now_v7().simple()).into(),
         };
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
+        let spool = spool.map(|s| Arc::new(Mutex::new(s)));
+        let wal = spool.clone().filter(|s| {
+            let s = s.lock().unwrap_or_else(|p| p.into_inner());
+            s.write_ahead()
+        });
+        if let Some(wal) = &wal {
+            let interval = wal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .fsync_interval();
+            if let Err(e) = spool::spawn_flusher(wal, interval) {
+                tracing::error!(error = %e, "spool: no fsync thread: write-ahead records are synced only at rotation and stop");
+            }
+        }
         let (sync_tx, sync_rx) = mpsc::channel(cfg.batch_size.max(1) * 4);
         let stats = Arc::new(Stats::default());
         let published = Arc::new(std::sync::Mutex::new(Taps::default()));
@@ -301,10 +351,12 @@ impl Pipeline {
             Arc::clone(&stats),
             instance.to_string(),
             spool,
+            wal.is_some(),
         );
         (
             Pipeline {
                 tx,
+                wal,
                 sync_tx,
                 stats,
                 instance,
@@ -348,8 +400,10 @@ impl Pipeline {
             return self.submit(event);
         };
         self.offer(&event);
-        slot.send(event);
-        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        if let Ahead::NotLogged(event, Some(slot)) = self.log_ahead(event, Some(slot)) {
+            slot.send(Queued { event, lsn: None });
+            self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// What every submitted event gets before the queue: its count, and the taps.
@@ -365,13 +419,17 @@ impl Pipeline {
     /// and route.
     pub fn submit(&self, event: AuditEvent) {
         self.offer(&event);
-        let (event, why) = match self.tx.try_send(event) {
+        let Ahead::NotLogged(event, _) = self.log_ahead(event, None) else {
+            return;
+        };
+        let queued = Queued { event, lsn: None };
+        let (event, why) = match self.tx.try_send(queued) {
             Ok(()) => {
                 self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Err(mpsc::error::TrySendError::Full(event)) => (event, "queue full"),
-            Err(mpsc::error::TrySendError::Closed(event)) => (event, "pipeline shut down"),
+            Err(mpsc::error::TrySendError::Full(q)) => (q.event, "queue full"),
+            Err(mpsc::error::TrySendError::Closed(q)) => (q.event, "pipeline shut down"),
         };
         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
@@ -381,6 +439,74 @@ impl Pipeline {
             reason = why,
             "audit event dropped"
         );
+    }
+
+    /// With write-ahead: write `event` to the log and queue it (into `slot` when given) under the
+    /// log's lock, so the queue holds logged events in log order. `Ok` once it is in the log
+    /// (counted in `enqueued`, and in `deferred` when the queue could not take it: the writer
+    /// reads it back from the log). `NotLogged` gives the event and the slot back when the
+    /// event is not in the log (no write-ahead, or the log refused it): it travels in memory
+    /// only.
+    fn log_ahead(&self, event: AuditEvent, slot: Option<mpsc::OwnedPermit<Queued>>) -> Ahead {
+        let Some(wal) = &self.wal else {
+            return Ahead::NotLogged(event, slot);
+        };
+        let record = match spool::encode(&event) {
+            Ok(r) => r,
+            Err(e) => {
+                self.wal_failed(&e);
+                return Ahead::NotLogged(event, slot);
+            }
+        };
+        let mut log = wal.lock().unwrap_or_else(|p| p.into_inner());
+        let lsn = match log.log(&record) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                drop(log);
+                self.wal_failed(&e);
+                return Ahead::NotLogged(event, slot);
+            }
+        };
+        let queued = Queued {
+            event,
+            lsn: Some(lsn),
+        };
+        let sent = match slot {
+            Some(slot) => {
+                slot.send(queued);
+                Ok(())
+            }
+            None => self.tx.try_send(queued),
+        };
+        self.stats.spool_depth.store(log.depth(), Ordering::Relaxed);
+        self.stats.spool_bytes.store(log.bytes(), Ordering::Relaxed);
+        drop(log);
+        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = sent {
+            self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+            self.stats.gap.store(true, Ordering::Release);
+            let q = match e {
+                mpsc::error::TrySendError::Full(q) | mpsc::error::TrySendError::Closed(q) => q,
+            };
+            tracing::debug!(event_id = %q.event.id, "audit queue full: event kept in the write-ahead log");
+        }
+        Ahead::Logged
+    }
+
+    /// Count (and at most once a second log) an event the write-ahead log did not take.
+    fn wal_failed(&self, e: &spool::SpoolError) {
+        self.stats.wal_errors.fetch_add(1, Ordering::Relaxed);
+        let now = now_ms();
+        let last = self.stats.wal_error_logged.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .stats
+                .wal_error_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(error = %e, "audit write-ahead log refused an event: it travels in memory only");
+        }
     }
 
     /// Store `event` and wait until its transaction has committed (durably). Concurrent commits

@@ -598,8 +598,8 @@ async fn a_spool_that_hit_a_full_disk_takes_events_once_there_is_room() {
     };
     let dir = fs.0.path().join("spool");
     let mut spool = Spool::open(&SpoolConfig {
-        dir: dir.clone(),
         max_bytes: 64 << 20,
+        ..SpoolConfig::new(dir.clone())
     })
     .unwrap();
     // Fill the file system to the last byte.

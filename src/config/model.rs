@@ -296,7 +296,8 @@ pub struct Store {
     pub flush_interval: Option<Duration>,
 }
 
-/// The local spool for store outages.
+/// The local spool: the write-ahead log of async events, and where they wait while the store is
+/// unavailable.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spool {
@@ -305,6 +306,12 @@ pub struct Spool {
     pub dir: Option<Spanned<Text>>,
     /// Most bytes the spool may hold; further events are refused and counted. Default `256MiB`.
     pub max_bytes: Option<ByteSize>,
+    /// Log every async event here (one `write`, no `fsync`) before its response is released,
+    /// so a crashed or killed sidecar loses no acknowledged event. Default `true`.
+    pub write_ahead: Option<bool>,
+    /// How often the write-ahead log is `fsync`ed while it has new records: the most a machine
+    /// crash (power, kernel) can lose. Default `100ms`.
+    pub fsync_interval: Option<Spanned<Duration>>,
 }
 
 /// Ed25519 checkpoints: `{ signing_key: ${AUTHTRAIL_CHECKPOINT_KEY}, events: 1000, interval: 5m }`.

@@ -452,3 +452,21 @@ routes:
         ]
     );
 }
+
+#[test]
+fn write_ahead_is_on_by_default_and_its_fsync_interval_is_bounded() {
+    let cfg = load_str("upstream: http://127.0.0.1:9000\n", "a.yaml").unwrap();
+    assert!(cfg.store.spool.write_ahead);
+    assert_eq!(cfg.store.spool.fsync_interval, Duration::from_millis(100));
+    let cfg = load_str(
+        "upstream: http://127.0.0.1:9000\nstore:\n  spool: { write_ahead: false, fsync_interval: 1s }\n",
+        "a.yaml",
+    )
+    .unwrap();
+    assert!(!cfg.store.spool.write_ahead);
+    assert_eq!(cfg.store.spool.fsync_interval, Duration::from_secs(1));
+    assert_eq!(
+        errors("upstream: http://127.0.0.1:9000\nstore:\n  spool: { fsync_interval: 0s }\n"),
+        ["authtrail.yaml:3:28: store.spool.fsync_interval: fsync_interval must be between 1ms and 10s"]
+    );
+}

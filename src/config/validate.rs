@@ -391,6 +391,20 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
             _ => std::path::PathBuf::from("authtrail-spool"),
         },
     };
+    let fsync_interval = match &raw.spool.fsync_interval {
+        None => Duration::from_millis(100),
+        Some(d) if (Duration::from_millis(1)..=Duration::from_secs(10)).contains(&d.value.0) => {
+            d.value.0
+        }
+        Some(d) => {
+            c.err(
+                d,
+                "store.spool.fsync_interval",
+                "fsync_interval must be between 1ms and 10s",
+            );
+            Duration::from_millis(100)
+        }
+    };
     let checkpoint = raw.checkpoint.as_ref().and_then(|cp| {
         let key = &cp.signing_key.0;
         let public_key = cp.public_key.as_ref().and_then(|k| {
@@ -504,6 +518,8 @@ fn store_config(c: &mut Checker<'_>, raw: &super::model::Store) -> StoreConfig {
         spool: crate::pipeline::SpoolConfig {
             dir: spool_dir,
             max_bytes: raw.spool.max_bytes.map_or(256 * 1024 * 1024, |b| b.0),
+            write_ahead: raw.spool.write_ahead.unwrap_or(true),
+            fsync_interval,
         },
     }
 }

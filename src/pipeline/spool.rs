@@ -1,25 +1,44 @@
-//! The local spool: where events wait while the store is unavailable, in append-only segment
-//! files of framed records, until the writer replays them in order. It owns the spool directory
-//! (segments and the persisted instance id) and blocking file I/O; it never talks to the store.
+//! The local spool: the write-ahead log of async events and where events wait while the store is
+//! unavailable, in append-only segment files of framed records, until the writer has them in the
+//! store. It owns the spool directory (segments and the persisted instance id) and blocking file
+//! I/O; it never talks to the store.
+//!
+//! Two ways in:
+//! - [`Spool::log`] (write-ahead, `store.spool.write_ahead`): one async event, one `write` (no
+//!   `fsync`) before its response is released, so a process crash (`kill -9`, OOM, panic) loses
+//!   none. A flusher thread ([`spawn_flusher`]) `fdatasync`s the newest segment every
+//!   `fsync_interval`, which bounds what a machine crash (power, kernel) can lose to the events
+//!   acknowledged in the last interval.
+//! - [`Spool::append`]: a batch the store refused that was not logged ahead, written and
+//!   `fsync`ed at once.
+//!
+//! Every record gets a position (`lsn`, in memory, counted from 0 in each run) in append order.
+//! Everything below [`Spool::consumed`] is in the store; the writer moves it up with
+//! [`Spool::release`] once a batch has committed (the copy it had in memory) or by reading the
+//! records back ([`Spool::plan`], [`ReadPlan::read`]) when it fell behind. A segment is deleted
+//! once every record in it is below `consumed`.
 //!
 //! Format: each segment `spool-<n>.log` starts with the magic `ATSPOOL1`, then records of
 //! `u32 length (LE) | u64 checksum (LE, the first 8 bytes of SHA-256 of the payload) | payload`,
-//! the payload being one event as JSON. A batch is appended and then `fsync`ed once. On open, a
-//! torn record at the end of the newest segment (a crash mid-append) is cut off; a bad record
-//! anywhere else ends that segment (what follows it is counted as lost and logged).
+//! the payload being one event as JSON. On open, a torn record at the end of the newest segment
+//! (a crash mid-write) is cut off; a bad record anywhere else ends that segment (what follows it
+//! is counted as lost and logged).
 //!
-//! Replay reads from the oldest record and deletes a segment once every record in it is in the
-//! store. The read position is kept in memory only: after a crash the oldest segment is read
-//! again from its start, which is harmless because appending is idempotent on event id.
+//! `consumed` is kept in memory only: after a crash every record still on disk is read again,
+//! which is harmless because appending to the store is idempotent on event id. A clean stop
+//! ([`Spool::close`]) deletes what is consumed, so a restart replays only what was not stored.
 //!
-//! Full: when appending a batch would take the files past `max_bytes`, the batch is refused
-//! (the writer counts it in `failed` and logs it) and what is already spooled is kept: the
-//! oldest evidence is never evicted for the newest.
+//! Full: when a record or batch would take the files past `max_bytes` it is refused (a logged
+//! event then travels in memory only; a refused batch is counted in `failed` by the writer) and
+//! what is already spooled is kept: the oldest evidence is never evicted for the newest.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -32,6 +51,9 @@ const FRAME: u64 = 12;
 const MAX_RECORD: u32 = 16 * 1024 * 1024;
 /// A segment is closed (and a new one started) once it is this large.
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// A fully consumed newest segment is closed and deleted once it is this large, so a busy
+/// write-ahead log does not keep 8 MiB of stored events for a crash to replay.
+const RECYCLE_BYTES: u64 = 1024 * 1024;
 /// The persisted chain instance id.
 const INSTANCE_FILE: &str = "instance-id";
 
@@ -41,6 +63,23 @@ pub struct SpoolConfig {
     pub dir: PathBuf,
     /// Most bytes the spool's segment files may hold together.
     pub max_bytes: u64,
+    /// Every async event is logged here before its response is released. Default: true.
+    pub write_ahead: bool,
+    /// How often the newest segment is `fdatasync`ed while it has unsynced records: the most a
+    /// machine crash can lose. Default: 100 ms.
+    pub fsync_interval: Duration,
+}
+
+impl SpoolConfig {
+    /// A spool in `dir` with the defaults: 256 MiB, write-ahead, 100 ms fsync interval.
+    pub fn new(dir: impl Into<PathBuf>) -> SpoolConfig {
+        SpoolConfig {
+            dir: dir.into(),
+            max_bytes: 256 * 1024 * 1024,
+            write_ahead: true,
+            fsync_interval: Duration::from_millis(100),
+        }
+    }
 }
 
 /// Spool failures; messages name the file.
@@ -67,15 +106,16 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 
 #[derive(Debug)]
 struct Segment {
-    index: u64,
     path: PathBuf,
+    /// Position of its first record.
+    first: u64,
+    /// Position after its last record.
+    end: u64,
     /// Bytes of valid content (header included).
     len: u64,
-    /// Records not yet replayed.
-    records: u64,
 }
 
-/// An open spool directory. Not thread-safe by itself: the writer owns it.
+/// An open spool directory. Not thread-safe by itself: the pipeline shares it behind a mutex.
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
@@ -83,11 +123,21 @@ pub struct Spool {
     instance_id: String,
     /// Oldest first; the last one takes appends.
     segments: VecDeque<Segment>,
-    /// Byte offset of the next record to replay in the oldest segment.
-    read_offset: u64,
-    /// What the last `peek` read, per segment from the oldest: (records, end offset).
-    peeked: Option<Vec<(u64, u64)>>,
-    active: Option<File>,
+    /// Position the next record gets.
+    next: u64,
+    /// The highest segment number used: new segments count on from it.
+    last_index: u64,
+    /// Every record below this position is in the store.
+    consumed: u64,
+    /// Byte offset of the record at `consumed` in its segment, when known: (position, offset).
+    cursor: Option<(u64, u64)>,
+    /// What the last `peek` read: the position after it and the cursor there.
+    peeked: Option<(u64, Option<(u64, u64)>)>,
+    active: Option<Arc<File>>,
+    /// Records written to `active` since it was last synced.
+    dirty: bool,
+    write_ahead: bool,
+    fsync_interval: Duration,
 }
 
 fn checksum(payload: &[u8]) -> u64 {
@@ -125,6 +175,27 @@ fn read_record(r: &mut impl Read) -> Result<Option<Vec<u8>>, ()> {
     Ok(Some(payload))
 }
 
+/// One event as a framed record, ready for [`Spool::log`]. Done before the spool's lock is taken.
+pub fn encode(event: &AuditEvent) -> Result<Vec<u8>, SpoolError> {
+    let mut buf = Vec::with_capacity(1024);
+    encode_into(&mut buf, event)?;
+    Ok(buf)
+}
+
+fn encode_into(buf: &mut Vec<u8>, event: &AuditEvent) -> Result<(), SpoolError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; FRAME as usize]);
+    serde_json::to_writer(&mut *buf, event).map_err(|e| SpoolError::Io {
+        path: "spool record".into(),
+        source: io::Error::other(e),
+    })?;
+    let payload_len = buf.len() - start - FRAME as usize;
+    let sum = checksum(&buf[start + FRAME as usize..]);
+    buf[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    buf[start + 4..start + 12].copy_from_slice(&sum.to_le_bytes());
+    Ok(())
+}
+
 impl Spool {
     /// Open (creating if missing) the spool in `cfg.dir`: read the instance id (creating a random
     /// one on first use), count the records waiting, cut a torn tail. Blocking.
@@ -147,13 +218,15 @@ impl Spool {
             found.push((index, entry.path()));
         }
         found.sort();
+        let last_index = found.last().map_or(0, |(i, _)| *i);
         let last = found.len().saturating_sub(1);
         let mut segments = VecDeque::new();
-        for (i, (index, path)) in found.into_iter().enumerate() {
+        let mut next = 0;
+        for (i, (_, path)) in found.into_iter().enumerate() {
             let (len, records, clean) = scan(&path)?;
             if !clean {
                 if i == last {
-                    // A crash mid-append: drop the torn record.
+                    // A crash mid-write: drop the torn record.
                     let f = OpenOptions::new()
                         .write(true)
                         .open(&path)
@@ -169,22 +242,44 @@ impl Spool {
                 let _ = fs::remove_file(&path);
                 continue;
             }
+            if len < MAGIC.len() as u64 {
+                // Not even the magic made it to disk: start that segment again.
+                let _ = fs::remove_file(&path);
+                continue;
+            }
             segments.push_back(Segment {
-                index,
                 path,
+                first: next,
+                end: next + records,
                 len,
-                records,
             });
+            next += records;
         }
         Ok(Spool {
             dir: cfg.dir.clone(),
             max_bytes: cfg.max_bytes,
             instance_id,
             segments,
-            read_offset: MAGIC.len() as u64,
+            next,
+            last_index,
+            consumed: 0,
+            cursor: Some((0, MAGIC.len() as u64)),
             peeked: None,
             active: None,
+            dirty: false,
+            write_ahead: cfg.write_ahead,
+            fsync_interval: cfg.fsync_interval,
         })
+    }
+
+    /// Whether async events are logged here before their response is released.
+    pub fn write_ahead(&self) -> bool {
+        self.write_ahead
+    }
+
+    /// How often the flusher syncs the newest segment.
+    pub fn fsync_interval(&self) -> Duration {
+        self.fsync_interval
     }
 
     /// The chain instance id persisted in this spool directory.
@@ -192,9 +287,10 @@ impl Spool {
         &self.instance_id
     }
 
-    /// Events waiting to be replayed.
+    /// Records not yet in the store: replayed ones waiting and, with write-ahead, the ones the
+    /// writer has in memory.
     pub fn depth(&self) -> u64 {
-        self.segments.iter().map(|s| s.records).sum()
+        self.next - self.consumed
     }
 
     /// Bytes of the segment files.
@@ -202,19 +298,35 @@ impl Spool {
         self.segments.iter().map(|s| s.len).sum()
     }
 
+    /// The position the next record gets.
+    pub fn next_position(&self) -> u64 {
+        self.next
+    }
+
+    /// Every record below this position is in the store.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Write one record made by [`encode`] with one `write` (no `fsync`: the flusher does that)
+    /// and return its position. Refused when it would pass `max_bytes`.
+    pub fn log(&mut self, record: &[u8]) -> Result<u64, SpoolError> {
+        self.write(record, 1, false)
+    }
+
     /// Append `events` as one batch and `fsync` it. Refused whole when it would pass
     /// `max_bytes`.
     pub fn append(&mut self, events: &[AuditEvent]) -> Result<(), SpoolError> {
         let mut buf = Vec::new();
         for e in events {
-            let payload = serde_json::to_vec(e).map_err(|e| SpoolError::Io {
-                path: self.dir.display().to_string(),
-                source: io::Error::other(e),
-            })?;
-            buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&checksum(&payload).to_le_bytes());
-            buf.extend_from_slice(&payload);
+            encode_into(&mut buf, e)?;
         }
+        self.write(&buf, events.len() as u64, true).map(|_| ())
+    }
+
+    /// Write `records` framed records in `buf` at the end of the newest segment; the position of
+    /// the first.
+    fn write(&mut self, buf: &[u8], records: u64, sync: bool) -> Result<u64, SpoolError> {
         let needed = buf.len() as u64 + MAGIC.len() as u64;
         if self.bytes() + needed > self.max_bytes {
             return Err(SpoolError::Full {
@@ -226,34 +338,42 @@ impl Spool {
         if rotate || self.active.is_none() {
             self.open_active(rotate)?;
         }
-        let seg = self.segments.back_mut().ok_or_else(|| SpoolError::Io {
-            path: self.dir.display().to_string(),
-            source: io::Error::other("no active segment"),
-        })?;
-        let file = self.active.as_mut().ok_or_else(|| SpoolError::Io {
-            path: seg.path.display().to_string(),
-            source: io::Error::other("no active segment"),
-        })?;
-        let path = seg.path.clone();
-        let write = (|| {
-            file.seek(SeekFrom::Start(seg.len))?;
-            file.write_all(&buf)?;
-            file.sync_data()
-        })();
-        if let Err(e) = write {
+        let (Some(seg), Some(file)) = (self.segments.back_mut(), self.active.clone()) else {
+            return Err(SpoolError::Io {
+                path: self.dir.display().to_string(),
+                source: io::Error::other("no active segment"),
+            });
+        };
+        let written =
+            file.write_all_at(buf, seg.len)
+                .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
             // Whatever part was written is beyond `len` and will be overwritten or cut.
+            let path = seg.path.clone();
             self.active = None;
             return Err(io_err(&path)(e));
         }
+        let first = seg.end;
         seg.len += buf.len() as u64;
-        seg.records += events.len() as u64;
-        Ok(())
+        seg.end += records;
+        self.next += records;
+        self.dirty = !sync;
+        Ok(first)
     }
 
     /// Open the newest segment for appending, or start a new one when `new` (or there is none).
     fn open_active(&mut self, new: bool) -> Result<(), SpoolError> {
         if new || self.segments.is_empty() {
-            let index = self.segments.back().map_or(1, |s| s.index + 1);
+            if let Some(old) = self.active.take() {
+                // Seal the full segment: the flusher only ever syncs the newest.
+                if self.dirty {
+                    if let Err(e) = old.sync_data() {
+                        tracing::error!(error = %e, "spool: fsync of a full segment failed");
+                    }
+                }
+            }
+            self.dirty = false;
+            let index = self.last_index + 1;
             let path = self.dir.join(format!("spool-{index:012}.log"));
             let mut f = create_private(&path)?;
             if let Err(e) = f.write_all(MAGIC).and_then(|()| f.sync_all()) {
@@ -265,94 +385,238 @@ impl Spool {
                 return Err(io_err(&path)(e));
             }
             sync_dir(&self.dir);
+            self.last_index = index;
             self.segments.push_back(Segment {
-                index,
                 path,
+                first: self.next,
+                end: self.next,
                 len: MAGIC.len() as u64,
-                records: 0,
             });
-            self.active = Some(f);
+            self.active = Some(Arc::new(f));
         } else if let Some(seg) = self.segments.back() {
             let f = OpenOptions::new()
                 .write(true)
                 .open(&seg.path)
                 .map_err(io_err(&seg.path))?;
-            self.active = Some(f);
+            self.active = Some(Arc::new(f));
         }
         Ok(())
     }
 
-    /// Read up to `max` of the oldest events without consuming them; [`Spool::consume`] then
-    /// drops exactly these. Records that fail to decode are skipped and logged.
-    pub fn peek(&mut self, max: usize) -> Result<Vec<AuditEvent>, SpoolError> {
-        let mut out = Vec::new();
-        let mut touched = Vec::new();
-        for (i, seg) in self.segments.iter().enumerate() {
-            if out.len() >= max {
-                break;
-            }
-            let start = if i == 0 {
-                self.read_offset
-            } else {
-                MAGIC.len() as u64
-            };
-            let mut f = File::open(&seg.path).map_err(io_err(&seg.path))?;
-            f.seek(SeekFrom::Start(start)).map_err(io_err(&seg.path))?;
-            let mut r = BufReader::new(f).take(seg.len.saturating_sub(start));
-            let (mut taken, mut offset) = (0, start);
-            while out.len() < max && taken < seg.records {
-                let Ok(Some(payload)) = read_record(&mut r) else {
-                    break;
-                };
-                offset += FRAME + payload.len() as u64;
-                taken += 1;
-                match serde_json::from_slice::<AuditEvent>(&payload) {
-                    Ok(e) => out.push(e),
-                    Err(e) => {
-                        tracing::error!(file = %seg.path.display(), error = %e, "spool: undecodable record skipped")
-                    }
-                }
-            }
-            touched.push((taken, offset));
-            if taken < seg.records {
-                break;
-            }
+    /// The newest segment when it has records not yet synced (and now counts as synced): for the
+    /// flusher, which syncs it outside the lock.
+    fn take_dirty(&mut self) -> Option<Arc<File>> {
+        if !self.dirty {
+            return None;
         }
-        self.peeked = Some(touched);
-        Ok(out)
+        self.dirty = false;
+        self.active.clone()
     }
 
-    /// Drop what the last [`Spool::peek`] returned (it is in the store now); delete segments
-    /// that are done.
-    pub fn consume(&mut self) -> Result<(), SpoolError> {
-        let Some(touched) = self.peeked.take() else {
+    /// Where up to `max` records from `consumed` on are: read them with [`ReadPlan::read`]
+    /// without holding the spool (records below the newest segment's length are complete and
+    /// never rewritten).
+    pub fn plan(&self, max: usize) -> ReadPlan {
+        let mut parts = Vec::new();
+        let mut left = max as u64;
+        let mut at = self.consumed;
+        for seg in &self.segments {
+            if left == 0 {
+                break;
+            }
+            if seg.end <= at {
+                continue;
+            }
+            let at_seg = at.max(seg.first);
+            let (offset, skip) = match self.cursor {
+                _ if at_seg == seg.first => (MAGIC.len() as u64, 0),
+                Some((lsn, off)) if lsn == at_seg => (off, 0),
+                _ => (MAGIC.len() as u64, at_seg - seg.first),
+            };
+            let count = (seg.end - at_seg).min(left);
+            parts.push(Part {
+                path: seg.path.clone(),
+                offset,
+                skip,
+                first: at_seg,
+                count,
+                len: seg.len,
+            });
+            left -= count;
+            at = at_seg + count;
+        }
+        // Nothing left to read: whatever the count says, no segment holds it.
+        let end = if parts.is_empty() { self.next } else { at };
+        ReadPlan { parts, end }
+    }
+
+    /// Everything below `upto` is in the store now (`cursor`: where the record at `upto` starts,
+    /// when the caller read up to it); delete segments that are done.
+    pub fn release(&mut self, upto: u64, cursor: Option<(u64, u64)>) -> Result<(), SpoolError> {
+        let upto = upto.min(self.next);
+        if upto <= self.consumed {
             return Ok(());
-        };
+        }
+        self.consumed = upto;
+        self.cursor = cursor.filter(|(lsn, _)| *lsn == upto);
+        self.drop_done(RECYCLE_BYTES)
+    }
+
+    /// Delete the segments wholly below `consumed`; the newest only once it is `keep_newest`
+    /// bytes or more (0: always).
+    fn drop_done(&mut self, keep_newest: u64) -> Result<(), SpoolError> {
         let mut removed = false;
-        for (taken, offset) in touched {
-            let Some(front) = self.segments.front_mut() else {
+        while let Some(front) = self.segments.front() {
+            let newest = self.segments.len() == 1;
+            if front.end > self.consumed || (newest && keep_newest > 0 && front.len < keep_newest) {
+                break;
+            }
+            let Some(seg) = self.segments.pop_front() else {
                 break;
             };
-            front.records = front.records.saturating_sub(taken);
-            if front.records > 0 {
-                self.read_offset = offset;
-                break;
-            }
-            let done = self.segments.pop_front();
-            if self.segments.is_empty() {
+            if newest {
                 self.active = None;
+                self.dirty = false;
             }
-            self.read_offset = MAGIC.len() as u64;
-            if let Some(seg) = done {
-                fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
-                removed = true;
-            }
+            fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+            removed = true;
         }
         if removed {
             sync_dir(&self.dir);
         }
+        if let Some(front) = self.segments.front() {
+            if self.consumed <= front.first {
+                self.cursor = Some((front.first, MAGIC.len() as u64));
+            }
+        }
         Ok(())
     }
+
+    /// A clean stop: sync what is unsynced and delete every segment already in the store, so the
+    /// next start replays only what is not.
+    pub fn close(&mut self) -> Result<(), SpoolError> {
+        if let Some(f) = self.take_dirty() {
+            let path = self
+                .segments
+                .back()
+                .map(|s| s.path.clone())
+                .unwrap_or_default();
+            f.sync_data().map_err(io_err(&path))?;
+        }
+        self.drop_done(0)
+    }
+
+    /// Read up to `max` of the oldest events not yet consumed; [`Spool::consume`] then drops
+    /// exactly these. Records that fail to decode are skipped and logged.
+    pub fn peek(&mut self, max: usize) -> Result<Vec<AuditEvent>, SpoolError> {
+        let read = self.plan(max).read()?;
+        self.peeked = Some((read.end, read.cursor));
+        Ok(read.events)
+    }
+
+    /// Drop what the last [`Spool::peek`] returned (it is in the store now).
+    pub fn consume(&mut self) -> Result<(), SpoolError> {
+        match self.peeked.take() {
+            Some((end, cursor)) => self.release(end, cursor),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Records of one segment to read back.
+#[derive(Debug)]
+struct Part {
+    path: PathBuf,
+    /// Byte offset to start at, and records to pass over from there.
+    offset: u64,
+    skip: u64,
+    /// Position of the first record to return, and how many.
+    first: u64,
+    count: u64,
+    /// The segment's valid length when planned: reading stops there.
+    len: u64,
+}
+
+/// Records to read back: see [`Spool::plan`].
+#[derive(Debug)]
+pub struct ReadPlan {
+    parts: Vec<Part>,
+    end: u64,
+}
+
+/// What [`ReadPlan::read`] read.
+#[derive(Debug, Default)]
+pub struct ReadBack {
+    pub events: Vec<AuditEvent>,
+    /// The position after the last record read: pass it to [`Spool::release`] once stored.
+    pub end: u64,
+    /// Where the record at `end` starts.
+    pub cursor: Option<(u64, u64)>,
+}
+
+impl ReadPlan {
+    /// Read and decode the planned records. Blocking. A record that fails to decode is skipped and
+    /// logged; one that cannot be read ends its segment there (logged: the rest is lost).
+    pub fn read(&self) -> Result<ReadBack, SpoolError> {
+        let mut out = ReadBack {
+            end: self.end,
+            ..ReadBack::default()
+        };
+        for part in &self.parts {
+            let mut f = File::open(&part.path).map_err(io_err(&part.path))?;
+            f.seek(SeekFrom::Start(part.offset))
+                .map_err(io_err(&part.path))?;
+            let mut r = BufReader::new(f).take(part.len.saturating_sub(part.offset));
+            let mut offset = part.offset;
+            let mut broken = false;
+            for i in 0..part.skip + part.count {
+                let Ok(Some(payload)) = read_record(&mut r) else {
+                    broken = true;
+                    break;
+                };
+                offset += FRAME + payload.len() as u64;
+                if i < part.skip {
+                    continue;
+                }
+                match serde_json::from_slice::<AuditEvent>(&payload) {
+                    Ok(e) => out.events.push(e),
+                    Err(e) => {
+                        tracing::error!(file = %part.path.display(), error = %e, "spool: undecodable record skipped")
+                    }
+                }
+            }
+            if broken {
+                tracing::error!(file = %part.path.display(), "spool: unreadable record; the rest of this segment is lost");
+                out.cursor = None;
+            } else {
+                out.cursor = Some((part.first + part.count, offset));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Sync the spool's newest segment every `interval` while it has unsynced records, on a thread
+/// of its own (an `fdatasync` can take milliseconds); the thread ends once the spool is dropped.
+pub fn spawn_flusher(spool: &Arc<Mutex<Spool>>, interval: Duration) -> io::Result<()> {
+    let weak: Weak<Mutex<Spool>> = Arc::downgrade(spool);
+    std::thread::Builder::new()
+        .name("authtrail-spool-fsync".into())
+        .spawn(move || loop {
+            std::thread::sleep(interval);
+            let Some(spool) = weak.upgrade() else { return };
+            let file = spool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take_dirty();
+            drop(spool);
+            if let Some(f) = file {
+                if let Err(e) = f.sync_data() {
+                    tracing::error!(error = %e, "spool: fsync failed: events logged since the last one are not safe from a machine crash");
+                }
+            }
+        })
+        .map(|_| ())
 }
 
 /// Whether the spool directory takes a write now: create a small file, write one block to it,

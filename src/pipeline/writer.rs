@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use super::spool::{Spool, SpoolError};
-use super::{CheckpointPolicy, PipelineConfig, Stats, SyncError, SyncItem, Taps};
+use super::{CheckpointPolicy, PipelineConfig, Queued, Stats, SyncError, SyncItem, Taps};
 use crate::event::AuditEvent;
 use crate::store::{Appended, Checkpoint, CheckpointKind, EventStore};
 
@@ -41,10 +41,13 @@ const REPLAY_FIRST: Duration = Duration::from_millis(100);
 const REPLAY_MAX: Duration = Duration::from_secs(5);
 /// Most time one replay round takes before the queue gets a turn.
 const REPLAY_SLICE: Duration = Duration::from_millis(250);
+/// Longest a stopping writer keeps reading the spool back into a store that takes it; what is
+/// left is replayed on the next start.
+const STOP_REPLAY: Duration = Duration::from_secs(20);
 
 /// The two ways in: the async queue and the sync path.
 pub(super) struct Inputs {
-    pub rx: mpsc::Receiver<AuditEvent>,
+    pub rx: mpsc::Receiver<Queued>,
     pub sync_rx: mpsc::Receiver<SyncItem>,
     /// Where signed checkpoints are published besides the log (the sinks' taps).
     pub published: Arc<Mutex<Taps>>,
@@ -64,11 +67,16 @@ impl Writer {
         cfg: PipelineConfig,
         stats: Arc<Stats>,
         instance: String,
-        spool: Option<Spool>,
+        spool: Option<Arc<Mutex<Spool>>>,
+        write_ahead: bool,
     ) -> Writer {
         let (stop_tx, stop_rx) = oneshot::channel();
-        let spooling = spool.as_ref().is_some_and(|s| s.depth() > 0);
+        let (spooling, expected) = spool.as_ref().map_or((false, 0), |s| {
+            let s = s.lock().unwrap_or_else(|p| p.into_inner());
+            (s.depth() > 0, s.next_position())
+        });
         if let Some(s) = &spool {
+            let s = s.lock().unwrap_or_else(|p| p.into_inner());
             stats.spool_depth.store(s.depth(), Ordering::Relaxed);
             stats.spool_bytes.store(s.bytes(), Ordering::Relaxed);
             if spooling {
@@ -93,7 +101,9 @@ impl Writer {
             batch_size: cfg.batch_size.max(1),
             flush_interval: cfg.flush_interval,
             instance,
-            spool: spool.map(|s| Arc::new(Mutex::new(s))),
+            spool,
+            write_ahead,
+            expected,
             spooling,
             next_replay: Instant::now(),
             replay_backoff: REPLAY_FIRST,
@@ -142,7 +152,7 @@ impl StopSignal {
 /// What the writer takes in one round.
 #[derive(Default)]
 struct Batch {
-    events: Vec<AuditEvent>,
+    events: Vec<Queued>,
     sync: Vec<SyncItem>,
 }
 
@@ -199,7 +209,7 @@ fn read_tail(path: &std::path::Path, max: u64) -> std::io::Result<String> {
 struct Task {
     published: Arc<Mutex<Taps>>,
     witness: Option<Arc<Mutex<WitnessFile>>>,
-    rx: mpsc::Receiver<AuditEvent>,
+    rx: mpsc::Receiver<Queued>,
     sync_rx: mpsc::Receiver<SyncItem>,
     store: Arc<dyn EventStore>,
     stats: Arc<Stats>,
@@ -207,7 +217,13 @@ struct Task {
     flush_interval: Duration,
     instance: String,
     spool: Option<Arc<Mutex<Spool>>>,
-    /// The spool holds events: new async events queue behind them.
+    /// Async events are logged in the spool before they are queued.
+    write_ahead: bool,
+    /// The log position the next logged event from the queue should have: a higher one means
+    /// events went to the log but not the queue, so the log must be read back.
+    expected: u64,
+    /// The spool holds events the store has not: new async events queue behind them (and, when
+    /// logged, are read back from the log rather than taken from memory).
     spooling: bool,
     next_replay: Instant,
     replay_backoff: Duration,
@@ -233,18 +249,56 @@ impl Task {
                 }
                 Next::Tick => {}
             }
+            self.notice_gap();
             if self.spooling && !self.stopping && Instant::now() >= self.next_replay {
                 self.replay().await;
             }
             self.maybe_checkpoint(false).await;
         }
+        self.notice_gap();
+        // Read the rest back while the store takes it, so a clean stop leaves nothing behind.
+        let deadline = Instant::now() + STOP_REPLAY;
+        while self.spooling && Instant::now() < deadline && self.replay().await {}
         if self.spooling {
             let depth = self.stats.spool_depth.load(Ordering::Relaxed);
             tracing::warn!(spool_depth = depth, "audit writer stopped with events in the spool: they are replayed on the next start");
         } else {
             self.maybe_checkpoint(true).await;
         }
+        self.close_spool().await;
         tracing::debug!("audit writer stopped");
+    }
+
+    /// Events went to the write-ahead log but not the queue (it was full): read the log back.
+    fn notice_gap(&mut self) {
+        if self.write_ahead && self.stats.gap.swap(false, Ordering::AcqRel) {
+            self.fall_behind();
+        }
+    }
+
+    /// From now on logged events are read back from the log, from the oldest not stored.
+    fn fall_behind(&mut self) {
+        if !self.spooling {
+            self.spooling = true;
+            self.next_replay = Instant::now();
+            self.replay_backoff = REPLAY_FIRST;
+        }
+    }
+
+    /// Sync the spool and delete what is stored, on a clean stop.
+    async fn close_spool(&self) {
+        let Some(spool) = self.spool.clone() else {
+            return;
+        };
+        let closed = tokio::task::spawn_blocking(move || {
+            spool.lock().unwrap_or_else(|p| p.into_inner()).close()
+        })
+        .await;
+        match closed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit spool not closed cleanly"),
+            Err(e) => tracing::error!(error = %e, "audit spool task failed"),
+        }
     }
 
     fn begin_stop(&mut self) {
@@ -344,37 +398,77 @@ impl Task {
         }
     }
 
+    /// Write a batch: async events from memory in log order (those the log holds and the
+    /// queue lost, or all logged ones while the spool drains, are read back from the log
+    /// instead), sync events at once even while the spool drains (their requests wait).
     async fn process(&mut self, batch: Batch) {
-        if batch.sync.is_empty() {
-            if self.spooling {
-                self.park(batch.events).await;
-            } else {
-                self.write_or_park(batch.events, false, Vec::new()).await;
+        self.notice_gap();
+        let mut events = Vec::with_capacity(batch.events.len() + batch.sync.len());
+        let mut logged = Vec::with_capacity(events.capacity());
+        let mut diverted = 0u64;
+        for q in batch.events {
+            match q.lsn {
+                None => {
+                    events.push(q.event);
+                    logged.push(false);
+                }
+                // Already read back from the log.
+                Some(lsn) if lsn < self.expected => {}
+                Some(lsn) if lsn == self.expected && !self.spooling => {
+                    self.expected += 1;
+                    events.push(q.event);
+                    logged.push(true);
+                }
+                // Behind (or a gap: events before it are in the log only): the log has it.
+                Some(_) => {
+                    self.fall_behind();
+                    diverted += 1;
+                }
+            }
+        }
+        if self.spooling {
+            // Logged events taken before falling behind are read back with the rest.
+            let before = events.len();
+            let unlogged: Vec<AuditEvent> = events
+                .into_iter()
+                .zip(logged)
+                .filter_map(|(e, l)| (!l).then_some(e))
+                .collect();
+            diverted += (before - unlogged.len()) as u64;
+            self.stats.spooled.fetch_add(diverted, Ordering::Relaxed);
+            self.park(unlogged).await;
+            if !batch.sync.is_empty() {
+                let (events, waiters): (Vec<AuditEvent>, Vec<_>) =
+                    batch.sync.into_iter().map(|s| (s.event, s.done)).unzip();
+                let logged = vec![false; events.len()];
+                self.write_or_park(events, logged, true, waiters).await;
             }
             return;
         }
-        // Sync events go to the store even while the spool drains: their requests wait.
-        let (events, waiters): (Vec<AuditEvent>, Vec<_>) =
-            batch.sync.into_iter().map(|s| (s.event, s.done)).unzip();
-        if self.spooling {
-            self.park(batch.events).await;
-            self.write_or_park(events, true, waiters).await;
-        } else {
-            let mut all = batch.events;
-            all.extend(events);
-            self.write_or_park(all, true, waiters).await;
+        let durable = !batch.sync.is_empty();
+        let mut waiters = Vec::with_capacity(batch.sync.len());
+        for item in batch.sync {
+            events.push(item.event);
+            logged.push(false);
+            waiters.push(item.done);
+        }
+        if !events.is_empty() {
+            self.write_or_park(events, logged, durable, waiters).await;
         }
     }
 
-    /// Append `events` to the chain, retrying briefly; tell the sync `waiters`; park the events in
-    /// the spool if the store will not take them (or count them failed without a spool).
+    /// Append `events` to the chain, retrying briefly; tell the sync `waiters`. Once stored, the
+    /// log is released up to them. If the store will not take them, the logged ones wait in the
+    /// log and the others are parked in the spool (or counted failed without one).
     async fn write_or_park(
         &mut self,
         events: Vec<AuditEvent>,
+        logged: Vec<bool>,
         durable: bool,
         waiters: Vec<oneshot::Sender<Result<(), SyncError>>>,
     ) {
         let count = events.len() as u64;
+        let any_logged = logged.iter().any(|l| *l);
         let delays: &[Duration] = if self.spool.is_some() {
             &SPOOL_RETRY_DELAYS
         } else {
@@ -385,6 +479,9 @@ impl Task {
             let error = match self.append(&events, durable).await {
                 Ok(appended) => {
                     self.count_appended(count, &appended);
+                    if any_logged {
+                        self.release(self.expected, None).await;
+                    }
                     if self.spooling {
                         // The store is back: drain the spool now, not at the next backoff.
                         self.next_replay = Instant::now();
@@ -414,7 +511,17 @@ impl Task {
         self.stats.sync_failed.fetch_add(n, Ordering::Relaxed);
         if self.spool.is_some() {
             tracing::warn!(count, error = %error, "audit store unavailable: spooling events");
-            self.park(events).await;
+            let unlogged: Vec<AuditEvent> = events
+                .into_iter()
+                .zip(logged)
+                .filter_map(|(e, l)| (!l).then_some(e))
+                .collect();
+            let waiting = count - unlogged.len() as u64;
+            if waiting > 0 {
+                self.stats.spooled.fetch_add(waiting, Ordering::Relaxed);
+                self.fall_behind();
+            }
+            self.park(unlogged).await;
             if self.spooling {
                 self.next_replay = Instant::now() + self.replay_backoff;
             }
@@ -422,6 +529,35 @@ impl Task {
             self.stats.failed.fetch_add(count, Ordering::Relaxed);
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(count, error = %error, "audit events could not be stored");
+        }
+    }
+
+    /// Everything below `upto` is stored: let the log drop it. The depth, and the position the
+    /// next record gets, after it; `None` when the spool failed (logged).
+    async fn release(&mut self, upto: u64, cursor: Option<(u64, u64)>) -> Option<(u64, u64)> {
+        let spool = self.spool.clone()?;
+        let released = tokio::task::spawn_blocking(move || {
+            let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
+            let r = s.release(upto, cursor);
+            (r, s.depth(), s.bytes(), s.next_position())
+        })
+        .await;
+        match released {
+            Ok((Ok(()), depth, bytes, next)) => {
+                // Room again for a batch the spool refused as full.
+                self.stats.health.spool_ok();
+                self.stats.spool_depth.store(depth, Ordering::Relaxed);
+                self.stats.spool_bytes.store(bytes, Ordering::Relaxed);
+                Some((depth, next))
+            }
+            Ok((Err(e), _, _, _)) => {
+                tracing::error!(error = %e, "audit spool could not drop stored events");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit spool task failed");
+                None
+            }
         }
     }
 
@@ -501,91 +637,66 @@ impl Task {
     }
 
     /// Move spooled events into the store, oldest first, until the spool is empty, the store
-    /// fails (then back off), or the time slice is used up.
-    async fn replay(&mut self) {
+    /// fails (then back off), or the time slice is used up. False when the store or the spool
+    /// failed.
+    async fn replay(&mut self) -> bool {
         let Some(spool) = self.spool.clone() else {
             self.spooling = false;
-            return;
+            return true;
         };
         let started = Instant::now();
         let chunk = (self.batch_size * 4).clamp(1, 1024);
         loop {
-            let peeked = {
-                let spool = spool.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
-                    s.peek(chunk)
-                })
-                .await
-            };
-            let events = match peeked {
-                Ok(Ok(events)) => events,
+            // Planned under the lock, read without it: submitters keep logging meanwhile.
+            let plan = spool.lock().unwrap_or_else(|p| p.into_inner()).plan(chunk);
+            let read = match tokio::task::spawn_blocking(move || plan.read()).await {
+                Ok(Ok(read)) => read,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "audit spool unreadable");
                     self.back_off();
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "audit spool task failed");
                     self.back_off();
-                    return;
+                    return false;
                 }
             };
-            if !events.is_empty() {
-                match self.append(&events, false).await {
+            if !read.events.is_empty() {
+                match self.append(&read.events, false).await {
                     Ok(appended) => {
-                        self.count_appended(events.len() as u64, &appended);
+                        self.count_appended(read.events.len() as u64, &appended);
                         self.stats
                             .replayed
-                            .fetch_add(events.len() as u64, Ordering::Relaxed);
+                            .fetch_add(read.events.len() as u64, Ordering::Relaxed);
                     }
                     Err(error) => {
                         let depth = self.stats.spool_depth.load(Ordering::Relaxed);
                         tracing::warn!(spool_depth = depth, error = %error, "audit store still unavailable");
                         self.back_off();
-                        return;
+                        return false;
                     }
                 }
             }
-            let consumed = {
-                let spool = spool.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
-                    let r = s.consume();
-                    (r, s.depth(), s.bytes())
-                })
-                .await
-            };
-            let depth = match consumed {
-                Ok((Ok(()), depth, bytes)) => {
-                    // Room again for a batch the spool refused as full.
-                    self.stats.health.spool_ok();
-                    self.stats.spool_depth.store(depth, Ordering::Relaxed);
-                    self.stats.spool_bytes.store(bytes, Ordering::Relaxed);
-                    depth
-                }
-                Ok((Err(e), _, _)) => {
-                    tracing::error!(error = %e, "audit spool could not drop replayed events");
-                    self.back_off();
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "audit spool task failed");
-                    self.back_off();
-                    return;
-                }
+            let Some((depth, next)) = self.release(read.end, read.cursor).await else {
+                self.back_off();
+                return false;
             };
             if depth == 0 {
                 self.spooling = false;
+                self.expected = next;
                 self.replay_backoff = REPLAY_FIRST;
                 let replayed = self.stats.replayed.load(Ordering::Relaxed);
-                tracing::info!(replayed, "audit store available again: spool replayed");
-                return;
+                tracing::info!(
+                    replayed,
+                    "audit spool replayed: writing from the queue again"
+                );
+                return true;
             }
             if started.elapsed() >= REPLAY_SLICE {
                 // Let the queue have a turn; continue right after.
                 self.next_replay = Instant::now();
-                return;
+                return true;
             }
         }
     }

@@ -270,11 +270,17 @@ impl Body for ProxyBody {
                 capture,
                 finish: f,
             } => {
-                let polled = ready!(Pin::new(inner).poll_frame(cx));
+                let polled = ready!(Pin::new(&mut *inner).poll_frame(cx));
                 match &polled {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
                             capture.push(data);
+                        }
+                        // The last frame: the event is recorded (written ahead) before the
+                        // client can have the whole response, so an acknowledged request always
+                        // has its event, even if the sidecar is killed the next instant.
+                        if inner.is_end_stream() {
+                            finish(capture, f, BodyEnd::Complete);
                         }
                     }
                     Some(Err(e)) => finish(capture, f, body_failure(e)),

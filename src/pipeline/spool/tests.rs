@@ -35,8 +35,8 @@ fn labels(events: &[AuditEvent]) -> Vec<String> {
 
 fn cfg(dir: &Path, max_bytes: u64) -> SpoolConfig {
     SpoolConfig {
-        dir: dir.to_path_buf(),
         max_bytes,
+        ..SpoolConfig::new(dir)
     }
 }
 
@@ -61,6 +61,7 @@ fn appended_events_come_back_in_order_and_survive_reopen() {
     s.consume().unwrap();
     assert_eq!(s.depth(), 0);
     assert!(s.peek(10).unwrap().is_empty());
+    s.close().unwrap();
     let logs: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .filter(|e| {
@@ -71,7 +72,10 @@ fn appended_events_come_back_in_order_and_survive_reopen() {
                 .ends_with(".log")
         })
         .collect();
-    assert!(logs.is_empty(), "replayed segments are deleted");
+    assert!(
+        logs.is_empty(),
+        "replayed segments are deleted at a clean stop"
+    );
 }
 
 #[test]
@@ -137,4 +141,118 @@ fn a_bad_instance_file_is_an_error_naming_it() {
             .contains("instance-id: invalid instance id \"no spaces allowed\""),
         "{err}"
     );
+}
+
+fn log_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn logged_events_survive_a_crash_without_fsync_and_a_torn_write_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(&cfg(dir.path(), 1 << 20)).unwrap();
+    let positions: Vec<u64> = ["a", "b", "c"]
+        .iter()
+        .map(|l| s.log(&encode(&event(l)).unwrap()).unwrap())
+        .collect();
+    assert_eq!(positions, [0, 1, 2]);
+    assert_eq!(s.depth(), 3);
+    // A crash: no close, no fsync (the page cache keeps what was written), and half a record
+    // written by a write that never finished.
+    drop(s);
+    let seg = dir.path().join("spool-000000000001.log");
+    let record = encode(&event("d")).unwrap();
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&record[..record.len() / 2]).unwrap();
+    drop(f);
+
+    let mut s = Spool::open(&cfg(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(
+        s.depth(),
+        3,
+        "the torn record is cut, the three whole ones kept"
+    );
+    assert_eq!(s.log(&encode(&event("e")).unwrap()).unwrap(), 3);
+    assert_eq!(labels(&s.peek(10).unwrap()), ["a", "b", "c", "e"]);
+}
+
+#[test]
+fn release_drops_what_is_stored_and_a_read_starts_at_the_oldest_unstored_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(&cfg(dir.path(), 1 << 20)).unwrap();
+    for l in ["a", "b", "c", "d", "e"] {
+        s.log(&encode(&event(l)).unwrap()).unwrap();
+    }
+    // The writer stored a and b from memory (no cursor: the log was not read).
+    s.release(2, None).unwrap();
+    assert_eq!(s.depth(), 3);
+    let read = s.plan(2).read().unwrap();
+    assert_eq!(labels(&read.events), ["c", "d"]);
+    assert_eq!(read.end, 4);
+    s.release(read.end, read.cursor).unwrap();
+    // Released twice, or below what is released: nothing changes.
+    s.release(3, None).unwrap();
+    assert_eq!(s.consumed(), 4);
+    s.log(&encode(&event("f")).unwrap()).unwrap();
+    assert_eq!(labels(&s.plan(10).read().unwrap().events), ["e", "f"]);
+    // Past the end is clamped to what was logged.
+    s.release(100, None).unwrap();
+    assert_eq!((s.consumed(), s.depth()), (6, 0));
+    assert!(s.plan(10).read().unwrap().events.is_empty());
+}
+
+#[test]
+fn a_busy_log_keeps_about_a_mebibyte_of_stored_events_not_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(&cfg(dir.path(), 64 << 20)).unwrap();
+    let record = encode(&event("x")).unwrap();
+    let per_mib = (RECYCLE_BYTES as usize / record.len()) + 1;
+    for i in 0..3 * per_mib {
+        let lsn = s.log(&record).unwrap();
+        // Stored as soon as written, as a writer keeping up does.
+        s.release(lsn + 1, None).unwrap();
+        assert!(
+            s.bytes() <= RECYCLE_BYTES + record.len() as u64 + 8,
+            "at {i}"
+        );
+    }
+    assert_eq!(s.depth(), 0);
+    assert!(
+        log_files(dir.path()).len() <= 1,
+        "{:?}",
+        log_files(dir.path())
+    );
+}
+
+#[test]
+fn records_not_yet_stored_keep_their_segments_across_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(&cfg(dir.path(), 64 << 20)).unwrap();
+    let record = encode(&event("x")).unwrap();
+    let n = (SEGMENT_BYTES as usize / record.len()) + 10;
+    for _ in 0..n {
+        s.log(&record).unwrap();
+    }
+    assert_eq!(log_files(dir.path()).len(), 2, "a full segment is closed");
+    s.release(5, None).unwrap();
+    assert_eq!(
+        log_files(dir.path()).len(),
+        2,
+        "the first still holds unstored records"
+    );
+    s.release(n as u64 - 1, None).unwrap();
+    assert_eq!(log_files(dir.path()), ["spool-000000000002.log"]);
+    assert_eq!(s.plan(10).read().unwrap().events.len(), 1);
+    drop(s);
+    // After a crash every record still on disk is read again (the store ignores ones it has):
+    // those of the newest segment, not the deleted one's.
+    let in_first = (SEGMENT_BYTES - MAGIC.len() as u64).div_ceil(record.len() as u64);
+    let s = Spool::open(&cfg(dir.path(), 64 << 20)).unwrap();
+    assert_eq!(s.depth(), n as u64 - in_first);
 }
