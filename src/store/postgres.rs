@@ -2,12 +2,17 @@
 //! indexes and queries as SQLite (its own migrations in `migrations/postgres`; the query builder
 //! is shared, with `$n` placeholders); values are always bound, never interpolated.
 //!
-//! Seq order is commit order. An identity column hands out values when rows are inserted, not
-//! when they commit, so two concurrent writers could commit seq 11 before seq 10 and a cursor
-//! reader that saw 11 would skip 10 forever. Every append therefore first takes a
-//! transaction-scoped advisory lock (one per `events` table): appends from all writers are
-//! serialised for the few milliseconds of their insert and commit, and a reader that has seen
-//! seq N has seen everything below it. Reads never take the lock.
+//! Ascending reads stop at a commit-ordered high-water mark, so a poller never skips an event.
+//! An identity column hands out values when rows are inserted, not when they commit: writer A
+//! may hold seq 10 uncommitted while writer B commits seq 11, and a cursor reader that saw 11
+//! would skip 10 forever. Writers do not serialise against each other for this (a fleet of
+//! sidecars would share one commit stream): every append takes the `events` advisory lock in
+//! *shared* mode, plus an exclusive lock of its own chain only (one writer per chain, so chains
+//! never fork). An ascending read first notes the sequence's last value `L`, then takes the same
+//! lock *exclusively* for an instant — granted once every append that was running when `L` was
+//! read (and so every holder of a seq up to `L`) has committed or rolled back — and then reads
+//! only `seq <= L`. Descending pages and single-event reads take no lock. Purges take the lock
+//! exclusively. The sequence must not cache values per session (identity default: `CACHE 1`).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -20,7 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Row as _};
 
 use super::chain::{self, ChainTx, Segment};
-use super::query::{build_query, stats_query, Arg, Dialect};
+use super::query::{build_query, build_query_planned, stats_query, Arg, Dialect, PrefixPlan};
 use super::sql::{self, dollar_placeholders, Row};
 use super::{
     Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
@@ -67,9 +72,20 @@ const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const WRITERS: u32 = 2;
 const WRITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Taken at the start of every append and purge; see the module docs.
+/// Taken exclusively by purges and, for an instant, by ascending reads (the high-water mark);
+/// see the module docs.
 const LOCK_SQL: &str =
     "SELECT pg_advisory_xact_lock(hashtextextended('authtrail.events:' || 'events'::regclass::oid::text, 0))";
+/// Taken at the start of every append and checkpoint: the `events` lock shared (appends run side
+/// by side), then this chain's lock exclusively ($1: the chain instance).
+const APPEND_LOCK_SQL: &str =
+    "SELECT pg_advisory_xact_lock_shared(hashtextextended('authtrail.events:' || 'events'::regclass::oid::text, 0)), \
+     pg_advisory_xact_lock(hashtextextended('authtrail.chain:' || 'events'::regclass::oid::text || ':' || $1, 0))";
+/// The last seq handed out (NULL before the first).
+const LAST_SEQ_SQL: &str =
+    "SELECT pg_sequence_last_value(pg_get_serial_sequence('events', 'seq')::regclass)";
+/// Longest an ascending read waits for running appends to finish before it fails.
+const HIGH_WATER_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
 
 const INSERT_SQL: &str = "INSERT INTO events (id, time_ms, type, stage, outcome, reason, app, \
      actor_id, target_kind, target_id, route, status, ip, request_id, chain_instance, chain_n, \
@@ -128,6 +144,44 @@ impl PostgresStore {
             .await
             .map_err(Error::backend(op))?;
         Ok(PgTx(tx))
+    }
+
+    /// A transaction holding the append locks of `instance`'s chain.
+    async fn begin_chain(&self, instance: &str, op: &'static str) -> Result<PgTx<'static>, Error> {
+        let mut tx = self.writer.begin().await.map_err(Error::backend(op))?;
+        sqlx::query(APPEND_LOCK_SQL)
+            .bind(instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::backend(op))?;
+        Ok(PgTx(tx))
+    }
+
+    /// The commit-ordered high-water mark: a seq at or below which every event is committed or
+    /// will never be (see the module docs).
+    async fn high_water(&self) -> Result<i64, Error> {
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .map_err(Error::backend("query"))?;
+        let last: Option<i64> = sqlx::query_scalar(LAST_SEQ_SQL)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Error::backend("query"))?;
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(Error::backend("query"))?;
+        sqlx::query(HIGH_WATER_LOCK_TIMEOUT)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::backend("query"))?;
+        sqlx::query(LOCK_SQL)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::backend("query"))?;
+        tx.commit().await.map_err(Error::backend("query"))?;
+        Ok(last.unwrap_or(0))
     }
 }
 
@@ -250,7 +304,18 @@ fn stored_row(r: &PgRow) -> Result<StoredRow, Error> {
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn query(&self, q: &Query) -> Result<Vec<AuditEvent>, Error> {
-        let Some((sql, args)) = build_query(q, Dialect::Postgres) else {
+        let built = if q.ascending {
+            let high_water = self.high_water().await?;
+            build_query_planned(
+                q,
+                Dialect::Postgres,
+                PrefixPlan::TypeIndex,
+                Some(("seq <= ?", high_water)),
+            )
+        } else {
+            build_query(q, Dialect::Postgres)
+        };
+        let Some((sql, args)) = built else {
             return Ok(Vec::new());
         };
         let rows = bind_args(sql, args)
@@ -306,7 +371,8 @@ impl EventStore for PostgresStore {
                 .await
                 .map_err(Error::backend("append"))?;
             let mut tx = PgTx(tx);
-            sqlx::query(LOCK_SQL)
+            sqlx::query(APPEND_LOCK_SQL)
+                .bind(instance)
                 .execute(&mut *tx.0)
                 .await
                 .map_err(Error::backend("append"))?;
@@ -337,7 +403,7 @@ impl EventStore for PostgresStore {
         signer: &Signer,
         after: Option<&Checkpoint>,
     ) -> Result<Option<Checkpoint>, Error> {
-        let mut tx = self.begin_locked("checkpoint").await?;
+        let mut tx = self.begin_chain(instance, "checkpoint").await?;
         let cp = chain::checkpoint(&mut tx, instance, kind, signer, after).await?;
         tx.0.commit().await.map_err(Error::backend("checkpoint"))?;
         Ok(cp)
