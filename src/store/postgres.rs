@@ -6,13 +6,16 @@
 //! An identity column hands out values when rows are inserted, not when they commit: writer A
 //! may hold seq 10 uncommitted while writer B commits seq 11, and a cursor reader that saw 11
 //! would skip 10 forever. Writers do not serialise against each other for this (a fleet of
-//! sidecars would share one commit stream): every append takes the `events` advisory lock in
-//! *shared* mode, plus an exclusive lock of its own chain only (one writer per chain, so chains
-//! never fork). An ascending read first notes the sequence's last value `L`, then takes the same
-//! lock *exclusively* for an instant — granted once every append that was running when `L` was
-//! read (and so every holder of a seq up to `L`) has committed or rolled back — and then reads
-//! only `seq <= L`. Descending pages and single-event reads take no lock. Purges take the lock
-//! exclusively. The sequence must not cache values per session (identity default: `CACHE 1`).
+//! sidecars would share one commit stream): an append, checkpoint or purge takes only the
+//! advisory lock of its own chain (one writer per chain, so a chain never forks), a two-key lock
+//! whose first key marks it as an authtrail chain lock. An ascending read first notes the
+//! sequence's last value `L`, then lists the chain locks held at that moment (`pg_locks`) and
+//! takes each *shared* for an instant: granted once that chain's running append has committed
+//! or rolled back. Any append that drew a seq up to `L` held its chain lock when `L` was read,
+//! so after this every seq up to `L` is settled, and the read takes only `seq <= L`. Chains not
+//! appending are not waited for, and no append waits for another chain's. Descending pages and
+//! single-event reads take no lock. The sequence must not cache values per session (identity
+//! default: `CACHE 1`).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -72,15 +75,16 @@ const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const WRITERS: u32 = 2;
 const WRITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Taken exclusively by purges and, for an instant, by ascending reads (the high-water mark);
-/// see the module docs.
-const LOCK_SQL: &str =
-    "SELECT pg_advisory_xact_lock(hashtextextended('authtrail.events:' || 'events'::regclass::oid::text, 0))";
-/// Taken at the start of every append and checkpoint: the `events` lock shared (appends run side
-/// by side), then this chain's lock exclusively ($1: the chain instance).
-const APPEND_LOCK_SQL: &str =
-    "SELECT pg_advisory_xact_lock_shared(hashtextextended('authtrail.events:' || 'events'::regclass::oid::text, 0)), \
-     pg_advisory_xact_lock(hashtextextended('authtrail.chain:' || 'events'::regclass::oid::text || ':' || $1, 0))";
+/// Taken at the start of every append, checkpoint and purge: the chain's lock ($1: the chain
+/// instance), keyed (authtrail chain locks of this `events` table, hash of the instance).
+const APPEND_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(\
+     hashtext('authtrail.chain:' || 'events'::regclass::oid::text), hashtext($1))";
+/// Wait for every append running now: take each chain lock held at this moment, shared.
+const SETTLE_SQL: &str = "SELECT count(pg_advisory_xact_lock_shared(l.classid::int4, l.objid::int4)) \
+     FROM pg_locks l \
+     WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND l.classid = hashtext('authtrail.chain:' || 'events'::regclass::oid::text)::oid";
 /// The last seq handed out (NULL before the first).
 const LAST_SEQ_SQL: &str =
     "SELECT pg_sequence_last_value(pg_get_serial_sequence('events', 'seq')::regclass)";
@@ -137,15 +141,6 @@ impl PostgresStore {
         self.writer.close().await;
     }
 
-    async fn begin_locked(&self, op: &'static str) -> Result<PgTx<'static>, Error> {
-        let mut tx = self.writer.begin().await.map_err(Error::backend(op))?;
-        sqlx::query(LOCK_SQL)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::backend(op))?;
-        Ok(PgTx(tx))
-    }
-
     /// A transaction holding the append locks of `instance`'s chain.
     async fn begin_chain(&self, instance: &str, op: &'static str) -> Result<PgTx<'static>, Error> {
         let mut tx = self.writer.begin().await.map_err(Error::backend(op))?;
@@ -176,7 +171,7 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(Error::backend("query"))?;
-        sqlx::query(LOCK_SQL)
+        sqlx::query(SETTLE_SQL)
             .execute(&mut *tx)
             .await
             .map_err(Error::backend("query"))?;
@@ -471,7 +466,7 @@ impl EventStore for PostgresStore {
         links: &[PurgeLink],
         signer: &Signer,
     ) -> Result<PurgeReport, Error> {
-        let mut tx = self.begin_locked("purge").await?;
+        let mut tx = self.begin_chain(instance, "purge").await?;
         let report = chain::purge_links(&mut tx, instance, links, signer).await?;
         tx.0.commit().await.map_err(Error::backend("purge"))?;
         Ok(report)
