@@ -424,7 +424,7 @@ fn presets_are_listed_and_init_writes_a_checked_starter_with_a_one_time_admin_to
     assert!(err.contains("exists: pass --force"), "{err}");
     let (code, _, err) = run(&["init", "--preset", "auth0", "--upstream", "http://x:1"]);
     assert_ne!(code, 0);
-    assert!(err.contains("unknown preset \"auth0\": presets are dj-rest-auth, django-oauth-toolkit, keycloak, node-oidc-provider"), "{err}");
+    assert!(err.contains("unknown preset \"auth0\": presets are dj-rest-auth, django-oauth-toolkit, fastapi-users, keycloak, node-oidc-provider, ory-kratos, spring-authorization-server, supabase-auth"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,7 +43,9 @@ async fn oauth_redirects_and_session_cookies_are_recorded_without_their_secrets(
     let denied = "https://client.example/cb?error=access_denied&error_description=The+user+said+no&state=st-1";
     let granted = format!("https://client.example/cb?code={CODE}&state=st-2");
     let implicit = "https://client.example/cb#state=st-3&error=consent_required";
-    for location in [denied, granted.as_str(), implicit] {
+    // Spring Security's failed form login: the parameter with no value.
+    let bare = "/login?error";
+    for location in [denied, granted.as_str(), implicit, bare] {
         let r = send(
             Method::GET,
             &sc.url(&to(location)),
@@ -75,10 +77,10 @@ async fn oauth_redirects_and_session_cookies_are_recorded_without_their_secrets(
     sc.stop().await;
 
     let evs = sc.events().await;
-    assert_eq!(evs.len(), 4, "{evs:#?}");
+    assert_eq!(evs.len(), 5, "{evs:#?}");
     let print = authtrail::identity::Fingerprinter::new(b"redirects-fingerprint-key-0123")
         .fingerprint(SESSION);
-    let (d, g, i, out) = (&evs[0], &evs[1], &evs[2], &evs[3]);
+    let (d, g, i, b, out) = (&evs[0], &evs[1], &evs[2], &evs[3], &evs[4]);
 
     assert_eq!(
         (d.outcome, d.reason.as_deref()),
@@ -100,6 +102,12 @@ async fn oauth_redirects_and_session_cookies_are_recorded_without_their_secrets(
         (i.outcome, i.reason.as_deref()),
         (Outcome::Failure, Some("consent_required")),
         "an error in the fragment"
+    );
+
+    assert_eq!(
+        (b.outcome, b.reason.as_deref()),
+        (Outcome::Failure, Some("error")),
+        "a bare `error` parameter: the parameter's name is the reason"
     );
 
     let target = out.target.as_ref().expect("the session ended");

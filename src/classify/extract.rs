@@ -948,6 +948,8 @@ fn token_refs(tokens: &[SeenToken]) -> Vec<TokenRef> {
 }
 
 /// The OAuth error (the route's `redirect_error` parameter) of a 3xx response's `Location`.
+/// A parameter without a value (Spring Security's failed form login: `/login?error`) is a
+/// failure too: its reason is the parameter's name.
 fn redirect_error(rules: &OutcomeRules, resp: &ResponseFacts<'_>) -> Option<String> {
     let param = rules.redirect_error.as_deref()?;
     if !resp.status?.is_redirection() {
@@ -956,7 +958,10 @@ fn redirect_error(rules: &OutcomeRules, resp: &ResponseFacts<'_>) -> Option<Stri
     let location = resp.headers?.get(http::header::LOCATION)?.to_str().ok()?;
     let error = url_param(location, param)?;
     let error = error.trim();
-    (!error.is_empty()).then(|| redact::truncate(error, 128))
+    Some(redact::truncate(
+        if error.is_empty() { param } else { error },
+        128,
+    ))
 }
 
 fn reason(

@@ -28,12 +28,28 @@ pub const PRESETS: &[Preset] = &[
         text: include_str!("../../config/presets/django-oauth-toolkit.yaml"),
     },
     Preset {
+        name: "fastapi-users",
+        text: include_str!("../../config/presets/fastapi-users.yaml"),
+    },
+    Preset {
         name: "keycloak",
         text: include_str!("../../config/presets/keycloak.yaml"),
     },
     Preset {
         name: "node-oidc-provider",
         text: include_str!("../../config/presets/node-oidc-provider.yaml"),
+    },
+    Preset {
+        name: "ory-kratos",
+        text: include_str!("../../config/presets/ory-kratos.yaml"),
+    },
+    Preset {
+        name: "spring-authorization-server",
+        text: include_str!("../../config/presets/spring-authorization-server.yaml"),
+    },
+    Preset {
+        name: "supabase-auth",
+        text: include_str!("../../config/presets/supabase-auth.yaml"),
     },
 ];
 
@@ -252,6 +268,25 @@ mod tests {
                     .count(),
                 1
             );
+        }
+    }
+
+    #[test]
+    fn every_preset_loads_as_check_loads_it() {
+        // As `init` checks a starter: the secrets it reads from the environment stood in for.
+        let (_, sha) = admin_token().unwrap();
+        for p in PRESETS {
+            let text = starter(p, "http://127.0.0.1:9", &sha);
+            let unset = unset_variables(&text);
+            for v in &unset {
+                std::env::set_var(v, "preset-test-stand-in-0123456789abcdef");
+            }
+            let loaded = config::load_str(&text, &format!("{}.yaml", p.name));
+            for v in &unset {
+                std::env::remove_var(v);
+            }
+            let cfg = loaded.unwrap_or_else(|e| panic!("preset {}:\n{e}", p.name));
+            assert!(!cfg.routes.routes.is_empty(), "{}", p.name);
         }
     }
 

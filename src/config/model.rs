@@ -632,8 +632,9 @@ pub struct Outcome {
     pub on_invalid_token: Option<Spanned<Text>>,
     /// The parameter of a redirect's `Location` URL (query or fragment) that carries an OAuth
     /// error (RFC 6749 §4.1.2.1, e.g. `?error=access_denied&state=...`): a 3xx response that
-    /// carries it is a `failure` with that error as its reason. Default `error`; `off` turns
-    /// it off.
+    /// carries it is a `failure` with that error as its reason (the parameter's name when it
+    /// has no value, as in Spring Security's `/login?error`). Default `error`; `off` turns it
+    /// off.
     pub redirect_error: Option<Spanned<Text>>,
 }
 
