@@ -134,6 +134,7 @@ async fn stdout_lines_parse_as_the_stored_events() {
     assert!(events.iter().all(|e| e.seq.is_none() && e.chain.is_none()));
     assert_eq!(ocsf.len(), 1, "{ocsf:?}");
     assert_eq!(ocsf[0]["class_uid"], 3001);
+    support::ocsf::assert_valid(&ocsf[0]);
 
     let store = authtrail::store::open(&format!("sqlite://{}", db.display()))
         .await

@@ -212,7 +212,9 @@ fn has(v: &Value, pointer: &str) -> bool {
 fn ocsf_classes_follow_the_taxonomy() {
     assert_eq!(ocsf_class("auth.login"), (3002, 1, "Logon"));
     assert_eq!(ocsf_class("auth.logout"), (3002, 2, "Logoff"));
-    assert_eq!(ocsf_class("token.refresh").0, 3002);
+    assert_eq!(ocsf_class("token.refresh"), (3002, 99, "Token Refresh"));
+    assert_eq!(ocsf_class("token.issue"), (3002, 99, "Token Issue"));
+    assert_eq!(ocsf_class("auth.mfa.verify"), (3002, 99, "MFA Verify"));
     assert_eq!(ocsf_class("account.deactivate"), (3001, 5, "Disable"));
     assert_eq!(
         ocsf_class("password.reset.complete"),
@@ -220,7 +222,10 @@ fn ocsf_classes_follow_the_taxonomy() {
     );
     assert_eq!(ocsf_class("provider.add"), (6003, 1, "Create"));
     assert_eq!(ocsf_class("audit.query"), (6003, 2, "Read"));
-    assert_eq!(ocsf_class("custom.thing"), (6003, 99, "Other"));
+    // A type the table does not know: activity 99, named after itself.
+    assert_eq!(ocsf_class("custom.thing"), (6003, 99, "custom.thing"));
+    assert_eq!(ocsf_class("auth.custom"), (3002, 99, "auth.custom"));
+    assert_eq!(ocsf_class("account.merge"), (3001, 99, "account.merge"));
 }
 
 #[test]
@@ -234,9 +239,10 @@ fn ocsf_events_have_their_class_required_fields() {
         "/type_uid",
         "/metadata/version",
         "/metadata/product/name",
+        "/metadata/product/vendor_name",
     ];
     let cases: [(&str, u64, &[&str]); 3] = [
-        ("auth.login", 3002, &["/user/uid"]),
+        ("auth.login", 3002, &["/user/uid", "/service/name"]),
         ("account.deactivate", 3001, &["/user/uid"]),
         (
             "provider.update",
@@ -257,26 +263,52 @@ fn ocsf_events_have_their_class_required_fields() {
         }
         assert_eq!(v["status_id"], 2);
         assert_eq!(v["status_detail"], "invalid_credentials");
+        assert_eq!(v["status_code"], "401");
         assert_eq!(v["time"], crate::event::unix_millis(NOW));
+        // OCSF 1.3.0 defines no http_response for these classes.
+        assert!(v.get("http_response").is_none(), "{t}: {v}");
     }
-    // Account Change is about the account acted on, not the actor.
-    let v = to_ocsf(&event("account.deactivate", Outcome::Success));
-    assert_eq!(v["user"]["uid"], "u-bob");
-    assert_eq!(v["actor"]["user"]["uid"], "alice");
+    // The account an event is about is its user (the target when it is an account); the
+    // actor is who acted.
+    for t in ["account.deactivate", "auth.login"] {
+        let v = to_ocsf(&event(t, Outcome::Success));
+        assert_eq!(v["user"]["uid"], "u-bob", "{t}");
+        assert_eq!(v["actor"]["user"]["uid"], "alice", "{t}");
+    }
+    let mut e = event("auth.login", Outcome::Success);
+    e.target = None;
+    let v = to_ocsf(&e);
+    assert_eq!(v["user"]["uid"], "alice");
+    assert_eq!(v["user"]["name"], "Alice");
 }
 
 #[test]
-fn ocsf_user_is_present_even_for_anonymous_actors() {
+fn ocsf_invents_no_user_for_anonymous_actors() {
+    // An anonymous sign-in names no account: API Activity, with no actor.user.
     let mut e = event("auth.login", Outcome::Failure);
     e.actor = Actor::anonymous();
     e.target = None;
     e.source.ip = None;
     let v = to_ocsf(&e);
-    assert_eq!(v["user"]["name"], "unknown");
+    assert_eq!(v["class_uid"], 6003);
+    assert_eq!(v["activity_id"], 99);
+    assert_eq!(v["activity_name"], "Logon");
+    assert!(v.get("user").is_none(), "{v}");
+    assert!(v["actor"].get("user").is_none(), "{v}");
+    assert_eq!(v["actor"]["session"]["is_remote"], true);
+    // With an account as target, the account is the user, and there is no actor.user.
+    let mut e = event("auth.login", Outcome::Failure);
+    e.actor = Actor::anonymous();
+    let v = to_ocsf(&e);
+    assert_eq!(v["class_uid"], 3002);
+    assert_eq!(v["user"]["uid"], "u-bob");
+    assert!(v.get("actor").is_none(), "{v}");
+    // API Activity requires a src_endpoint: unknown without an address.
     let mut e = event("support.action", Outcome::Success);
     e.source.ip = None;
     let v = to_ocsf(&e);
     assert_eq!(v["src_endpoint"]["name"], "unknown");
+    assert_eq!(v["src_endpoint"]["type_id"], 0);
 }
 
 #[test]

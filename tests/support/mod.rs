@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod harness;
 pub mod jwks_server;
 pub mod oauth;
+pub mod ocsf;
 pub mod pg;
 pub mod serve;
 pub mod store_conformance;
