@@ -80,7 +80,8 @@ const WRITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 const APPEND_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(\
      hashtext('authtrail.chain:' || 'events'::regclass::oid::text), hashtext($1))";
 /// Wait for every append running now: take each chain lock held at this moment, shared.
-const SETTLE_SQL: &str = "SELECT count(pg_advisory_xact_lock_shared(l.classid::int4, l.objid::int4)) \
+const SETTLE_SQL: &str =
+    "SELECT count(pg_advisory_xact_lock_shared(l.classid::int4, l.objid::int4)) \
      FROM pg_locks l \
      WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted \
      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
