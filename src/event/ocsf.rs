@@ -45,6 +45,7 @@ pub fn ocsf_class(event_type: &str) -> (u32, u32, &str) {
         "auth.logout.request" => (AUTHENTICATION, 99, "Logout Request"),
         "auth.mfa.challenge" => (AUTHENTICATION, 99, "MFA Challenge"),
         "auth.mfa.verify" => (AUTHENTICATION, 99, "MFA Verify"),
+        "auth.otp.request" => (AUTHENTICATION, 99, "OTP Request"),
         "token.issue" => (AUTHENTICATION, 99, "Token Issue"),
         "token.refresh" => (AUTHENTICATION, 99, "Token Refresh"),
         "token.exchange" => (AUTHENTICATION, 99, "Token Exchange"),
@@ -67,6 +68,9 @@ pub fn ocsf_class(event_type: &str) -> (u32, u32, &str) {
         "admin.role.grant" => (ACCOUNT_CHANGE, 7, "Attach Policy"),
         "admin.role.revoke" => (ACCOUNT_CHANGE, 8, "Detach Policy"),
         "account.lock" => (ACCOUNT_CHANGE, 9, "Lock"),
+        "auth.mfa.enroll" => (ACCOUNT_CHANGE, 10, "MFA Factor Enable"),
+        "auth.mfa.unenroll" => (ACCOUNT_CHANGE, 11, "MFA Factor Disable"),
+        "account.invite" => (ACCOUNT_CHANGE, 99, "Account Invite"),
         "password.reset.request" | "password.reset_request" | "auth.password_reset.request" => {
             (ACCOUNT_CHANGE, 99, "Password Reset Request")
         }
@@ -78,8 +82,10 @@ pub fn ocsf_class(event_type: &str) -> (u32, u32, &str) {
         "email.verify.complete" => (ACCOUNT_CHANGE, 99, "Email Verify Complete"),
         "provider.link" => (ACCOUNT_CHANGE, 99, "Provider Link"),
         "provider.unlink" => (ACCOUNT_CHANGE, 99, "Provider Unlink"),
-        "provider.add" => (API_ACTIVITY, 1, "Create"),
-        "account.read" | "audit.query" | "audit.export" => (API_ACTIVITY, 2, "Read"),
+        "provider.add" | "app.client.register" => (API_ACTIVITY, 1, "Create"),
+        "account.read" | "session.read" | "audit.query" | "audit.export" => {
+            (API_ACTIVITY, 2, "Read")
+        }
         "provider.update" | "app.settings.update" | "app.key.rotate" => (API_ACTIVITY, 3, "Update"),
         "provider.remove" | "audit.purge" => (API_ACTIVITY, 4, "Delete"),
         "access.denied" => (API_ACTIVITY, 99, "Access Denied"),
@@ -88,6 +94,7 @@ pub fn ocsf_class(event_type: &str) -> (u32, u32, &str) {
         "alert.fired" => (API_ACTIVITY, 99, "Alert Fired"),
         "support.action" => (API_ACTIVITY, 99, "Support Action"),
         "support.impersonate" => (API_ACTIVITY, 99, "Support Impersonate"),
+        "admin.link.generate" => (API_ACTIVITY, 99, "Admin Link Generate"),
         t if ["auth.", "token.", "oauth.", "session."]
             .iter()
             .any(|p| t.starts_with(p)) =>
