@@ -18,6 +18,10 @@ use crate::classify::RouteMap;
 
 pub mod model;
 pub mod types;
+
+/// Tests that set and unset the same environment variables take this lock.
+#[cfg(test)]
+pub(crate) static TEST_ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
 mod validate;
 
 /// One problem in a config file.

@@ -6,7 +6,7 @@
 //! ```text
 //! Pipeline::submit ─┬─► queue ─► writer ─► store ◄── retention (background purge)
 //!                   ├─► tap ─► alert rules ─► log, alert.fired (back into submit), webhooks
-//!                   └─► tap ─► sink (stdout JSON lines | batched webhook), one per sink
+//!                   └─► tap ─► sink (stdout | webhook | http product | otlp | syslog), one per sink
 //! ```
 
 use std::collections::HashMap;
@@ -20,8 +20,11 @@ use crate::pipeline::{Pipeline, Taps};
 use crate::store::{EventStore, Signer};
 
 pub mod alerts;
+pub mod formats;
+pub mod otlp;
 pub mod retention;
 pub mod sinks;
+pub mod syslog;
 pub mod webhook;
 
 /// What runs here, as the config checked it (`retention:`, `sinks:`, `alerts:`).

@@ -70,7 +70,9 @@ fn collect(s: &ScrapeState) {
             .absolute(get(&sink.sent));
         counter!("authtrail_sink_events_dropped_total", "sink" => name.clone())
             .absolute(get(&sink.tap.dropped));
-        counter!("authtrail_sink_events_failed_total", "sink" => name).absolute(get(&sink.failed));
+        counter!("authtrail_sink_events_failed_total", "sink" => name.clone())
+            .absolute(get(&sink.failed));
+        counter!("authtrail_sink_requests_total", "sink" => name).absolute(get(&sink.requests));
     }
     if let Some(a) = &s.ops.alerts {
         gauge!("authtrail_alert_queue_depth").set(a.tap.depth() as f64);

@@ -274,6 +274,9 @@ mod tests {
     #[test]
     fn every_preset_loads_as_check_loads_it() {
         // As `init` checks a starter: the secrets it reads from the environment stood in for.
+        let _env = crate::config::TEST_ENV
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (_, sha) = admin_token().unwrap();
         for p in PRESETS {
             let text = starter(p, "http://127.0.0.1:9", &sha);

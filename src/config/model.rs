@@ -54,7 +54,8 @@ pub struct File {
     pub routes: Vec<Route>,
     /// How long events are kept, per event type and app; nothing is ever purged without it.
     pub retention: Option<Spanned<Retention>>,
-    /// Where events stream besides the store (JSON lines on stdout, batched webhooks), by name.
+    /// Where events stream besides the store (JSON lines on stdout, batched webhooks, HTTP
+    /// products, OTLP, syslog), by name.
     #[serde(default)]
     pub sinks: indexmap_lite::OrderedMap<Spanned<Sink>>,
     /// Rules that raise an alert (`alert.fired`, the log, webhooks) on matching events.
@@ -137,7 +138,10 @@ pub struct RetentionRule {
     pub keep: Spanned<Text>,
 }
 
-/// One stream sink: `{ stdout: { format: json } }` or `{ webhook: URL, secret: ..., ... }`.
+/// One stream sink: `{ stdout: { format: json } }`, `{ webhook: URL, secret: ..., ... }`,
+/// `{ http: { url: URL, body: splunk_hec, ... } }`, `{ otlp: { url: URL } }` or
+/// `{ syslog: { address: HOST:PORT, transport: tls, format: cef } }`; the keys beside the
+/// target (`batch`, `timeout`, ...) tune its delivery.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sink {
@@ -145,29 +149,107 @@ pub struct Sink {
     pub stdout: Option<StdoutSink>,
     /// URL batches of events are POSTed to (https; plain http only for loopback hosts).
     pub webhook: Option<Spanned<Text>>,
+    /// Batches POSTed in an HTTP product's own body format (Splunk HEC, Elasticsearch
+    /// `_bulk`, Loki).
+    pub http: Option<Spanned<HttpSink>>,
+    /// Batches POSTed to an OpenTelemetry collector as OTLP/HTTP protobuf log records.
+    pub otlp: Option<Spanned<OtlpSink>>,
+    /// RFC 5424 syslog messages over TCP, TLS or UDP.
+    pub syslog: Option<Spanned<SyslogSink>>,
     /// Webhook: key of the `X-Authtrail-Signature` HMAC-SHA256, at least 16 bytes (use
     /// `${ENV}`). Without it requests are not signed.
     pub secret: Option<SigningKey>,
-    /// Webhook: `json` (default) or `ocsf`.
+    /// Webhook, http, otlp: the event's shape, `json` (default) or `ocsf`.
     pub format: Option<Spanned<Text>>,
-    /// Webhook: most events per request. Default `100`.
+    /// Webhook, http, otlp: most events per request. Default `100`.
     pub batch: Option<usize>,
-    /// Webhook: longest an event waits for its batch to fill. Default `1s`.
+    /// Webhook, http, otlp: longest an event waits for its batch to fill. Default `1s`.
     pub flush: Option<Duration>,
-    /// Webhook: time each attempt may take. Default `5s`.
+    /// Time each attempt may take (syslog: connecting, and writing a batch). Default `5s`.
     pub timeout: Option<Duration>,
-    /// Webhook: retries after a failed attempt (connection error, timeout, 408, 429, 5xx).
-    /// Default `3`.
+    /// Retries after a failed attempt (connection error, timeout, 408, 429, 5xx; syslog: a
+    /// connection or write error). Default `3`.
     pub retries: Option<u32>,
-    /// Webhook: pause before the first retry, doubling for each next one. Default `500ms`.
+    /// Pause before the first retry (syslog: reconnect), doubling for each next one. Default
+    /// `500ms`.
     pub backoff: Option<Duration>,
-    /// Webhook: PEM CA certificates trusted instead of the system roots.
+    /// Webhook, http, otlp, syslog over TLS: PEM CA certificates trusted instead of the system
+    /// roots.
     pub ca_file: Option<Text>,
     /// Events waiting for this sink; beyond it they are dropped (and counted). Default `10000`.
     pub queue: Option<usize>,
     /// Event types streamed, exact or prefix (`auth.*`). Default: all; `[]` streams none (a
     /// webhook that only receives alert notifications).
     pub events: Option<Spanned<Vec<Text>>>,
+}
+
+/// `http: { url: URL, body: splunk_hec, headers: { Authorization: "Splunk ${HEC_TOKEN}" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSink {
+    /// Endpoint (https; plain http only for loopback hosts), without credentials in it:
+    /// `https://splunk:8088/services/collector/event`, `https://es:9200/_bulk`,
+    /// `https://loki:3100/loki/api/v1/push`.
+    pub url: Spanned<Text>,
+    /// The body format: `splunk_hec`, `elasticsearch_bulk` or `loki`. Required.
+    pub body: Spanned<Text>,
+    /// Headers sent with every request, such as credentials (use `${ENV}`; values are never
+    /// logged).
+    #[serde(default)]
+    pub headers: indexmap_lite::OrderedMap<Spanned<HeaderText>>,
+    /// Compress request bodies with gzip. Default `false`.
+    pub gzip: Option<bool>,
+    /// `elasticsearch_bulk`: the index or data stream (default `authtrail`); `splunk_hec`: the
+    /// HEC `index` (default: the token's).
+    pub index: Option<Spanned<Text>>,
+    /// `splunk_hec`: the `host` field. Default: this machine's name.
+    pub host: Option<Spanned<Text>>,
+}
+
+/// `otlp: { url: "https://collector:4318/v1/logs" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSink {
+    /// The OTLP/HTTP logs endpoint, with its path (`/v1/logs`); https, plain http only for
+    /// loopback hosts.
+    pub url: Spanned<Text>,
+    /// Headers sent with every request (use `${ENV}`; values are never logged).
+    #[serde(default)]
+    pub headers: indexmap_lite::OrderedMap<Spanned<HeaderText>>,
+    /// Compress request bodies with gzip. Default `false`.
+    pub gzip: Option<bool>,
+}
+
+/// `syslog: { address: siem.example.com:6514, transport: tls, format: cef }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogSink {
+    /// `HOST:PORT` of the syslog server (`[v6]:PORT`); without a port, 514 (tcp, udp) or
+    /// 6514 (tls).
+    pub address: Spanned<Text>,
+    /// `tcp` (default; octet-counted frames, RFC 6587), `tls` (RFC 5425) or `udp` (RFC 5426).
+    pub transport: Option<Spanned<Text>>,
+    /// MSG: `json` (the event as stored; default) or `cef` (ArcSight CEF).
+    pub format: Option<Spanned<Text>>,
+    /// Facility name: `auth` (default), `authpriv`, `local0`…`local7`, `security`, ...
+    pub facility: Option<Spanned<Text>>,
+    /// APP-NAME. Default `authtrail`.
+    pub app_name: Option<Spanned<Text>>,
+    /// HOSTNAME. Default: this machine's name.
+    pub hostname: Option<Spanned<Text>>,
+    /// MSGID. Default: the event type (at most 32 characters).
+    pub msgid: Option<Spanned<Text>>,
+}
+
+/// A header value: often a credential, so `Debug` never shows it.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct HeaderText(pub Text);
+
+impl std::fmt::Debug for HeaderText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeaderText(..)")
+    }
 }
 
 /// `stdout: { format: json }`.

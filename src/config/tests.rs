@@ -115,9 +115,19 @@ fn defaults_apply() {
 
 #[test]
 fn shipped_configs_load() {
-    // The examples and presets take their keys from the environment.
+    // The examples and presets take their keys from the environment; `cli::presets` tests set
+    // and unset the same variables, under this lock.
+    let _env = TEST_ENV.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var("FINGERPRINT_KEY", "shipped-config-test-key-0123");
     std::env::set_var("DRF_JWT_SECRET", "shipped-config-test-hmac-secret");
+    for var in [
+        "SUPABASE_JWT_SECRET",
+        "FASTAPI_USERS_JWT_SECRET",
+        "FASTAPI_USERS_RESET_SECRET",
+        "FASTAPI_USERS_VERIFY_SECRET",
+    ] {
+        std::env::set_var(var, "shipped-config-test-preset-secret");
+    }
     let mut loaded = 0;
     for dir in ["/config", "/config/presets"] {
         let dir = format!("{}{dir}", env!("CARGO_MANIFEST_DIR"));
@@ -263,11 +273,11 @@ alerts:
             "authtrail.yaml:7:12: retention.default: invalid keep \"400days\": expected a duration such as 90d, or forever",
             "authtrail.yaml:9:16: retention.rules[0].event: invalid event type \"Auth.*\": expected dotted lowercase words like auth.login, or a prefix like auth.*",
             "authtrail.yaml:10:27: retention.rules[1].keep: invalid keep \"sometimes\": expected a duration such as 90d, or forever",
-            "authtrail.yaml:12:9: sinks.both: a sink has exactly one of stdout, webhook",
+            "authtrail.yaml:12:9: sinks.both: a sink has exactly one of stdout, webhook, http, otlp, syslog",
             "authtrail.yaml:13:21: sinks.plain.webhook: invalid webhook \"http://hooks.example.com/a\": expected https://… (http only for loopback hosts)",
             "authtrail.yaml:14:59: sinks.weak.secret: webhook secret must be at least 16 bytes",
             "authtrail.yaml:14:74: sinks.weak.format: unknown format \"xml\": expected json or ocsf",
-            "authtrail.yaml:15:8: sinks.out.batch: batch is only for webhook sinks (stdout takes format)",
+            "authtrail.yaml:15:8: sinks.out.batch: batch does not apply to a stdout sink (it is for webhook, http and otlp sinks)",
             "authtrail.yaml:18:41: alerts[0].when.outcome[0]: invalid outcome \"failed\": expected success, failure, error or unknown",
             "authtrail.yaml:18:56: alerts[0].when.route[0]: unknown route \"nope\"",
             "authtrail.yaml:19:16: alerts[0].threshold.count: count must be at least 1",
@@ -331,6 +341,126 @@ alerts:
     );
     assert_eq!(cfg.ops.alerts[0].notify, ["hook"]);
     assert!(cfg.ops.alerts[0].threshold.is_none());
+}
+
+#[test]
+fn http_otlp_and_syslog_sink_errors_are_pinned() {
+    let yaml = r#"upstream: http://127.0.0.1:9000
+sinks:
+  hec: { http: { url: "https://splunk.example.com:8088/services/collector/event", body: splunk, headers: { "Bad Name": x } } }
+  es: { http: { url: "https://elastic:pw@es.example.com/_bulk", body: elasticsearch_bulk, index: Audit } }
+  loki: { http: { url: "http://loki.example.com/loki/api/v1/push", body: loki, headers: { Content-Type: text/plain } }, secret: "0123456789abcdef0" }
+  loki2: { http: { url: "https://loki.example.com/loki/api/v1/push", body: loki, index: audit, host: h } }
+  otel: { otlp: { url: "ftp://collector/v1/logs", headers: { Authorization: "Bearer a\u0001b" } } }
+  siem: { syslog: { address: "siem.example.com:99999", transport: tcp }, ca_file: /nonexistent/ca.pem }
+  siem2: { syslog: { address: 127.0.0.1, transport: dtls, format: leef, facility: auth2 }, batch: 5, format: json }
+  siem3: { syslog: { address: "127.0.0.1:6514", app_name: "auth trail", msgid: "0123456789abcdef0123456789abcdef0" } }
+"#;
+    assert_eq!(
+        errors(yaml),
+        [
+            "authtrail.yaml:3:89: sinks.hec.http.body: unknown body \"splunk\": expected splunk_hec, elasticsearch_bulk or loki",
+            "authtrail.yaml:4:22: sinks.es.http.url: url must not hold credentials (user:password@): send them in headers",
+            "authtrail.yaml:4:98: sinks.es.http.index: invalid index \"Audit\": lowercase, without spaces or \\ / * ? \" < > | , #, not starting with - _ +",
+            "authtrail.yaml:5:9: sinks.loki.secret: secret does not apply to an http sink (it is for webhook sinks)",
+            "authtrail.yaml:5:24: sinks.loki.http.url: invalid url \"http://loki.example.com/loki/api/v1/push\": expected https://… (http only for loopback hosts)",
+            "authtrail.yaml:5:105: sinks.loki.http.headers.Content-Type: header \"Content-Type\" is set by authtrail",
+            "authtrail.yaml:6:89: sinks.loki2.http.index: index is only for splunk_hec and elasticsearch_bulk bodies",
+            "authtrail.yaml:6:102: sinks.loki2.http.host: host is only for splunk_hec bodies",
+            "authtrail.yaml:7:24: sinks.otel.otlp.url: invalid url \"ftp://collector/v1/logs\": expected https://… (http only for loopback hosts)",
+            "authtrail.yaml:7:77: sinks.otel.otlp.headers.Authorization: header \"Authorization\": invalid value (control characters or non-ASCII; not shown)",
+            "authtrail.yaml:8:9: sinks.siem.ca_file: ca_file is only for transport tls",
+            "authtrail.yaml:8:9: sinks.siem.ca_file: ca_file /nonexistent/ca.pem: No such file or directory (os error 2)",
+            "authtrail.yaml:8:30: sinks.siem.syslog.address: invalid address \"siem.example.com:99999\": expected HOST:PORT (or [IPv6]:PORT)",
+            "authtrail.yaml:9:10: sinks.siem2.format: format of a syslog sink is syslog.format",
+            "authtrail.yaml:9:10: sinks.siem2.batch: batch does not apply to a syslog sink (it is for webhook, http and otlp sinks)",
+            "authtrail.yaml:9:53: sinks.siem2.syslog.transport: unknown transport \"dtls\": expected tcp, tls or udp",
+            "authtrail.yaml:9:67: sinks.siem2.syslog.format: unknown format \"leef\": expected json or cef",
+            "authtrail.yaml:9:83: sinks.siem2.syslog.facility: unknown facility \"auth2\": expected kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, security, console, solaris-cron or local0 to local7",
+            "authtrail.yaml:10:59: sinks.siem3.syslog.app_name: app_name must be 1 to 48 printable ASCII characters, no spaces",
+            "authtrail.yaml:10:80: sinks.siem3.syslog.msgid: msgid must be 1 to 32 printable ASCII characters, no spaces",
+        ]
+    );
+}
+
+#[test]
+fn http_otlp_and_syslog_sink_defaults() {
+    std::env::set_var("AUTHTRAIL_TEST_HEC_TOKEN", "hec-token-value");
+    let yaml = r#"upstream: http://127.0.0.1:9000
+sinks:
+  hec: { http: { url: "https://splunk.example.com:8088/services/collector/event", body: splunk_hec, headers: { Authorization: "Splunk ${AUTHTRAIL_TEST_HEC_TOKEN}" }, gzip: true } }
+  es: { http: { url: "https://es.example.com/_bulk", body: elasticsearch_bulk }, format: ocsf, batch: 500 }
+  otel: { otlp: { url: "http://127.0.0.1:4318/v1/logs" } }
+  siem: { syslog: { address: siem.example.com }, retries: 1 }
+  siem6: { syslog: { address: "[::1]", transport: tls, format: cef, facility: local3, hostname: pod-1, msgid: AUDIT } }
+"#;
+    let cfg = load_str(yaml, "a.yaml").unwrap_or_else(|e| panic!("{e}"));
+    use crate::ops::sinks::{BodyFormat, Format, Target};
+    use crate::ops::syslog::{Payload, Transport};
+    let sinks = &cfg.ops.sinks;
+    let Target::Http {
+        endpoint,
+        body,
+        batch,
+        flush,
+    } = &sinks[0].target
+    else {
+        panic!("http")
+    };
+    assert_eq!(
+        (body.format, body.events),
+        (BodyFormat::SplunkHec, Format::Json)
+    );
+    assert_eq!(
+        (*batch, *flush, endpoint.gzip),
+        (100, Duration::from_secs(1), true)
+    );
+    assert_eq!((body.index.as_deref(), body.host.as_deref()), (None, None));
+    // Header values never show in Debug.
+    let debug = format!("{:?}", cfg.ops);
+    assert!(debug.contains("authorization: .."), "{debug}");
+    assert!(!debug.contains("hec-token-value"), "{debug}");
+    let Target::Http { body, batch, .. } = &sinks[1].target else {
+        panic!("http")
+    };
+    assert_eq!(
+        (body.format, body.events, *batch),
+        (BodyFormat::ElasticsearchBulk, Format::Ocsf, 500)
+    );
+    let Target::Otlp { endpoint, .. } = &sinks[2].target else {
+        panic!("otlp")
+    };
+    assert_eq!(
+        endpoint.client.url.to_string(),
+        "http://127.0.0.1:4318/v1/logs"
+    );
+    assert!(endpoint.headers.is_empty() && !endpoint.gzip);
+    let Target::Syslog(y) = &sinks[3].target else {
+        panic!("syslog")
+    };
+    assert_eq!(
+        (y.host.as_str(), y.port, y.transport, y.payload, y.facility),
+        ("siem.example.com", 514, Transport::Tcp, Payload::Json, 4)
+    );
+    assert_eq!(
+        (y.app_name.as_str(), &y.hostname, &y.msgid),
+        ("authtrail", &None, &None)
+    );
+    assert_eq!(
+        (y.timeout, y.retries, y.backoff),
+        (Duration::from_secs(5), 1, Duration::from_millis(500))
+    );
+    let Target::Syslog(y) = &sinks[4].target else {
+        panic!("syslog")
+    };
+    assert_eq!(
+        (y.host.as_str(), y.port, y.transport, y.payload, y.facility),
+        ("::1", 6514, Transport::Tls, Payload::Cef, 19)
+    );
+    assert_eq!(
+        (y.hostname.as_deref(), y.msgid.as_deref()),
+        (Some("pod-1"), Some("AUDIT"))
+    );
 }
 
 #[test]

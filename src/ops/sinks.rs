@@ -1,14 +1,17 @@
 //! Stream sinks: every event (or those of the listed types) also goes out as JSON lines on
-//! standard output, for cluster log collectors, or in batches to a signed webhook. Each sink is
-//! one task reading its own bounded tap, so a slow or dead sink only fills its own queue: further
-//! copies are dropped and counted, the proxy and the store writer never wait for it.
+//! standard output, for cluster log collectors; in batches to a signed webhook, to an HTTP
+//! product (Splunk HEC, Elasticsearch `_bulk`, Loki) or an OpenTelemetry collector (OTLP/HTTP);
+//! or as syslog messages (RFC 5424 over TCP, TLS or UDP; JSON or CEF). Each sink is one task
+//! reading its own bounded tap, so a slow or dead sink only fills its own queue: further copies
+//! are dropped and counted, the proxy and the store writer never wait for it.
 //!
 //! A sink sees events as they are handed to the pipeline (no `seq`, no `chain`), and every
 //! checkpoint the writer signs, whatever its `types`, as a record of its own kind
-//! (`{"record": "authtrail.checkpoint", "checkpoint": {...}}`: a stdout line, or a webhook
-//! request `{"sink": NAME, "events": [], "checkpoints": [record]}`), so the chain heads also live
-//! outside the store. Delivery is at most once: a webhook batch that keeps failing is given up (counted and logged) so the queue
-//! behind it moves on.
+//! (`{"record": "authtrail.checkpoint", "checkpoint": {...}}`: a stdout line, a webhook
+//! request `{"sink": NAME, "events": [], "checkpoints": [record]}`, or one record of the
+//! product's own shape), so the chain heads also live outside the store. Delivery is at most
+//! once: a batch that keeps failing is given up (counted and logged) so the queue behind it
+//! moves on.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,18 +22,24 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::webhook::{Webhook, WebhookConfig};
+use super::formats::{self as fmts, Item};
+pub use super::formats::{encode, BodyFormat, Format, HttpBody};
+use super::syslog::{self, SyslogConfig};
+use super::webhook::{self, Headers, Outgoing, Webhook, WebhookConfig};
 use crate::event::AuditEvent;
 use crate::pipeline::tap::{self, Tap, TapStats};
 use crate::store::{Checkpoint, TypeFilter};
 
-/// How events are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// The event as the store keeps it.
-    Json,
-    /// OCSF 1.x (Authentication, Account Change, API Activity), as `export --format ocsf`.
-    Ocsf,
+/// An HTTP product endpoint: where (and with which client settings) and what it adds to each
+/// request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// URL, timeout, retries, backoff, CA file (never signed: `secret` is `None`).
+    pub client: WebhookConfig,
+    /// Sent with every request (values never logged).
+    pub headers: Headers,
+    /// Compress bodies (`Content-Encoding: gzip`).
+    pub gzip: bool,
 }
 
 /// Where a sink writes.
@@ -46,6 +55,21 @@ pub enum Target {
         /// Longest an event waits for its batch to fill.
         flush: Duration,
     },
+    /// Batches POSTed in a product's body format.
+    Http {
+        endpoint: Endpoint,
+        body: HttpBody,
+        batch: usize,
+        flush: Duration,
+    },
+    /// Batches POSTed as OTLP/HTTP protobuf log records.
+    Otlp {
+        endpoint: Endpoint,
+        batch: usize,
+        flush: Duration,
+    },
+    /// RFC 5424 messages to a syslog server.
+    Syslog(SyslogConfig),
 }
 
 /// A checked `sinks.NAME` entry.
@@ -53,6 +77,7 @@ pub enum Target {
 pub struct SinkConfig {
     pub name: String,
     pub target: Target,
+    /// The event's shape (stdout, webhook, http, otlp; syslog has its own payload).
     pub format: Format,
     /// Events the sink's queue holds.
     pub queue: usize,
@@ -66,11 +91,12 @@ pub struct SinkStats {
     pub name: String,
     /// Its queue: depth, and copies dropped because it was full.
     pub tap: Arc<TapStats>,
-    /// Events written (stdout) or delivered (webhook).
+    /// Events written (stdout, syslog) or delivered (HTTP sinks).
     pub sent: AtomicU64,
-    /// Events given up after the webhook kept failing, or unwritable to stdout.
+    /// Events given up after the sink's endpoint kept failing, refused by it (an Elasticsearch
+    /// item error, OTLP rejected records), or unwritable to stdout.
     pub failed: AtomicU64,
-    /// Webhook requests, retries included.
+    /// Delivery attempts: HTTP requests or syslog batch writes, retries included.
     pub requests: AtomicU64,
 }
 
@@ -91,42 +117,68 @@ pub fn start(cfg: &SinkConfig, stop: watch::Receiver<bool>) -> Result<(Tap, Sink
         failed: AtomicU64::new(0),
         requests: AtomicU64::new(0),
     });
+    let err = |e: String| format!("sink \"{}\": {e}", cfg.name);
+    let q = Queues { rx, cps };
+    let batched = |q: Queues, deliver: Deliver, batch: usize, flush: Duration| BatchSink {
+        name: cfg.name.clone(),
+        q,
+        deliver,
+        format: cfg.format,
+        batch: batch.max(1),
+        flush,
+        stats: stats.clone(),
+        stop: stop.clone(),
+    };
     let task = match &cfg.target {
-        Target::Stdout => tokio::spawn(stdout_task(
-            Queues { rx, cps },
-            cfg.format,
-            stats.clone(),
-            stop,
-        )),
+        Target::Stdout => tokio::spawn(stdout_task(q, cfg.format, stats.clone(), stop)),
         Target::Webhook {
             webhook,
             batch,
             flush,
         } => {
-            let hook =
-                Webhook::new(webhook.clone()).map_err(|e| format!("sink \"{}\": {e}", cfg.name))?;
-            tokio::spawn(webhook_task(WebhookSink {
-                name: cfg.name.clone(),
-                rx,
-                cps,
+            let hook = Webhook::new(webhook.clone()).map_err(err)?;
+            tokio::spawn(batch_task(batched(
+                q,
+                Deliver::Webhook(hook),
+                *batch,
+                *flush,
+            )))
+        }
+        Target::Http {
+            endpoint,
+            body,
+            batch,
+            flush,
+        } => {
+            let hook = Webhook::new(endpoint.client.clone()).map_err(err)?;
+            let host = body.host.clone().unwrap_or_else(fmts::hostname);
+            let deliver = Deliver::Http {
                 hook,
-                format: cfg.format,
-                batch: (*batch).max(1),
-                flush: *flush,
-                stats: stats.clone(),
-                stop,
-            }))
+                endpoint: endpoint.clone(),
+                body: body.clone(),
+                host,
+            };
+            tokio::spawn(batch_task(batched(q, deliver, *batch, *flush)))
+        }
+        Target::Otlp {
+            endpoint,
+            batch,
+            flush,
+        } => {
+            let hook = Webhook::new(endpoint.client.clone()).map_err(err)?;
+            let deliver = Deliver::Otlp {
+                hook,
+                endpoint: endpoint.clone(),
+            };
+            tokio::spawn(batch_task(batched(q, deliver, *batch, *flush)))
+        }
+        Target::Syslog(sc) => {
+            let sender = syslog::Sender::new(sc.clone()).map_err(err)?;
+            let header = syslog::Header::new(sc);
+            tokio::spawn(syslog_task(q, sender, header, stats.clone(), stop))
         }
     };
     Ok((tap, Sink { stats, task }))
-}
-
-/// `event` in `format`, as one JSON value.
-pub fn encode(event: &AuditEvent, format: Format) -> serde_json::Value {
-    match format {
-        Format::Json => serde_json::to_value(event).unwrap_or(serde_json::Value::Null),
-        Format::Ocsf => crate::event::ocsf::to_ocsf(event),
-    }
 }
 
 /// A sink's two queues: events, and signed checkpoints.
@@ -135,36 +187,26 @@ struct Queues {
     cps: mpsc::Receiver<Arc<Checkpoint>>,
 }
 
-/// What a sink takes next.
-enum Item {
-    Event(Arc<AuditEvent>),
-    Checkpoint(Arc<Checkpoint>),
-}
-
 /// Wait for the next checkpoint or event (checkpoints first), or `None` once stopping and both
 /// queues are empty.
-async fn next_item(
-    rx: &mut mpsc::Receiver<Arc<AuditEvent>>,
-    cps: &mut mpsc::Receiver<Arc<Checkpoint>>,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<Item> {
-    let now = |rx: &mut mpsc::Receiver<Arc<AuditEvent>>,
-               cps: &mut mpsc::Receiver<Arc<Checkpoint>>| {
-        cps.try_recv()
+async fn next_item(q: &mut Queues, stop: &mut watch::Receiver<bool>) -> Option<Item> {
+    let now = |q: &mut Queues| {
+        q.cps
+            .try_recv()
             .ok()
             .map(Item::Checkpoint)
-            .or_else(|| rx.try_recv().ok().map(Item::Event))
+            .or_else(|| q.rx.try_recv().ok().map(Item::Event))
     };
     if *stop.borrow() {
-        return now(rx, cps);
+        return now(q);
     }
     tokio::select! {
         biased;
-        Some(cp) = cps.recv() => Some(Item::Checkpoint(cp)),
-        ev = rx.recv() => ev
+        Some(cp) = q.cps.recv() => Some(Item::Checkpoint(cp)),
+        ev = q.rx.recv() => ev
             .map(Item::Event)
-            .or_else(|| cps.try_recv().ok().map(Item::Checkpoint)),
-        _ = stop.changed() => now(rx, cps),
+            .or_else(|| q.cps.try_recv().ok().map(Item::Checkpoint)),
+        _ = stop.changed() => now(q),
     }
 }
 
@@ -181,7 +223,7 @@ async fn stdout_task(
 ) {
     let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
     let mut line = Vec::with_capacity(1024);
-    while let Some(item) = next_item(&mut q.rx, &mut q.cps, &mut stop).await {
+    while let Some(item) = next_item(&mut q, &mut stop).await {
         let ev = match item {
             Item::Event(ev) => ev,
             Item::Checkpoint(cp) => {
@@ -224,11 +266,66 @@ async fn stdout_task(
     let _ = out.flush().await;
 }
 
-struct WebhookSink {
+/// Most messages a syslog sink writes at once.
+const SYSLOG_BATCH: usize = 256;
+
+async fn syslog_task(
+    mut q: Queues,
+    mut sender: syslog::Sender,
+    header: syslog::Header,
+    stats: Arc<SinkStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    while let Some(first) = next_item(&mut q, &mut stop).await {
+        let mut items = vec![first];
+        // Whatever else is queued goes out in the same write.
+        while items.len() < SYSLOG_BATCH {
+            match q.rx.try_recv() {
+                Ok(ev) => items.push(Item::Event(ev)),
+                Err(_) => break,
+            }
+        }
+        let messages: Vec<Vec<u8>> = items.iter().map(|i| header.message(i)).collect();
+        let events = items.iter().filter(|i| i.is_event()).count() as u64;
+        match sender.send(&messages).await {
+            Ok(attempts) => {
+                stats
+                    .requests
+                    .fetch_add(u64::from(attempts), Ordering::Relaxed);
+                stats.sent.fetch_add(events, Ordering::Relaxed);
+            }
+            Err((why, attempts)) => {
+                stats
+                    .requests
+                    .fetch_add(u64::from(attempts), Ordering::Relaxed);
+                stats.failed.fetch_add(events, Ordering::Relaxed);
+                tracing::error!(sink = %stats.name, events, checkpoints = items.len() as u64 - events, error = %why, "syslog batch given up");
+            }
+        }
+    }
+    sender.close().await;
+}
+
+/// How a batching sink delivers.
+enum Deliver {
+    /// The signed webhook.
+    Webhook(Webhook),
+    /// An HTTP product.
+    Http {
+        hook: Webhook,
+        endpoint: Endpoint,
+        body: HttpBody,
+        /// The HEC `host`.
+        host: String,
+    },
+    /// OTLP/HTTP.
+    Otlp { hook: Webhook, endpoint: Endpoint },
+}
+
+struct BatchSink {
     name: String,
-    rx: mpsc::Receiver<Arc<AuditEvent>>,
-    cps: mpsc::Receiver<Arc<Checkpoint>>,
-    hook: Webhook,
+    q: Queues,
+    deliver: Deliver,
     format: Format,
     batch: usize,
     flush: Duration,
@@ -236,29 +333,29 @@ struct WebhookSink {
     stop: watch::Receiver<bool>,
 }
 
-async fn webhook_task(mut s: WebhookSink) {
+async fn batch_task(mut s: BatchSink) {
     loop {
-        let first = match next_item(&mut s.rx, &mut s.cps, &mut s.stop).await {
+        let first = match next_item(&mut s.q, &mut s.stop).await {
             None => return,
             Some(Item::Checkpoint(cp)) => {
-                deliver_checkpoint(&s, &cp).await;
+                deliver(&s, &[Item::Checkpoint(cp)]).await;
                 continue;
             }
-            Some(Item::Event(ev)) => ev,
+            Some(ev) => ev,
         };
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + s.flush;
         while batch.len() < s.batch {
             if *s.stop.borrow() {
-                match s.rx.try_recv() {
-                    Ok(ev) => batch.push(ev),
+                match s.q.rx.try_recv() {
+                    Ok(ev) => batch.push(Item::Event(ev)),
                     Err(_) => break,
                 }
                 continue;
             }
             tokio::select! {
-                ev = s.rx.recv() => match ev {
-                    Some(ev) => batch.push(ev),
+                ev = s.q.rx.recv() => match ev {
+                    Some(ev) => batch.push(Item::Event(ev)),
                     None => break,
                 },
                 () = tokio::time::sleep_until(deadline) => break,
@@ -269,48 +366,154 @@ async fn webhook_task(mut s: WebhookSink) {
     }
 }
 
-/// POST one signed checkpoint: `{"sink": NAME, "events": [], "checkpoints": [record]}`.
-async fn deliver_checkpoint(s: &WebhookSink, cp: &Checkpoint) {
-    let body = serde_json::json!({
-        "sink": s.name,
-        "events": [],
-        "checkpoints": [checkpoint_record(cp)],
-    });
-    match s.hook.post(Bytes::from(body.to_string())).await {
-        Ok(attempts) => {
+/// Attempts an error took.
+fn attempts_of(e: &webhook::Error) -> u32 {
+    match e {
+        webhook::Error::Failed { attempts, .. } => *attempts,
+        webhook::Error::Refused { .. } => 1,
+    }
+}
+
+/// Deliver one batch (of events, or one checkpoint) and count what came of it.
+async fn deliver(s: &BatchSink, items: &[Item]) {
+    let events = items.iter().filter(|i| i.is_event()).count() as u64;
+    let (attempts, failed) = match &s.deliver {
+        Deliver::Webhook(hook) => deliver_webhook(s, hook, items).await,
+        Deliver::Http {
+            hook,
+            endpoint,
+            body,
+            host,
+        } => deliver_http(s, hook, endpoint, body, host, items).await,
+        Deliver::Otlp { hook, endpoint } => {
+            let out = Outgoing {
+                body: super::otlp::export_request(items, s.format),
+                content_type: super::otlp::CONTENT_TYPE,
+                headers: &endpoint.headers,
+                gzip: endpoint.gzip,
+            };
+            match hook.send(&out).await {
+                Ok(reply) => {
+                    let rejected = match super::otlp::rejected(&reply.body) {
+                        Some((n, msg)) => {
+                            tracing::warn!(sink = %s.name, rejected = n, error = %msg, "OTLP receiver rejected log records");
+                            u64::try_from(n).unwrap_or(0).min(events)
+                        }
+                        None => 0,
+                    };
+                    (reply.attempts, Ok(rejected))
+                }
+                Err(e) => (attempts_of(&e), Err(e.to_string())),
+            }
+        }
+    };
+    s.stats
+        .requests
+        .fetch_add(u64::from(attempts), Ordering::Relaxed);
+    match failed {
+        Ok(refused) => {
             s.stats
-                .requests
-                .fetch_add(u64::from(attempts), Ordering::Relaxed);
+                .sent
+                .fetch_add(events.saturating_sub(refused), Ordering::Relaxed);
+            s.stats.failed.fetch_add(refused, Ordering::Relaxed);
         }
         Err(e) => {
-            s.stats.requests.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(sink = %s.name, chain = %cp.instance, error = %e, "checkpoint not delivered to the sink");
+            s.stats.failed.fetch_add(events, Ordering::Relaxed);
+            if events == 0 {
+                tracing::error!(sink = %s.name, error = %e, "checkpoint not delivered to the sink");
+            } else {
+                tracing::error!(sink = %s.name, events, error = %e, "sink batch given up");
+            }
         }
     }
 }
 
-async fn deliver(s: &WebhookSink, batch: &[Arc<AuditEvent>]) {
-    let events: Vec<serde_json::Value> = batch.iter().map(|e| encode(e, s.format)).collect();
-    let body = serde_json::json!({ "sink": s.name, "events": events });
-    let body = Bytes::from(body.to_string());
-    let n = batch.len() as u64;
-    match s.hook.post(body).await {
-        Ok(attempts) => {
-            s.stats
-                .requests
-                .fetch_add(u64::from(attempts), Ordering::Relaxed);
-            s.stats.sent.fetch_add(n, Ordering::Relaxed);
+/// The signed webhook: `{"sink": NAME, "events": [...]}`, or a checkpoint alone as
+/// `{"sink": NAME, "events": [], "checkpoints": [record]}`. Returns the attempts, and the events
+/// refused (always 0) or why the batch was given up.
+async fn deliver_webhook(
+    s: &BatchSink,
+    hook: &Webhook,
+    items: &[Item],
+) -> (u32, Result<u64, String>) {
+    let mut events = Vec::new();
+    let mut checkpoints = Vec::new();
+    for item in items {
+        match item {
+            Item::Event(e) => events.push(encode(e, s.format)),
+            Item::Checkpoint(cp) => checkpoints.push(checkpoint_record(cp)),
         }
-        Err(e) => {
-            let attempts = match &e {
-                super::webhook::Error::Failed { attempts, .. } => *attempts,
-                super::webhook::Error::Refused { .. } => 1,
-            };
-            s.stats
-                .requests
-                .fetch_add(u64::from(attempts), Ordering::Relaxed);
-            s.stats.failed.fetch_add(n, Ordering::Relaxed);
-            tracing::error!(sink = %s.name, events = n, error = %e, "sink batch given up");
+    }
+    let body = if checkpoints.is_empty() {
+        serde_json::json!({ "sink": s.name, "events": events })
+    } else {
+        serde_json::json!({ "sink": s.name, "events": events, "checkpoints": checkpoints })
+    };
+    match hook.post(Bytes::from(body.to_string())).await {
+        Ok(attempts) => (attempts, Ok(0)),
+        Err(e) => (attempts_of(&e), Err(e.to_string())),
+    }
+}
+
+/// An HTTP product's batch. Elasticsearch answers per item: an item already there (409, a
+/// resend) counts as delivered, one refused with 429 is sent again (within `retries`), others
+/// are counted as failed and logged by error type.
+async fn deliver_http(
+    s: &BatchSink,
+    hook: &Webhook,
+    endpoint: &Endpoint,
+    body: &HttpBody,
+    host: &str,
+    items: &[Item],
+) -> (u32, Result<u64, String>) {
+    let mut pending: Vec<Item> = items.to_vec();
+    let mut attempts = 0;
+    let mut refused = 0u64;
+    let mut resends = 0;
+    let mut delay = endpoint.client.backoff;
+    loop {
+        let out = Outgoing {
+            body: fmts::http_body(body, host, &pending),
+            content_type: body.format.content_type(),
+            headers: &endpoint.headers,
+            gzip: endpoint.gzip,
+        };
+        let reply = match hook.send(&out).await {
+            Ok(r) => r,
+            Err(e) => return (attempts + attempts_of(&e), Err(e.to_string())),
+        };
+        attempts += reply.attempts;
+        if body.format != BodyFormat::ElasticsearchBulk {
+            return (attempts, Ok(refused));
         }
+        let result = match fmts::bulk_result(&reply.body, pending.len()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(sink = %s.name, error = %e, "unreadable _bulk answer; counting the batch as delivered");
+                return (attempts, Ok(refused));
+            }
+        };
+        for (i, status, kind) in &result.failed {
+            if pending[*i].is_event() {
+                refused += 1;
+            }
+            tracing::warn!(sink = %s.name, id = %pending[*i].id(), status, error_type = %kind, "Elasticsearch refused an item");
+        }
+        if result.retry.is_empty() {
+            return (attempts, Ok(refused));
+        }
+        if resends >= endpoint.client.retries {
+            let n = result
+                .retry
+                .iter()
+                .filter(|i| pending[**i].is_event())
+                .count() as u64;
+            tracing::warn!(sink = %s.name, items = result.retry.len(), "Elasticsearch kept refusing items with 429; given up");
+            return (attempts, Ok(refused + n));
+        }
+        resends += 1;
+        pending = result.retry.iter().map(|i| pending[*i].clone()).collect();
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }

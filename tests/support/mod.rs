@@ -12,6 +12,7 @@ pub mod jwks_server;
 pub mod oauth;
 pub mod ocsf;
 pub mod pg;
+pub mod rsyslog;
 pub mod serve;
 pub mod store_conformance;
 pub mod tcp_cut;

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,13 +70,18 @@ impl Received {
     }
 }
 
+/// Answers a request that is not failed on purpose: status and body.
+pub type Responder = Arc<dyn Fn(&Received) -> (u16, Bytes) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Receiver {
     pub addr: SocketAddr,
     got: Arc<Mutex<Vec<Received>>>,
     fail_next: Arc<AtomicU64>,
+    fail_status: Arc<AtomicU16>,
     fail_always: Arc<AtomicBool>,
     stall: Arc<AtomicBool>,
+    responder: Arc<Mutex<Option<Responder>>>,
 }
 
 impl Receiver {
@@ -87,6 +92,16 @@ impl Receiver {
     /// Answer 500 to the next `n` requests.
     pub fn fail_next(&self, n: u64) {
         self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Answer `status` (instead of 500) to the requests failed on purpose.
+    pub fn fail_with(&self, status: u16) {
+        self.fail_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answer the other requests with `f` (instead of 200 `{}`).
+    pub fn respond(&self, f: impl Fn(&Received) -> (u16, Bytes) + Send + Sync + 'static) {
+        *self.responder.lock().unwrap() = Some(Arc::new(f));
     }
 
     /// Answer 500 to every request.
@@ -135,6 +150,8 @@ pub async fn spawn() -> Receiver {
         addr: listener.local_addr().unwrap(),
         got: Arc::new(Mutex::new(Vec::new())),
         fail_next: Arc::new(AtomicU64::new(0)),
+        fail_status: Arc::new(AtomicU16::new(500)),
+        responder: Arc::new(Mutex::new(None)),
         fail_always: Arc::new(AtomicBool::new(false)),
         stall: Arc::new(AtomicBool::new(false)),
     };
@@ -162,19 +179,28 @@ async fn handle(
             .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-    let status = if fail {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    };
-    state.got.lock().unwrap().push(Received {
+    let mut got = Received {
         path,
         headers,
         body,
-        status: status.as_u16(),
-    });
+        status: 200,
+    };
+    let (status, answer) = if fail {
+        (
+            state.fail_status.load(Ordering::SeqCst),
+            Bytes::from_static(b"{}"),
+        )
+    } else {
+        let responder = state.responder.lock().unwrap().clone();
+        match responder {
+            Some(f) => f(&got),
+            None => (200, Bytes::from_static(b"{}")),
+        }
+    };
+    got.status = status;
+    state.got.lock().unwrap().push(got);
     Ok(Response::builder()
-        .status(status)
-        .body(Full::new(Bytes::from_static(b"{}")))
+        .status(StatusCode::from_u16(status).unwrap())
+        .body(Full::new(answer))
         .unwrap())
 }
