@@ -120,14 +120,6 @@ fn shipped_configs_load() {
     let _env = TEST_ENV.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var("FINGERPRINT_KEY", "shipped-config-test-key-0123");
     std::env::set_var("DRF_JWT_SECRET", "shipped-config-test-hmac-secret");
-    for var in [
-        "SUPABASE_JWT_SECRET",
-        "FASTAPI_USERS_JWT_SECRET",
-        "FASTAPI_USERS_RESET_SECRET",
-        "FASTAPI_USERS_VERIFY_SECRET",
-    ] {
-        std::env::set_var(var, "shipped-config-test-preset-secret");
-    }
     let mut loaded = 0;
     for dir in ["/config", "/config/presets"] {
         let dir = format!("{}{dir}", env!("CARGO_MANIFEST_DIR"));
