@@ -1,5 +1,5 @@
 //! Command-line interface: the clap definitions of every command and the dispatch to its file
-//! under `cli/` (`serve`, `check`, `coverage`, `presets` and `init`, `explain`, `fingerprint`, `query`,
+//! under `cli/` (`serve`, `check`, `coverage`, `suggest`, `presets` and `init`, `explain`, `fingerprint`, `query`,
 //! `export`, `verify`, `keygen`, `purge`, `generate`). Each command calls into the library (`query` and `export` run
 //! the admin API's query code); anyhow lives here and in `main.rs` only.
 
@@ -25,6 +25,7 @@ mod presets;
 mod purge;
 mod query;
 mod serve;
+mod suggest;
 mod verify;
 
 pub use check::route_table;
@@ -63,6 +64,10 @@ pub enum Command {
     /// Ask the running sidecar (its admin API) which requests no route maps and which routes
     /// had no traffic.
     Coverage(coverage::CoverageArgs),
+    /// Draft routes for the unmapped endpoints that look like auth actions, from what the
+    /// running sidecar saw (status classes and key names, never values): a YAML draft to
+    /// review, each route with its evidence and a confidence, checked against the config.
+    Suggest(suggest::SuggestArgs),
     /// List the built-in route maps of well-known auth servers.
     Presets,
     /// Write a starter config from a preset: the upstream set, an admin credential (its token
@@ -340,6 +345,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Serve(c) => serve::run(&c).await,
         Command::Check(c) => check::run(&c),
         Command::Coverage(a) => coverage::run(a).await,
+        Command::Suggest(a) => suggest::run(a).await,
         Command::Presets => presets::list(),
         Command::Init(a) => presets::init(a),
         Command::Explain(a) => explain::run(a).await,

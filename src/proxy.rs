@@ -1,7 +1,9 @@
 //! The reverse proxy: accept client connections, classify each request, forward it to the
 //! upstream, and — for mapped routes — hand the finished exchange to the pipeline as an event.
 //!
-//! Unmapped requests take the short path: forwarded and streamed back untouched, only counted.
+//! Unmapped requests take the short path: forwarded and streamed back untouched, only counted —
+//! with the names their exchange shows (status class, body keys, cookies set; never values),
+//! read from bounded copies once the response has ended (`coverage`).
 //! Mapped requests stream too; at most `inspect_limit` bytes of each body are copied aside, and
 //! the event is built when the response body ends (or breaks off). The proxy never imports the
 //! store: events leave through [`Pipeline::submit`], which never waits.
@@ -138,13 +140,22 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let arrival = Arrival::new(&mut parts, peer, &self.cfg.request_id_header);
         let Some(routed) = self.route(&mut parts, &arrival).await? else {
-            let body = ProxyBody::Stream(body);
-            return Ok(self.forward_unmapped(parts, body, &arrival).await);
+            let watch = Watch::stream(&self.coverage, &parts, &body);
+            let body = match &watch {
+                // A bounded copy of the request body for its shape's evidence, read after the
+                // exchange; the body streams on untouched.
+                Some(Watch {
+                    request: RequestCopy::Tee(capture),
+                    ..
+                }) => ProxyBody::tee(body, capture.clone(), None),
+                _ => ProxyBody::Stream(body),
+            };
+            return Ok(self.forward_unmapped(parts, body, &arrival, watch).await);
         };
         let (exchange, body) = match self.admit(&parts, body, routed, arrival).await? {
             Admission::Mapped(exchange, body) => (exchange, body),
-            Admission::Unmapped(body, arrival) => {
-                return Ok(self.forward_unmapped(parts, body, &arrival).await);
+            Admission::Unmapped(body, arrival, watch) => {
+                return Ok(self.forward_unmapped(parts, body, &arrival, watch).await);
             }
         };
         let exchange = exchange.authorize().await?;
@@ -176,10 +187,8 @@ impl Proxy {
             parts.uri.query(),
         );
         let a = match routing {
-            Routing::Unmapped => {
-                self.coverage.record(&parts.method, parts.uri.path());
-                return Ok(None);
-            }
+            // Counted by the caller, which forwards it.
+            Routing::Unmapped => return Ok(None),
             Routing::Mapped(m) => return Ok(Some(Routed::new(&self.cfg.routes, m))),
             Routing::Ambiguous(a) => a,
         };
@@ -244,8 +253,8 @@ impl Proxy {
                 Some(decided) => decided,
                 None => {
                     // Read in full, and no route's conditions hold: truly unmapped.
-                    self.coverage.record(&parts.method, parts.uri.path());
-                    return Ok(Admission::Unmapped(head.into_body(), arrival));
+                    let watch = Watch::head(&self.coverage, parts, &head.bytes);
+                    return Ok(Admission::Unmapped(head.into_body(), arrival, watch));
                 }
             }
         };
@@ -403,12 +412,14 @@ impl Proxy {
     }
 
     /// The short path of an unmapped request: forwarded and streamed back untouched, only
-    /// counted.
+    /// counted. With a `watch` (its shape is tracked), the names its exchange shows are added to
+    /// the shape's evidence once the response ends, from a bounded copy of each body.
     async fn forward_unmapped(
         &self,
         parts: http::request::Parts,
         body: ProxyBody,
         arrival: &Arrival,
+        watch: Option<Watch>,
     ) -> Response<ProxyBody> {
         let request_id = &arrival.request_id;
         let Some(upstream_req) = self.upstream_request(parts, body, arrival.peer) else {
@@ -420,7 +431,13 @@ impl Proxy {
             .forward(upstream_req, metrics, None, None, request_id)
             .await
         {
-            Ok((rparts, rbody)) => Response::from_parts(rparts, ProxyBody::Stream(rbody)),
+            Ok((rparts, rbody)) => {
+                let body = match watch {
+                    Some(w) => w.respond(&self.coverage, &rparts, rbody),
+                    None => ProxyBody::Stream(rbody),
+                };
+                Response::from_parts(rparts, body)
+            }
             Err((_, resp)) => resp,
         }
     }
@@ -570,7 +587,119 @@ enum Admission {
     /// As a mapped exchange, with the whole body to forward.
     Mapped(Exchange, ProxyBody),
     /// As unmapped: no route's body conditions hold.
-    Unmapped(ProxyBody, Arrival),
+    Unmapped(ProxyBody, Arrival, Option<Watch>),
+}
+
+/// An unmapped request whose shape coverage tracks: where the names of its exchange come from.
+struct Watch {
+    key: coverage::ShapeKey,
+    family: coverage::Family,
+    request: RequestCopy,
+    /// Whether the bodies' names are read: not for reads (`GET`, `HEAD`), whose answers are
+    /// where maps keyed by user names live and which are no auth action to draft a route for.
+    bodies: bool,
+}
+
+/// The request body's bounded copy, for its names.
+enum RequestCopy {
+    /// Nothing to read (no body, or not JSON or a form).
+    None,
+    /// The head the proxy read before deciding the request is unmapped.
+    Head(Bytes),
+    /// Kept while the body streams to the upstream.
+    Tee(Capture),
+}
+
+impl Watch {
+    /// Count an unmapped request whose body has not been read; `None` past the shape limit.
+    fn stream(coverage: &Coverage, parts: &http::request::Parts, body: &Incoming) -> Option<Watch> {
+        use http_body::Body as _;
+        let key = coverage.record(&parts.method, parts.uri.path())?;
+        let family = coverage::Family::of(&parts.headers, !body.is_end_stream());
+        let bodies = coverage::reads_bodies(&parts.method);
+        let request = if bodies && family.readable() {
+            RequestCopy::Tee(Capture::new(coverage::INSPECT_BUDGET))
+        } else {
+            RequestCopy::None
+        };
+        Some(Watch {
+            key,
+            family,
+            request,
+            bodies,
+        })
+    }
+
+    /// Count an unmapped request whose body's head was read (`head`).
+    fn head(coverage: &Coverage, parts: &http::request::Parts, head: &Bytes) -> Option<Watch> {
+        let key = coverage.record(&parts.method, parts.uri.path())?;
+        let family = coverage::Family::of(&parts.headers, !head.is_empty());
+        let bodies = coverage::reads_bodies(&parts.method);
+        let request = if bodies && family.readable() {
+            RequestCopy::Head(Bytes::copy_from_slice(
+                &head[..head.len().min(coverage::INSPECT_BUDGET)],
+            ))
+        } else {
+            RequestCopy::None
+        };
+        Some(Watch {
+            key,
+            family,
+            request,
+            bodies,
+        })
+    }
+
+    /// The response body to stream back: a JSON one teed into a bounded copy. The names of the
+    /// head are taken now (no header value is kept); both bodies are read once the response
+    /// ends, on a task of their own, so the client's stream never waits for the reading.
+    fn respond(
+        self,
+        coverage: &Arc<Coverage>,
+        rparts: &http::response::Parts,
+        rbody: Incoming,
+    ) -> ProxyBody {
+        let sighting =
+            coverage::Sighting::new(rparts.status.as_u16(), self.family, &rparts.headers);
+        let coverage = coverage.clone();
+        if self.bodies && coverage::json_response(&rparts.headers) {
+            let capture = Capture::new(coverage::INSPECT_BUDGET);
+            let copy = capture.clone();
+            let finish: body::Finisher = Box::new(move |_| {
+                let response = copy.take().bytes.freeze();
+                self.observe(coverage, sighting, response);
+            });
+            ProxyBody::tee(rbody, capture, Some(finish))
+        } else {
+            self.observe(coverage, sighting, Bytes::new());
+            ProxyBody::Stream(rbody)
+        }
+    }
+
+    /// Read the bodies' names into the shape's evidence, off the client's path (when there is
+    /// a body to read; the head's counts alone are added at once).
+    fn observe(self, coverage: Arc<Coverage>, mut sighting: coverage::Sighting, response: Bytes) {
+        if matches!(self.request, RequestCopy::None) && response.is_empty() {
+            coverage.observe(&self.key, sighting);
+            return;
+        }
+        let read = move || {
+            let request = match self.request {
+                RequestCopy::None => Bytes::new(),
+                RequestCopy::Head(b) => b,
+                RequestCopy::Tee(c) => c.take().bytes.freeze(),
+            };
+            sighting.read_request(&request);
+            sighting.read_response(&response);
+            coverage.observe(&self.key, sighting);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move { read() });
+            }
+            Err(_) => read(),
+        }
+    }
 }
 
 /// Rewrite an ambiguous request to the canonical form of the route it resembles (`path_policy:

@@ -392,8 +392,9 @@ async fn stats_rows(
         .collect())
 }
 
-/// `GET /v1/coverage`: unmapped method + path shapes the proxy saw (with counts and last seen),
-/// and mapped routes with no traffic, since the sidecar started.
+/// `GET /v1/coverage`: unmapped method + path shapes the proxy saw (with counts, last seen and
+/// the evidence of their exchanges: status classes and names, never values), and mapped routes
+/// with no traffic, since the sidecar started.
 ///
 /// These counters are sidecar-wide: unmapped traffic has no app by definition, and route hits
 /// are not split by app. A credential scoped to some apps therefore sees empty lists.
@@ -440,6 +441,7 @@ pub(super) async fn coverage(State(s): State<AdminState>, caller: Caller, uri: U
                         "path": u.path,
                         "count": u.count,
                         "last_seen": ms(u.last_seen_ms),
+                        "evidence": u.evidence,
                     })
                 })
                 .collect();

@@ -35,15 +35,39 @@ pub struct CoverageArgs {
 }
 
 pub async fn run(a: CoverageArgs) -> Result<i32> {
-    let base = match &a.admin {
+    let (_, v) = fetch(
+        &a.config,
+        a.admin.as_deref(),
+        &a.token,
+        "authtrail-coverage",
+    )
+    .await?;
+    let mut out = stdout();
+    if a.json {
+        writeln!(out, "{v}")?;
+        return Ok(0);
+    }
+    out.write_all(render(&v).as_bytes())?;
+    Ok(0)
+}
+
+/// `GET /v1/coverage` of the sidecar `config` names (or at `admin`), asked with `token`: the
+/// URL asked and the JSON answer.
+pub(super) async fn fetch(
+    config: &std::path::Path,
+    admin: Option<&str>,
+    token: &str,
+    agent: &str,
+) -> Result<(String, Value)> {
+    let base = match admin {
         Some(url) => url.trim_end_matches('/').to_string(),
-        None => format!("http://{}", admin_addr(&a.config)?),
+        None => format!("http://{}", admin_addr(config)?),
     };
     let url = format!("{base}/v1/coverage");
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let req = http::Request::get(&url)
-        .header(http::header::AUTHORIZATION, format!("Bearer {}", a.token))
-        .header(http::header::USER_AGENT, "authtrail-coverage")
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::USER_AGENT, agent)
         .body(Empty::new())?;
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
         .await
@@ -61,13 +85,7 @@ pub async fn run(a: CoverageArgs) -> Result<i32> {
         );
     }
     let v: Value = serde_json::from_slice(&body).with_context(|| format!("{url}: not JSON"))?;
-    let mut out = stdout();
-    if a.json {
-        writeln!(out, "{v}")?;
-        return Ok(0);
-    }
-    out.write_all(render(&v).as_bytes())?;
-    Ok(0)
+    Ok((url, v))
 }
 
 /// The admin listener from the config, without resolving anything else: `0.0.0.0` and `::`

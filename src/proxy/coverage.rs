@@ -6,26 +6,62 @@
 //! segment — ids, tokens, hex, base64url, base32, UUIDs, JWT parts — becomes `{}`, and query
 //! strings are never kept. Hits of mapped routes are counted too (by route id, so bounded by the
 //! route map), so the admin API can name routes with no traffic.
+//!
+//! Each shape also keeps **evidence** of what its exchanges looked like — names, never values —
+//! for `authtrail suggest` to draft routes from: how many responses of each status class, the
+//! request's content type family, the top-level JSON keys of request and response bodies (per
+//! response status class) or the field names of a form, the names of the cookies a response set
+//! and of the parameters of a 3xx `Location`. Only the first [`INSPECT_BUDGET`] bytes of a body
+//! are read (from a bounded copy, once the response has ended; the client's stream is never held
+//! for it), bodies of `GET` and `HEAD` not at all, and a name is kept only when it reads as one
+//! ([`name_like`]: the word test of path segments, camelCase split), so a key that is a token or
+//! an id is dropped and only counted.
+//!
+//! Memory: a shape's evidence is a few counters and at most [`MAX_BODY_KEYS`] request keys,
+//! [`MAX_BODY_KEYS`] response keys per status class and [`MAX_HEADER_NAMES`] cookie and
+//! `Location` names, each a 2-byte index into one table of at most [`MAX_NAMES`] distinct names
+//! of at most [`MAX_NAME`] bytes shared by every shape. Per shape: 248 bytes of counters and
+//! list headers, at most 176 indexes (352 bytes) and the allocator's share of 7 lists — at most
+//! about 700 bytes, 7 MB over [`MAX_KEYS`] shapes; the name table at most about 600 KiB (each
+//! name at most 64 bytes in one shared allocation, a map entry and a list slot). Past a cap,
+//! further names are counted in `names_dropped`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::Serialize;
+use http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// Most distinct method+shape keys kept.
 pub const MAX_KEYS: usize = 10_000;
+/// Most bytes of an unmapped request's or response's body read for its shape's evidence.
+pub const INSPECT_BUDGET: usize = 16 * 1024;
+/// Most top-level key (or form field) names kept per shape for requests, and for the responses
+/// of each status class.
+pub const MAX_BODY_KEYS: usize = 32;
+/// Most cookie names, and most `Location` parameter names, kept per shape.
+pub const MAX_HEADER_NAMES: usize = 8;
+/// Longest name kept, in bytes.
+pub const MAX_NAME: usize = 64;
+/// Distinct names kept across every shape.
+pub const MAX_NAMES: usize = 4096;
+/// Most words (`-` `_` `.` separated, camelCase split) in a kept name.
+const MAX_NAME_PARTS: usize = 8;
+/// Most digits in a kept name.
+const MAX_NAME_DIGITS: usize = 3;
+/// Most form fields or JSON keys looked at in one body (kept or not).
+const MAX_SCANNED: usize = 256;
 
-/// Path shape → (count, last seen in Unix milliseconds), for one method.
-type Shapes = HashMap<String, (u64, i64)>;
+/// Path shape → its counters, for one method.
+type Shapes = HashMap<String, Entry>;
 
 /// Traffic counters since the sidecar started, shared by the proxy and the admin API.
 #[derive(Debug, Default)]
 pub struct Coverage {
-    /// Method → shape → (count, last seen): nested so a hit is looked up by `&str`, without
-    /// building an owned key per request.
-    seen: Mutex<HashMap<String, Shapes>>,
+    /// Method → shape → counters, and the names their evidence indexes.
+    seen: Mutex<Seen>,
     /// Keys in `seen`, for the bound.
     keys: AtomicU64,
     overflow: AtomicU64,
@@ -33,6 +69,72 @@ pub struct Coverage {
     /// Literal segments of the current route map's path templates: kept readable in shapes.
     /// Replaced on every config reload (the counters survive reloads, the literals follow them).
     literals: RwLock<Arc<HashSet<String>>>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// Nested so a hit is looked up by `&str`, without building an owned key per request.
+    shapes: HashMap<String, Shapes>,
+    names: NameTable,
+}
+
+/// One unmapped method + shape.
+#[derive(Debug, Default)]
+struct Entry {
+    count: u64,
+    /// Unix milliseconds.
+    last: i64,
+    tally: Tally,
+}
+
+/// A shape's evidence, as indexes into the [`NameTable`].
+#[derive(Debug, Default)]
+struct Tally {
+    observed: u64,
+    /// 2xx, 3xx, 4xx, 5xx.
+    status: [u64; 4],
+    /// json, form, other, none.
+    content: [u64; 4],
+    request_keys: Vec<u16>,
+    /// By status class, as `status`.
+    response_keys: [Vec<u16>; 4],
+    cookies: Vec<u16>,
+    location: Vec<u16>,
+    dropped: u64,
+}
+
+/// The distinct names every shape's evidence indexes: bounded by [`MAX_NAMES`].
+#[derive(Debug, Default)]
+struct NameTable {
+    index: HashMap<Arc<str>, u16>,
+    names: Vec<Arc<str>>,
+}
+
+impl NameTable {
+    fn intern(&mut self, name: &str) -> Option<u16> {
+        if let Some(&i) = self.index.get(name) {
+            return Some(i);
+        }
+        if self.names.len() >= MAX_NAMES {
+            return None;
+        }
+        let i = u16::try_from(self.names.len()).ok()?;
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(name.clone());
+        self.index.insert(name, i);
+        Some(i)
+    }
+
+    /// The names of `ids`, sorted.
+    fn resolve(&self, ids: &[u16]) -> Vec<String> {
+        let mut out: Vec<String> = ids
+            .iter()
+            .filter_map(|&i| self.names.get(usize::from(i)))
+            .map(|n| n.to_string())
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 /// Requests one mapped route took.
@@ -52,6 +154,430 @@ pub struct Unmapped {
     pub count: u64,
     /// Unix milliseconds.
     pub last_seen_ms: i64,
+    pub evidence: Evidence,
+}
+
+/// What the exchanges of one unmapped shape looked like: counts and names, never a value.
+/// Served by the admin API (`GET /v1/coverage`, each row's `evidence`) and read back by
+/// `authtrail suggest`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Evidence {
+    /// Exchanges whose response was seen (a request the upstream never answered is counted
+    /// in `count` only).
+    pub observed: u64,
+    /// Responses by status class.
+    pub status: ClassCounts,
+    /// Requests by body type: `json`, `form` (urlencoded), `other`, `none` (no body).
+    pub request_content: ContentCounts,
+    /// Top-level JSON keys, or form field names, of the request bodies.
+    pub request_keys: Vec<String>,
+    /// Top-level JSON keys of the response bodies, by status class.
+    pub response_keys: ClassKeys,
+    /// Names of the cookies responses set.
+    pub cookies_set: Vec<String>,
+    /// Parameter names of the `Location` of 3xx responses (query and fragment).
+    pub location_params: Vec<String>,
+    /// Names not kept: not name-like (a value used as a key), or past a cap.
+    pub names_dropped: u64,
+}
+
+/// Counts by status class.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClassCounts {
+    #[serde(rename = "2xx")]
+    pub s2xx: u64,
+    #[serde(rename = "3xx")]
+    pub s3xx: u64,
+    #[serde(rename = "4xx")]
+    pub s4xx: u64,
+    #[serde(rename = "5xx")]
+    pub s5xx: u64,
+}
+
+/// Names by status class.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClassKeys {
+    #[serde(rename = "2xx")]
+    pub s2xx: Vec<String>,
+    #[serde(rename = "3xx")]
+    pub s3xx: Vec<String>,
+    #[serde(rename = "4xx")]
+    pub s4xx: Vec<String>,
+    #[serde(rename = "5xx")]
+    pub s5xx: Vec<String>,
+}
+
+/// Requests by body type.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContentCounts {
+    pub json: u64,
+    pub form: u64,
+    pub other: u64,
+    pub none: u64,
+}
+
+/// Which shape an unmapped request was counted under ([`Coverage::record`]), for the evidence
+/// its exchange adds when it ends ([`Coverage::observe`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapeKey {
+    method: String,
+    shape: String,
+}
+
+/// A request body's type, as far as its evidence goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Family {
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    Other,
+    /// No body.
+    #[default]
+    None,
+}
+
+impl Family {
+    /// The family of a request with these headers; `has_body`: the body is not known to be
+    /// empty.
+    pub fn of(headers: &HeaderMap, has_body: bool) -> Family {
+        if !has_body {
+            return Family::None;
+        }
+        if headers.contains_key(CONTENT_ENCODING) {
+            return Family::Other;
+        }
+        match media_type(headers).as_deref() {
+            Some(t) if is_json(t) => Family::Json,
+            Some("application/x-www-form-urlencoded") => Family::Form,
+            _ => Family::Other,
+        }
+    }
+
+    /// Whether a body of this family has names to read.
+    pub fn readable(self) -> bool {
+        matches!(self, Family::Json | Family::Form)
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Family::Json => 0,
+            Family::Form => 1,
+            Family::Other => 2,
+            Family::None => 3,
+        }
+    }
+}
+
+/// The media type of `Content-Type`, lowercase, without parameters.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(v.split(';').next()?.trim().to_ascii_lowercase())
+}
+
+fn is_json(media: &str) -> bool {
+    media == "application/json" || media.ends_with("+json")
+}
+
+/// Whether the bodies of a request with this method are read for names: not for `GET` and
+/// `HEAD` (reads: no auth action to draft, and where maps keyed by user names are served).
+pub fn reads_bodies(method: &http::Method) -> bool {
+    !matches!(*method, http::Method::GET | http::Method::HEAD)
+}
+
+/// Whether a response with these headers has a JSON body whose keys can be read (no
+/// `Content-Encoding`).
+pub fn json_response(headers: &HeaderMap) -> bool {
+    !headers.contains_key(CONTENT_ENCODING) && media_type(headers).is_some_and(|t| is_json(&t))
+}
+
+/// Names kept from one source, before they reach a shape.
+#[derive(Debug, Default)]
+struct Names {
+    kept: Vec<String>,
+    dropped: u64,
+}
+
+impl Names {
+    /// Keep `raw` when it reads as a name (and is new, within `cap`); count it otherwise.
+    fn offer(&mut self, raw: &[u8], cap: usize, test: fn(&str) -> bool) {
+        let name = match std::str::from_utf8(raw) {
+            Ok(n) if test(n) => n,
+            _ => {
+                self.dropped += 1;
+                return;
+            }
+        };
+        if self.kept.iter().any(|k| k == name) {
+            return;
+        }
+        if self.kept.len() >= cap {
+            self.dropped += 1;
+            return;
+        }
+        self.kept.push(name.to_string());
+    }
+}
+
+/// What one finished unmapped exchange showed, names only: built from the response head
+/// ([`Sighting::new`]) and the bounded copies of both bodies, then merged into its shape by
+/// [`Coverage::observe`].
+#[derive(Debug, Default)]
+pub struct Sighting {
+    status: u16,
+    family: Family,
+    request_keys: Names,
+    response_keys: Names,
+    cookies: Names,
+    location: Names,
+}
+
+impl Sighting {
+    /// The response head's part: its status, the names of the cookies it sets and, for a 3xx,
+    /// the parameter names of its `Location`. No value is kept.
+    pub fn new(status: u16, family: Family, response: &HeaderMap) -> Sighting {
+        let mut s = Sighting {
+            status,
+            family,
+            ..Sighting::default()
+        };
+        for v in response.get_all(SET_COOKIE) {
+            let v = v.as_bytes();
+            let pair = v.split(|&b| b == b';').next().unwrap_or_default();
+            if let Some(eq) = pair.iter().position(|&b| b == b'=') {
+                s.cookies
+                    .offer(pair[..eq].trim_ascii(), MAX_HEADER_NAMES, name_like);
+            }
+        }
+        if (300..400).contains(&status) {
+            if let Some(loc) = response.get(LOCATION) {
+                let loc = loc.as_bytes();
+                let params = loc
+                    .iter()
+                    .position(|&b| b == b'?' || b == b'#')
+                    .map_or(&[][..], |i| &loc[i + 1..]);
+                for pair in params
+                    .split(|&b| b == b'&' || b == b'#' || b == b'?')
+                    .take(MAX_SCANNED)
+                {
+                    match pair.iter().position(|&b| b == b'=') {
+                        Some(eq) => s.location.offer(&pair[..eq], MAX_HEADER_NAMES, name_like),
+                        // `?error` alone (a failed form login): only a lowercase word.
+                        None if !pair.is_empty() => {
+                            s.location.offer(pair, MAX_HEADER_NAMES, dictionary_like)
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// The request body's names: top-level JSON keys or form field names, from at most
+    /// [`INSPECT_BUDGET`] bytes (a prefix of the body).
+    pub fn read_request(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[..bytes.len().min(INSPECT_BUDGET)];
+        match self.family {
+            Family::Json => {
+                let names = &mut self.request_keys;
+                json_keys(bytes, |k| names.offer(k, MAX_BODY_KEYS, name_like));
+            }
+            Family::Form => form_names(bytes, &mut self.request_keys),
+            Family::Other | Family::None => {}
+        }
+    }
+
+    /// The response body's top-level JSON keys, from at most [`INSPECT_BUDGET`] bytes.
+    pub fn read_response(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[..bytes.len().min(INSPECT_BUDGET)];
+        let names = &mut self.response_keys;
+        json_keys(bytes, |k| names.offer(k, MAX_BODY_KEYS, name_like));
+    }
+}
+
+/// Field names of a urlencoded form: only of fields with a `=` (a cut-off last field, or a
+/// body that is one bare value, gives none).
+fn form_names(bytes: &[u8], names: &mut Names) {
+    for pair in bytes.split(|&b| b == b'&').take(MAX_SCANNED) {
+        if let Some(eq) = pair.iter().position(|&b| b == b'=') {
+            names.offer(&pair[..eq], MAX_BODY_KEYS, name_like);
+        }
+    }
+}
+
+/// The top-level keys of the JSON object `bytes` begins with — a prefix of a body, maybe cut
+/// off midway — each as written between its quotes, until the object ends, the bytes end, they
+/// stop being JSON, or [`MAX_SCANNED`] keys were seen. Values are skipped unread; nesting is
+/// counted, not recursed into.
+fn json_keys(bytes: &[u8], mut key: impl FnMut(&[u8])) {
+    let b = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return;
+    }
+    i += 1;
+    for _ in 0..MAX_SCANNED {
+        i = skip_ws(b, i);
+        if b.get(i) != Some(&b'"') {
+            return;
+        }
+        let Some(end) = string_end(b, i + 1) else {
+            return;
+        };
+        let raw = &b[i + 1..end];
+        i = skip_ws(b, end + 1);
+        if b.get(i) != Some(&b':') {
+            return;
+        }
+        key(raw);
+        let Some(next) = skip_value(b, i + 1) else {
+            return;
+        };
+        i = skip_ws(b, next);
+        if b.get(i) != Some(&b',') {
+            return;
+        }
+        i += 1;
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b
+        .get(i)
+        .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the quote closing a string whose content starts at `i`.
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The index just past the JSON value starting at (or after whitespace from) `i`.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    let i = skip_ws(b, i);
+    match *b.get(i)? {
+        b'"' => Some(string_end(b, i + 1)? + 1),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => j = string_end(b, j + 1)?,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let end = b[i..]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))?;
+            Some(i + end)
+        }
+    }
+}
+
+impl Tally {
+    fn merge(&mut self, s: Sighting, names: &mut NameTable) {
+        self.observed += 1;
+        if let Some(class) = class_index(s.status) {
+            self.status[class] += 1;
+            add_names(
+                &mut self.response_keys[class],
+                s.response_keys,
+                MAX_BODY_KEYS,
+                names,
+                &mut self.dropped,
+            );
+        } else {
+            self.dropped += s.response_keys.dropped;
+        }
+        self.content[s.family.index()] += 1;
+        let d = &mut self.dropped;
+        add_names(
+            &mut self.request_keys,
+            s.request_keys,
+            MAX_BODY_KEYS,
+            names,
+            d,
+        );
+        add_names(&mut self.cookies, s.cookies, MAX_HEADER_NAMES, names, d);
+        add_names(&mut self.location, s.location, MAX_HEADER_NAMES, names, d);
+    }
+
+    fn evidence(&self, names: &NameTable) -> Evidence {
+        let [s2, s3, s4, s5] = self.status;
+        let [json, form, other, none] = self.content;
+        let [k2, k3, k4, k5] = &self.response_keys;
+        Evidence {
+            observed: self.observed,
+            status: ClassCounts {
+                s2xx: s2,
+                s3xx: s3,
+                s4xx: s4,
+                s5xx: s5,
+            },
+            request_content: ContentCounts {
+                json,
+                form,
+                other,
+                none,
+            },
+            request_keys: names.resolve(&self.request_keys),
+            response_keys: ClassKeys {
+                s2xx: names.resolve(k2),
+                s3xx: names.resolve(k3),
+                s4xx: names.resolve(k4),
+                s5xx: names.resolve(k5),
+            },
+            cookies_set: names.resolve(&self.cookies),
+            location_params: names.resolve(&self.location),
+            names_dropped: self.dropped,
+        }
+    }
+}
+
+/// 2xx → 0, …, 5xx → 3; other statuses have no class here.
+fn class_index(status: u16) -> Option<usize> {
+    match status {
+        200..=599 => Some(usize::from(status / 100 - 2)),
+        _ => None,
+    }
+}
+
+/// Add `new` to `set` (indexes into `names`), within `cap`; what does not fit is counted.
+fn add_names(set: &mut Vec<u16>, new: Names, cap: usize, names: &mut NameTable, dropped: &mut u64) {
+    *dropped += new.dropped;
+    for n in new.kept {
+        match names.intern(&n) {
+            Some(i) if set.contains(&i) => {}
+            Some(i) if set.len() < cap => set.push(i),
+            _ => *dropped += 1,
+        }
+    }
 }
 
 impl Coverage {
@@ -79,25 +605,56 @@ impl Coverage {
             .clone()
     }
 
-    pub fn record(&self, method: &http::Method, path: &str) {
+    /// Count an unmapped request under its method and shape. The key names the shape for the
+    /// evidence of the exchange ([`Coverage::observe`]); `None` past [`MAX_KEYS`] shapes.
+    pub fn record(&self, method: &http::Method, path: &str) -> Option<ShapeKey> {
         let shape = shape_with(path, &self.literals());
         let now = crate::event::unix_millis(OffsetDateTime::now_utc());
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = seen
+            .shapes
             .get_mut(method.as_str())
             .and_then(|shapes| shapes.get_mut(&shape))
         {
-            entry.0 += 1;
-            entry.1 = now;
-            return;
+            entry.count += 1;
+            entry.last = now;
+            return Some(ShapeKey {
+                method: method.as_str().to_string(),
+                shape,
+            });
         }
         if self.keys.load(Ordering::Relaxed) < MAX_KEYS as u64 {
             self.keys.fetch_add(1, Ordering::Relaxed);
-            seen.entry(method.as_str().to_string())
+            seen.shapes
+                .entry(method.as_str().to_string())
                 .or_default()
-                .insert(shape, (1, now));
+                .insert(
+                    shape.clone(),
+                    Entry {
+                        count: 1,
+                        last: now,
+                        tally: Tally::default(),
+                    },
+                );
+            Some(ShapeKey {
+                method: method.as_str().to_string(),
+                shape,
+            })
         } else {
             self.overflow.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+
+    /// Add what one exchange of a counted shape showed to that shape's evidence.
+    pub fn observe(&self, key: &ShapeKey, sighting: Sighting) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let Seen { shapes, names } = &mut *seen;
+        if let Some(entry) = shapes
+            .get_mut(&key.method)
+            .and_then(|s| s.get_mut(&key.shape))
+        {
+            entry.tally.merge(sighting, names);
         }
     }
 
@@ -131,17 +688,20 @@ impl Coverage {
         rows
     }
 
-    /// Unmapped traffic, most frequent first.
+    /// Unmapped traffic, most frequent first, with each shape's evidence.
     pub fn report(&self) -> (Vec<Unmapped>, u64) {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let names = &seen.names;
         let mut rows: Vec<Unmapped> = seen
+            .shapes
             .iter()
             .flat_map(|(m, shapes)| {
-                shapes.iter().map(move |(p, (count, last))| Unmapped {
+                shapes.iter().map(move |(p, e)| Unmapped {
                     method: m.clone(),
                     path: p.clone(),
-                    count: *count,
-                    last_seen_ms: *last,
+                    count: e.count,
+                    last_seen_ms: e.last,
+                    evidence: e.tally.evidence(names),
                 })
             })
             .collect();
@@ -306,6 +866,134 @@ fn word_like(part: &str) -> bool {
         }
     }
     true
+}
+
+/// Short parts of key and cookie names that the word test refuses (no vowel, an unusual
+/// onset) and that are too short, or too common, to be a secret.
+const NAME_PARTS: &[&str] = &[
+    "csrf",
+    "csrftoken",
+    "idp",
+    "jsessionid",
+    "jti",
+    "kc",
+    "nbf",
+    "phpsessid",
+    "pk",
+    "sb",
+    "sso",
+    "ttl",
+    "xsrf",
+];
+
+/// The words an all-capitals part of a name longer than three letters may be (`XSRF-TOKEN`,
+/// `KEYCLOAK_SESSION`): random capitals (base32) pass the word test too often to trust it.
+const CAPITAL_WORDS: &[&str] = &[
+    "access",
+    "aspxauth",
+    "auth",
+    "awsalb",
+    "awselb",
+    "client",
+    "code",
+    "consent",
+    "csrf",
+    "device",
+    "host",
+    "identity",
+    "jsessionid",
+    "keycloak",
+    "lang",
+    "locale",
+    "login",
+    "next",
+    "nonce",
+    "oauth",
+    "oauth2",
+    "phpsessid",
+    "pkce",
+    "refresh",
+    "remember",
+    "restart",
+    "secure",
+    "session",
+    "sessionid",
+    "state",
+    "tenant",
+    "theme",
+    "token",
+    "user",
+    "verifier",
+    "xsrf",
+];
+
+/// Whether a JSON key, form field, cookie or parameter name reads as a name rather than a
+/// value: at most [`MAX_NAME`] bytes of `A-Z a-z 0-9 _ . -`, not starting with a digit (but
+/// `2fa`), at most [`MAX_NAME_DIGITS`] digits, and every word of it — split at `_`, `.`, `-`
+/// and camelCase humps (`refreshToken`, `JWTToken`), lowercased, at least two characters —
+/// one the path-segment word test ([`dictionary_like`]) would keep, or a known short part
+/// (`csrf`, `jti`); an all-capitals word of more than three letters only when it is a known
+/// one ([`CAPITAL_WORDS`]). At most [`MAX_NAME_PARTS`] words. So `access_token`, `expiresIn`,
+/// `__Host-session` and `JSESSIONID` pass; a key that is an id, a UUID, hex, base32, base64url
+/// or a JWT part does not. (A key that is a dictionary word is a name to this test, whatever
+/// the upstream meant by it.)
+pub fn name_like(name: &str) -> bool {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return false;
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit()) && !name.starts_with("2fa") {
+        return false;
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return false;
+    }
+    if name.bytes().filter(u8::is_ascii_digit).count() > MAX_NAME_DIGITS {
+        return false;
+    }
+    let mut parts = 0;
+    for chunk in name.split(['_', '-', '.']).filter(|c| !c.is_empty()) {
+        for part in humps(chunk) {
+            parts += 1;
+            let lower = part.to_ascii_lowercase();
+            let capitals = !part.bytes().any(|b| b.is_ascii_lowercase())
+                && part.bytes().filter(u8::is_ascii_uppercase).count() > 3;
+            let known = NAME_PARTS.contains(&lower.as_str());
+            let ok = if capitals {
+                known || CAPITAL_WORDS.contains(&lower.as_str())
+            } else {
+                part.len() >= 2 && (known || word_like(&lower))
+            };
+            if parts > MAX_NAME_PARTS || !ok {
+                return false;
+            }
+        }
+    }
+    parts > 0
+}
+
+/// `refreshTokenJWT` → `refresh`, `Token`, `JWT`; `JWTToken` → `JWT`, `Token`. Digits stay
+/// with the letters before and after them (`At9C` is one part, which the word test refuses); a
+/// part of a single letter (`aBcD` → `a`, `Bc`, `D`) is its own part, refused as too short.
+fn humps(chunk: &str) -> Vec<&str> {
+    let b = chunk.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..b.len() {
+        let upper = b[i].is_ascii_uppercase();
+        let prev = b[i - 1];
+        let boundary = upper
+            && (prev.is_ascii_lowercase()
+                || (prev.is_ascii_uppercase() && b.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
+        if boundary {
+            out.push(&chunk[start..i]);
+            start = i;
+        }
+    }
+    out.push(&chunk[start..]);
+    out
 }
 
 #[cfg(test)]
@@ -526,5 +1214,308 @@ mod tests {
         assert_eq!(overflow, 5);
         assert_eq!(rows[0].count, 2);
         assert_eq!(rows[0].path, "/a");
+    }
+
+    /// Everything a shape's evidence holds, as text, to search for values.
+    fn evidence_text(c: &Coverage) -> String {
+        serde_json::to_string(&c.report().0).unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn no_generated_secret_passes_as_a_name() {
+        let mut rng = Rng(0x5EED_0015);
+        let tokens = secrets(&mut rng);
+        let kept: Vec<&String> = tokens.iter().filter(|t| name_like(t)).collect();
+        assert!(
+            kept.is_empty(),
+            "{} kept: {:?}",
+            kept.len(),
+            &kept[..kept.len().min(20)]
+        );
+    }
+
+    #[test]
+    fn key_names_stay_readable() {
+        for name in [
+            "access_token",
+            "refresh_token",
+            "id_token",
+            "token_type",
+            "expires_in",
+            "expiresIn",
+            "accessToken",
+            "grant_type",
+            "username",
+            "password",
+            "new_password",
+            "email",
+            "otp",
+            "code",
+            "error",
+            "error_description",
+            "detail",
+            "message",
+            "session",
+            "sessionid",
+            "JSESSIONID",
+            "__Host-session",
+            "csrftoken",
+            "XSRF-TOKEN",
+            "connect.sid",
+            "user_id",
+            "is_active",
+            "mfa_required",
+            "totp_code",
+            "state",
+            "scope",
+        ] {
+            assert!(name_like(name), "{name}");
+        }
+        for value in [
+            "",
+            "a b",
+            "x@y.z",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "deadbeefcafe",
+            "Zx9_abQrT-kLmNoPqRsTuV",
+            "eyJhbGciOiJIUzI1NiJ9",
+            "hunter2hunter2",
+            "12345",
+            &"a".repeat(65),
+        ] {
+            assert!(!name_like(value), "{value}");
+        }
+    }
+
+    #[test]
+    fn json_keys_are_read_from_a_prefix_without_values() {
+        let keys = |body: &str| {
+            let mut out = Vec::new();
+            json_keys(body.as_bytes(), |k| {
+                out.push(String::from_utf8_lossy(k).into_owned())
+            });
+            out
+        };
+        assert_eq!(
+            keys(r#" {"a": 1, "b" : {"c": [1, {"d": "}"}]}, "e": "x\"y", "f": null} "#),
+            ["a", "b", "e", "f"]
+        );
+        // Cut off midway: the keys before the cut.
+        assert_eq!(
+            keys(r#"{"access_token": "eyJ", "refresh_tok"#),
+            ["access_token"]
+        );
+        assert_eq!(keys(r#"{"a": [1, 2"#), ["a"]);
+        // Not an object.
+        assert!(keys(r#"["a", "b"]"#).is_empty());
+        assert!(keys("null").is_empty());
+        assert!(keys("").is_empty());
+        // Broken JSON: the keys before the break.
+        assert_eq!(keys(r#"{"a": 1 "b": 2}"#), ["a"]);
+    }
+
+    #[test]
+    fn a_password_value_is_never_recorded() {
+        let c = Coverage::default();
+        let key = c.record(&http::Method::POST, "/api/v2/login").unwrap();
+        let secret = "Tr0ub4dor-horse-battery";
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        // Values are never read; a key that is a value is dropped.
+        let req = format!(r#"{{"username": "alice", "password": "{secret}", "{secret}": 1}}"#);
+        let resp = format!(
+            r#"{{"access_token": "{token}", "refresh_token": "r-{secret}", "token_type": "bearer", "{token}": true}}"#
+        );
+        let head = headers(&[
+            ("content-type", "application/json"),
+            ("set-cookie", &format!("session={secret}; HttpOnly; Path=/")),
+            ("set-cookie", &format!("{token}=1")),
+        ]);
+        let mut s = Sighting::new(200, Family::Json, &head);
+        s.read_request(req.as_bytes());
+        s.read_response(resp.as_bytes());
+        c.observe(&key, s);
+        // A form login redirecting with a code.
+        let key = c.record(&http::Method::POST, "/login").unwrap();
+        let head = headers(&[(
+            "location",
+            &format!("https://app/cb?code={secret}&state=s1#{token}"),
+        )]);
+        let mut s = Sighting::new(302, Family::Form, &head);
+        s.read_request(format!("username=alice&password={secret}&{secret}").as_bytes());
+        c.observe(&key, s);
+
+        let text = evidence_text(&c);
+        for v in [secret, token, "alice", "bearer", "s1", "HttpOnly"] {
+            assert!(!text.contains(v), "{v} in {text}");
+        }
+        let (rows, _) = c.report();
+        let login = rows.iter().find(|r| r.path == "/api/v2/login").unwrap();
+        let e = &login.evidence;
+        assert_eq!(e.observed, 1);
+        assert_eq!(e.status.s2xx, 1);
+        assert_eq!(e.request_content.json, 1);
+        assert_eq!(e.request_keys, ["password", "username"]);
+        assert_eq!(
+            e.response_keys.s2xx,
+            ["access_token", "refresh_token", "token_type"]
+        );
+        assert_eq!(e.cookies_set, ["session"]);
+        // The key that was a password, the key and the cookie that were a token.
+        assert_eq!(e.names_dropped, 3);
+        let form = rows.iter().find(|r| r.path == "/login").unwrap();
+        assert_eq!(form.evidence.status.s3xx, 1);
+        assert_eq!(form.evidence.request_content.form, 1);
+        assert_eq!(form.evidence.request_keys, ["password", "username"]);
+        assert_eq!(form.evidence.location_params, ["code", "state"]);
+    }
+
+    #[test]
+    fn evidence_is_bounded() {
+        let c = Coverage::default();
+        let key = c.record(&http::Method::POST, "/v1/things").unwrap();
+        // 10,000 word-like keys, of which only the first 16 KiB is read and 32 kept.
+        let mut body = String::from("{");
+        for i in 0..10_000 {
+            let sep = if i == 0 { "" } else { "," };
+            body.push_str(&format!(r#"{sep}"field_{}": {i}"#, name_suffix(i)));
+        }
+        body.push('}');
+        assert!(body.len() > INSPECT_BUDGET);
+        for status in [200, 200, 404, 500] {
+            let mut s = Sighting::new(status, Family::Json, &HeaderMap::new());
+            s.read_request(body.as_bytes());
+            s.read_response(body.as_bytes());
+            c.observe(&key, s);
+        }
+        let (rows, _) = c.report();
+        let e = &rows[0].evidence;
+        assert_eq!(e.observed, 4);
+        assert_eq!(e.request_keys.len(), MAX_BODY_KEYS);
+        assert_eq!(e.response_keys.s2xx.len(), MAX_BODY_KEYS);
+        assert_eq!(e.response_keys.s4xx.len(), MAX_BODY_KEYS);
+        assert!(e.names_dropped > 0);
+        // Many cookies: at most MAX_HEADER_NAMES.
+        let many: Vec<(String, String)> = (0..50)
+            .map(|i| {
+                (
+                    "set-cookie".to_string(),
+                    format!("c{}_{}=v", i % 10, name_suffix(i)),
+                )
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        c.observe(&key, Sighting::new(200, Family::None, &headers(&pairs)));
+        assert_eq!(c.report().0[0].evidence.cookies_set.len(), MAX_HEADER_NAMES);
+    }
+
+    /// A distinct word for each `i` (`ab`, `ac`, … in letters the word test keeps).
+    fn name_suffix(mut i: usize) -> String {
+        const SYLLABLES: &[&str] = &["ba", "de", "fi", "go", "ku", "la", "me", "ni", "po", "ru"];
+        let mut s = String::new();
+        loop {
+            s.push_str(SYLLABLES[i % 10]);
+            i /= 10;
+            if i == 0 {
+                return s;
+            }
+        }
+    }
+
+    #[test]
+    fn the_name_table_is_bounded() {
+        let c = Coverage::default();
+        let key = c.record(&http::Method::POST, "/v1/things").unwrap();
+        for batch in 0..(MAX_NAMES / MAX_BODY_KEYS + 10) {
+            let mut body = String::from("{");
+            for j in 0..MAX_BODY_KEYS {
+                let sep = if j == 0 { "" } else { "," };
+                body.push_str(&format!(
+                    r#"{sep}"key_{}": 1"#,
+                    name_suffix(batch * MAX_BODY_KEYS + j)
+                ));
+            }
+            body.push('}');
+            let mut s = Sighting::new(200, Family::Json, &HeaderMap::new());
+            s.read_request(body.as_bytes());
+            c.observe(&key, s);
+        }
+        let seen = c.seen.lock().unwrap();
+        assert_eq!(seen.names.names.len(), MAX_NAMES);
+        assert_eq!(seen.names.index.len(), MAX_NAMES);
+    }
+
+    #[test]
+    fn request_families() {
+        let json = headers(&[("content-type", "application/vnd.api+json; charset=utf-8")]);
+        assert_eq!(Family::of(&json, true), Family::Json);
+        assert_eq!(Family::of(&json, false), Family::None);
+        let form = headers(&[("content-type", "application/x-www-form-urlencoded")]);
+        assert_eq!(Family::of(&form, true), Family::Form);
+        let gz = headers(&[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ]);
+        assert_eq!(Family::of(&gz, true), Family::Other);
+        assert!(!json_response(&gz));
+        assert!(json_response(&json));
+        assert_eq!(Family::of(&HeaderMap::new(), true), Family::Other);
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_documented_size_holds() {
+        // The module header's memory bound counts on these.
+        assert_eq!(std::mem::size_of::<Tally>(), 248);
+        assert_eq!(
+            MAX_BODY_KEYS * 5 + MAX_HEADER_NAMES * 2,
+            176,
+            "indexes per shape"
+        );
+    }
+
+    #[test]
+    fn any_bytes_are_read_without_a_panic() {
+        let mut rng = Rng(0x5EED_0016);
+        let sample = br#"{"a":{"b":["c",{"d":"e\"}"}]},"f":"\\","g":-1.5e3,"h":[[[]]],"i":true}"#;
+        let mut inputs: Vec<Vec<u8>> = (0..=sample.len()).map(|n| sample[..n].to_vec()).collect();
+        for n in 0..400 {
+            let mut b = rng.bytes(n % 64);
+            // Mostly JSON punctuation, so the parser goes deep.
+            for x in &mut b {
+                *x = b"{}[]\":,\\ a1"[usize::from(*x) % 11];
+            }
+            inputs.push(b);
+        }
+        for input in &inputs {
+            let mut n = 0;
+            json_keys(input, |_| n += 1);
+            assert!(n <= MAX_SCANNED);
+            let loc = format!("/cb?{}", String::from_utf8_lossy(input));
+            let head = match http::HeaderValue::from_str(&loc) {
+                Ok(v) => {
+                    let mut h = HeaderMap::new();
+                    h.insert(LOCATION, v.clone());
+                    h.insert(SET_COOKIE, v);
+                    h
+                }
+                Err(_) => HeaderMap::new(),
+            };
+            for family in [Family::Json, Family::Form] {
+                let mut s = Sighting::new(302, family, &head);
+                s.read_request(input);
+                s.read_response(input);
+            }
+        }
     }
 }
