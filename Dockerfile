@@ -9,8 +9,15 @@
 #
 # Needs BuildKit (the default builder since Docker 23) for the cache mounts below.
 
+# Base images are pinned by digest, so a rebuild starts from the same bytes; bump tag and
+# digest together. Where the digests come from: debian:bookworm-slim's is its multi-platform
+# index as docker-library/repo-info recorded it (the 2026-08-03 build); rust:1.95.0-bookworm's
+# is the digest public Dockerfiles pin for that tag (repo-info no longer lists 1.95.0). Check
+# both before a release: `docker buildx imagetools inspect rust:1.95.0-bookworm` prints the
+# index digest a tag points at.
+#
 # The toolchain CI builds and tests with (.ci/run prints it).
-FROM rust:1.95.0-bookworm AS builder
+FROM rust:1.95.0-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS builder
 WORKDIR /src
 # No database during the build: sqlx macros, if ever used, must read the checked-in `.sqlx/`.
 ENV SQLX_OFFLINE=true
@@ -31,7 +38,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM scratch AS debug-info
 COPY --from=builder /out/authtrail.debug /
 
-FROM debian:bookworm-slim
+# debian:bookworm-slim: 28.2 MB compressed for linux/amd64 (docker-library's record of this
+# digest); with ca-certificates and the stripped binary (26 MB, 10 MB gzipped) the image is
+# about 42 MB compressed (docs/operations.md#the-image).
+FROM debian:bookworm-slim@sha256:abd67ffcfa541b485a3dff59865ab629aa048a6c613e639d36e7456b0b229241
 LABEL org.opencontainers.image.title="authtrail" \
       org.opencontainers.image.description="Audit-logging reverse-proxy sidecar for auth servers" \
       org.opencontainers.image.licenses="Apache-2.0" \

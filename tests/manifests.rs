@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+#[path = "support/k8s.rs"]
+mod k8s;
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes")
 }
@@ -36,25 +39,6 @@ fn kind<'a>(docs: &'a [(String, Value)], k: &str) -> Vec<&'a (String, Value)> {
     docs.iter().filter(|(_, d)| d["kind"] == k).collect()
 }
 
-/// The containers of a Deployment's pod (init containers, native sidecars among them, too).
-fn containers(deployment: &Value) -> Vec<&Value> {
-    let spec = &deployment["spec"]["template"]["spec"];
-    ["initContainers", "containers"]
-        .iter()
-        .filter_map(|k| spec[*k].as_array())
-        .flatten()
-        .collect()
-}
-
-fn port_names(container: &Value) -> BTreeSet<String> {
-    container["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["name"].as_str().map(str::to_string))
-        .collect()
-}
-
 #[test]
 fn every_named_probe_port_belongs_to_the_probed_container() {
     let docs = documents();
@@ -64,34 +48,10 @@ fn every_named_probe_port_belongs_to_the_probed_container() {
         2,
         "deployment.yaml and the native-sidecar one"
     );
-    let mut probes = 0;
-    for (file, d) in deployments {
-        for c in containers(d) {
-            let names = port_names(c);
-            for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
-                let p = &c[probe];
-                if p.is_null() {
-                    continue;
-                }
-                probes += 1;
-                let port = ["httpGet", "tcpSocket", "grpc"]
-                    .iter()
-                    .map(|k| &p[*k]["port"])
-                    .find(|v| !v.is_null())
-                    .unwrap_or_else(|| panic!("{file}: {} {probe} has no port", c["name"]));
-                if let Some(name) = port.as_str() {
-                    assert!(
-                        names.contains(name),
-                        "{file}: container {} {probe} uses port \"{name}\", which it does not \
-                         declare ({names:?}); kubelet resolves names in the probed container only",
-                        c["name"]
-                    );
-                } else {
-                    assert!(port.as_u64().is_some(), "{file}: {probe} port {port}");
-                }
-            }
-        }
-    }
+    let probes: usize = deployments
+        .iter()
+        .map(|(file, d)| k8s::check_probe_ports(file, d))
+        .sum();
     assert!(probes >= 6, "the probes were read ({probes})");
 }
 
@@ -100,8 +60,8 @@ fn services_target_declared_ports_and_kustomize_lists_real_files() {
     let docs = documents();
     let declared: BTreeSet<String> = kind(&docs, "Deployment")
         .iter()
-        .flat_map(|(_, d)| containers(d))
-        .flat_map(port_names)
+        .flat_map(|(_, d)| k8s::containers(d))
+        .flat_map(k8s::port_names)
         .collect();
     for (file, s) in kind(&docs, "Service") {
         for p in s["spec"]["ports"].as_array().unwrap() {

@@ -9,6 +9,7 @@ pub mod fault;
 pub mod fixtures;
 pub mod harness;
 pub mod jwks_server;
+pub mod k8s;
 pub mod oauth;
 pub mod ocsf;
 pub mod pg;
