@@ -438,6 +438,54 @@ fn spawn_serve(config: &std::path::Path) -> (std::process::Child, String) {
     panic!("authtrail serve never logged its address; last line: {line}");
 }
 
+/// `workers` clients each send up to `each` POSTs to `url` (request ids `PREFIX-w-i`); once
+/// `kill_after` have been answered with a 2xx, `child` gets SIGKILL. The request ids answered
+/// with a 2xx; asserts the kill landed while requests were still being sent.
+async fn kill_mid_load(
+    child: &mut std::process::Child,
+    url: &str,
+    prefix: &str,
+    workers: usize,
+    each: usize,
+    kill_after: usize,
+) -> HashSet<String> {
+    let ok: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (ok, sent) = (ok.clone(), sent.clone());
+            let (url, prefix) = (url.to_string(), prefix.to_string());
+            tokio::spawn(async move {
+                for i in 0..each {
+                    let rid = format!("{prefix}-{w}-{i}");
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    match send(Method::POST, &url, &[("x-request-id", &rid)], Bytes::new()).await {
+                        Ok(r) if r.status.is_success() => ok.lock().unwrap().push(rid),
+                        Ok(_) => {}
+                        Err(_) => return, // the sidecar is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ok.lock().unwrap().len() < kill_after {
+        assert!(Instant::now() < deadline, "load did not get going");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        sent.load(Ordering::SeqCst) < workers * each,
+        "the kill landed during the load"
+    );
+    let answered = ok.lock().unwrap().iter().cloned().collect();
+    answered
+}
+
 #[tokio::test]
 async fn after_kill_9_every_2xx_sync_request_has_its_attempt_event() {
     let up = upstream::spawn().await;
@@ -453,42 +501,16 @@ async fn after_kill_9_every_2xx_sync_request_has_its_attempt_event() {
     .unwrap();
     let (mut child, addr) = spawn_serve(&cfg);
 
-    let ok: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sent = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..6)
-        .map(|w| {
-            let (ok, sent) = (ok.clone(), sent.clone());
-            let url = format!("http://{addr}/echo-headers");
-            tokio::spawn(async move {
-                for i in 0..200 {
-                    let rid = format!("k-{w}-{i}");
-                    sent.fetch_add(1, Ordering::SeqCst);
-                    match send(Method::POST, &url, &[("x-request-id", &rid)], Bytes::new()).await {
-                        Ok(r) if r.status.is_success() => ok.lock().unwrap().push(rid),
-                        Ok(_) => {}
-                        Err(_) => return, // the sidecar is gone
-                    }
-                }
-            })
-        })
-        .collect();
-    // Kill it mid-load.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ok.lock().unwrap().len() < 150 {
-        assert!(Instant::now() < deadline, "load did not get going");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    for w in workers {
-        w.await.unwrap();
-    }
-    let answered: HashSet<String> = ok.lock().unwrap().iter().cloned().collect();
+    let answered = kill_mid_load(
+        &mut child,
+        &format!("http://{addr}/echo-headers"),
+        "k",
+        6,
+        200,
+        150,
+    )
+    .await;
     assert!(answered.len() >= 150);
-    assert!(
-        sent.load(Ordering::SeqCst) < 6 * 200,
-        "the kill landed during the load"
-    );
 
     // Restart on the same files (it must come up on whatever the kill left), then stop cleanly.
     let (mut again, addr) = spawn_serve(&cfg);
@@ -551,42 +573,15 @@ async fn after_kill_9_under_async_load_every_acknowledged_request_has_exactly_on
     .unwrap();
     let (mut child, addr) = spawn_serve(&cfg);
 
-    const WORKERS: usize = 8;
-    const EACH: usize = 400;
-    let ok: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sent = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|w| {
-            let (ok, sent) = (ok.clone(), sent.clone());
-            let url = format!("http://{addr}/upload");
-            tokio::spawn(async move {
-                for i in 0..EACH {
-                    let rid = format!("a-{w}-{i}");
-                    sent.fetch_add(1, Ordering::SeqCst);
-                    match send(Method::POST, &url, &[("x-request-id", &rid)], Bytes::new()).await {
-                        Ok(r) if r.status.is_success() => ok.lock().unwrap().push(rid),
-                        Ok(_) => {}
-                        Err(_) => return, // the sidecar is gone
-                    }
-                }
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ok.lock().unwrap().len() < 400 {
-        assert!(Instant::now() < deadline, "load did not get going");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    for w in workers {
-        w.await.unwrap();
-    }
-    let answered: HashSet<String> = ok.lock().unwrap().iter().cloned().collect();
-    assert!(
-        sent.load(Ordering::SeqCst) < WORKERS * EACH,
-        "the kill landed during the load"
-    );
+    let answered = kill_mid_load(
+        &mut child,
+        &format!("http://{addr}/upload"),
+        "a",
+        8,
+        400,
+        400,
+    )
+    .await;
     let stored_before = {
         let store = SqliteStore::open(dir.path().join("trail.db").to_str().unwrap())
             .await
