@@ -323,16 +323,13 @@ impl Pipeline {
             (None, None) => format!("auto-{}", uuid::Uuid::now_v7().simple()).into(),
         };
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
+        // Write-ahead, with its fsync interval, when the spool is configured for it.
+        let write_ahead = spool
+            .as_ref()
+            .and_then(|s| s.write_ahead().then(|| s.fsync_interval()));
         let spool = spool.map(|s| Arc::new(Mutex::new(s)));
-        let wal = spool.clone().filter(|s| {
-            let s = s.lock().unwrap_or_else(|p| p.into_inner());
-            s.write_ahead()
-        });
-        if let Some(wal) = &wal {
-            let interval = wal
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .fsync_interval();
+        let wal = spool.clone().filter(|_| write_ahead.is_some());
+        if let (Some(wal), Some(interval)) = (&wal, write_ahead) {
             if let Err(e) = spool::spawn_flusher(wal, interval) {
                 tracing::error!(error = %e, "spool: no fsync thread: write-ahead records are synced only at rotation and stop");
             }
