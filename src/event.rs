@@ -13,61 +13,65 @@ use uuid::Uuid;
 pub mod ocsf;
 
 /// One recorded auth action: what happened, who did it, to whom, in which app, and how it ended.
+///
+/// The fields of this type and of every type it holds are declared in the order of their JSON
+/// names (`type` is `event_type`): serde_json then writes an event's canonical encoding
+/// directly, with no `Value` tree in between (`store::chain::encode_unlinked`; a test checks it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// UUIDv7: unique, and roughly time-ordered.
-    pub id: Uuid,
-    /// Assigned by the store on insert; strictly increasing per store. `None` until stored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seq: Option<i64>,
-    /// When the request reached the sidecar (UTC, millisecond precision).
-    #[serde(with = "rfc3339_millis")]
-    pub time: OffsetDateTime,
-    /// Event type from the taxonomy, e.g. `auth.login`.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub stage: Stage,
-    pub outcome: Outcome,
-    /// Short machine-readable reason, e.g. `invalid_credentials` or `upstream_timeout`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    /// Who triggered the action.
+    pub actor: Actor,
     /// The tenant the action happened in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<Attributed>,
-    /// Who triggered the action.
-    pub actor: Actor,
     /// Set when the app sources disagreed (e.g. the token says one app, a header another);
     /// `app` then holds the verified value when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_conflict: Option<Vec<Attributed>>,
-    /// What the action was done to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<Target>,
-    /// Tokens presented or issued in this exchange, by fingerprint — never the token itself.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tokens: Vec<TokenRef>,
-    pub source: ClientInfo,
-    pub http: HttpInfo,
-    /// Captured, non-secret fields named by the route's `capture` allow-list.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub details: Map<String, Value>,
     /// Tamper evidence: the event's link in its writer's hash chain. Set by the store when the
     /// pipeline appends the event; `None` before that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainLink>,
+    /// Captured, non-secret fields named by the route's `capture` allow-list.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub details: Map<String, Value>,
+    pub http: HttpInfo,
+    /// UUIDv7: unique, and roughly time-ordered.
+    pub id: Uuid,
+    pub outcome: Outcome,
+    /// Short machine-readable reason, e.g. `invalid_credentials` or `upstream_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Assigned by the store on insert; strictly increasing per store. `None` until stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    pub source: ClientInfo,
+    pub stage: Stage,
+    /// What the action was done to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// When the request reached the sidecar (UTC, millisecond precision).
+    #[serde(with = "rfc3339_millis")]
+    pub time: OffsetDateTime,
+    /// Tokens presented or issued in this exchange, by fingerprint — never the token itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenRef>,
+    /// Event type from the taxonomy, e.g. `auth.login`.
+    #[serde(rename = "type")]
+    pub event_type: String,
 }
 
 /// One link of a hash chain (one chain per sidecar instance).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainLink {
+    /// SHA-256 over the versioned canonical encoding of the event and `prev_hash`, hex.
+    pub hash: String,
     /// The sidecar instance whose chain this is.
     pub instance: String,
     /// Position in the chain, from 1.
     pub n: i64,
     /// `hash` of link `n - 1` (64 zeros for the first link), hex.
     pub prev_hash: String,
-    /// SHA-256 over the versioned canonical encoding of the event and `prev_hash`, hex.
-    pub hash: String,
 }
 
 /// `attempt` is written before forwarding (sync routes); `completed` once the response is known.
@@ -126,9 +130,9 @@ impl std::str::FromStr for Outcome {
 /// from a field anyone could have typed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attributed {
-    pub value: String,
     /// The source that yielded the value, e.g. `path:user_id` or `request_body:/username`.
     pub source: String,
+    pub value: String,
     pub verified: bool,
 }
 
@@ -136,13 +140,13 @@ pub struct Attributed {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub kind: ActorKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
-    pub verified: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    pub verified: bool,
 }
 
 impl Actor {
@@ -169,11 +173,11 @@ pub enum ActorKind {
 /// What the action was done to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
-    /// user, token, provider, org, app, ... (free-form, lowercase).
-    pub kind: String,
-    pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
+    pub id: String,
+    /// user, token, provider, org, app, ... (free-form, lowercase).
+    pub kind: String,
     pub source: String,
 }
 
@@ -188,33 +192,33 @@ pub enum TokenRole {
 /// A token seen in an exchange, recorded by keyed fingerprint and (for JWTs) its claims.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRef {
-    pub role: TokenRole,
-    /// access, refresh, id, bearer, ... (from the map or the token's own claims).
-    pub kind: String,
-    /// Where the token was found, e.g. `response_body:/access_token` or `bearer`.
-    pub source: String,
-    /// HMAC-SHA-256 of the token under the configured fingerprint key, hex.
-    pub fingerprint: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-    /// The subject, from the key set's `subject_claim` (default `sub`); as the token claims it
-    /// unless `verified`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
     /// The app, from the key set's `app_claim` (when it names one); as the token claims it
     /// unless `verified`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
-    /// The signature and claims were checked against a configured key set.
-    pub verified: bool,
+    /// HMAC-SHA-256 of the token under the configured fingerprint key, hex.
+    pub fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
     /// Why verification failed: expired, not_yet_valid, bad_signature, unknown_key,
     /// wrong_issuer, wrong_audience, malformed, alg_not_allowed, keys_unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// access, refresh, id, bearer, ... (from the map or the token's own claims).
+    pub kind: String,
+    pub role: TokenRole,
+    /// Where the token was found, e.g. `response_body:/access_token` or `bearer`.
+    pub source: String,
+    /// The subject, from the key set's `subject_claim` (default `sub`); as the token claims it
+    /// unless `verified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The signature and claims were checked against a configured key set.
+    pub verified: bool,
 }
 
 /// Where the request came from.
@@ -229,20 +233,20 @@ pub struct ClientInfo {
 /// The HTTP exchange the event was classified from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpInfo {
+    /// A body was larger than `inspect_limit`: only its head was inspected (it was forwarded whole).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body_truncated: bool,
+    /// From the request reaching the sidecar to the end of the response body, in milliseconds.
+    pub duration_ms: u64,
     pub method: String,
     /// The concrete path (no query string: it may carry secrets).
     pub path: String,
+    pub request_id: String,
     /// Id of the route that classified the request.
     pub route: String,
     /// Response status; `None` when no response came back from the upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// From the request reaching the sidecar to the end of the response body, in milliseconds.
-    pub duration_ms: u64,
-    pub request_id: String,
-    /// A body was larger than `inspect_limit`: only its head was inspected (it was forwarded whole).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub body_truncated: bool,
 }
 
 /// Event time serialised as RFC 3339 UTC with exactly three fractional digits.

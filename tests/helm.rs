@@ -20,7 +20,6 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use sha2::Digest as _;
 
 #[path = "support/k8s.rs"]
 mod k8s;
@@ -174,10 +173,7 @@ fn b64(s: &str) -> String {
 }
 
 fn sha256_hex(s: &[u8]) -> String {
-    sha2::Sha256::digest(s)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    authtrail::hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s).as_ref())
 }
 
 /// `${VAR}` and `${VAR:-default}` references of a config: name -> has a default.

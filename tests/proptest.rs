@@ -479,6 +479,12 @@ proptest! {
 
         // JSON out and back in: the same event, the same encoding.
         let json = serde_json::to_string(&e).unwrap();
+        // The fields are declared in the order of their JSON names, so serde_json writes the
+        // canonical encoding itself (what the store's encoder relies on), unless details hold
+        // an integral float.
+        if canonical(&Value::Object(e.details.clone())) == serde_json::to_string(&e.details).unwrap() {
+            prop_assert_eq!(&json, &c);
+        }
         let back: AuditEvent = serde_json::from_str(&json).unwrap();
         prop_assert_eq!(&back, &e);
         prop_assert_eq!(canonical_event(&back).unwrap(), c.clone());

@@ -111,3 +111,85 @@ async fn readers_see_commits_while_the_writer_is_busy() {
     }
     writes.await.unwrap();
 }
+
+/// Token keys are written by the writer (migration 0006 dropped the insert trigger): one row per
+/// fingerprint and jti, also across many chunks of one batch and a repeated append, and a
+/// deletion still removes them (the delete trigger stays).
+#[tokio::test]
+async fn token_keys_come_from_the_writer_and_leave_with_their_event() {
+    use authtrail::event::{Outcome, TokenRef, TokenRole};
+    use sqlx::Row;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let token = |fp: String, jti: Option<String>| TokenRef {
+        role: TokenRole::Issued,
+        kind: "access".into(),
+        source: "response_body:/access_token".into(),
+        fingerprint: fp,
+        jti,
+        sub: None,
+        app: None,
+        iat: None,
+        exp: None,
+        verified: true,
+        invalid: None,
+    };
+    // 100 events (chunks of 64, 32 and 4 rows): every third without tokens, the rest with two
+    // tokens of which one has a jti.
+    let events: Vec<_> = (0..100)
+        .map(|i| {
+            let mut e = support::store_conformance::sample_event(
+                &format!("e{i}"),
+                "token.issue",
+                Some("a1"),
+                None,
+                Outcome::Success,
+                time::OffsetDateTime::now_utc(),
+            );
+            if i % 3 != 0 {
+                e.tokens.push(token(format!("fp-{i}-a"), Some(format!("jti-{i}"))));
+                e.tokens.push(token(format!("fp-{i}-b"), None));
+            }
+            e
+        })
+        .collect();
+    store.append("tok", &events, false).await.unwrap();
+    assert_eq!(store.append("tok", &events, false).await.unwrap().inserted, 0);
+    store.close().await;
+
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let triggers: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(triggers, ["event_tokens_delete"]);
+    let rows = sqlx::query(
+        "SELECT t.key, e.body ->> '$.http.request_id' FROM event_tokens t JOIN events e USING (seq)",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let with_tokens = (0..100).filter(|i| i % 3 != 0).count();
+    assert_eq!(rows.len(), 3 * with_tokens, "fingerprints and jtis, once each");
+    for r in &rows {
+        let (key, label): (String, String) = (r.get(0), r.get(1));
+        let i = label.trim_start_matches('e');
+        assert!(
+            [format!("fp-{i}-a"), format!("fp-{i}-b"), format!("jti-{i}")].contains(&key),
+            "{key} belongs to {label}"
+        );
+    }
+    sqlx::query("DELETE FROM events WHERE body ->> '$.http.request_id' IN ('e1', 'e2', 'e3')")
+        .execute(&db)
+        .await
+        .unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM event_tokens")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left as usize, 3 * (with_tokens - 2));
+}

@@ -7,10 +7,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use aws_lc_rs::digest::{digest, SHA256};
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -25,10 +25,7 @@ const MAX_USER_AGENT: usize = 256;
 
 /// SHA-256 of `token`, lowercase hex: what `admin.credentials[].token_sha256` holds.
 pub fn token_sha256_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(digest(&SHA256, token.as_bytes()).as_ref())
 }
 
 /// The credential whose hash matches `token`, if any.
@@ -39,10 +36,11 @@ pub fn authenticate<'c>(
     credentials: &'c [AdminCredential],
     token: &str,
 ) -> Option<&'c AdminCredential> {
-    let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let presented = digest(&SHA256, token.as_bytes());
+    let presented: &[u8] = presented.as_ref();
     let mut found = None;
     for cred in credentials {
-        let equal: bool = presented.ct_eq(&cred.token_sha256).into();
+        let equal: bool = presented.ct_eq(&cred.token_sha256[..]).into();
         if equal && found.is_none() {
             found = Some(cred);
         }

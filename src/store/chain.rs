@@ -14,10 +14,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use aws_lc_rs::digest::{self, SHA256};
 use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -100,15 +100,17 @@ pub(crate) fn serializes_canonically(v: &Value) -> bool {
         m.insert("a".into(), Value::Null);
         m.keys().next().map(String::as_str) == Some("a")
     });
-    fn plain(v: &Value) -> bool {
-        match v {
-            Value::Number(n) => !(n.is_f64() && n.as_f64().is_some_and(|f| f.fract() == 0.0)),
-            Value::Array(items) => items.iter().all(plain),
-            Value::Object(map) => map.values().all(plain),
-            Value::Null | Value::Bool(_) | Value::String(_) => true,
-        }
-    }
     sorted && plain(v)
+}
+
+/// Whether `v` holds no integral float (which [`canonical`] writes as an integer).
+fn plain(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => !(n.is_f64() && n.as_f64().is_some_and(|f| f.fract() == 0.0)),
+        Value::Array(items) => items.iter().all(plain),
+        Value::Object(map) => map.values().all(plain),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+    }
 }
 
 /// The canonical encoding a stored body's hash covers: the body without `seq` and `chain`.
@@ -124,13 +126,13 @@ pub fn canonical_body(body: &str) -> Result<String, serde_json::Error> {
 /// The hash of link `n` of `instance`'s chain: SHA-256 over
 /// `authtrail.chain.v1 \n instance \n n \n prev_hash \n canonical(event)`, hex.
 pub fn link_hash(instance: &str, n: i64, prev_hash: &str, canonical_event: &str) -> String {
-    let mut h = Sha256::new();
+    let mut h = digest::Context::new(&SHA256);
     for part in [LINK_V1, instance, &n.to_string(), prev_hash] {
         h.update(part.as_bytes());
         h.update(b"\n");
     }
     h.update(canonical_event.as_bytes());
-    hex::encode(&h.finalize())
+    hex::encode(h.finish().as_ref())
 }
 
 /// Whether `id` may name a chain: 1-64 characters of `A-Z a-z 0-9 . _ : -`.
@@ -150,17 +152,34 @@ pub(crate) struct Encoded {
     pub body: String,
     /// The canonical encoding, when it differs from `body`.
     pub canonical: Option<String>,
+    /// Each token's fingerprint and jti (SQLite indexes them in `event_tokens`).
+    pub token_keys: Vec<String>,
 }
 
 /// Encode `event` for appending to a chain: the link is added inside the transaction.
+///
+/// The struct's fields are declared in the order of their JSON names, so serde_json writes a
+/// stored event's canonical encoding straight from the struct; only an event that already
+/// carries `seq` or `chain`, or `details` holding an integral float, goes through a `Value`.
 pub(crate) fn encode_unlinked(event: &AuditEvent) -> Result<Encoded, Error> {
-    let mut value = serde_json::to_value(event).map_err(encode_error)?;
-    if let serde_json::Value::Object(map) = &mut value {
-        map.remove("seq");
-        map.remove("chain");
-    }
-    let body = serde_json::to_string(&value).map_err(encode_error)?;
-    let canonical = (!serializes_canonically(&value)).then(|| canonical(&value));
+    let direct = event.seq.is_none()
+        && event.chain.is_none()
+        && serializes_canonically(&Value::Null)
+        && event.details.values().all(plain);
+    let (body, canonical) = if direct {
+        let body = serde_json::to_string(event).map_err(encode_error)?;
+        debug_assert_eq!(body, canonical_event(event).unwrap_or_default());
+        (body, None)
+    } else {
+        let mut value = serde_json::to_value(event).map_err(encode_error)?;
+        if let serde_json::Value::Object(map) = &mut value {
+            map.remove("seq");
+            map.remove("chain");
+        }
+        let body = serde_json::to_string(&value).map_err(encode_error)?;
+        let canonical = (!serializes_canonically(&value)).then(|| canonical(&value));
+        (body, canonical)
+    };
     let mut columns = Columns::of(event);
     columns.chain_instance = None;
     columns.chain_n = None;
@@ -170,7 +189,19 @@ pub(crate) fn encode_unlinked(event: &AuditEvent) -> Result<Encoded, Error> {
         columns,
         body,
         canonical,
+        token_keys: token_keys(event),
     })
+}
+
+/// The keys `event` is found under by token: each token's fingerprint, and its jti when it has
+/// one (SQLite's `event_tokens`).
+fn token_keys(event: &AuditEvent) -> Vec<String> {
+    let mut keys = Vec::new();
+    for t in &event.tokens {
+        keys.push(t.fingerprint.clone());
+        keys.extend(t.jti.clone());
+    }
+    keys
 }
 
 /// The events of an `append` to `instance`'s chain, encoded before its transaction starts.
@@ -204,7 +235,11 @@ impl Encoded {
         columns.chain_instance = Some(link.instance.clone());
         columns.chain_n = Some(link.n);
         columns.chain_hash = Some(link.hash.clone());
-        Ok(Row { columns, body })
+        Ok(Row {
+            columns,
+            body,
+            token_keys: self.token_keys.clone(),
+        })
     }
 }
 
@@ -334,11 +369,11 @@ impl Checkpoint {
     /// checkpoint of its chain names as `prev_checkpoint`.
     pub fn digest(&self) -> String {
         let v = serde_json::to_value(self).unwrap_or(Value::Null);
-        let mut h = Sha256::new();
+        let mut h = digest::Context::new(&SHA256);
         h.update(CHECKPOINT_V1.as_bytes());
         h.update(b"\ndigest\n");
         h.update(canonical(&v).as_bytes());
-        hex::encode(&h.finalize())
+        hex::encode(h.finish().as_ref())
     }
 
     /// The checkpoint as it is published outside the store: one JSON object
@@ -594,9 +629,12 @@ async fn link_and_store<T: ChainTx>(
             Ok(prev) => (prev.checkpoint_n.unwrap_or(0) + 1, Some(prev.digest())),
             Err(_) => {
                 // Unreadable (verify names it): link to its raw bytes, go on after it.
-                let mut h = Sha256::new();
-                h.update(body.as_bytes());
-                (1, Some(hex::encode(&h.finalize())))
+                (
+                    1,
+                    Some(hex::encode(
+                        digest::digest(&SHA256, body.as_bytes()).as_ref(),
+                    )),
+                )
             }
         },
     };

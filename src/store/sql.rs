@@ -100,6 +100,9 @@ pub(crate) fn stage_str(stage: Stage) -> &'static str {
 pub(crate) struct Row {
     pub columns: Columns,
     pub body: String,
+    /// The keys the event is found under by token (fingerprints and jtis); SQLite writes them
+    /// to `event_tokens` beside the row, PostgreSQL's index reads them from the body.
+    pub token_keys: Vec<String>,
 }
 
 pub(crate) fn encode_error(e: serde_json::Error) -> Error {

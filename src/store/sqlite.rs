@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "time_index",
         include_str!("../../migrations/sqlite/0005_time_index.sql"),
     ),
+    (
+        6,
+        "token_keys_from_the_writer",
+        include_str!("../../migrations/sqlite/0006_token_keys_from_the_writer.sql"),
+    ),
 ];
 
 /// Read connections; SQLite in WAL mode lets them run beside the one writer.
@@ -66,16 +71,33 @@ const CHUNK_SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 const OPTIMIZE_EVERY_ROWS: u64 = 100_000;
 
 static INSERT_SQL: LazyLock<[Arc<str>; CHUNK_SIZES.len()]> =
-    LazyLock::new(|| CHUNK_SIZES.map(|rows| Arc::from(insert_sql(rows))));
+    LazyLock::new(|| CHUNK_SIZES.map(|rows| Arc::from(insert_sql(rows, ""))));
+/// The same INSERTs, handing back each new row's `seq` and `id` for its token keys.
+static INSERT_RETURNING_SQL: LazyLock<[Arc<str>; CHUNK_SIZES.len()]> =
+    LazyLock::new(|| CHUNK_SIZES.map(|rows| Arc::from(insert_sql(rows, " RETURNING seq, id"))));
+/// `event_tokens` rows, in chunks of [`CHUNK_SIZES`] (key, seq) pairs.
+static TOKEN_KEYS_SQL: LazyLock<[Arc<str>; CHUNK_SIZES.len()]> = LazyLock::new(|| {
+    CHUNK_SIZES.map(|rows| {
+        Arc::from(format!(
+            "INSERT OR IGNORE INTO event_tokens (key, seq) VALUES {}",
+            vec!["(?,?)"; rows].join(",")
+        ))
+    })
+});
 
-fn insert_sql(rows: usize) -> String {
+fn insert_sql(rows: usize, returning: &str) -> String {
     let row = format!("({})", vec!["?"; COLUMNS].join(","));
     format!(
         "INSERT INTO events (id, time_ms, type, stage, outcome, reason, app, actor_id, \
          target_kind, target_id, route, status, ip, request_id, chain_instance, chain_n, \
-         chain_hash, body) VALUES {} ON CONFLICT(id) DO NOTHING",
+         chain_hash, body) VALUES {} ON CONFLICT(id) DO NOTHING{returning}",
         vec![row.as_str(); rows].join(",")
     )
+}
+
+/// The index into [`CHUNK_SIZES`] of the largest chunk that fits in `left` rows.
+fn chunk_size(left: usize) -> usize {
+    CHUNK_SIZES.iter().position(|&n| n <= left).unwrap_or(0)
 }
 
 /// An `EventStore` in one SQLite file.
@@ -215,26 +237,80 @@ fn bind_row(q: SqliteQuery, row: sql::Row) -> SqliteQuery {
         .bind(row.body)
 }
 
-/// Insert `rows` in chunks of [`CHUNK_SIZES`] on `conn`; returns the rows newly written.
+/// Insert `rows` in chunks of [`CHUNK_SIZES`] on `conn`, and the token keys of those newly
+/// written into `event_tokens`; returns the rows newly written.
+///
+/// The keys come from the encoder (`Row::token_keys`), not from a trigger re-reading each body's
+/// JSON: a chunk holding tokens asks its INSERT for the new rows' `seq`s.
 async fn insert_rows(conn: &mut SqliteConnection, rows: Vec<sql::Row>) -> Result<u64, Error> {
     let mut inserted = 0;
     let mut left = rows.len();
     let mut rows = rows.into_iter();
+    let mut token_rows: Vec<(String, i64)> = Vec::new();
     while left > 0 {
-        let size = CHUNK_SIZES.iter().position(|&n| n <= left).unwrap_or(0);
+        let size = chunk_size(left);
         let rows_in_chunk = CHUNK_SIZES[size];
+        let mut keys: Vec<(String, Vec<String>)> = Vec::new();
         let mut q = sqlx::query(AssertSqlSafe(INSERT_SQL[size].clone()));
-        for row in rows.by_ref().take(rows_in_chunk) {
-            q = bind_row(q, row);
+        let mut returning = sqlx::query(AssertSqlSafe(INSERT_RETURNING_SQL[size].clone()));
+        let chunk: Vec<sql::Row> = rows.by_ref().take(rows_in_chunk).collect();
+        let with_tokens = chunk.iter().any(|r| !r.token_keys.is_empty());
+        for mut row in chunk {
+            if !row.token_keys.is_empty() {
+                keys.push((row.columns.id.clone(), std::mem::take(&mut row.token_keys)));
+            }
+            if with_tokens {
+                returning = bind_row(returning, row);
+            } else {
+                q = bind_row(q, row);
+            }
         }
-        inserted += q
-            .execute(&mut *conn)
-            .await
-            .map_err(Error::backend("insert"))?
-            .rows_affected();
+        if with_tokens {
+            let new_rows = returning
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(Error::backend("insert"))?;
+            inserted += new_rows.len() as u64;
+            for r in &new_rows {
+                let seq: i64 = r.try_get(0).map_err(Error::backend("insert"))?;
+                let id: &str = r.try_get(1).map_err(Error::backend("insert"))?;
+                if let Some(i) = keys.iter().position(|(k, _)| k == id) {
+                    let (_, event_keys) = keys.swap_remove(i);
+                    token_rows.extend(event_keys.into_iter().map(|k| (k, seq)));
+                }
+            }
+        } else {
+            inserted += q
+                .execute(&mut *conn)
+                .await
+                .map_err(Error::backend("insert"))?
+                .rows_affected();
+        }
         left -= rows_in_chunk;
     }
+    insert_token_keys(conn, token_rows).await?;
     Ok(inserted)
+}
+
+/// `(key, seq)` rows into `event_tokens`, in chunks of [`CHUNK_SIZES`].
+async fn insert_token_keys(
+    conn: &mut SqliteConnection,
+    token_rows: Vec<(String, i64)>,
+) -> Result<(), Error> {
+    let mut left = token_rows.len();
+    let mut token_rows = token_rows.into_iter();
+    while left > 0 {
+        let size = chunk_size(left);
+        let mut q = sqlx::query(AssertSqlSafe(TOKEN_KEYS_SQL[size].clone()));
+        for (key, seq) in token_rows.by_ref().take(CHUNK_SIZES[size]) {
+            q = q.bind(key).bind(seq);
+        }
+        q.execute(&mut *conn)
+            .await
+            .map_err(Error::backend("insert token keys"))?;
+        left -= CHUNK_SIZES[size];
+    }
+    Ok(())
 }
 
 /// Rows at the newest end of the table (or just after an ascending cursor) in which a type
@@ -834,6 +910,6 @@ mod tests {
     fn insert_statements_fit_sqlite_variable_limit() {
         // SQLite's default SQLITE_MAX_VARIABLE_NUMBER is 32766.
         assert!(CHUNK_SIZES[0] * COLUMNS < 32_766);
-        assert_eq!(insert_sql(2).matches('?').count(), 2 * COLUMNS);
+        assert_eq!(insert_sql(2, "").matches('?').count(), 2 * COLUMNS);
     }
 }
