@@ -4,7 +4,8 @@
 //! - bit 0 clear: the rest is written as-is as one segment file (magic, frames, anything);
 //! - bit 0 set: the rest is split at `\0` into payloads, each framed with a correct length and
 //!   checksum, so the fuzzer reaches event decoding; bit 1 adds a torn record at the end, bit 2
-//!   spreads the records over two segments, bit 3 corrupts one checksum.
+//!   spreads the records over two segments, bit 3 corrupts one checksum, bit 4 writes the first
+//!   format (`ATSPOOL1`, SHA-256-prefix checksums) instead of the current one (`ATSPOOL2`, CRC-32).
 //!
 //! Besides never panicking: every record `open` counts can be peeked and consumed, and the
 //! spool is empty afterwards, within a bounded number of rounds.
@@ -17,7 +18,8 @@ use authtrail::pipeline::{Spool, SpoolConfig};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 
-const MAGIC: &[u8] = b"ATSPOOL1";
+const MAGIC: &[u8] = b"ATSPOOL2";
+const MAGIC_V1: &[u8] = b"ATSPOOL1";
 
 fn dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -34,10 +36,13 @@ fn dir() -> &'static PathBuf {
     })
 }
 
-fn frame(payload: &[u8], corrupt: bool) -> Vec<u8> {
-    let digest = Sha256::digest(payload);
+fn frame(payload: &[u8], corrupt: bool, v1: bool) -> Vec<u8> {
     let mut sum = [0u8; 8];
-    sum.copy_from_slice(&digest[..8]);
+    if v1 {
+        sum.copy_from_slice(&Sha256::digest(payload)[..8]);
+    } else {
+        sum = u64::from(crc32fast::hash(payload)).to_le_bytes();
+    }
     if corrupt {
         sum[0] ^= 1;
     }
@@ -67,15 +72,17 @@ fuzz_target!(|data: &[u8]| {
         } else {
             usize::MAX
         };
-        let mut cur = MAGIC.to_vec();
+        let v1 = mode & 16 != 0;
+        let magic = if v1 { MAGIC_V1 } else { MAGIC };
+        let mut cur = magic.to_vec();
         for (i, p) in payloads.iter().enumerate() {
             if i == split_at {
-                files.push(std::mem::replace(&mut cur, MAGIC.to_vec()));
+                files.push(std::mem::replace(&mut cur, magic.to_vec()));
             }
-            cur.extend_from_slice(&frame(p, mode & 8 != 0 && i == 0));
+            cur.extend_from_slice(&frame(p, mode & 8 != 0 && i == 0, v1));
         }
         if mode & 2 != 0 {
-            let torn = frame(b"{\"torn\":true}", false);
+            let torn = frame(b"{\"torn\":true}", false, v1);
             cur.extend_from_slice(&torn[..torn.len() / 2]);
         }
         files.push(cur);
@@ -85,8 +92,8 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let cfg = SpoolConfig {
-        dir: dir.clone(),
         max_bytes: 1 << 30,
+        ..SpoolConfig::new(dir)
     };
     let mut spool = Spool::open(&cfg).expect("a spool of any content opens");
     let depth = spool.depth();

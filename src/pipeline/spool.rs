@@ -18,9 +18,12 @@
 //! records back ([`Spool::plan`], [`ReadPlan::read`]) when it fell behind. A segment is deleted
 //! once every record in it is below `consumed`.
 //!
-//! Format: each segment `spool-<n>.log` starts with the magic `ATSPOOL1`, then records of
-//! `u32 length (LE) | u64 checksum (LE, the first 8 bytes of SHA-256 of the payload) | payload`,
-//! the payload being one event as JSON. On open, a torn record at the end of the newest segment
+//! Format: each segment `spool-<n>.log` starts with the magic `ATSPOOL2`, then records of
+//! `u32 length (LE) | u64 checksum (LE, the CRC-32 of the payload) | payload`, the payload being
+//! one event as JSON. The checksum finds torn and damaged records (tamper evidence is the hash
+//! chain's job, once stored). Segments written before December 2026 start with `ATSPOOL1` and
+//! carry the first 8 bytes of the payload's SHA-256 instead: they are still read and replayed,
+//! and never appended to. On open, a torn record at the end of the newest segment
 //! (a crash mid-write) is cut off; a bad record anywhere else ends that segment (what follows it
 //! is counted as lost and logged).
 //!
@@ -40,11 +43,45 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use aws_lc_rs::digest::{digest, SHA256};
+use crc32fast::hash as crc32;
 
 use crate::event::AuditEvent;
 
-const MAGIC: &[u8; 8] = b"ATSPOOL1";
+const MAGIC: &[u8; 8] = b"ATSPOOL2";
+/// The first format's magic: records checked by a SHA-256 prefix.
+const MAGIC_V1: &[u8; 8] = b"ATSPOOL1";
+
+/// How a segment's records are checked: by the magic it starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// `ATSPOOL1`: the first 8 bytes of SHA-256.
+    Sha256Prefix,
+    /// `ATSPOOL2`: CRC-32 (IEEE), what this version writes.
+    Crc32,
+}
+
+impl Format {
+    fn of_magic(magic: &[u8; 8]) -> Option<Format> {
+        match magic {
+            m if m == MAGIC => Some(Format::Crc32),
+            m if m == MAGIC_V1 => Some(Format::Sha256Prefix),
+            _ => None,
+        }
+    }
+
+    fn checksum(self, payload: &[u8]) -> u64 {
+        match self {
+            Format::Crc32 => u64::from(crc32(payload)),
+            Format::Sha256Prefix => {
+                let sum = digest(&SHA256, payload);
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&sum.as_ref()[..8]);
+                u64::from_le_bytes(first)
+            }
+        }
+    }
+}
 /// Length and checksum before each payload.
 const FRAME: u64 = 12;
 /// A payload longer than this is corruption, not an event.
@@ -113,6 +150,7 @@ struct Segment {
     end: u64,
     /// Bytes of valid content (header included).
     len: u64,
+    format: Format,
 }
 
 /// An open spool directory. Not thread-safe by itself: the pipeline shares it behind a mutex.
@@ -140,16 +178,9 @@ pub struct Spool {
     fsync_interval: Duration,
 }
 
-fn checksum(payload: &[u8]) -> u64 {
-    let digest = Sha256::digest(payload);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_le_bytes(first)
-}
-
 /// Read one record at the reader's position: `Ok(None)` at a clean end, `Err(())` on a torn or
 /// corrupt record.
-fn read_record(r: &mut impl Read) -> Result<Option<Vec<u8>>, ()> {
+fn read_record(r: &mut impl Read, format: Format) -> Result<Option<Vec<u8>>, ()> {
     let mut head = [0u8; FRAME as usize];
     let mut got = 0;
     while got < head.len() {
@@ -169,7 +200,7 @@ fn read_record(r: &mut impl Read) -> Result<Option<Vec<u8>>, ()> {
     }
     let mut payload = vec![0u8; len as usize];
     r.read_exact(&mut payload).map_err(|_| ())?;
-    if checksum(&payload) != u64::from_le_bytes(sum) {
+    if format.checksum(&payload) != u64::from_le_bytes(sum) {
         return Err(());
     }
     Ok(Some(payload))
@@ -190,7 +221,7 @@ fn encode_into(buf: &mut Vec<u8>, event: &AuditEvent) -> Result<(), SpoolError> 
         source: io::Error::other(e),
     })?;
     let payload_len = buf.len() - start - FRAME as usize;
-    let sum = checksum(&buf[start + FRAME as usize..]);
+    let sum = Format::Crc32.checksum(&buf[start + FRAME as usize..]);
     buf[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
     buf[start + 4..start + 12].copy_from_slice(&sum.to_le_bytes());
     Ok(())
@@ -223,7 +254,7 @@ impl Spool {
         let mut segments = VecDeque::new();
         let mut next = 0;
         for (i, (_, path)) in found.into_iter().enumerate() {
-            let (len, records, clean) = scan(&path)?;
+            let (len, records, clean, format) = scan(&path)?;
             if !clean {
                 if i == last {
                     // A crash mid-write: drop the torn record.
@@ -252,6 +283,7 @@ impl Spool {
                 first: next,
                 end: next + records,
                 len,
+                format,
             });
             next += records;
         }
@@ -334,7 +366,11 @@ impl Spool {
                 max_bytes: self.max_bytes,
             });
         }
-        let rotate = self.segments.back().is_none_or(|s| s.len >= SEGMENT_BYTES);
+        // A segment of the older format is read, never appended to.
+        let rotate = self
+            .segments
+            .back()
+            .is_none_or(|s| s.len >= SEGMENT_BYTES || s.format != Format::Crc32);
         if rotate || self.active.is_none() {
             self.open_active(rotate)?;
         }
@@ -391,6 +427,7 @@ impl Spool {
                 first: self.next,
                 end: self.next,
                 len: MAGIC.len() as u64,
+                format: Format::Crc32,
             });
             self.active = Some(Arc::new(f));
         } else if let Some(seg) = self.segments.back() {
@@ -441,6 +478,7 @@ impl Spool {
                 first: at_seg,
                 count,
                 len: seg.len,
+                format: seg.format,
             });
             left -= count;
             at = at_seg + count;
@@ -533,6 +571,7 @@ struct Part {
     /// Position of the first record to return, and how many.
     first: u64,
     count: u64,
+    format: Format,
     /// The segment's valid length when planned: reading stops there.
     len: u64,
 }
@@ -570,7 +609,7 @@ impl ReadPlan {
             let mut offset = part.offset;
             let mut broken = false;
             for i in 0..part.skip + part.count {
-                let Ok(Some(payload)) = read_record(&mut r) else {
+                let Ok(Some(payload)) = read_record(&mut r, part.format) else {
                     broken = true;
                     break;
                 };
@@ -633,24 +672,28 @@ pub fn probe(dir: &Path) -> Result<(), SpoolError> {
     written
 }
 
-/// Length of valid content, records in it, and whether it ended cleanly.
-fn scan(path: &Path) -> Result<(u64, u64, bool), SpoolError> {
+/// Length of valid content, records in it, whether it ended cleanly, and its format.
+fn scan(path: &Path) -> Result<(u64, u64, bool, Format), SpoolError> {
     let f = File::open(path).map_err(io_err(path))?;
     let mut r = BufReader::new(f);
     let mut magic = [0u8; 8];
-    if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
-        return Ok((0, 0, false));
-    }
+    let format = match r.read_exact(&mut magic) {
+        Ok(()) => Format::of_magic(&magic),
+        Err(_) => None,
+    };
+    let Some(format) = format else {
+        return Ok((0, 0, false, Format::Crc32));
+    };
     let mut len = MAGIC.len() as u64;
     let mut records = 0;
     loop {
-        match read_record(&mut r) {
+        match read_record(&mut r, format) {
             Ok(Some(p)) => {
                 len += FRAME + p.len() as u64;
                 records += 1;
             }
-            Ok(None) => return Ok((len, records, true)),
-            Err(()) => return Ok((len, records, false)),
+            Ok(None) => return Ok((len, records, true, format)),
+            Err(()) => return Ok((len, records, false, format)),
         }
     }
 }

@@ -256,3 +256,57 @@ fn records_not_yet_stored_keep_their_segments_across_rotation() {
     let s = Spool::open(&cfg(dir.path(), 64 << 20)).unwrap();
     assert_eq!(s.depth(), n as u64 - in_first);
 }
+
+/// A segment of the first format (`ATSPOOL1`, SHA-256-prefix checksums), as a crashed older
+/// version leaves it: `n` framed records.
+fn write_v1_segment(path: &Path, labels: &[&str]) {
+    let mut buf = MAGIC_V1.to_vec();
+    for l in labels {
+        let payload = serde_json::to_vec(&event(l)).unwrap();
+        let sum = Format::Sha256Prefix.checksum(&payload);
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&sum.to_le_bytes());
+        buf.extend_from_slice(&payload);
+    }
+    fs::write(path, buf).unwrap();
+}
+
+#[test]
+fn a_segment_of_the_first_format_is_replayed_and_not_appended_to() {
+    let dir = tempfile::tempdir().unwrap();
+    write_v1_segment(&dir.path().join("spool-000000000001.log"), &["a", "b"]);
+    let mut s = Spool::open(&cfg(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(s.depth(), 2, "both old records are counted");
+    assert_eq!(s.log(&encode(&event("c")).unwrap()).unwrap(), 2);
+    assert_eq!(
+        log_files(dir.path()),
+        ["spool-000000000001.log", "spool-000000000002.log"],
+        "the new record starts a segment of the current format"
+    );
+    let second = fs::read(dir.path().join("spool-000000000002.log")).unwrap();
+    assert_eq!(&second[..8], MAGIC);
+    assert_eq!(labels(&s.peek(10).unwrap()), ["a", "b", "c"]);
+    drop(s);
+
+    // A damaged old record is found by its own checksum.
+    let old = dir.path().join("spool-000000000001.log");
+    let mut bytes = fs::read(&old).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x20;
+    fs::write(&old, bytes).unwrap();
+    let mut s = Spool::open(&cfg(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(labels(&s.peek(10).unwrap()), ["a", "c"]);
+}
+
+#[test]
+fn records_are_checked_by_crc32() {
+    let record = encode(&event("a")).unwrap();
+    let payload = &record[FRAME as usize..];
+    let sum = u64::from_le_bytes(record[4..12].try_into().unwrap());
+    assert_eq!(sum, u64::from(crc32fast::hash(payload)));
+    assert_eq!(
+        read_record(&mut &record[..], Format::Crc32).unwrap(),
+        Some(payload.to_vec())
+    );
+    assert!(read_record(&mut &record[..], Format::Sha256Prefix).is_err());
+}
