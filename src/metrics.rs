@@ -163,6 +163,11 @@ fn describe() {
         "Renewed listener certificates, by result (ok; failed: the files did not load or the key \
          is not the certificate's, and the previous certificate stays)."
     );
+    describe_gauge!(
+        "authtrail_tls_certificate_expiration_timestamp_seconds",
+        "When the certificate a TLS listener serves expires (its notAfter), in Unix seconds, by \
+         listener; updated on every certificate reload."
+    );
     describe_counter!(
         "authtrail_purged_events_total",
         "Events deleted by the retention purge."

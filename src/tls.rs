@@ -2,10 +2,11 @@
 //! listener's certificate (reloaded from its files when they change, so a renewed certificate
 //! needs no restart; HTTP/2 by ALPN), the upstream client's roots and optional client
 //! certificate (mTLS), and [`trust_roots`], the one CA-file loader the upstream, JWKS and
-//! webhook clients share. A leaf: it imports nothing from the crate.
+//! webhook clients share. It also reads the served certificate's notAfter (the expiry gauge's
+//! value). A leaf: it imports nothing from the crate.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -62,12 +63,46 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, Strin
     }
 }
 
+/// The end of a certificate's validity (its notAfter), in Unix seconds.
+///
+/// # Errors
+/// The DER does not decode as an X.509 certificate.
+pub fn not_after_unix(cert: &CertificateDer<'_>) -> Result<i64, String> {
+    use x509_cert::der::Decode;
+    let c = x509_cert::Certificate::from_der(cert.as_ref()).map_err(|e| e.to_string())?;
+    let secs = c
+        .tbs_certificate()
+        .validity()
+        .not_after
+        .to_unix_duration()
+        .as_secs();
+    i64::try_from(secs).map_err(|_| format!("notAfter {secs} out of range"))
+}
+
+/// The served (leaf) certificate's notAfter, or [`NO_EXPIRY`] when it does not decode: rustls
+/// serves what it was given, so an undecodable validity is logged, never refused.
+fn leaf_not_after(ck: &CertifiedKey, path: &Path) -> i64 {
+    match ck.cert.first().map(not_after_unix) {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            tracing::warn!(cert = %path.display(), error = %e, "tls certificate: its validity does not decode; no expiry is reported for it");
+            NO_EXPIRY
+        }
+        None => NO_EXPIRY,
+    }
+}
+
+/// [`ReloadingCert::not_after`]'s value while the served certificate's expiry is unknown.
+const NO_EXPIRY: i64 = i64::MIN;
+
 /// The listener's certificate, swapped in place when its files change.
 #[derive(Debug)]
 pub struct ReloadingCert {
     cert: PathBuf,
     key: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
+    /// The served leaf's notAfter in Unix seconds ([`NO_EXPIRY`]: unknown), set on every load.
+    not_after: AtomicI64,
     stamp: RwLock<Option<(SystemTime, SystemTime)>>,
     /// The files' stamp at the last failed reload, so one bad renewal is logged and counted
     /// once while it is retried on every check.
@@ -82,6 +117,7 @@ impl ReloadingCert {
     pub fn load(cert: PathBuf, key: PathBuf) -> Result<Arc<ReloadingCert>, String> {
         let ck = load_certified_key(&cert, &key)?;
         let me = ReloadingCert {
+            not_after: AtomicI64::new(leaf_not_after(&ck, &cert)),
             stamp: RwLock::new(stamp(&cert, &key)),
             failed: RwLock::new(None),
             reloads: AtomicU64::new(0),
@@ -103,6 +139,8 @@ impl ReloadingCert {
         }
         match load_certified_key(&self.cert, &self.key) {
             Ok(ck) => {
+                self.not_after
+                    .store(leaf_not_after(&ck, &self.cert), Ordering::Relaxed);
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ck);
                 *self.stamp.write().unwrap_or_else(|e| e.into_inner()) = now;
                 *self.failed.write().unwrap_or_else(|e| e.into_inner()) = None;
@@ -120,6 +158,11 @@ impl ReloadingCert {
                 false
             }
         }
+    }
+
+    /// The served certificate's notAfter, Unix seconds (`None` when it does not decode).
+    pub fn not_after(&self) -> Option<i64> {
+        Some(self.not_after.load(Ordering::Relaxed)).filter(|&t| t != NO_EXPIRY)
     }
 
     /// Check the files every `every` until the task is aborted.

@@ -397,3 +397,88 @@ fn a_truncated_certificate_names_the_missing_marker_as_text() {
         )
     );
 }
+
+/// A self-signed certificate for 127.0.0.1 valid until `not_after`, and its key, as PEM.
+fn certificate_until(not_after: time::OffsetDateTime) -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.not_before = not_after - time::Duration::days(365);
+    params.not_after = not_after;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// The value of `series` (name and labels, as the exposition writes them) scraped from the
+/// admin listener now, if it is there.
+async fn scraped(admin: std::net::SocketAddr, series: &str) -> Option<f64> {
+    let r = harness::send(
+        hyper::Method::GET,
+        &format!("http://{admin}/metrics"),
+        &[],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+const EXPIRY: &str = "authtrail_tls_certificate_expiration_timestamp_seconds{listener=\"proxy\"}";
+
+#[tokio::test]
+async fn the_expiry_gauge_is_the_served_certificates_not_after_and_follows_a_renewal() {
+    let up = upstream::spawn().await;
+    let certs = tempfile::tempdir().unwrap();
+    let (crt, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let (first, second) = (
+        now + time::Duration::days(10),
+        now + time::Duration::days(90),
+    );
+    let (pem, key_pem) = certificate_until(first);
+    std::fs::write(&crt, pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
+    let routes = "  - id: echo\n    match: { path: /echo-headers }\n    event: account.update\n";
+    let mut sc = harness::start(up.addr, &tls_block(certs.path()), routes).await;
+
+    assert_eq!(
+        scraped(sc.admin, EXPIRY).await,
+        Some(first.unix_timestamp() as f64)
+    );
+
+    // Renewed in place: the gauge follows the reload.
+    let (pem, key_pem) = certificate_until(second);
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::write(&crt, pem).unwrap();
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = scraped(sc.admin, EXPIRY).await;
+        if seen == Some(second.unix_timestamp() as f64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen,
+        Some(second.unix_timestamp() as f64),
+        "the renewed certificate's notAfter within 5s"
+    );
+    assert_eq!(tls_reloads(sc.admin, "ok").await, 1.0);
+    sc.stop().await;
+}
+
+#[test]
+fn not_after_reads_generalized_time_past_2049() {
+    // `openssl x509 -enddate -noout -in tests/fixtures/server.pem`: Nov  2 02:10:20 2126 GMT.
+    let cert = CertificateDer::from_pem_file(format!("{FIX}server.pem")).unwrap();
+    assert_eq!(authtrail::tls::not_after_unix(&cert), Ok(4_949_259_020));
+    let (pem, _) = certificate_until(time::macros::datetime!(2031-05-06 07:08:09 UTC));
+    let cert = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    assert_eq!(authtrail::tls::not_after_unix(&cert), Ok(1_935_817_689));
+}

@@ -1,5 +1,5 @@
 //! `GET /metrics`: renders the Prometheus recorder ([`crate::metrics`]) after copying in what
-//! the sidecar counts itself (pipeline, spool, taps, sinks, alerts, JWKS, TLS reloads,
+//! the sidecar counts itself (pipeline, spool, taps, sinks, alerts, JWKS, TLS reloads and expiry,
 //! retention). Merged into the admin router by the sidecar when a recorder is installed.
 
 use std::sync::atomic::Ordering;
@@ -105,6 +105,10 @@ fn collect(s: &ScrapeState) {
                 .absolute(tls.cert.reloads.load(Ordering::Relaxed));
             counter!("authtrail_tls_reloads_total", "result" => "failed")
                 .absolute(tls.cert.reload_failures.load(Ordering::Relaxed));
+            if let Some(t) = tls.cert.not_after() {
+                gauge!("authtrail_tls_certificate_expiration_timestamp_seconds", "listener" => "proxy")
+                    .set(t as f64);
+            }
         }
         for (name, ks) in &cfg.identity.keysets {
             if let Some(cache) = ks.jwks() {

@@ -18,6 +18,8 @@ use tokio::sync::{Notify, Semaphore};
 pub struct FaultStore {
     pub inner: Arc<dyn EventStore>,
     pub down: AtomicBool,
+    /// While set, reads (`query`, `get`) fail too, as they would from an unreachable database.
+    pub reads_down: AtomicBool,
     /// Appends refused while down.
     pub refused: AtomicU64,
     /// When set, each append takes a permit first (and says so on `entered`).
@@ -30,6 +32,7 @@ impl FaultStore {
         Arc::new(FaultStore {
             inner,
             down: AtomicBool::new(false),
+            reads_down: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             gate: None,
             entered: Notify::new(),
@@ -41,6 +44,7 @@ impl FaultStore {
         Arc::new(FaultStore {
             inner,
             down: AtomicBool::new(false),
+            reads_down: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             gate: Some(Semaphore::new(0)),
             entered: Notify::new(),
@@ -49,6 +53,21 @@ impl FaultStore {
 
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Make reads fail (or succeed again); writes follow [`FaultStore::set_down`] only.
+    pub fn set_reads_down(&self, down: bool) {
+        self.reads_down.store(down, Ordering::SeqCst);
+    }
+
+    fn check_read(&self, op: &'static str) -> Result<(), Error> {
+        if self.reads_down.load(Ordering::SeqCst) {
+            return Err(Error::Backend {
+                op,
+                source: sqlx::Error::PoolTimedOut,
+            });
+        }
+        Ok(())
     }
 
     fn check(&self, op: &'static str) -> Result<(), Error> {
@@ -79,9 +98,11 @@ impl EventStore for FaultStore {
         self.inner.append(instance, events, durable).await
     }
     async fn query(&self, q: &Query) -> Result<Vec<AuditEvent>, Error> {
+        self.check_read("query")?;
         self.inner.query(q).await
     }
     async fn get(&self, id: uuid::Uuid) -> Result<Option<AuditEvent>, Error> {
+        self.check_read("get")?;
         self.inner.get(id).await
     }
     async fn ping(&self) -> Result<(), Error> {
@@ -150,6 +171,11 @@ impl Running {
     /// `/readyz` says ready.
     pub async fn start(yaml: &str, store: Arc<FaultStore>) -> Running {
         let cfg = authtrail::config::load_str(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+        Running::start_config(cfg, store).await
+    }
+
+    /// [`Running::start`] on a loaded config (from a file, so `POST /v1/reload` can re-read it).
+    pub async fn start_config(cfg: authtrail::config::Config, store: Arc<FaultStore>) -> Running {
         let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (proxy.local_addr().unwrap(), admin.local_addr().unwrap());
