@@ -22,6 +22,8 @@
 #   BENCH_CASES="a b c d e f"                                 BENCH_LOADGEN_CPU=1, BENCH_SERVER_CPUS=0 (taskset)
 #   BENCH_IDLE_CONNS=10000  BENCH_IDLE_HOLD=30 (s held open)  BENCH_IDLE_SETTLE=12 (s before the idle RSS sample)
 #   BENCH_SOAK_SECS=120   length of the soak run (0: skip)
+#   BENCH_KILL9=1         kill -9 accounting: scripts/faults.sh kill9-async at BENCH_KILL9_RATE=2000 req/s
+#                         (acknowledged logins without their event after the restart; 0: skip)
 #   BENCH_STORE=1         also run examples/store_bench (0: skip)   BENCH_MEMORY=1  the memory runs (0: skip)
 #   BENCH_QUIET_LOAD=     wait (at most BENCH_QUIET_WAIT=600 s) for the 1-min load average to drop below this
 #   BENCH_WRITE_AHEAD=true  store.spool.write_ahead of the authtrail cases (false: the queue-only path, to compare)
@@ -43,6 +45,8 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 IDLE_HOLD=${BENCH_IDLE_HOLD:-30}
 IDLE_SETTLE=${BENCH_IDLE_SETTLE:-12}
 SOAK_SECS=${BENCH_SOAK_SECS:-120}
+RUN_KILL9=${BENCH_KILL9:-1}
+KILL9_RATE=${BENCH_KILL9_RATE:-2000}
 RUN_STORE=${BENCH_STORE:-1}
 RUN_MEMORY=${BENCH_MEMORY:-1}
 QUIET_LOAD=${BENCH_QUIET_LOAD:-}
@@ -88,7 +92,8 @@ NOFILE=$(ulimit -n)
 
 log "building release binaries"
 cargo build --release --quiet --bin authtrail --example bench_upstream --example bench_client \
-    $([ "$RUN_STORE" = 1 ] && echo --example store_bench)
+    $([ "$RUN_STORE" = 1 ] && echo --example store_bench) \
+    $([ "$RUN_KILL9" = 1 ] && echo --example reliability_load --example demo_auth_server)
 AUTHTRAIL=${BENCH_AUTHTRAIL_BIN:-$TARGET_DIR/release/authtrail}
 UPSTREAM_BIN=$TARGET_DIR/release/examples/bench_upstream
 CLIENT_BIN=$TARGET_DIR/release/examples/bench_client
@@ -420,10 +425,21 @@ echo "hwm_kib=$(hwm_kib "$MEM_PID")" >> "$MEM"
 # What became of this instance's events (every request above is a mapped login): the pipeline's
 # own counters, summed over their labels. Dropped = refused by a full queue (async delivery).
 metrics=$(curl -fsS "http://127.0.0.1:$MEM_ADMIN/metrics" || true)
-for m in requests events_written events_dropped events_failed events_spooled; do
+for m in requests events_written events_dropped events_deferred events_failed events_spooled wal_errors; do
     echo "metric_$m=$(awk -v n="authtrail_${m}_total" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d", s }' <<<"$metrics")" >> "$MEM"
 done
 stop_pid "$MEM_PID"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 accounting: scripts/faults.sh's kill9-async scenario (its own sidecar, demo auth server
+# and request-id-recording load), its row kept for this report only.
+if [ "$RUN_KILL9" = 1 ]; then
+    log "kill -9 under async load (scripts/faults.sh kill9-async, ${KILL9_RATE} req/s offered)"
+    NO_BUILD=1 FAULTS_OUT="$T/faults" FAULTS_DOC=0 FAULT_RATE="$KILL9_RATE" CARGO_TARGET_DIR="$TARGET_DIR" \
+        scripts/faults.sh kill9-async > "$T/kill9.log" 2>&1 || log "kill9-async failed (see $T/kill9.log)"
+    grep '"kill9-async"' "$T/faults/results.jsonl" 2>/dev/null | tail -1 > "$T/kill9.jsonl" || true
+    echo "kill9_rate=$KILL9_RATE" >> "$T/machine.txt"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -447,5 +463,6 @@ echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$T/machine.txt"
 mkdir -p "$TARGET_DIR/bench"
 cp "$RESULTS" "$MEM" "$T/machine.txt" "$TARGET_DIR/bench/" 2>/dev/null || true
 [ -f "$T/store_bench.out" ] && cp "$T/store_bench.out" "$TARGET_DIR/bench/"
+[ -s "$T/kill9.jsonl" ] && cp "$T/kill9.jsonl" "$TARGET_DIR/bench/"
 python3 scripts/bench/report.py "$T" "$OUT" "$TARGET_DIR/bench/section.md"
 log "done: $( [ "$OUT" = - ] && echo printed || echo "section \"Proxy overhead\" of $OUT updated"), raw data in $TARGET_DIR/bench/"

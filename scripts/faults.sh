@@ -20,7 +20,9 @@ ALL=(upstream sqlite-locked sqlite-readonly disk-full disk-full-spool-too pg-res
 SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=("${ALL[@]}")
 RATE=${FAULT_RATE:-300}
-OUT=target/faults
+# FAULTS_OUT: where the result rows and logs go (default target/faults). FAULTS_DOC=0 leaves
+# docs/reliability.md alone (scripts/bench.sh runs kill9-async this way for its own report).
+OUT=${FAULTS_OUT:-target/faults}
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 # FAULTS_APPEND=1 keeps the rows of earlier runs (e.g. `FAULTS_APPEND=1 scripts/faults.sh upstream`).
@@ -29,7 +31,7 @@ RESULTS="$OUT/results.jsonl"
 echo "==> release build"
 # NO_BUILD=1 reuses the binaries already in target/release.
 [ "${NO_BUILD:-0}" = 1 ] || cargo build --release --bin authtrail --example reliability_load --example demo_auth_server
-BIN=$ROOT/target/release
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 LOAD=$BIN/examples/reliability_load
 
 WORK=$(mktemp -d /tmp/authtrail-faults.XXXXXX)
@@ -458,6 +460,7 @@ for s in "${SCENARIOS[@]}"; do
   "scenario_$s"
 done
 
+[ "${FAULTS_DOC:-1}" = 1 ] || exit 0
 echo "==> docs/reliability.md"
 python3 - "$RESULTS" docs/reliability.md "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" "$RATE" <<'PY'
 import json, re, sys, datetime

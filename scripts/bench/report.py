@@ -12,6 +12,7 @@ file (other sections, hand-written text of this section) is kept byte for byte. 
 section, it is appended at the end of the file.
 """
 
+import json
 import os
 import statistics
 import sys
@@ -212,8 +213,24 @@ def render(d):
             w(f"Events of this instance over all of it (`/metrics`): {mem.get('metric_requests', '?')} requests; "
               f"{mem.get('metric_events_written', '?')} events written, "
               f"{mem.get('metric_events_dropped', '?')} dropped (queue full), "
-              f"{mem.get('metric_events_spooled', '?')} spooled, {mem.get('metric_events_failed', '?')} failed.")
+              f"{mem.get('metric_events_deferred', '?')} deferred to the write-ahead log (queue full, read back), "
+              f"{mem.get('metric_events_spooled', '?')} spooled, {mem.get('metric_events_failed', '?')} failed, "
+              f"{mem.get('metric_wal_errors', '?')} write-ahead errors.")
             w("")
+
+    kill9 = os.path.join(d, "kill9.jsonl")
+    if os.path.exists(kill9) and os.path.getsize(kill9) > 0:
+        with open(kill9) as f:
+            row = json.loads(f.read().strip().splitlines()[-1])
+        r = row.get("routes", {}).get("login (async)", {})
+        acked = r.get("acked", 0)
+        lost = r.get("acked_without_event", 0)
+        w(f"kill -9 under async load (`scripts/faults.sh kill9-async`, {machine.get('kill9_rate', '?')} "
+          f"logins/s offered over 8 connections, SIGKILL 5 s in, restarted on the same files): "
+          f"{r.get('sent', '?')} sent, {acked} acknowledged, **{lost} acknowledged without their event** "
+          f"({r.get('acked_with_event', 0)} with it), {r.get('duplicates', 0)} stored twice; "
+          f"verify after the restart: `{row.get('verify', '?')}`.")
+        w("")
 
     store = os.path.join(d, "store_bench.out")
     if os.path.exists(store):
