@@ -148,14 +148,18 @@ async fn token_keys_come_from_the_writer_and_leave_with_their_event() {
                 time::OffsetDateTime::now_utc(),
             );
             if i % 3 != 0 {
-                e.tokens.push(token(format!("fp-{i}-a"), Some(format!("jti-{i}"))));
+                e.tokens
+                    .push(token(format!("fp-{i}-a"), Some(format!("jti-{i}"))));
                 e.tokens.push(token(format!("fp-{i}-b"), None));
             }
             e
         })
         .collect();
     store.append("tok", &events, false).await.unwrap();
-    assert_eq!(store.append("tok", &events, false).await.unwrap().inserted, 0);
+    assert_eq!(
+        store.append("tok", &events, false).await.unwrap().inserted,
+        0
+    );
     store.close().await;
 
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
@@ -174,7 +178,11 @@ async fn token_keys_come_from_the_writer_and_leave_with_their_event() {
     .await
     .unwrap();
     let with_tokens = (0..100).filter(|i| i % 3 != 0).count();
-    assert_eq!(rows.len(), 3 * with_tokens, "fingerprints and jtis, once each");
+    assert_eq!(
+        rows.len(),
+        3 * with_tokens,
+        "fingerprints and jtis, once each"
+    );
     for r in &rows {
         let (key, label): (String, String) = (r.get(0), r.get(1));
         let i = label.trim_start_matches('e');

@@ -250,23 +250,23 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: Vec<sql::Row>) -> Result
     while left > 0 {
         let size = chunk_size(left);
         let rows_in_chunk = CHUNK_SIZES[size];
-        let mut keys: Vec<(String, Vec<String>)> = Vec::new();
-        let mut q = sqlx::query(AssertSqlSafe(INSERT_SQL[size].clone()));
-        let mut returning = sqlx::query(AssertSqlSafe(INSERT_RETURNING_SQL[size].clone()));
         let chunk: Vec<sql::Row> = rows.by_ref().take(rows_in_chunk).collect();
         let with_tokens = chunk.iter().any(|r| !r.token_keys.is_empty());
+        let statements = if with_tokens {
+            &INSERT_RETURNING_SQL
+        } else {
+            &INSERT_SQL
+        };
+        let mut q = sqlx::query(AssertSqlSafe(statements[size].clone()));
+        let mut keys: Vec<(String, Vec<String>)> = Vec::new();
         for mut row in chunk {
             if !row.token_keys.is_empty() {
                 keys.push((row.columns.id.clone(), std::mem::take(&mut row.token_keys)));
             }
-            if with_tokens {
-                returning = bind_row(returning, row);
-            } else {
-                q = bind_row(q, row);
-            }
+            q = bind_row(q, row);
         }
         if with_tokens {
-            let new_rows = returning
+            let new_rows = q
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(Error::backend("insert"))?;
