@@ -247,8 +247,17 @@ pub async fn run(g: GenerateArgs) -> anyhow::Result<i32> {
         seed: g.seed,
     };
     let started = std::time::Instant::now();
+    // The append rate of each step as the store fills: the curve `docs/benchmarks.md` plots.
+    let mut last = (0u64, started);
     let n = fill(store.as_ref(), &opts, |done| {
-        eprintln!("generate: {done} events");
+        let now = std::time::Instant::now();
+        let secs = now.duration_since(last.1).as_secs_f64().max(1e-9);
+        eprintln!(
+            "generate: {done} events ({:.0} events/s since {})",
+            (done - last.0) as f64 / secs,
+            last.0
+        );
+        last = (done, now);
     })
     .await?;
     let secs = started.elapsed().as_secs_f64();
