@@ -70,6 +70,45 @@ impl TypeFilter {
     }
 }
 
+/// Values an event must not have, checked by the store in the same statement as the filters
+/// (so a page still holds `limit` events, and stats count what the pages list). Each list
+/// excludes the events whose field is one of its values; an event without the field (no app, no
+/// target, ...) is never excluded by it. Types are exact or prefixes, as in [`TypeFilter`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exclude {
+    pub types: Vec<TypeFilter>,
+    pub apps: Vec<String>,
+    pub actors: Vec<String>,
+    /// Target ids.
+    pub targets: Vec<String>,
+    pub routes: Vec<String>,
+    pub request_ids: Vec<String>,
+    pub ips: Vec<std::net::IpAddr>,
+    pub reasons: Vec<String>,
+}
+
+impl Exclude {
+    /// Whether nothing is excluded.
+    pub fn is_empty(&self) -> bool {
+        *self == Exclude::default()
+    }
+
+    /// Whether `e` is excluded: the rule the stores' SQL applies, for code that holds events.
+    pub fn excludes(&self, e: &AuditEvent) -> bool {
+        let has = |list: &[String], v: Option<&str>| v.is_some_and(|v| list.iter().any(|x| x == v));
+        self.types.iter().any(|t| match t {
+            TypeFilter::Exact(x) => *x == e.event_type,
+            TypeFilter::Prefix(p) => e.event_type.starts_with(p.as_str()),
+        }) || has(&self.apps, e.app.as_ref().map(|a| a.value.as_str()))
+            || has(&self.actors, e.actor.id.as_deref())
+            || has(&self.targets, e.target.as_ref().map(|t| t.id.as_str()))
+            || has(&self.routes, Some(e.http.route.as_str()))
+            || has(&self.request_ids, Some(e.http.request_id.as_str()))
+            || has(&self.reasons, e.reason.as_deref())
+            || e.source.ip.is_some_and(|ip| self.ips.contains(&ip))
+    }
+}
+
 /// Which events a query returns. Every `None` means "any".
 #[derive(Clone, Debug, Default)]
 pub struct Query {
@@ -98,6 +137,8 @@ pub struct Query {
     pub until: Option<OffsetDateTime>,
     /// Tenancy scope: when `Some`, only events whose app is in the list are visible.
     pub apps_scope: Option<Vec<String>>,
+    /// Events left out although they match the filters.
+    pub exclude: Exclude,
     /// Newest first when false (the default), oldest first when true.
     pub ascending: bool,
     /// Only events with seq > after_seq (ascending) or seq < before_seq (descending) — the cursor.

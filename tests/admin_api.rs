@@ -869,8 +869,7 @@ async fn exclusions_leave_events_out_of_pages_the_tail_and_stats() {
     .json();
     assert!(again["events"].as_array().unwrap().is_empty());
 
-    // Stats leave the same events out: by type and app from the store's aggregate, by anything
-    // else counted from the events.
+    // Stats leave the same events out, in the store's aggregate whatever is excluded.
     let since = enc(&t0.format(&Rfc3339).unwrap());
     let until = enc(&(t0 + time::Duration::minutes(10)).format(&Rfc3339).unwrap());
     for (query, total) in [

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::audit::{self, Ending, Kind, Read};
 use super::auth::Caller;
 use super::filter::{
-    fetch_page_excluding, Cursor, Excludes, Order, Page, Params, DEFAULT_LIMIT, EXCLUDE_PARAMS,
+    excludes_from_params, fetch_page, Cursor, Order, Page, Params, DEFAULT_LIMIT, EXCLUDE_PARAMS,
     MAX_LIMIT,
 };
 use super::{AdminState, Error};
@@ -104,13 +104,14 @@ pub(super) async fn list_events(State(s): State<AdminState>, caller: Caller, uri
         caller.require(Permission::Read)?;
         let p =
             Params::from_query_string(uri.query(), true, EXCLUDE_PARAMS, MAX_LIMIT, caller.time)?;
-        let excludes = Excludes::from_params(&p)?;
         let order = p.order.unwrap_or(Order::Desc);
         let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
         let cursor = p.cursor(order)?;
-        let query = p.filters.to_query(caller.apps_scope());
-        let page =
-            fetch_page_excluding(s.store.as_ref(), &query, &excludes, order, cursor, limit).await?;
+        let query = store::Query {
+            exclude: excludes_from_params(&p)?,
+            ..p.filters.to_query(caller.apps_scope())
+        };
+        let page = fetch_page(s.store.as_ref(), &query, order, cursor, limit).await?;
         // The newest page also says where to follow from: an ascending cursor after its newest
         // event, so a live tail starts exactly where this page ends.
         let mut extra = Map::new();
@@ -273,7 +274,7 @@ pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri)
             .chain(EXCLUDE_PARAMS.iter().copied())
             .collect();
         let p = Params::from_query_string(uri.query(), false, &extras, MAX_LIMIT, caller.time)?;
-        let excludes = Excludes::from_params(&p)?;
+        let exclude = excludes_from_params(&p)?;
         let bucket = match p.extra("bucket") {
             None | Some("") => DEFAULT_BUCKET,
             Some(b) => {
@@ -304,8 +305,11 @@ pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri)
                 ),
             ));
         }
-        let query = filters.to_query(caller.apps_scope());
-        let rows = stats_rows(s.store.as_ref(), &query, &excludes, bucket_ms).await?;
+        let query = store::Query {
+            exclude,
+            ..filters.to_query(caller.apps_scope())
+        };
+        let rows = s.store.stats(&query, bucket_ms).await?;
         let total: u64 = rows.iter().map(|r| r.count).sum();
         let rows: Vec<Value> = rows
             .into_iter()
@@ -337,59 +341,6 @@ pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri)
     }
     .await;
     finish(&s, &caller, "/v1/stats", &uri, None, result)
-}
-
-/// The stats rows of `query` without the events `excludes` names: the store's aggregate with
-/// rows dropped by type and app when that is all that is excluded, otherwise counted here from
-/// the events, a page at a time (memory per group, not per event).
-async fn stats_rows(
-    store: &dyn store::EventStore,
-    query: &store::Query,
-    excludes: &Excludes,
-    bucket_ms: i64,
-) -> Result<Vec<store::StatsRow>, store::Error> {
-    if excludes.only_type_and_app() {
-        let mut rows = store.stats(query, bucket_ms).await?;
-        rows.retain(|r| !excludes.excludes_type_app(&r.event_type, r.app.as_deref()));
-        return Ok(rows);
-    }
-    let mut groups = std::collections::BTreeMap::<_, u64>::new();
-    let mut page = store::Query {
-        ascending: true,
-        after_seq: None,
-        before_seq: None,
-        limit: 10_000,
-        ..query.clone()
-    };
-    loop {
-        let events = store.query(&page).await?;
-        for e in events.iter().filter(|e| !excludes.excludes(e)) {
-            let bucket = unix_millis(e.time).div_euclid(bucket_ms) * bucket_ms;
-            let key = (
-                bucket,
-                e.event_type.clone(),
-                e.outcome.as_str(),
-                e.app.as_ref().map(|a| a.value.clone()),
-            );
-            *groups.entry(key).or_default() += 1;
-        }
-        match events.last().and_then(|e| e.seq) {
-            Some(last) if events.len() == page.limit as usize => page.after_seq = Some(last),
-            _ => break,
-        }
-    }
-    Ok(groups
-        .into_iter()
-        .map(
-            |((bucket_ms, event_type, outcome, app), count)| store::StatsRow {
-                bucket_ms,
-                event_type,
-                outcome: outcome.to_string(),
-                app,
-                count,
-            },
-        )
-        .collect())
 }
 
 /// `GET /v1/coverage`: unmapped method + path shapes the proxy saw (with counts, last seen and

@@ -6,7 +6,7 @@
 
 use time::OffsetDateTime;
 
-use super::{Query, TypeFilter};
+use super::{Exclude, Query, TypeFilter};
 
 /// The most rows one query returns, whatever `Query::limit` asks.
 const MAX_LIMIT: u32 = 10_000;
@@ -219,6 +219,7 @@ fn filter_conds_planned(
         conds.push(format!("app IN ({})", vec!["?"; apps.len()].join(",")));
         args.extend(apps.iter().map(|a| Arg::Text(a.clone())));
     }
+    exclude_conds(&q.exclude, &mut conds, &mut args);
     if let Some(text) = q.search.as_deref().filter(|t| !t.is_empty()) {
         // `->` and `->>` with plain labels read the same in SQLite (3.38+) and PostgreSQL (jsonb).
         let fields = [
@@ -257,6 +258,56 @@ fn filter_conds_planned(
         }
     }
     Some((conds, args))
+}
+
+/// The conditions of `x`, appended to `conds` and `args`. Negations never use an index, so they
+/// leave the plan to the filters: a page still walks seq order and stops at its limit, stats
+/// still read the time index (which holds type and app, the usual exclusions, without the row).
+/// A column may be NULL (no app, no target): such an event is kept, as `NOT IN` alone would not.
+fn exclude_conds(x: &Exclude, conds: &mut Vec<String>, args: &mut Vec<Arg>) {
+    let mut not_in = |column: &str, nullable: bool, values: Vec<String>| {
+        if values.is_empty() {
+            return;
+        }
+        let marks = vec!["?"; values.len()].join(",");
+        conds.push(if nullable {
+            format!("({column} IS NULL OR {column} NOT IN ({marks}))")
+        } else {
+            format!("{column} NOT IN ({marks})")
+        });
+        args.extend(values.into_iter().map(Arg::Text));
+    };
+    let exact: Vec<String> = x
+        .types
+        .iter()
+        .filter_map(|t| match t {
+            TypeFilter::Exact(t) => Some(t.clone()),
+            TypeFilter::Prefix(_) => None,
+        })
+        .collect();
+    not_in("type", false, exact);
+    not_in("app", true, x.apps.clone());
+    not_in("actor_id", true, x.actors.clone());
+    not_in("target_id", true, x.targets.clone());
+    not_in("route", true, x.routes.clone());
+    not_in("request_id", true, x.request_ids.clone());
+    not_in("ip", true, x.ips.iter().map(ToString::to_string).collect());
+    not_in("reason", true, x.reasons.clone());
+    for t in &x.types {
+        let TypeFilter::Prefix(p) = t else { continue };
+        // The same bytewise range as a prefix filter (`type` is "C"-collated in PostgreSQL).
+        match prefix_successor(p) {
+            Some(upper) => {
+                conds.push("NOT (type >= ? AND type < ?)".into());
+                args.push(Arg::Text(p.clone()));
+                args.push(Arg::Text(upper));
+            }
+            None => {
+                conds.push("NOT (type >= ?)".into());
+                args.push(Arg::Text(p.clone()));
+            }
+        }
+    }
 }
 
 /// `SELECT` of [`EventStore::stats`] for `q` and its arguments; `None` when nothing can match.
@@ -321,6 +372,31 @@ mod tests {
             ..Query::default()
         };
         assert!(build_query(&q, Dialect::Sqlite).is_none());
+    }
+
+    #[test]
+    fn exclusions_are_negations_in_the_same_statement() {
+        let q = Query {
+            exclude: Exclude {
+                types: vec![
+                    TypeFilter::Prefix("audit.".into()),
+                    TypeFilter::Exact("token.refresh".into()),
+                ],
+                apps: vec!["app-b".into(), "app-c".into()],
+                ips: vec!["10.0.0.1".parse().unwrap()],
+                ..Exclude::default()
+            },
+            apps_scope: Some(vec!["app-a".into()]),
+            ..Query::default()
+        };
+        let (sql, args) = build_query(&q, Dialect::Sqlite).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT seq, id, body FROM events WHERE app IN (?) AND type NOT IN (?) \
+             AND (app IS NULL OR app NOT IN (?,?)) AND (ip IS NULL OR ip NOT IN (?)) \
+             AND NOT (type >= ? AND type < ?) ORDER BY seq DESC LIMIT ?"
+        );
+        assert_eq!(args.len(), 8);
     }
 
     #[test]

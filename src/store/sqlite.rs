@@ -790,11 +790,31 @@ mod tests {
             stats.contains("COVERING INDEX events_time"),
             "stats over a window: {stats}"
         );
+        // The viewer's default exclusions are checked in that index too, without the rows.
+        let excluding = Query {
+            exclude: crate::store::Exclude {
+                types: vec![TypeFilter::Prefix("audit.".into())],
+                apps: vec!["app-b".into()],
+                ..Default::default()
+            },
+            ..window.clone()
+        };
+        let (sql, args) = stats_query(&excluding, 3_600_000, Dialect::Sqlite).unwrap();
+        let stats = plan(&store, &sql, args).await;
+        assert!(
+            stats.contains("COVERING INDEX events_time"),
+            "stats over a window with exclusions: {stats}"
+        );
         for q in [
             window.clone(),
             Query {
                 app: Some("app-a".into()),
                 ..window.clone()
+            },
+            excluding.clone(),
+            Query {
+                app: Some("app-a".into()),
+                ..excluding.clone()
             },
         ] {
             let (sql, args) = build_query(&q, Dialect::Sqlite).unwrap();
