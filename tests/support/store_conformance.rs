@@ -1405,10 +1405,7 @@ pub async fn exclusions_leave_out_each_field(store: Arc<dyn EventStore>) {
 /// page but the last is full.
 async fn walk_full(store: &Arc<dyn EventStore>, q: &Query, limit: u32) -> Vec<String> {
     let mut out = Vec::new();
-    let mut page = Query {
-        limit,
-        ..q.clone()
-    };
+    let mut page = Query { limit, ..q.clone() };
     loop {
         let events = store.query(&page).await.expect("page");
         let last = events.last().and_then(|e| e.seq);
@@ -1431,7 +1428,11 @@ async fn walk_full(store: &Arc<dyn EventStore>, q: &Query, limit: u32) -> Vec<St
 fn mostly_audit() -> Vec<AuditEvent> {
     (0..300)
         .map(|i| {
-            let ty = if i % 3 == 0 { "auth.login" } else { "audit.query" };
+            let ty = if i % 3 == 0 {
+                "auth.login"
+            } else {
+                "audit.query"
+            };
             let app = if i % 5 == 0 { "a2" } else { "a1" };
             sample_event(
                 &format!("m{i:03}"),
@@ -1474,7 +1475,11 @@ pub async fn exclusions_keep_pages_full_and_the_cursor_exact(store: Arc<dyn Even
     };
     let mut oldest_first = want.clone();
     oldest_first.reverse();
-    assert_eq!(walk_full(&store, &ascending, 7).await, oldest_first, "ascending");
+    assert_eq!(
+        walk_full(&store, &ascending, 7).await,
+        oldest_first,
+        "ascending"
+    );
     // Under an app scope, with an app excluded too: the scope still holds.
     let x = Exclude {
         types: vec![TypeFilter::Prefix("audit.".into())],
