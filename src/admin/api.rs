@@ -270,11 +270,13 @@ pub(super) async fn token_life(
 pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri) -> Response {
     let result = async {
         caller.require(Permission::Read)?;
-        let extras: Vec<&str> = std::iter::once("bucket")
+        let extras: Vec<&str> = ["bucket", "group"]
+            .into_iter()
             .chain(EXCLUDE_PARAMS.iter().copied())
             .collect();
         let p = Params::from_query_string(uri.query(), false, &extras, MAX_LIMIT, caller.time)?;
         let exclude = excludes_from_params(&p)?;
+        let by = stats_group(p.extra("group").unwrap_or(""))?;
         let bucket = match p.extra("bucket") {
             None | Some("") => DEFAULT_BUCKET,
             Some(b) => {
@@ -309,7 +311,7 @@ pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri)
             exclude,
             ..filters.to_query(caller.apps_scope())
         };
-        let rows = s.store.stats(&query, bucket_ms).await?;
+        let rows = s.store.stats_by(&query, bucket_ms, by).await?;
         let total: u64 = rows.iter().map(|r| r.count).sum();
         let rows: Vec<Value> = rows
             .into_iter()
@@ -318,19 +320,34 @@ pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri)
                     OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.bucket_ms) * 1_000_000)
                         .map(rfc3339_millis::format)
                         .unwrap_or_default();
-                json!({
-                    "bucket": start,
-                    "type": r.event_type,
-                    "outcome": r.outcome,
-                    "app": r.app,
-                    "count": r.count,
-                })
+                let mut row = Map::new();
+                row.insert("bucket".into(), json!(start));
+                if by.event_type {
+                    row.insert("type".into(), json!(r.event_type));
+                }
+                if by.outcome {
+                    row.insert("outcome".into(), json!(r.outcome));
+                }
+                if by.app {
+                    row.insert("app".into(), json!(r.app));
+                }
+                row.insert("count".into(), json!(r.count));
+                Value::Object(row)
             })
             .collect();
+        let group: Vec<&str> = [
+            by.event_type.then_some("type"),
+            by.outcome.then_some("outcome"),
+            by.app.then_some("app"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let body = json!({
             "since": rfc3339_millis::format(since),
             "until": rfc3339_millis::format(until),
             "bucket_ms": bucket_ms,
+            "group": group,
             "total": total,
             "rows": rows,
         });
@@ -341,6 +358,35 @@ pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri)
     }
     .await;
     finish(&s, &caller, "/v1/stats", &uri, None, result)
+}
+
+/// The `group` parameter of `/v1/stats`: which of type, outcome and app the counts are split by
+/// besides the bucket (comma-separated; empty or absent: all three).
+fn stats_group(value: &str) -> Result<store::StatsBy, Error> {
+    if value.is_empty() {
+        return Ok(store::StatsBy::ALL);
+    }
+    let mut by = store::StatsBy {
+        event_type: false,
+        outcome: false,
+        app: false,
+    };
+    for part in value.split(',') {
+        match part.trim() {
+            "type" => by.event_type = true,
+            "outcome" => by.outcome = true,
+            "app" => by.app = true,
+            "" => {}
+            _ => {
+                return Err(Error::invalid(
+                    "group",
+                    value,
+                    "expected a comma-separated list of type, outcome and app",
+                ))
+            }
+        }
+    }
+    Ok(by)
 }
 
 /// `GET /v1/coverage`: unmapped method + path shapes the proxy saw (with counts, last seen and

@@ -435,6 +435,9 @@
     const bucket = bucketFor(span);
     if (!p.get("since")) p.set("since", new Date((until || now) - 864e5).toISOString());
     p.set("bucket", bucket + "s");
+    // The timeline needs bucket × outcome only; the actor page also splits by type and app (one
+    // actor's rows are few).
+    p.set("group", p.get("actor") ? "type,outcome,app" : "outcome");
     try {
       const st = await api("/v1/stats?" + p.toString());
       if (gen === state.statsGen) { renderTimeline(st); renderActor(p.get("actor"), st); }

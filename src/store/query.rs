@@ -6,7 +6,7 @@
 
 use time::OffsetDateTime;
 
-use super::{Exclude, Query, TypeFilter};
+use super::{Exclude, Query, StatsBy, TypeFilter};
 
 /// The most rows one query returns, whatever `Query::limit` asks.
 const MAX_LIMIT: u32 = 10_000;
@@ -310,23 +310,43 @@ fn exclude_conds(x: &Exclude, conds: &mut Vec<String>, args: &mut Vec<Arg>) {
     }
 }
 
-/// `SELECT` of [`EventStore::stats`] for `q` and its arguments; `None` when nothing can match.
+/// `SELECT` of [`EventStore::stats_by`] for `q` and its arguments; `None` when nothing can
+/// match. A column `by` leaves out is selected as a constant (`''`, or NULL for the app) and not
+/// grouped on, so the rows keep one shape.
+///
+/// [`EventStore::stats_by`]: super::EventStore::stats_by
 pub(crate) fn stats_query(
     q: &Query,
     bucket_ms: i64,
+    by: StatsBy,
     dialect: Dialect,
 ) -> Option<(String, Vec<Arg>)> {
     let (conds, mut where_args) = filter_conds(q, dialect)?;
-    let mut sql = String::from(
-        "SELECT (time_ms - ((time_ms % ?) + ?) % ?) AS bucket, type, outcome, app, count(*) \
-         FROM events",
+    let pick =
+        |on: bool, column: &'static str, blank: &'static str| if on { column } else { blank };
+    let mut sql = format!(
+        "SELECT (time_ms - ((time_ms % ?) + ?) % ?) AS bucket, {} AS type, {} AS outcome, {} AS app, \
+         count(*) FROM events",
+        pick(by.event_type, "type", "''"),
+        pick(by.outcome, "outcome", "''"),
+        pick(by.app, "app", "CAST(NULL AS TEXT)"),
     );
     let mut args: Vec<Arg> = (0..3).map(|_| Arg::Int(bucket_ms)).collect();
     if !conds.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&conds.join(" AND "));
     }
-    sql.push_str(" GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4");
+    let groups: Vec<&str> = [
+        Some("1"),
+        by.event_type.then_some("2"),
+        by.outcome.then_some("3"),
+        by.app.then_some("4"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let groups = groups.join(", ");
+    sql.push_str(&format!(" GROUP BY {groups} ORDER BY {groups}"));
     args.append(&mut where_args);
     Some((sql, args))
 }

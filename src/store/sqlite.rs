@@ -21,7 +21,7 @@ use super::query::{build_query_planned, effective_limit, stats_query, Arg, Diale
 use super::sql;
 use super::{
     Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
-    PurgeReport, Query, Signer, StatsRow, StoredRow, TypeFilter,
+    PurgeReport, Query, Signer, StatsBy, StatsRow, StoredRow, TypeFilter,
 };
 use crate::event::AuditEvent;
 
@@ -344,7 +344,16 @@ impl EventStore for SqliteStore {
     }
 
     async fn stats(&self, q: &Query, bucket_ms: i64) -> Result<Vec<StatsRow>, Error> {
-        let Some((sql, args)) = stats_query(q, bucket_ms.max(1), Dialect::Sqlite) else {
+        self.stats_by(q, bucket_ms, StatsBy::ALL).await
+    }
+
+    async fn stats_by(
+        &self,
+        q: &Query,
+        bucket_ms: i64,
+        by: StatsBy,
+    ) -> Result<Vec<StatsRow>, Error> {
+        let Some((sql, args)) = stats_query(q, bucket_ms.max(1), by, Dialect::Sqlite) else {
             return Ok(Vec::new());
         };
         let rows = bind_args(sql, args)
@@ -784,7 +793,7 @@ mod tests {
             until: Some(datetime!(2026-01-02 00:00 UTC)),
             ..Query::default()
         };
-        let (sql, args) = stats_query(&window, 3_600_000, Dialect::Sqlite).unwrap();
+        let (sql, args) = stats_query(&window, 3_600_000, StatsBy::ALL, Dialect::Sqlite).unwrap();
         let stats = plan(&store, &sql, args).await;
         assert!(
             stats.contains("COVERING INDEX events_time"),
@@ -799,7 +808,17 @@ mod tests {
             },
             ..window.clone()
         };
-        let (sql, args) = stats_query(&excluding, 3_600_000, Dialect::Sqlite).unwrap();
+        let (sql, args) = stats_query(
+            &excluding,
+            3_600_000,
+            StatsBy {
+                event_type: false,
+                app: false,
+                outcome: true,
+            },
+            Dialect::Sqlite,
+        )
+        .unwrap();
         let stats = plan(&store, &sql, args).await;
         assert!(
             stats.contains("COVERING INDEX events_time"),
