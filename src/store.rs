@@ -177,6 +177,13 @@ impl StatsBy {
         app: true,
     };
 
+    /// Bucket × outcome: what the viewer's timeline draws.
+    pub const OUTCOME: StatsBy = StatsBy {
+        event_type: false,
+        outcome: true,
+        app: false,
+    };
+
     /// `row` with the columns this grouping leaves out blanked.
     fn blank(self, mut row: StatsRow) -> StatsRow {
         if !self.event_type {

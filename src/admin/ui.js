@@ -64,7 +64,7 @@
     const resp = await fetch(path, { headers: { Authorization: "Bearer " + token() }, cache: "no-store" });
     let body = null;
     try { body = await resp.json(); } catch (_) { body = null; }
-    if (resp.status === 401) { signOut("Your token was not accepted."); throw new Error("unauthorized"); }
+    if (resp.status === 401) { signOut("That token was not accepted."); throw new Error("unauthorized"); }
     if (!resp.ok) throw new Error((body && body.message) || ("HTTP " + resp.status));
     return body;
   }
@@ -834,13 +834,17 @@
   }
   async function signIn(t) {
     sessionStorage.setItem(TOKEN_KEY, t);
+    // The list and the timeline are asked for at once with who the credential is (one round
+    // trip less before the first render); the API answers them within the credential's scope
+    // either way, and a refused token signs out and drops what was loading (state.gen).
+    const shown = applyUrl();
     const resp = await fetch("/v1/whoami", { headers: { Authorization: "Bearer " + t }, cache: "no-store" });
     if (resp.status === 401) { signOut("That token was not accepted."); return; }
     if (!resp.ok) { signOut("Sign-in failed: HTTP " + resp.status); return; }
     const me = await resp.json();
     if (!me.permissions.includes("read")) { signOut("That credential may not read events."); return; }
     showApp(me);
-    await applyUrl();
+    await shown;
   }
 
   function init() {

@@ -351,6 +351,52 @@ pub(crate) fn stats_query(
     Some((sql, args))
 }
 
+/// Whether [`outcome_counts_query`] may answer `q`'s stats bucket by bucket: a time window, and
+/// otherwise only conditions the time index holds (type, outcome, type and app exclusions), so
+/// that each bucket's query reads its slice of that index and nothing else.
+pub(crate) fn outcome_counts_apply(q: &Query) -> bool {
+    let x = &q.exclude;
+    q.since.is_some()
+        && q.until.is_some()
+        && q.app.is_none()
+        && q.actor.is_none()
+        && q.target.is_none()
+        && q.route.is_none()
+        && q.request_id.is_none()
+        && q.ip.is_none()
+        && q.search.is_none()
+        && q.token.is_none()
+        && q.reason.is_none()
+        && !q.app_conflict
+        && q.apps_scope.is_none()
+        && x.actors.is_empty()
+        && x.targets.is_empty()
+        && x.routes.is_empty()
+        && x.request_ids.is_empty()
+        && x.ips.is_empty()
+        && x.reasons.is_empty()
+}
+
+/// The counts of `q`'s events by outcome, without grouping: one row of four sums. Run once per
+/// time bucket (with `q`'s window narrowed to it), this gives the timeline's bucket × outcome
+/// counts without the sort a `GROUP BY` over the whole window costs in SQLite (five times the
+/// scan itself over 333,000 events). `None` when nothing can match.
+pub(crate) fn outcome_counts_query(q: &Query, dialect: Dialect) -> Option<(String, Vec<Arg>)> {
+    let (conds, args) = filter_conds(q, dialect)?;
+    let mut sql = String::from(
+        "SELECT count(*), \
+         coalesce(sum(CASE WHEN outcome = 'success' THEN 1 ELSE 0 END), 0), \
+         coalesce(sum(CASE WHEN outcome = 'failure' THEN 1 ELSE 0 END), 0), \
+         coalesce(sum(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END), 0) \
+         FROM events",
+    );
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    Some((sql, args))
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;

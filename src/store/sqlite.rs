@@ -17,7 +17,10 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 
 use super::chain::{self, ChainTx, Segment};
-use super::query::{build_query_planned, effective_limit, stats_query, Arg, Dialect, PrefixPlan};
+use super::query::{
+    build_query_planned, ceil_millis, effective_limit, outcome_counts_apply, outcome_counts_query,
+    stats_query, Arg, Dialect, PrefixPlan,
+};
 use super::sql;
 use super::{
     Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
@@ -278,6 +281,62 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Bucket × outcome counts of `q` (which has a window: see [`outcome_counts_apply`]), one
+    /// aggregate per bucket over its slice of the time index. SQLite has no hash aggregate: a
+    /// `GROUP BY bucket, outcome` sorts every event of the window, and at 10M events the default
+    /// 24-hour timeline spent ~140 ms of CPU in that sort against ~25 ms reading the index.
+    async fn outcome_timeline(&self, q: &Query, bucket_ms: i64) -> Result<Vec<StatsRow>, Error> {
+        let (Some(since), Some(until)) = (q.since, q.until) else {
+            return Ok(Vec::new());
+        };
+        let (since_ms, until_ms) = (ceil_millis(since), ceil_millis(until));
+        let mut rows = Vec::new();
+        let mut start = since_ms - since_ms.rem_euclid(bucket_ms);
+        // One read transaction: every bucket counts the same snapshot of the trail.
+        let mut tx = self.reader.begin().await.map_err(Error::backend("stats"))?;
+        while start < until_ms {
+            let end = start.saturating_add(bucket_ms);
+            let bound = |ms: i64| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+            };
+            let slice = Query {
+                since: bound(start.max(since_ms)),
+                until: bound(end.min(until_ms)),
+                ..q.clone()
+            };
+            if let Some((sql, args)) = outcome_counts_query(&slice, Dialect::Sqlite) {
+                let row = bind_args(sql, args)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(Error::backend("stats"))?;
+                let get = |i: usize| -> Result<u64, Error> {
+                    let n: i64 = row.try_get(i).map_err(Error::backend("stats"))?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                };
+                let (all, success, failure, error) = (get(0)?, get(1)?, get(2)?, get(3)?);
+                let unknown = all.saturating_sub(success + failure + error);
+                for (outcome, count) in [
+                    ("error", error),
+                    ("failure", failure),
+                    ("success", success),
+                    ("unknown", unknown),
+                ] {
+                    if count > 0 {
+                        rows.push(StatsRow {
+                            bucket_ms: start,
+                            event_type: String::new(),
+                            outcome: outcome.to_string(),
+                            app: None,
+                            count,
+                        });
+                    }
+                }
+            }
+            start = end;
+        }
+        Ok(rows)
+    }
+
     async fn select(
         &self,
         q: &Query,
@@ -353,7 +412,11 @@ impl EventStore for SqliteStore {
         bucket_ms: i64,
         by: StatsBy,
     ) -> Result<Vec<StatsRow>, Error> {
-        let Some((sql, args)) = stats_query(q, bucket_ms.max(1), by, Dialect::Sqlite) else {
+        let bucket_ms = bucket_ms.max(1);
+        if by == StatsBy::OUTCOME && outcome_counts_apply(q) {
+            return self.outcome_timeline(q, bucket_ms).await;
+        }
+        let Some((sql, args)) = stats_query(q, bucket_ms, by, Dialect::Sqlite) else {
             return Ok(Vec::new());
         };
         let rows = bind_args(sql, args)
