@@ -351,13 +351,17 @@ pub(crate) fn stats_query(
     Some((sql, args))
 }
 
-/// Whether [`outcome_counts_query`] may answer `q`'s stats bucket by bucket: a time window, and
-/// otherwise only conditions the time index holds (type, outcome, type and app exclusions), so
-/// that each bucket's query reads its slice of that index and nothing else.
+/// Whether [`outcome_counts_query`] may answer `q`'s stats bucket by bucket: a time window and
+/// no other filter, only type and app exclusions (which the time index holds, and which no index
+/// serves), so that the window is the one indexable condition and each bucket's query reads its
+/// slice of the time index and nothing else. (Beside a filter the planner may walk that filter's
+/// index instead, once per bucket; the grouped query then reads the matches once.)
 pub(crate) fn outcome_counts_apply(q: &Query) -> bool {
     let x = &q.exclude;
     q.since.is_some()
         && q.until.is_some()
+        && q.event_type.is_none()
+        && q.outcome.is_none()
         && q.app.is_none()
         && q.actor.is_none()
         && q.target.is_none()

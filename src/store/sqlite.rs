@@ -887,6 +887,14 @@ mod tests {
             stats.contains("COVERING INDEX events_time"),
             "stats over a window with exclusions: {stats}"
         );
+        // The timeline's per-bucket counts read their slice of that index, and sort nothing.
+        assert!(outcome_counts_apply(&excluding));
+        let (sql, args) = outcome_counts_query(&excluding, Dialect::Sqlite).unwrap();
+        let counts = plan(&store, &sql, args).await;
+        assert!(
+            counts.contains("COVERING INDEX events_time") && !counts.contains("TEMP B-TREE"),
+            "bucket counts: {counts}"
+        );
         for q in [
             window.clone(),
             Query {
