@@ -941,13 +941,25 @@ async fn the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url() {
         s.click("#reset-btn").await;
         s.wait_for("the whole list again", &fresh_rows("rows.length > 3"))
             .await;
-        s.click(&format!("tr[data-id='{}']", conflicted.id)).await;
+        // carol's actor page, with one of her failed logins open.
+        s.mark_rows().await;
+        s.click("#events-table tbody tr [data-col=actor] .pivot[data-value='carol']")
+            .await;
+        let failed = s
+            .wait_for(
+                "carol's actor page",
+                &format!(
+                    "if (document.querySelector('#events-table tbody tr[data-stale]')) return null; \
+                     const rows = (function(){{ {ROWS} }})(); const p = document.getElementById('actor-page'); \
+                     return rows.length > 0 && !p.hidden && p.dataset.actor === 'carol' ? (rows.find(r => r.outcome === 'failure') || null) : null;"
+                ),
+            )
+            .await;
+        let failed = failed["id"].as_str().expect("a failed login of carol's");
+        s.click(&format!("tr[data-id='{failed}']")).await;
         s.wait_for(
             "the event detail",
-            &format!(
-                "return document.getElementById('detail').dataset.event === '{}';",
-                conflicted.id
-            ),
+            &format!("return document.getElementById('detail').dataset.event === '{failed}';"),
         )
         .await;
         s.js("window.scrollTo(0, 0); return true;").await;
