@@ -846,9 +846,13 @@ mod tests {
     async fn stats_read_the_time_index_and_pages_do_not() {
         // Statistics of a big trail (10M events, a time value per event, 20 apps), as ANALYZE
         // would write them: they make a time window look cheap to read from the time index.
+        // The type, outcome and (outcome, type) indexes are rated as if a failed login were rare.
         let (store, _dir) = store_with_stats(&[
             ("events_time", "10000000 1 1 1 1"),
             ("events_app", "10000000 500000 1 1"),
+            ("events_type", "10000000 1 1 1"),
+            ("events_outcome_type", "10000000 1 1"),
+            ("events_outcome_seq", "10000000 1 1 1"),
         ])
         .await;
         let window = Query {
@@ -887,6 +891,30 @@ mod tests {
             stats.contains("COVERING INDEX events_time"),
             "stats over a window with exclusions: {stats}"
         );
+        // Beside type, outcome and app filters too (all three are in that index), whatever the
+        // statistics say of their own indexes.
+        let filtered = Query {
+            event_type: Some(TypeFilter::Exact("auth.login".into())),
+            outcome: Some(crate::event::Outcome::Failure),
+            app: Some("app-a".into()),
+            apps_scope: Some(vec!["app-a".into(), "app-b".into()]),
+            ..excluding.clone()
+        };
+        for by in [StatsBy::ALL, StatsBy::OUTCOME] {
+            let (sql, args) = stats_query(&filtered, 3_600_000, by, Dialect::Sqlite).unwrap();
+            let stats = plan(&store, &sql, args).await;
+            assert!(
+                stats.contains("COVERING INDEX events_time"),
+                "filtered stats: {stats}"
+            );
+        }
+        let prefixed = Query {
+            event_type: Some(TypeFilter::Prefix("auth.".into())),
+            ..filtered.clone()
+        };
+        let (sql, args) = stats_query(&prefixed, 3_600_000, StatsBy::ALL, Dialect::Sqlite).unwrap();
+        let stats = plan(&store, &sql, args).await;
+        assert!(stats.contains("COVERING INDEX events_time"), "{stats}");
         // The timeline's per-bucket counts read their slice of that index, and sort nothing.
         assert!(outcome_counts_apply(&excluding));
         let (sql, args) = outcome_counts_query(&excluding, Dialect::Sqlite).unwrap();
