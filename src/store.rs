@@ -70,6 +70,45 @@ impl TypeFilter {
     }
 }
 
+/// Values an event must not have, checked by the store in the same statement as the filters
+/// (so a page still holds `limit` events, and stats count what the pages list). Each list
+/// excludes the events whose field is one of its values; an event without the field (no app, no
+/// target, ...) is never excluded by it. Types are exact or prefixes, as in [`TypeFilter`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exclude {
+    pub types: Vec<TypeFilter>,
+    pub apps: Vec<String>,
+    pub actors: Vec<String>,
+    /// Target ids.
+    pub targets: Vec<String>,
+    pub routes: Vec<String>,
+    pub request_ids: Vec<String>,
+    pub ips: Vec<std::net::IpAddr>,
+    pub reasons: Vec<String>,
+}
+
+impl Exclude {
+    /// Whether nothing is excluded.
+    pub fn is_empty(&self) -> bool {
+        *self == Exclude::default()
+    }
+
+    /// Whether `e` is excluded: the rule the stores' SQL applies, for code that holds events.
+    pub fn excludes(&self, e: &AuditEvent) -> bool {
+        let has = |list: &[String], v: Option<&str>| v.is_some_and(|v| list.iter().any(|x| x == v));
+        self.types.iter().any(|t| match t {
+            TypeFilter::Exact(x) => *x == e.event_type,
+            TypeFilter::Prefix(p) => e.event_type.starts_with(p.as_str()),
+        }) || has(&self.apps, e.app.as_ref().map(|a| a.value.as_str()))
+            || has(&self.actors, e.actor.id.as_deref())
+            || has(&self.targets, e.target.as_ref().map(|t| t.id.as_str()))
+            || has(&self.routes, Some(e.http.route.as_str()))
+            || has(&self.request_ids, Some(e.http.request_id.as_str()))
+            || has(&self.reasons, e.reason.as_deref())
+            || e.source.ip.is_some_and(|ip| self.ips.contains(&ip))
+    }
+}
+
 /// Which events a query returns. Every `None` means "any".
 #[derive(Clone, Debug, Default)]
 pub struct Query {
@@ -98,6 +137,8 @@ pub struct Query {
     pub until: Option<OffsetDateTime>,
     /// Tenancy scope: when `Some`, only events whose app is in the list are visible.
     pub apps_scope: Option<Vec<String>>,
+    /// Events left out although they match the filters.
+    pub exclude: Exclude,
     /// Newest first when false (the default), oldest first when true.
     pub ascending: bool,
     /// Only events with seq > after_seq (ascending) or seq < before_seq (descending) — the cursor.
@@ -117,6 +158,45 @@ pub struct StatsRow {
     pub outcome: String,
     pub app: Option<String>,
     pub count: u64,
+}
+
+/// Which columns besides the time bucket [`EventStore::stats_by`] groups by. A column left out is
+/// summed over: its rows come back with an empty type or outcome, or no app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatsBy {
+    pub event_type: bool,
+    pub outcome: bool,
+    pub app: bool,
+}
+
+impl StatsBy {
+    /// Bucket × type × outcome × app: what [`EventStore::stats`] returns.
+    pub const ALL: StatsBy = StatsBy {
+        event_type: true,
+        outcome: true,
+        app: true,
+    };
+
+    /// Bucket × outcome: what the viewer's timeline draws.
+    pub const OUTCOME: StatsBy = StatsBy {
+        event_type: false,
+        outcome: true,
+        app: false,
+    };
+
+    /// `row` with the columns this grouping leaves out blanked.
+    fn blank(self, mut row: StatsRow) -> StatsRow {
+        if !self.event_type {
+            row.event_type.clear();
+        }
+        if !self.outcome {
+            row.outcome.clear();
+        }
+        if !self.app {
+            row.app = None;
+        }
+        row
+    }
 }
 
 /// The contract every backend meets; a conformance suite runs it against each.
@@ -165,6 +245,36 @@ pub trait EventStore: Send + Sync + 'static {
                 bucket_ms,
                 event_type,
                 outcome: outcome.to_string(),
+                app,
+                count,
+            })
+            .collect())
+    }
+    /// [`EventStore::stats`] grouped by the bucket and only the columns `by` names (the timeline
+    /// wants bucket × outcome: a few hundred rows where the full grouping may give tens of
+    /// thousands). Ordered the same way. The default folds [`EventStore::stats`]; backends
+    /// override it with one aggregate query.
+    async fn stats_by(
+        &self,
+        q: &Query,
+        bucket_ms: i64,
+        by: StatsBy,
+    ) -> Result<Vec<StatsRow>, Error> {
+        let rows = self.stats(q, bucket_ms).await?;
+        let mut groups = std::collections::BTreeMap::<_, u64>::new();
+        for r in rows {
+            let count = r.count;
+            let r = by.blank(r);
+            *groups
+                .entry((r.bucket_ms, r.event_type, r.outcome, r.app))
+                .or_default() += count;
+        }
+        Ok(groups
+            .into_iter()
+            .map(|((bucket_ms, event_type, outcome, app), count)| StatsRow {
+                bucket_ms,
+                event_type,
+                outcome,
                 app,
                 count,
             })

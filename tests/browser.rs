@@ -941,18 +941,385 @@ async fn the_viewer_draws_a_timeline_pivots_follows_live_and_keeps_its_url() {
         s.click("#reset-btn").await;
         s.wait_for("the whole list again", &fresh_rows("rows.length > 3"))
             .await;
-        s.click(&format!("tr[data-id='{}']", conflicted.id)).await;
+        // carol's actor page, with one of her failed logins open.
+        s.mark_rows().await;
+        s.click("#events-table tbody tr [data-col=actor] .pivot[data-value='carol']")
+            .await;
+        let failed = s
+            .wait_for(
+                "carol's actor page",
+                &format!(
+                    "if (document.querySelector('#events-table tbody tr[data-stale]')) return null; \
+                     const rows = (function(){{ {ROWS} }})(); const p = document.getElementById('actor-page'); \
+                     return rows.length > 0 && !p.hidden && p.dataset.actor === 'carol' ? (rows.find(r => r.outcome === 'failure') || null) : null;"
+                ),
+            )
+            .await;
+        let failed = failed["id"].as_str().expect("a failed login of carol's");
+        s.click(&format!("tr[data-id='{failed}']")).await;
         s.wait_for(
             "the event detail",
-            &format!(
-                "return document.getElementById('detail').dataset.event === '{}';",
-                conflicted.id
-            ),
+            &format!("return document.getElementById('detail').dataset.event === '{failed}';"),
         )
         .await;
         s.js("window.scrollTo(0, 0); return true;").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         std::fs::write(&path, s.screenshot().await).expect("write the screenshot");
     }
+    s.end().await;
+}
+
+/// The rows of the actor page's summary: `{type, total, success, failure, error, unknown}` each.
+const ACTOR_SUMMARY: &str =
+    "const page = document.getElementById('actor-page'); if (page.hidden) return null; \
+     return { actor: page.dataset.actor, total: Number(page.dataset.total), meta: document.getElementById('actor-meta').textContent, \
+       rows: Array.from(page.querySelectorAll('tbody tr')).map(r => { \
+         const n = o => Number(r.querySelector(`[data-outcome=${o}]`).dataset.count); \
+         return { type: r.dataset.type, total: Number(r.querySelector('td.num').dataset.count), \
+           success: n('success'), failure: n('failure'), error: n('error'), unknown: n('unknown') }; }) };";
+
+#[tokio::test]
+async fn the_viewer_has_an_actor_page_saved_views_and_a_column_chooser() {
+    let Some((chromedriver, chromium)) =
+        browser_programs("the_viewer_has_an_actor_page_saved_views_and_a_column_chooser")
+    else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let auth = support::demo_auth::spawn(l, b"browser-test-secret-4c1d".to_vec());
+    let sc = harness::start(auth.addr, &admin::credentials_yaml(), ROUTES).await;
+    let store = authtrail::store::open(&format!("sqlite://{}", sc.db.display()))
+        .await
+        .unwrap();
+    let now = authtrail::event::now_millis();
+    // carol: six events in app-a (3 logins, 2 failed, 1 refresh) and a failed one in app-b;
+    // dave two logins; erin one update of a token target with a very long id.
+    let plan: [(&str, &str, &str, Outcome); 9] = [
+        ("carol", "app-a", "auth.login", Outcome::Success),
+        ("carol", "app-a", "auth.login", Outcome::Failure),
+        ("carol", "app-a", "auth.login", Outcome::Success),
+        ("carol", "app-a", "token.refresh", Outcome::Success),
+        ("carol", "app-a", "auth.login", Outcome::Failure),
+        ("carol", "app-a", "auth.login", Outcome::Success),
+        ("carol", "app-b", "auth.login", Outcome::Error),
+        ("dave", "app-a", "auth.login", Outcome::Success),
+        ("dave", "app-b", "auth.login", Outcome::Success),
+    ];
+    let mut events: Vec<_> = plan
+        .iter()
+        .zip(0i64..)
+        .map(|(&(actor, app, ty, outcome), i)| {
+            sample_event(
+                &format!("p{i}"),
+                ty,
+                Some(app),
+                Some(actor),
+                outcome,
+                now - time::Duration::minutes(40 * i + 5),
+            )
+        })
+        .collect();
+    let long_id = format!("tok_{}", "9f3a7c2e".repeat(40));
+    let mut long = sample_event(
+        "long-target",
+        "token.revoke",
+        Some("app-a"),
+        Some("erin"),
+        Outcome::Success,
+        now - time::Duration::minutes(2),
+    );
+    long.target = Some(authtrail::event::Target {
+        kind: "token".into(),
+        id: long_id.clone(),
+        display: None,
+        source: "request_body:/token".into(),
+    });
+    long.source.ip = Some("203.0.113.77".parse().unwrap());
+    events.push(long.clone());
+    store.append_fixtures(&events).await.unwrap();
+
+    let driver = start_driver(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let s = Session::start(&driver, &chromium, profile.path()).await;
+    let ui = format!("http://{}/ui", sc.admin);
+    s.go(&ui).await;
+    s.type_into("#token-input", TOKEN_ALL).await;
+    s.click("#signin-btn").await;
+    s.wait_for(
+        "the events table",
+        "return document.querySelectorAll('#events-table tbody tr').length === 10;",
+    )
+    .await;
+    let first_render = s
+        .wait_for(
+            "the first-render mark",
+            "return document.body.dataset.firstRenderMs || null;",
+        )
+        .await;
+    assert!(
+        first_render
+            .as_str()
+            .is_some_and(|v| v.parse::<u64>().is_ok())
+            && s.js("return performance.getEntriesByName('authtrail:first-render').length;")
+                .await
+                == 1,
+        "{first_render}"
+    );
+
+    // The actor page: from an actor value, a per-type and outcome summary of the window and the
+    // actor's events below it.
+    s.mark_rows().await;
+    s.click("#events-table tbody tr [data-col=actor] .pivot[data-value='carol']")
+        .await;
+    let summary = s
+        .wait_for(
+            "carol's actor page",
+            &format!(
+                "const rows = (function(){{ {ROWS} }})(); \
+                 if (document.querySelector('#events-table tbody tr[data-stale]') || rows.length !== 7 || !rows.every(r => r.actor === 'carol')) return null; \
+                 const a = (function(){{ {ACTOR_SUMMARY} }})(); return a && a.actor === 'carol' && a.total === 7 ? a : null;"
+            ),
+        )
+        .await;
+    assert_eq!(
+        summary["rows"],
+        json!([
+            { "type": "auth.login", "total": 6, "success": 3, "failure": 2, "error": 1, "unknown": 0 },
+            { "type": "token.refresh", "total": 1, "success": 1, "failure": 0, "error": 0, "unknown": 0 },
+        ]),
+        "{summary}"
+    );
+    let meta = summary["meta"].as_str().unwrap();
+    assert!(
+        meta.contains("app-a (6)") && meta.contains("app-b (1)"),
+        "{meta}"
+    );
+    // From the detail pane too, and a type of the summary narrows the list, actor kept.
+    s.mark_rows().await;
+    s.click("#actor-summary [data-summary-type='token.refresh']")
+        .await;
+    s.wait_for(
+        "carol's refreshes",
+        &fresh_rows(
+            "rows.length === 1 && rows[0].type === 'token.refresh' && rows[0].actor === 'carol' \
+             && document.getElementById('actor-page').dataset.total === '1' && location.hash.includes('actor=carol')",
+        ),
+    )
+    .await;
+    // URL state: a reload gives the same actor page.
+    s.js("setTimeout(() => location.reload(), 0); return true;")
+        .await;
+    s.wait_for(
+        "the actor page after a reload",
+        "const p = document.getElementById('actor-page'); return p && !p.hidden && p.dataset.actor === 'carol' && p.dataset.total === '1' \
+         && document.querySelector('input[name=type]').value === 'token.refresh' && document.querySelectorAll('#events-table tbody tr').length === 1;",
+    )
+    .await;
+    s.mark_rows().await;
+    s.click("#actor-close").await;
+    s.wait_for(
+        "the actor page closed",
+        &fresh_rows(
+            "rows.length > 0 && document.getElementById('actor-page').hidden && document.querySelector('input[name=actor]').value === ''",
+        ),
+    )
+    .await;
+    // Every actor value opens it: the detail pane's actor.
+    s.mark_rows().await;
+    s.click("#reset-btn").await;
+    s.wait_for("the whole list", &fresh_rows("rows.length === 10"))
+        .await;
+    s.click(&format!("tr[data-id='{}']", events[7].id)).await;
+    s.click("#detail [data-field=actor] .pivot[data-value='dave']")
+        .await;
+    s.wait_for(
+        "dave's actor page from the detail pane",
+        &format!(
+            "const a = (function(){{ {ACTOR_SUMMARY} }})(); return a && a.actor === 'dave' && a.total === 2;"
+        ),
+    )
+    .await;
+
+    // A long token target is cut in the list (Status and IP stay in view at 1400 px), whole on
+    // hover and in the detail pane.
+    s.mark_rows().await;
+    s.click("#reset-btn").await;
+    s.wait_for("the whole list", &fresh_rows("rows.length === 10"))
+        .await;
+    let fits = s
+        .js(&format!(
+            "const r = document.querySelector(\"tr[data-id='{}']\"); const list = document.querySelector('.list').getBoundingClientRect(); \
+             const right = c => r.querySelector(`[data-col=${{c}}]`).getBoundingClientRect().right; \
+             const t = r.querySelector('[data-col=target] .pivot'); \
+             return {{ width: window.innerWidth, list: list.right, status: right('status'), ip: right('ip'), \
+               title: t.title, cut: t.scrollWidth > t.clientWidth }};",
+            long.id
+        ))
+        .await;
+    let width = fits["width"].as_f64().unwrap();
+    assert!((1300.0..=1400.0).contains(&width), "{fits}");
+    for col in ["status", "ip"] {
+        let right = fits[col].as_f64().unwrap();
+        assert!(
+            right <= fits["list"].as_f64().unwrap() + 1.0 && right <= width,
+            "{col} off screen: {fits}"
+        );
+    }
+    assert_eq!(fits["cut"], true, "{fits}");
+    assert!(fits["title"].as_str().unwrap().contains(&long_id), "{fits}");
+    s.click(&format!("tr[data-id='{}']", long.id)).await;
+    let whole = s
+        .wait_for(
+            "the long target in the detail pane",
+            &format!(
+                "const d = document.getElementById('detail'); if (d.hidden || d.dataset.event !== '{}') return null; \
+                 const p = d.querySelector('[data-field=target] .pivot'); \
+                 return {{ text: p.textContent, cut: p.scrollWidth > p.clientWidth + 1 }};",
+                long.id
+            ),
+        )
+        .await;
+    assert!(
+        whole["text"].as_str().unwrap().contains(&long_id) && whole["cut"] == false,
+        "{whole}"
+    );
+    s.click("#detail-close").await;
+
+    // Saved views: filters, an exclusion, the type prefix and UTC, named and applied after a
+    // reload; the token is never in localStorage.
+    s.mark_rows().await;
+    s.shift_click("#events-table tbody tr [data-col=app] .pivot[data-value='app-b']")
+        .await;
+    s.wait_for(
+        "app-b excluded",
+        &fresh_rows("rows.length > 0 && rows.every(r => r.app !== 'app-b')"),
+    )
+    .await;
+    s.mark_rows().await;
+    s.type_into("input[name=type]", "auth.*").await;
+    s.click("#apply-btn").await;
+    s.wait_for(
+        "app-b excluded, logins only",
+        &fresh_rows(
+            "rows.length === 6 && rows.every(r => r.app !== 'app-b' && r.type === 'auth.login')",
+        ),
+    )
+    .await;
+    s.click("#tz-btn").await;
+    s.click("#views summary").await;
+    s.type_into("#view-name", "logins, not app-b").await;
+    s.click("#view-save").await;
+    let stored = s
+        .wait_for(
+            "the saved view",
+            "return document.querySelector(\"[data-apply-view='logins, not app-b']\") ? JSON.stringify(localStorage) : null;",
+        )
+        .await;
+    let stored = stored.as_str().unwrap();
+    assert!(
+        stored.contains("app_not=app-b")
+            && stored.contains("tz=utc")
+            && !stored.contains(TOKEN_ALL),
+        "{stored}"
+    );
+    s.mark_rows().await;
+    s.click("#reset-btn").await;
+    s.wait_for("the whole list", &fresh_rows("rows.length === 10"))
+        .await;
+    s.js("setTimeout(() => location.reload(), 0); return true;")
+        .await;
+    s.wait_for(
+        "the reloaded, reset page",
+        "return document.querySelectorAll('#events-table tbody tr').length === 10 && document.querySelector('input[name=type]').value === '';",
+    )
+    .await;
+    s.mark_rows().await;
+    s.click("#views summary").await;
+    s.click("[data-apply-view='logins, not app-b']").await;
+    s.wait_for(
+        "the saved view applied",
+        &fresh_rows(
+            "rows.length === 6 && rows.every(r => r.app !== 'app-b' && r.type === 'auth.login') \
+             && document.querySelector('input[name=type]').value === 'auth.*' \
+             && document.querySelector(\"#excludes [data-exclude=app][data-value='app-b']\") !== null \
+             && location.hash.includes('tz=utc')",
+        ),
+    )
+    .await;
+    s.click("#views summary").await;
+    s.click("[data-delete-view='logins, not app-b']").await;
+    s.wait_for(
+        "the view deleted",
+        "return !document.querySelector('[data-apply-view]') && !(localStorage.getItem('authtrail.views') || '').includes('app-b');",
+    )
+    .await;
+    s.click("#views summary").await;
+
+    // The column chooser: a hidden column stays hidden after a reload.
+    s.click("#columns summary").await;
+    s.click("#columns input[data-column=target]").await;
+    let hidden = "const th = document.querySelector('#events-table th[data-col=target]'); \
+                  const td = document.querySelector('#events-table tbody td[data-col=target]'); \
+                  return th.offsetParent === null && td && td.offsetParent === null \
+                    && !document.querySelector('#columns input[data-column=target]').checked \
+                    && document.querySelector('#events-table th[data-col=ip]').offsetParent !== null;";
+    s.wait_for("the target column hidden", hidden).await;
+    s.js("setTimeout(() => location.reload(), 0); return true;")
+        .await;
+    s.wait_for(
+        "the reloaded table",
+        "return document.querySelectorAll('#events-table tbody tr').length > 0;",
+    )
+    .await;
+    s.wait_for("the target column still hidden", hidden).await;
+    s.click("#columns summary").await;
+    s.click("#columns input[data-column=target]").await;
+    s.wait_for(
+        "the target column back",
+        "return document.querySelector('#events-table th[data-col=target]').offsetParent !== null;",
+    )
+    .await;
+
+    // A credential scoped to app-a sees only carol's app-a events on her actor page.
+    s.click("#signout-btn").await;
+    s.type_into("#token-input", TOKEN_ALPHA).await;
+    s.click("#signin-btn").await;
+    s.wait_for(
+        "the scoped list",
+        "return !document.getElementById('app').hidden && document.querySelectorAll('#events-table tbody tr').length > 0;",
+    )
+    .await;
+    s.mark_rows().await;
+    s.click("#reset-btn").await;
+    s.wait_for(
+        "the scoped list",
+        &fresh_rows("rows.length === 8 && rows.every(r => r.app === 'app-a')"),
+    )
+    .await;
+    s.click("#events-table tbody tr [data-col=actor] .pivot[data-value='carol']")
+        .await;
+    let scoped = s
+        .wait_for(
+            "carol's scoped actor page",
+            &format!(
+                "const a = (function(){{ {ACTOR_SUMMARY} }})(); return a && a.actor === 'carol' && a.total === 6 ? a : null;"
+            ),
+        )
+        .await;
+    let meta = scoped["meta"].as_str().unwrap();
+    assert!(
+        meta.contains("app-a (6)") && !meta.contains("app-b"),
+        "{meta}"
+    );
+    assert!(
+        !scoped["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["error"] != 0),
+        "{scoped}"
+    );
     s.end().await;
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use authtrail::event::{AuditEvent, Outcome, TokenRef, TokenRole};
 use authtrail::store::sqlite::SqliteStore;
 use authtrail::store::verify::all_chain_rows;
-use authtrail::store::{EventStore, PurgeLink, Query, TypeFilter};
+use authtrail::store::{EventStore, Exclude, PurgeLink, Query, TypeFilter};
 use support::fixtures::{AppendFixtures, FIXTURE_CHAIN};
 use support::store_conformance::{sample_event, T0};
 use time::Duration;
@@ -159,6 +159,66 @@ async fn prefix_beside_other_filters_matches_a_plain_filter() {
         true,
     );
     assert_eq!(walk(&store, q).await, want);
+}
+
+#[tokio::test]
+async fn prefix_pages_with_exclusions_match_a_plain_filter() {
+    // The prefix window (the newest 20,000 rows first) and the type index fallback both carry
+    // the exclusions: `token.*` without `token.refresh` is the rare `auth.*`-like case, and
+    // excluding the frequent `token.refresh` and `noise.*` leaves only the rare rows.
+    let (store, _dir, events) = seeded().await;
+    let cases: [(Option<&str>, Exclude, usize); 3] = [
+        (
+            Some("auth."),
+            Exclude {
+                apps: vec!["app-b".into()],
+                ..Exclude::default()
+            },
+            3,
+        ),
+        (
+            None,
+            Exclude {
+                types: vec![
+                    TypeFilter::Prefix("noise.".into()),
+                    TypeFilter::Exact("token.refresh".into()),
+                ],
+                ..Exclude::default()
+            },
+            5,
+        ),
+        (
+            Some("token."),
+            Exclude {
+                types: vec![TypeFilter::Prefix("auth.".into())],
+                actors: vec!["nobody".into()],
+                ..Exclude::default()
+            },
+            1000,
+        ),
+    ];
+    for (prefix, exclude, limit) in cases {
+        for ascending in [false, true] {
+            let q = Query {
+                event_type: prefix.map(|p| TypeFilter::Prefix(p.into())),
+                exclude: exclude.clone(),
+                ascending,
+                limit: limit as u32,
+                ..Query::default()
+            };
+            let want = expected(
+                &events,
+                |e| prefix.is_none_or(|p| e.event_type.starts_with(p)) && !exclude.excludes(e),
+                ascending,
+            );
+            assert!(!want.is_empty());
+            assert_eq!(
+                walk(&store, q).await,
+                want,
+                "{prefix:?} {exclude:?} ascending={ascending}"
+            );
+        }
+    }
 }
 
 fn with_token(mut e: AuditEvent, fp: &str, jti: Option<&str>) -> AuditEvent {

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::audit::{self, Ending, Kind, Read};
 use super::auth::Caller;
 use super::filter::{
-    fetch_page_excluding, Cursor, Excludes, Order, Page, Params, DEFAULT_LIMIT, EXCLUDE_PARAMS,
+    excludes_from_params, fetch_page, Cursor, Order, Page, Params, DEFAULT_LIMIT, EXCLUDE_PARAMS,
     MAX_LIMIT,
 };
 use super::{AdminState, Error};
@@ -104,13 +104,14 @@ pub(super) async fn list_events(State(s): State<AdminState>, caller: Caller, uri
         caller.require(Permission::Read)?;
         let p =
             Params::from_query_string(uri.query(), true, EXCLUDE_PARAMS, MAX_LIMIT, caller.time)?;
-        let excludes = Excludes::from_params(&p)?;
         let order = p.order.unwrap_or(Order::Desc);
         let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
         let cursor = p.cursor(order)?;
-        let query = p.filters.to_query(caller.apps_scope());
-        let page =
-            fetch_page_excluding(s.store.as_ref(), &query, &excludes, order, cursor, limit).await?;
+        let query = store::Query {
+            exclude: excludes_from_params(&p)?,
+            ..p.filters.to_query(caller.apps_scope())
+        };
+        let page = fetch_page(s.store.as_ref(), &query, order, cursor, limit).await?;
         // The newest page also says where to follow from: an ascending cursor after its newest
         // event, so a live tail starts exactly where this page ends.
         let mut extra = Map::new();
@@ -269,11 +270,13 @@ pub(super) async fn token_life(
 pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri) -> Response {
     let result = async {
         caller.require(Permission::Read)?;
-        let extras: Vec<&str> = std::iter::once("bucket")
+        let extras: Vec<&str> = ["bucket", "group"]
+            .into_iter()
             .chain(EXCLUDE_PARAMS.iter().copied())
             .collect();
         let p = Params::from_query_string(uri.query(), false, &extras, MAX_LIMIT, caller.time)?;
-        let excludes = Excludes::from_params(&p)?;
+        let exclude = excludes_from_params(&p)?;
+        let by = stats_group(p.extra("group").unwrap_or(""))?;
         let bucket = match p.extra("bucket") {
             None | Some("") => DEFAULT_BUCKET,
             Some(b) => {
@@ -304,8 +307,11 @@ pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri)
                 ),
             ));
         }
-        let query = filters.to_query(caller.apps_scope());
-        let rows = stats_rows(s.store.as_ref(), &query, &excludes, bucket_ms).await?;
+        let query = store::Query {
+            exclude,
+            ..filters.to_query(caller.apps_scope())
+        };
+        let rows = s.store.stats_by(&query, bucket_ms, by).await?;
         let total: u64 = rows.iter().map(|r| r.count).sum();
         let rows: Vec<Value> = rows
             .into_iter()
@@ -314,19 +320,34 @@ pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri)
                     OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.bucket_ms) * 1_000_000)
                         .map(rfc3339_millis::format)
                         .unwrap_or_default();
-                json!({
-                    "bucket": start,
-                    "type": r.event_type,
-                    "outcome": r.outcome,
-                    "app": r.app,
-                    "count": r.count,
-                })
+                let mut row = Map::new();
+                row.insert("bucket".into(), json!(start));
+                if by.event_type {
+                    row.insert("type".into(), json!(r.event_type));
+                }
+                if by.outcome {
+                    row.insert("outcome".into(), json!(r.outcome));
+                }
+                if by.app {
+                    row.insert("app".into(), json!(r.app));
+                }
+                row.insert("count".into(), json!(r.count));
+                Value::Object(row)
             })
             .collect();
+        let group: Vec<&str> = [
+            by.event_type.then_some("type"),
+            by.outcome.then_some("outcome"),
+            by.app.then_some("app"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let body = json!({
             "since": rfc3339_millis::format(since),
             "until": rfc3339_millis::format(until),
             "bucket_ms": bucket_ms,
+            "group": group,
             "total": total,
             "rows": rows,
         });
@@ -339,57 +360,33 @@ pub(super) async fn stats(State(s): State<AdminState>, caller: Caller, uri: Uri)
     finish(&s, &caller, "/v1/stats", &uri, None, result)
 }
 
-/// The stats rows of `query` without the events `excludes` names: the store's aggregate with
-/// rows dropped by type and app when that is all that is excluded, otherwise counted here from
-/// the events, a page at a time (memory per group, not per event).
-async fn stats_rows(
-    store: &dyn store::EventStore,
-    query: &store::Query,
-    excludes: &Excludes,
-    bucket_ms: i64,
-) -> Result<Vec<store::StatsRow>, store::Error> {
-    if excludes.only_type_and_app() {
-        let mut rows = store.stats(query, bucket_ms).await?;
-        rows.retain(|r| !excludes.excludes_type_app(&r.event_type, r.app.as_deref()));
-        return Ok(rows);
+/// The `group` parameter of `/v1/stats`: which of type, outcome and app the counts are split by
+/// besides the bucket (comma-separated; empty or absent: all three).
+fn stats_group(value: &str) -> Result<store::StatsBy, Error> {
+    if value.is_empty() {
+        return Ok(store::StatsBy::ALL);
     }
-    let mut groups = std::collections::BTreeMap::<_, u64>::new();
-    let mut page = store::Query {
-        ascending: true,
-        after_seq: None,
-        before_seq: None,
-        limit: 10_000,
-        ..query.clone()
+    let mut by = store::StatsBy {
+        event_type: false,
+        outcome: false,
+        app: false,
     };
-    loop {
-        let events = store.query(&page).await?;
-        for e in events.iter().filter(|e| !excludes.excludes(e)) {
-            let bucket = unix_millis(e.time).div_euclid(bucket_ms) * bucket_ms;
-            let key = (
-                bucket,
-                e.event_type.clone(),
-                e.outcome.as_str(),
-                e.app.as_ref().map(|a| a.value.clone()),
-            );
-            *groups.entry(key).or_default() += 1;
-        }
-        match events.last().and_then(|e| e.seq) {
-            Some(last) if events.len() == page.limit as usize => page.after_seq = Some(last),
-            _ => break,
+    for part in value.split(',') {
+        match part.trim() {
+            "type" => by.event_type = true,
+            "outcome" => by.outcome = true,
+            "app" => by.app = true,
+            "" => {}
+            _ => {
+                return Err(Error::invalid(
+                    "group",
+                    value,
+                    "expected a comma-separated list of type, outcome and app",
+                ))
+            }
         }
     }
-    Ok(groups
-        .into_iter()
-        .map(
-            |((bucket_ms, event_type, outcome, app), count)| store::StatsRow {
-                bucket_ms,
-                event_type,
-                outcome: outcome.to_string(),
-                app,
-                count,
-            },
-        )
-        .collect())
+    Ok(by)
 }
 
 /// `GET /v1/coverage`: unmapped method + path shapes the proxy saw (with counts, last seen and

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use super::Error;
 use crate::config::types;
 use crate::event::{AuditEvent, Outcome};
-use crate::store::{self, EventStore, Query, TypeFilter};
+use crate::store::{self, EventStore, Exclude, Query, TypeFilter};
 
 /// Events per page when `limit` is not given.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -423,148 +423,48 @@ pub const EXCLUDE_PARAMS: &[&str] = &[
 
 /// Most values one exclusion parameter may list.
 const MAX_EXCLUDED: usize = 32;
-/// Most store pages one excluding page may scan before it answers with what it has (a short
-/// page with a cursor to continue from), so an exclusion that hides nearly everything stays
-/// bounded.
-const MAX_SCANS: usize = 20;
 
-/// Events to leave out, after the store's filters ([`EXCLUDE_PARAMS`]). Applied by
-/// [`fetch_page_excluding`] to pages and by the stats endpoint to its counts.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Excludes {
-    pub types: Vec<TypeFilter>,
-    pub apps: Vec<String>,
-    pub actors: Vec<String>,
-    pub targets: Vec<String>,
-    pub routes: Vec<String>,
-    pub request_ids: Vec<String>,
-    pub ips: Vec<IpAddr>,
-    pub reasons: Vec<String>,
-}
-
-impl Excludes {
-    /// The exclusions among an endpoint's extra parameters (others are ignored).
-    pub fn from_params(p: &Params) -> Result<Excludes, Error> {
-        let mut x = Excludes::default();
-        for (name, value) in &p.extra {
-            if !EXCLUDE_PARAMS.contains(&name.as_str()) {
-                continue;
-            }
-            let mut values = Vec::new();
-            for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-                if let Some(v) = text(name, v)? {
-                    values.push(v);
-                }
-            }
-            if values.len() > MAX_EXCLUDED {
-                return Err(Error::invalid(
-                    name,
-                    value,
-                    format!("at most {MAX_EXCLUDED} comma-separated values"),
-                ));
-            }
-            match name.as_str() {
-                "type_not" => x.types = values.iter().map(|t| TypeFilter::parse(t)).collect(),
-                "app_not" => x.apps = values,
-                "actor_not" => x.actors = values,
-                "target_not" => x.targets = values,
-                "route_not" => x.routes = values,
-                "request_id_not" => x.request_ids = values,
-                "reason_not" => x.reasons = values,
-                "ip_not" => {
-                    x.ips = values
-                        .iter()
-                        .map(|v| {
-                            v.parse::<IpAddr>()
-                                .map_err(|_| Error::invalid(name, v, "expected IP addresses"))
-                        })
-                        .collect::<Result<_, _>>()?;
-                }
-                _ => {}
+/// The exclusions among an endpoint's extra parameters ([`EXCLUDE_PARAMS`]; others are
+/// ignored), for [`Query::exclude`]: the store leaves them out in the same statement as the
+/// filters, so a page holds `limit` events and stats count what the pages list.
+pub fn excludes_from_params(p: &Params) -> Result<Exclude, Error> {
+    let mut x = Exclude::default();
+    for (name, value) in &p.extra {
+        if !EXCLUDE_PARAMS.contains(&name.as_str()) {
+            continue;
+        }
+        let mut values = Vec::new();
+        for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            if let Some(v) = text(name, v)? {
+                values.push(v);
             }
         }
-        Ok(x)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        *self == Excludes::default()
-    }
-
-    /// Whether only the type and app are excluded: what a stats row (bucket, type, outcome, app)
-    /// can be judged on without reading its events.
-    pub fn only_type_and_app(&self) -> bool {
-        Excludes {
-            types: Vec::new(),
-            apps: Vec::new(),
-            ..self.clone()
+        if values.len() > MAX_EXCLUDED {
+            return Err(Error::invalid(
+                name,
+                value,
+                format!("at most {MAX_EXCLUDED} comma-separated values"),
+            ));
         }
-        .is_empty()
-    }
-
-    /// Whether an event of this type and app is excluded.
-    pub fn excludes_type_app(&self, event_type: &str, app: Option<&str>) -> bool {
-        self.types.iter().any(|t| match t {
-            TypeFilter::Exact(x) => x == event_type,
-            TypeFilter::Prefix(p) => event_type.starts_with(p.as_str()),
-        }) || app.is_some_and(|a| self.apps.iter().any(|x| x == a))
-    }
-
-    /// Whether `e` is excluded.
-    pub fn excludes(&self, e: &AuditEvent) -> bool {
-        let has = |list: &[String], v: Option<&str>| v.is_some_and(|v| list.iter().any(|x| x == v));
-        self.excludes_type_app(&e.event_type, e.app.as_ref().map(|a| a.value.as_str()))
-            || has(&self.actors, e.actor.id.as_deref())
-            || has(&self.targets, e.target.as_ref().map(|t| t.id.as_str()))
-            || has(&self.routes, Some(e.http.route.as_str()))
-            || has(&self.request_ids, Some(e.http.request_id.as_str()))
-            || has(&self.reasons, e.reason.as_deref())
-            || e.source.ip.is_some_and(|ip| self.ips.contains(&ip))
-    }
-}
-
-/// [`fetch_page`] without the events `excludes` names: store pages are read and filtered until
-/// `limit` events remain, the store runs out, or [`MAX_SCANS`] pages were read. The cursor it
-/// returns continues right after the last event returned (or, when the page is short, after the
-/// last one read), so walking it still never skips or repeats an event.
-pub async fn fetch_page_excluding(
-    store: &dyn EventStore,
-    query: &Query,
-    excludes: &Excludes,
-    order: Order,
-    cursor: Option<Cursor>,
-    limit: u32,
-) -> Result<Page, store::Error> {
-    if excludes.is_empty() {
-        return fetch_page(store, query, order, cursor, limit).await;
-    }
-    let limit = limit.max(1);
-    let batch = limit.clamp(200, MAX_LIMIT);
-    let mut events = Vec::new();
-    let mut pos = cursor;
-    for _ in 0..MAX_SCANS {
-        let page = fetch_page(store, query, order, pos, batch).await?;
-        let read = page.events.len();
-        for e in page.events {
-            if excludes.excludes(&e) {
-                continue;
+        match name.as_str() {
+            "type_not" => x.types = values.iter().map(|t| TypeFilter::parse(t)).collect(),
+            "app_not" => x.apps = values,
+            "actor_not" => x.actors = values,
+            "target_not" => x.targets = values,
+            "route_not" => x.routes = values,
+            "request_id_not" => x.request_ids = values,
+            "reason_not" => x.reasons = values,
+            "ip_not" => {
+                x.ips = values
+                    .iter()
+                    .map(|v| {
+                        v.parse::<IpAddr>()
+                            .map_err(|_| Error::invalid(name, v, "expected IP addresses"))
+                    })
+                    .collect::<Result<_, _>>()?;
             }
-            let seq = e.seq.unwrap_or(0);
-            events.push(e);
-            if events.len() == limit as usize {
-                return Ok(Page {
-                    events,
-                    next: Some(Cursor { order, seq }),
-                });
-            }
-        }
-        pos = page.next;
-        let exhausted = match order {
-            Order::Asc => read < batch as usize,
-            Order::Desc => pos.is_none(),
-        };
-        if exhausted {
-            break;
+            _ => {}
         }
     }
-    Ok(Page { events, next: pos })
+    Ok(x)
 }

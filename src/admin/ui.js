@@ -4,6 +4,13 @@
 
 (function () {
   const TOKEN_KEY = "authtrail.token";
+  // Kept in localStorage, per browser: saved views (filters, exclusions, window, toggles) and the
+  // hidden columns. Never the token, which stays in this tab's sessionStorage.
+  const VIEWS_KEY = "authtrail.views";
+  const COLUMNS_KEY = "authtrail.columns.hidden";
+  const MAX_VIEWS = 50;
+  const COLUMNS = [["time", "Time"], ["type", "Type"], ["outcome", "Outcome"], ["app", "App"], ["actor", "Actor"],
+    ["target", "Target"], ["reason", "Reason"], ["status", "Status"], ["ip", "IP"]];
   const TYPES = ["auth.*", "auth.login", "auth.logout", "auth.mfa.challenge", "auth.mfa.verify",
     "token.*", "token.issue", "token.refresh", "token.revoke", "token.verify", "token.invalid",
     "password.*", "password.reset.request", "password.reset.complete", "password.change",
@@ -25,7 +32,7 @@
     cursors: [], next: null, events: [], selected: null, kbd: -1,
     excludes: {}, showAudit: false, utc: false,
     gen: 0, tail: null, live: false, paused: false, pending: [], seen: new Set(),
-    polling: false, timer: null, statsAt: 0, statsGen: 0, window: null,
+    polling: false, timer: null, statsAt: 0, statsGen: 0, window: null, rendered: false,
   };
 
   // Build an element; string/number children become text nodes.
@@ -57,7 +64,7 @@
     const resp = await fetch(path, { headers: { Authorization: "Bearer " + token() }, cache: "no-store" });
     let body = null;
     try { body = await resp.json(); } catch (_) { body = null; }
-    if (resp.status === 401) { signOut("Your token was not accepted."); throw new Error("unauthorized"); }
+    if (resp.status === 401) { signOut("That token was not accepted."); throw new Error("unauthorized"); }
     if (!resp.ok) throw new Error((body && body.message) || ("HTTP " + resp.status));
     return body;
   }
@@ -178,6 +185,13 @@
     state.cursors = [];
     state.selected = ev || null;
     await Promise.all([load(null), loadStats()]);
+    if (!state.rendered) {
+      // The first list and timeline after sign-in are drawn: the "first useful render" that
+      // scripts/viewer-render.py reads (docs/viewer.md, Speed).
+      state.rendered = true;
+      performance.mark("authtrail:first-render");
+      document.body.setAttribute("data-first-render-ms", String(Math.round(performance.now())));
+    }
     if (ev) await openEvent(ev, false); else { $("detail").hidden = true; }
   }
   // A filter change from the page: new history entry, list and timeline from the newest.
@@ -421,9 +435,12 @@
     const bucket = bucketFor(span);
     if (!p.get("since")) p.set("since", new Date((until || now) - 864e5).toISOString());
     p.set("bucket", bucket + "s");
+    // The timeline needs bucket × outcome only; the actor page also splits by type and app (one
+    // actor's rows are few).
+    p.set("group", p.get("actor") ? "type,outcome,app" : "outcome");
     try {
       const st = await api("/v1/stats?" + p.toString());
-      if (gen === state.statsGen) renderTimeline(st);
+      if (gen === state.statsGen) { renderTimeline(st); renderActor(p.get("actor"), st); }
     } catch (e) { report(e); }
   }
   function renderTimeline(st) {
@@ -514,6 +531,124 @@
     });
   }
 
+  // ---- actor page: what one actor did in the window, from the timeline's own stats ----
+  function renderActor(actor, st) {
+    const page = $("actor-page");
+    if (!actor) { page.hidden = true; page.removeAttribute("data-actor"); return; }
+    const byType = new Map(), byApp = new Map();
+    let total = 0, first = null, last = null;
+    for (const r of st.rows) {
+      if (!byType.has(r.type)) byType.set(r.type, { success: 0, failure: 0, error: 0, unknown: 0, total: 0 });
+      const c = byType.get(r.type);
+      c[OUTCOMES.includes(r.outcome) ? r.outcome : "unknown"] += r.count;
+      c.total += r.count;
+      total += r.count;
+      const app = r.app === null || r.app === undefined ? "(no app)" : r.app;
+      byApp.set(app, (byApp.get(app) || 0) + r.count);
+      const t = Date.parse(r.bucket);
+      if (first === null || t < first) first = t;
+      if (last === null || t > last) last = t;
+    }
+    $("actor-name").textContent = actor;
+    page.setAttribute("data-actor", actor);
+    page.setAttribute("data-total", String(total));
+    const apps = [...byApp.entries()].sort((a, b) => b[1] - a[1]).map(([a, n]) => a + " (" + n + ")").join(", ");
+    $("actor-meta").textContent = total === 0 ? "No events of this actor in the window (with the current filters and exclusions)." :
+      total + (total === 1 ? " event" : " events") + " between " + absolute(st.since, true) + " and " + absolute(st.until, true) +
+      " · active from the bucket of " + absolute(new Date(first).toISOString(), true) + " to that of " +
+      absolute(new Date(last).toISOString(), true) + " · apps: " + apps;
+    const tbody = $("actor-summary").querySelector("tbody");
+    const rows = [...byType.entries()].sort((a, b) => b[1].total - a[1].total || (a[0] < b[0] ? -1 : 1));
+    tbody.replaceChildren(...rows.map(([type, c]) => el("tr", { "data-type": type },
+      el("td", {}, el("button", { type: "button", class: "pivot trunc", "data-summary-type": type,
+        title: type + "\nclick: only " + type + " of this actor", onclick: () => pivot("type", type, false) }, type)),
+      el("td", { class: "num", "data-count": c.total }, c.total),
+      ...OUTCOMES.map((o) => el("td", { class: "num", "data-outcome": o, "data-count": c[o] }, c[o] ?
+        el("button", { type: "button", class: "pivot", title: "only " + type + " with outcome " + o,
+          onclick: () => { setField("outcome", o); pivot("type", type, false); } }, c[o]) : el("span", { class: "muted" }, "0"))))));
+    page.hidden = false;
+  }
+  function setField(name, value) {
+    const input = $("filters").querySelector("[name='" + name + "']");
+    if (input) input.value = value;
+  }
+
+  // ---- saved views (localStorage) ----
+  // Parameters a view may hold: what urlParams writes, minus the open event.
+  function viewParamAllowed(name) {
+    return name === "audit" || name === "tz" || EXCLUDABLE.some((f) => name === f + "_not") ||
+      !!$("filters").querySelector("[name='" + name + "']");
+  }
+  function cleanViewParams(text) {
+    const p = new URLSearchParams(text);
+    const out = new URLSearchParams();
+    for (const [k, v] of p) if (viewParamAllowed(k)) out.set(k, v);
+    return out.toString();
+  }
+  function readViews() {
+    let list;
+    try { list = JSON.parse(localStorage.getItem(VIEWS_KEY) || "[]"); } catch (_) { list = []; }
+    if (!Array.isArray(list)) return [];
+    return list.filter((v) => v && typeof v.name === "string" && typeof v.params === "string").slice(0, MAX_VIEWS);
+  }
+  function writeViews(list) {
+    try { localStorage.setItem(VIEWS_KEY, JSON.stringify(list)); } catch (e) { $("status").textContent = "Could not save views: " + e.message; }
+  }
+  function saveView() {
+    const name = $("view-name").value.trim().slice(0, 80);
+    if (!name) { $("view-name").focus(); return; }
+    const params = cleanViewParams(urlParams().toString());
+    const list = readViews().filter((v) => v.name !== name);
+    list.unshift({ name, params });
+    writeViews(list.slice(0, MAX_VIEWS));
+    $("view-name").value = "";
+    renderViews();
+    $("status").textContent = "Saved view \u201c" + name + "\u201d.";
+  }
+  function applyView(v) {
+    state.selected = null;
+    history.pushState(null, "", v.params ? "#" + cleanViewParams(v.params) : location.pathname);
+    $("views").open = false;
+    applyUrl();
+  }
+  function renderViews() {
+    const ul = $("views-list");
+    const list = readViews();
+    ul.replaceChildren(...list.map((v) => el("li", { "data-view": v.name },
+      el("button", { type: "button", class: "link trunc", "data-apply-view": v.name, title: v.params || "(no filters)",
+        onclick: () => applyView(v) }, v.name),
+      el("button", { type: "button", class: "link", "data-delete-view": v.name, "aria-label": "Delete view " + v.name,
+        onclick: () => { writeViews(readViews().filter((x) => x.name !== v.name)); renderViews(); } }, "×"))));
+    if (!list.length) ul.append(el("li", { class: "muted" }, "No saved views yet."));
+  }
+
+  // ---- columns (localStorage) ----
+  function hiddenColumns() {
+    let list;
+    try { list = JSON.parse(localStorage.getItem(COLUMNS_KEY) || "[]"); } catch (_) { list = []; }
+    return Array.isArray(list) ? list.filter((c) => COLUMNS.some(([k]) => k === c)) : [];
+  }
+  function applyColumns() {
+    const hidden = hiddenColumns();
+    const table = $("events-table");
+    for (const [k] of COLUMNS) table.classList.toggle("hide-" + k, hidden.includes(k));
+    for (const box of $("columns-list").querySelectorAll("input[data-column]")) box.checked = !hidden.includes(box.getAttribute("data-column"));
+  }
+  function initColumns() {
+    const box = $("columns-list");
+    box.replaceChildren(...COLUMNS.map(([k, label]) => {
+      const input = el("input", { type: "checkbox", "data-column": k, "aria-label": "Show the " + label + " column" });
+      input.addEventListener("change", () => {
+        const hidden = new Set(hiddenColumns());
+        if (input.checked) hidden.delete(k); else hidden.add(k);
+        try { localStorage.setItem(COLUMNS_KEY, JSON.stringify([...hidden])); } catch (_) { /* kept for this page only */ }
+        applyColumns();
+      });
+      return el("label", {}, input, label);
+    }));
+    applyColumns();
+  }
+
   // ---- detail ----
   function field(dl, name, value, ...extra) {
     if (value === undefined || value === null || value === "") return;
@@ -600,7 +735,7 @@
       ol.append(el("li", {}, badge(e.outcome), " ", el("strong", {}, e.type), " ",
         mine.length ? "(" + mine.map((t) => t.role).join(", ") + ") " : "(rotation) ",
         el("span", { class: "strong" }, e.app ? e.app.value : "—"), " · ",
-        el("span", { class: "strong" }, actorText(e.actor) || "—"), " ",
+        e.actor && e.actor.id ? pivotButton("actor", e.actor.id) : el("span", { class: "strong" }, actorText(e.actor) || "—"), " ",
         el("span", { class: "muted", title: e.time }, absolute(e.time) + " (" + relative(e.time) + ")"), " ",
         el("button", { type: "button", class: "link", onclick: () => openEvent(e.id, true) }, "open"),
         ...others.map((t) => el("button", { type: "button", class: "link mono", "data-token": t.jti || t.fingerprint,
@@ -686,6 +821,8 @@
     for (const id of ["tl-svg", "tl-range", "tl-axis", "detail-fields", "detail-tokens", "detail-json", "token-summary", "token-events"]) $(id).replaceChildren();
     $("detail").hidden = true;
     $("token-life").hidden = true;
+    $("actor-page").hidden = true;
+    $("actor-summary").querySelector("tbody").replaceChildren();
     $("status").textContent = "";
     $("app").hidden = true;
     $("who").hidden = true;
@@ -697,13 +834,17 @@
   }
   async function signIn(t) {
     sessionStorage.setItem(TOKEN_KEY, t);
+    // The list and the timeline are asked for at once with who the credential is (one round
+    // trip less before the first render); the API answers them within the credential's scope
+    // either way, and a refused token signs out and drops what was loading (state.gen).
+    const shown = applyUrl();
     const resp = await fetch("/v1/whoami", { headers: { Authorization: "Bearer " + t }, cache: "no-store" });
     if (resp.status === 401) { signOut("That token was not accepted."); return; }
     if (!resp.ok) { signOut("Sign-in failed: HTTP " + resp.status); return; }
     const me = await resp.json();
     if (!me.permissions.includes("read")) { signOut("That credential may not read events."); return; }
     showApp(me);
-    await applyUrl();
+    await shown;
   }
 
   function init() {
@@ -753,6 +894,12 @@
     window.addEventListener("popstate", () => { if (token() && !$("app").hidden) applyUrl(); });
     document.addEventListener("keydown", onKey);
     initTimeline();
+    initColumns();
+    renderViews();
+    $("view-save").addEventListener("click", saveView);
+    $("view-name").addEventListener("keydown", (ev) => { if (ev.key === "Enter") { ev.preventDefault(); saveView(); } });
+    $("actor-close").addEventListener("click", () => { setField("actor", ""); refilter(); });
+    window.addEventListener("storage", (ev) => { if (ev.key === VIEWS_KEY) renderViews(); if (ev.key === COLUMNS_KEY) applyColumns(); });
     renderTz();
     if (token()) signIn(token()); else signOut("");
   }

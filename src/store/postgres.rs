@@ -32,7 +32,7 @@ use super::query::{build_query, build_query_planned, stats_query, Arg, Dialect, 
 use super::sql::{self, dollar_placeholders, Row};
 use super::{
     Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
-    PurgeReport, Query, Signer, StatsRow, StoredRow,
+    PurgeReport, Query, Signer, StatsBy, StatsRow, StoredRow,
 };
 use crate::event::AuditEvent;
 
@@ -322,7 +322,16 @@ impl EventStore for PostgresStore {
     }
 
     async fn stats(&self, q: &Query, bucket_ms: i64) -> Result<Vec<StatsRow>, Error> {
-        let Some((sql, args)) = stats_query(q, bucket_ms.max(1), Dialect::Postgres) else {
+        self.stats_by(q, bucket_ms, StatsBy::ALL).await
+    }
+
+    async fn stats_by(
+        &self,
+        q: &Query,
+        bucket_ms: i64,
+        by: StatsBy,
+    ) -> Result<Vec<StatsRow>, Error> {
+        let Some((sql, args)) = stats_query(q, bucket_ms.max(1), by, Dialect::Postgres) else {
             return Ok(Vec::new());
         };
         let rows = bind_args(sql, args)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use authtrail::event::{
     Actor, ActorKind, Attributed, AuditEvent, ClientInfo, HttpInfo, Outcome, Stage, Target,
 };
-use authtrail::store::{EventStore, Query, TypeFilter};
+use authtrail::store::{EventStore, Exclude, Query, StatsBy, TypeFilter};
 use serde_json::json;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -68,6 +68,10 @@ macro_rules! store_conformance_tests {
             filter_ip_and_search,
             stats_count_every_match_once,
             filter_reason_and_app_conflict,
+            exclusions_leave_out_each_field,
+            exclusions_keep_pages_full_and_the_cursor_exact,
+            stats_with_exclusions_count_what_the_pages_list,
+            stats_by_sum_the_columns_left_out,
         );
     };
     (@tests $open:expr; $($name:ident),* $(,)?) => {
@@ -1301,4 +1305,332 @@ pub async fn filter_reason_and_app_conflict(store: Arc<dyn EventStore>) {
         ..Query::default()
     };
     assert_eq!(labels(&store, q).await, ["plain"]);
+}
+
+/// The labels of the fixture events `x` keeps, newest first: what the store must return.
+fn kept(events: &[AuditEvent], x: &Exclude) -> Vec<String> {
+    events
+        .iter()
+        .rev()
+        .filter(|e| !x.excludes(e))
+        .map(|e| e.http.request_id.clone())
+        .collect()
+}
+
+pub async fn exclusions_leave_out_each_field(store: Arc<dyn EventStore>) {
+    let events = seeded(&store).await;
+    let ip = |s: &str| s.parse().unwrap();
+    let cases = [
+        Exclude {
+            types: vec![TypeFilter::Prefix("auth.".into())],
+            ..Exclude::default()
+        },
+        Exclude {
+            types: vec![
+                TypeFilter::Exact("auth".into()),
+                TypeFilter::Exact("token.issue".into()),
+            ],
+            ..Exclude::default()
+        },
+        // An event with no app (login-anon-error) is never excluded by app.
+        Exclude {
+            apps: vec!["a1".into()],
+            ..Exclude::default()
+        },
+        Exclude {
+            actors: vec!["alice".into(), "bob".into()],
+            ..Exclude::default()
+        },
+        Exclude {
+            targets: vec!["bob".into()],
+            ..Exclude::default()
+        },
+        Exclude {
+            routes: vec!["login".into()],
+            ..Exclude::default()
+        },
+        Exclude {
+            request_ids: vec!["issue-carol".into()],
+            ..Exclude::default()
+        },
+        Exclude {
+            reasons: vec!["invalid_credentials".into()],
+            ..Exclude::default()
+        },
+        Exclude {
+            ips: vec![ip("192.0.2.7")],
+            ..Exclude::default()
+        },
+        Exclude {
+            ips: vec![ip("2001:db8::1")],
+            ..Exclude::default()
+        },
+        // Everything: the empty prefix.
+        Exclude {
+            types: vec![TypeFilter::Prefix(String::new())],
+            ..Exclude::default()
+        },
+        Exclude {
+            types: vec![TypeFilter::Prefix("token.".into())],
+            apps: vec!["a3".into()],
+            actors: vec!["admin1".into()],
+            ..Exclude::default()
+        },
+    ];
+    for x in cases {
+        let want = kept(&events, &x);
+        let q = Query {
+            exclude: x.clone(),
+            ..Query::default()
+        };
+        assert_eq!(labels(&store, q).await, want, "{x:?}");
+        // With a filter and an app scope too: exclusions only ever narrow.
+        let q = Query {
+            exclude: x.clone(),
+            event_type: Some(TypeFilter::Prefix("auth".into())),
+            apps_scope: Some(vec!["a1".into(), "a3".into()]),
+            ..Query::default()
+        };
+        let want: Vec<String> = events
+            .iter()
+            .rev()
+            .filter(|e| !x.excludes(e) && e.event_type.starts_with("auth"))
+            .filter(|e| e.app.as_ref().is_some_and(|a| a.value != "a2"))
+            .map(|e| e.http.request_id.clone())
+            .collect();
+        assert_eq!(labels(&store, q).await, want, "scoped {x:?}");
+    }
+}
+
+/// Every event a cursor walk of `q` returns, page by page (`limit` each), checking that every
+/// page but the last is full.
+async fn walk_full(store: &Arc<dyn EventStore>, q: &Query, limit: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut page = Query { limit, ..q.clone() };
+    loop {
+        let events = store.query(&page).await.expect("page");
+        let last = events.last().and_then(|e| e.seq);
+        let full = events.len() == limit as usize;
+        out.extend(events.into_iter().map(|e| e.http.request_id));
+        match last {
+            Some(seq) if full => {
+                if page.ascending {
+                    page.after_seq = Some(seq);
+                } else {
+                    page.before_seq = Some(seq);
+                }
+            }
+            _ => return out,
+        }
+    }
+}
+
+/// 300 events, two in three the trail's own reads (`audit.query`) and every fifth of app `a2`.
+fn mostly_audit() -> Vec<AuditEvent> {
+    (0..300)
+        .map(|i| {
+            let ty = if i % 3 == 0 {
+                "auth.login"
+            } else {
+                "audit.query"
+            };
+            let app = if i % 5 == 0 { "a2" } else { "a1" };
+            sample_event(
+                &format!("m{i:03}"),
+                ty,
+                Some(app),
+                Some("user"),
+                Outcome::Success,
+                T0 + Duration::milliseconds(i),
+            )
+        })
+        .collect()
+}
+
+pub async fn exclusions_keep_pages_full_and_the_cursor_exact(store: Arc<dyn EventStore>) {
+    let events = mostly_audit();
+    store.append_fixtures(&events).await.expect("insert");
+    let x = Exclude {
+        types: vec![TypeFilter::Prefix("audit.".into())],
+        ..Exclude::default()
+    };
+    let want = kept(&events, &x);
+    assert_eq!(want.len(), 100);
+    let q = Query {
+        exclude: x.clone(),
+        ..Query::default()
+    };
+    // A page is `limit` events although most rows in its seq range are excluded.
+    let first = store
+        .query(&Query {
+            limit: 30,
+            ..q.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 30);
+    assert_eq!(walk_full(&store, &q, 30).await, want, "descending");
+    let ascending = Query {
+        ascending: true,
+        ..q.clone()
+    };
+    let mut oldest_first = want.clone();
+    oldest_first.reverse();
+    assert_eq!(
+        walk_full(&store, &ascending, 7).await,
+        oldest_first,
+        "ascending"
+    );
+    // Under an app scope, with an app excluded too: the scope still holds.
+    let x = Exclude {
+        types: vec![TypeFilter::Prefix("audit.".into())],
+        apps: vec!["a1".into()],
+        ..Exclude::default()
+    };
+    let scoped = Query {
+        exclude: x.clone(),
+        apps_scope: Some(vec!["a1".into(), "a2".into()]),
+        ..Query::default()
+    };
+    let want = kept(&events, &x);
+    assert_eq!(want.len(), 20);
+    assert_eq!(walk_full(&store, &scoped, 6).await, want);
+    let only_a1 = Query {
+        apps_scope: Some(vec!["a1".into()]),
+        ..scoped
+    };
+    assert!(walk_full(&store, &only_a1, 6).await.is_empty());
+}
+
+pub async fn stats_with_exclusions_count_what_the_pages_list(store: Arc<dyn EventStore>) {
+    let mut events = mostly_audit();
+    events.extend(fixture());
+    store.append_fixtures(&events).await.expect("insert");
+    let cases = [
+        Exclude {
+            types: vec![TypeFilter::Prefix("audit.".into())],
+            ..Exclude::default()
+        },
+        Exclude {
+            types: vec![TypeFilter::Prefix("audit.".into())],
+            apps: vec!["a2".into()],
+            actors: vec!["alice".into()],
+            ..Exclude::default()
+        },
+        Exclude {
+            reasons: vec!["invalid_credentials".into()],
+            routes: vec!["custom".into()],
+            ..Exclude::default()
+        },
+    ];
+    for x in cases {
+        let q = Query {
+            exclude: x.clone(),
+            ..Query::default()
+        };
+        let listed = walk_full(&store, &q, 1000).await;
+        assert_eq!(listed, kept(&events, &x), "{x:?}");
+        let rows = store.stats(&q, 3_600_000).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.count).sum::<u64>(),
+            listed.len() as u64,
+            "{x:?}"
+        );
+        for r in &rows {
+            let by_type = events
+                .iter()
+                .filter(|e| !x.excludes(e) && e.event_type == r.event_type)
+                .filter(|e| e.outcome.as_str() == r.outcome)
+                .filter(|e| e.app.as_ref().map(|a| a.value.as_str()) == r.app.as_deref())
+                .count() as u64;
+            assert_eq!(r.count, by_type, "{x:?} {r:?}");
+        }
+    }
+}
+
+pub async fn stats_by_sum_the_columns_left_out(store: Arc<dyn EventStore>) {
+    let mut events = mostly_audit();
+    events.extend(fixture());
+    store.append_fixtures(&events).await.expect("insert");
+    let q = Query {
+        exclude: Exclude {
+            types: vec![TypeFilter::Prefix("audit.".into())],
+            ..Exclude::default()
+        },
+        ..Query::default()
+    };
+    // Without a window, and with one that cuts the first and last buckets (the viewer's
+    // timeline: bucket x outcome over since..until).
+    let windowed = Query {
+        since: Some(T0 + Duration::milliseconds(150)),
+        until: Some(T0 + Duration::milliseconds(4_300)),
+        ..q.clone()
+    };
+    for q in [q, windowed] {
+        stats_by_match_the_full_grouping(&store, &q).await;
+    }
+}
+
+async fn stats_by_match_the_full_grouping(store: &Arc<dyn EventStore>, q: &Query) {
+    let all = store.stats(q, 1000).await.unwrap();
+    assert!(!all.is_empty());
+    for by in [
+        StatsBy {
+            event_type: false,
+            outcome: true,
+            app: false,
+        },
+        StatsBy {
+            event_type: true,
+            outcome: true,
+            app: false,
+        },
+        StatsBy {
+            event_type: false,
+            outcome: false,
+            app: true,
+        },
+        StatsBy {
+            event_type: false,
+            outcome: false,
+            app: false,
+        },
+        StatsBy::ALL,
+    ] {
+        let rows = store.stats_by(q, 1000, by).await.unwrap();
+        // What the full grouping gives, folded by hand.
+        let mut want = std::collections::BTreeMap::<_, u64>::new();
+        for r in &all {
+            let key = (
+                r.bucket_ms,
+                if by.event_type {
+                    r.event_type.clone()
+                } else {
+                    String::new()
+                },
+                if by.outcome {
+                    r.outcome.clone()
+                } else {
+                    String::new()
+                },
+                if by.app { r.app.clone() } else { None },
+            );
+            *want.entry(key).or_default() += r.count;
+        }
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    (
+                        r.bucket_ms,
+                        r.event_type.clone(),
+                        r.outcome.clone(),
+                        r.app.clone(),
+                    ),
+                    r.count,
+                )
+            })
+            .collect();
+        assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{by:?}");
+    }
 }
