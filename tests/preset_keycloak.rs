@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use support::events::now;
 use support::harness::{self, contains, send};
 use tokio::net::TcpListener;
 
@@ -37,10 +38,6 @@ struct Kc {
     /// Unused codes.
     codes: Arc<Mutex<HashSet<String>>>,
     secrets: Arc<Mutex<Vec<String>>>,
-}
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 fn rs256(claims: Value) -> String {

@@ -16,13 +16,13 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use authtrail::event::{ActorKind, AuditEvent, Outcome};
+use authtrail::event::{ActorKind, Outcome};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use support::events::{actor, app, lineage, target};
+use support::events::{actor, app, lineage, summary, target};
 use support::harness::{self, contains, send, Reply};
 use tokio::net::TcpListener;
 
@@ -337,21 +337,6 @@ async fn handle(k: Kratos, req: Request<Incoming>) -> Result<Response<Full<Bytes
         ),
     };
     Ok(resp)
-}
-
-fn summary(e: &AuditEvent) -> String {
-    format!(
-        "{:<24} {:<22} {:<8} {:<26} actor={:?} kind={:?} app={:?} target={:?} details={}",
-        e.http.request_id,
-        e.event_type,
-        e.outcome.as_str(),
-        e.reason.as_deref().unwrap_or("-"),
-        actor(e),
-        e.actor.kind,
-        app(e),
-        target(e),
-        Value::Object(e.details.clone())
-    )
 }
 
 #[tokio::test]

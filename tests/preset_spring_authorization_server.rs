@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use authtrail::event::{ActorKind, AuditEvent, Outcome};
+use authtrail::event::{ActorKind, Outcome};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use support::events::{actor, app, basic, lineage, target};
+use support::events::{actor, app, basic, lineage, now, summary, target};
 use support::harness::{self, contains, send, Reply};
 use tokio::net::TcpListener;
 
@@ -56,10 +56,6 @@ struct Sas {
     /// Active access tokens (jti).
     revoked: Arc<Mutex<HashSet<String>>>,
     secrets: Arc<Mutex<Vec<String>>>,
-}
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 fn rs256(claims: &Value) -> String {
@@ -392,20 +388,6 @@ impl Jar {
     fn header(&self) -> Option<String> {
         self.0.as_ref().map(|v| format!("JSESSIONID={v}"))
     }
-}
-
-fn summary(e: &AuditEvent) -> String {
-    format!(
-        "{:<20} {:<16} {:<8} {:<20} actor={:?} app={:?} target={:?} details={}",
-        e.http.request_id,
-        e.event_type,
-        e.outcome.as_str(),
-        e.reason.as_deref().unwrap_or("-"),
-        actor(e),
-        app(e),
-        target(e),
-        Value::Object(e.details.clone())
-    )
 }
 
 #[tokio::test]

@@ -15,14 +15,14 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use authtrail::event::{ActorKind, AuditEvent, Outcome, TokenRole};
+use authtrail::event::{ActorKind, Outcome, TokenRole};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use support::events::{actor, app, lineage, target};
+use support::events::{actor, app, lineage, now, summary, target};
 use support::harness::{self, contains, send, Reply};
 use tokio::net::TcpListener;
 
@@ -52,10 +52,6 @@ struct GoTrue {
     factor: Arc<Mutex<Option<String>>>,
     challenge: Arc<Mutex<Option<String>>>,
     secrets: Arc<Mutex<Vec<String>>>,
-}
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 fn hs256(claims: &Value, key: &str) -> String {
@@ -315,21 +311,6 @@ async fn handle(gt: GoTrue, req: Request<Incoming>) -> Result<Response<Full<Byte
         _ => error(StatusCode::NOT_FOUND, "not_found", "Not Found"),
     };
     Ok(resp)
-}
-
-fn summary(e: &AuditEvent) -> String {
-    format!(
-        "{:<24} {:<22} {:<8} {:<26} actor={:?} kind={:?} app={:?} target={:?} details={}",
-        e.http.request_id,
-        e.event_type,
-        e.outcome.as_str(),
-        e.reason.as_deref().unwrap_or("-"),
-        actor(e),
-        e.actor.kind,
-        app(e),
-        target(e),
-        Value::Object(e.details.clone())
-    )
 }
 
 #[tokio::test]

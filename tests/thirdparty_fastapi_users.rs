@@ -27,7 +27,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{json, Value};
 use support::admin::{self, TOKEN_ALL};
-use support::events::{actor, app, target};
+use support::events::{actor, app, now, summary, target};
 use support::harness::{self, contains, send, Reply};
 use support::thirdparty::{self, Server};
 
@@ -126,13 +126,6 @@ fn access_token(r: &Reply) -> String {
         .to_string()
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 fn sign(claims: &Value, key: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
@@ -161,25 +154,6 @@ async fn mailed_token(dir: &Path, kind: &str, email: &str) -> String {
         assert!(Instant::now() < deadline, "no {kind} mail to {email}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn summary(e: &AuditEvent) -> String {
-    format!(
-        "{:<26} {:<22} {:<8} {:<26} actor={:?} kind={:?} app={:?} target={:?} tokens={:?} details={}",
-        e.http.request_id,
-        e.event_type,
-        e.outcome.as_str(),
-        e.reason.as_deref().unwrap_or("-"),
-        actor(e),
-        e.actor.kind,
-        app(e),
-        target(e),
-        e.tokens
-            .iter()
-            .map(|t| format!("{:?}/{}/{}/v={}/{:?}", t.role, t.kind, t.source, t.verified, t.invalid))
-            .collect::<Vec<_>>(),
-        Value::Object(e.details.clone())
-    )
 }
 
 type Who<'a> = (Option<&'a str>, bool, Option<&'a str>);

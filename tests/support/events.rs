@@ -39,3 +39,29 @@ pub fn basic(id: &str, secret: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
     )
 }
+
+/// One line per event for an assertion's message: request id, type, outcome, reason, who, app,
+/// target, tokens and details.
+pub fn summary(e: &AuditEvent) -> String {
+    format!(
+        "{:<26} {:<22} {:<8} {:<26} actor={:?} kind={:?} app={:?} target={:?} tokens={:?} details={}",
+        e.http.request_id,
+        e.event_type,
+        e.outcome.as_str(),
+        e.reason.as_deref().unwrap_or("-"),
+        actor(e),
+        e.actor.kind,
+        app(e),
+        target(e),
+        e.tokens
+            .iter()
+            .map(|t| format!("{:?}/{}/{}/v={}/{:?}", t.role, t.kind, t.source, t.verified, t.invalid))
+            .collect::<Vec<_>>(),
+        serde_json::Value::Object(e.details.clone())
+    )
+}
+
+/// Now, in Unix seconds (for the claims the stand-in servers sign).
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
