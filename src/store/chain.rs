@@ -93,14 +93,19 @@ fn push_json_str(s: &str, out: &mut String) {
 /// order (serde_json without `preserve_order`, checked once at run time) and it holds no
 /// integral float. Then the stored body *is* the canonical encoding and need not be built twice.
 pub(crate) fn serializes_canonically(v: &Value) -> bool {
+    maps_sorted() && plain(v)
+}
+
+/// Whether serde_json's maps iterate in sorted key order (no `preserve_order` feature in the
+/// build), checked once.
+fn maps_sorted() -> bool {
     static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let sorted = *SORTED.get_or_init(|| {
+    *SORTED.get_or_init(|| {
         let mut m = serde_json::Map::new();
         m.insert("b".into(), Value::Null);
         m.insert("a".into(), Value::Null);
         m.keys().next().map(String::as_str) == Some("a")
-    });
-    sorted && plain(v)
+    })
 }
 
 /// Whether `v` holds no integral float (which [`canonical`] writes as an integer).
@@ -164,7 +169,7 @@ pub(crate) struct Encoded {
 pub(crate) fn encode_unlinked(event: &AuditEvent) -> Result<Encoded, Error> {
     let direct = event.seq.is_none()
         && event.chain.is_none()
-        && serializes_canonically(&Value::Null)
+        && maps_sorted()
         && event.details.values().all(plain);
     let (body, canonical) = if direct {
         let body = serde_json::to_string(event).map_err(encode_error)?;
