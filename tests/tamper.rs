@@ -197,8 +197,22 @@ async fn swap_two_rows(t: Trail) {
 
 async fn insert_a_forged_row(t: Trail) {
     // The attacker drops the index that keeps one event per chain position, then slips a copy
-    // of #12 with another id and actor into position #12.
-    t.db.exec("DROP INDEX events_chain").await;
+    // of #12 with another id and actor into position #12. (SQLite keeps one such index per
+    // partition.)
+    match &t.db {
+        Db::Sqlite(p) => {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND name GLOB 'events_*_chain'",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap();
+            for name in names {
+                t.db.exec(&format!("DROP INDEX {name}")).await;
+            }
+        }
+        Db::Pg(_) => t.db.exec("DROP INDEX events_chain").await,
+    }
     let forged_id = uuid::Uuid::now_v7().to_string();
     let mut body: serde_json::Value = serde_json::from_str(&t.rows[11].body).unwrap();
     body["id"] = forged_id.clone().into();

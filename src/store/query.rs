@@ -22,6 +22,7 @@ pub(crate) enum Dialect {
 }
 
 /// A value bound to a `?` of a query built at run time.
+#[derive(Clone)]
 pub(crate) enum Arg {
     Text(String),
     Int(i64),

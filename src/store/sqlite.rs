@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +16,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 
+mod partitions;
+
+use self::partitions::Partition;
 use super::chain::{self, ChainTx, Segment};
 use super::query::{
     build_query_planned, ceil_millis, effective_limit, outcome_counts_apply, outcome_counts_query,
@@ -61,40 +64,40 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "token_keys_from_the_writer",
         include_str!("../../migrations/sqlite/0006_token_keys_from_the_writer.sql"),
     ),
+    (
+        7,
+        "partitions",
+        include_str!("../../migrations/sqlite/0007_partitions.sql"),
+    ),
 ];
 
 /// Read connections; SQLite in WAL mode lets them run beside the one writer.
 const READERS: u32 = 4;
 /// Columns written per event (every insert: `append`, through `ChainTx::insert_rows`).
-const COLUMNS: usize = 18;
+const COLUMNS: usize = 19;
 /// Rows per multi-row INSERT. Batches are split into chunks of 64, 32, ..., 1 rows, so at most
-/// seven distinct statements exist and each stays prepared in the connection's cache.
+/// seven distinct statements exist per partition and each stays prepared in the connection's
+/// cache.
 const CHUNK_SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 /// Rows inserted between two `PRAGMA optimize` runs, which refresh the planner's statistics.
 const OPTIMIZE_EVERY_ROWS: u64 = 100_000;
 
-static INSERT_SQL: LazyLock<[Arc<str>; CHUNK_SIZES.len()]> =
-    LazyLock::new(|| CHUNK_SIZES.map(|rows| Arc::from(insert_sql(rows, ""))));
-/// The same INSERTs, handing back each new row's `seq` and `id` for its token keys.
-static INSERT_RETURNING_SQL: LazyLock<[Arc<str>; CHUNK_SIZES.len()]> =
-    LazyLock::new(|| CHUNK_SIZES.map(|rows| Arc::from(insert_sql(rows, " RETURNING seq, id"))));
-/// `event_tokens` rows, in chunks of [`CHUNK_SIZES`] (key, seq) pairs.
-static TOKEN_KEYS_SQL: LazyLock<[Arc<str>; CHUNK_SIZES.len()]> = LazyLock::new(|| {
-    CHUNK_SIZES.map(|rows| {
-        Arc::from(format!(
-            "INSERT OR IGNORE INTO event_tokens (key, seq) VALUES {}",
-            vec!["(?,?)"; rows].join(",")
-        ))
-    })
-});
-
-fn insert_sql(rows: usize, returning: &str) -> String {
+/// The INSERT of `rows` events into partition `table`, each with its `seq`.
+fn insert_sql(table: &str, rows: usize) -> String {
     let row = format!("({})", vec!["?"; COLUMNS].join(","));
     format!(
-        "INSERT INTO events (id, time_ms, type, stage, outcome, reason, app, actor_id, \
+        "INSERT INTO {table} (seq, id, time_ms, type, stage, outcome, reason, app, actor_id, \
          target_kind, target_id, route, status, ip, request_id, chain_instance, chain_n, \
-         chain_hash, body) VALUES {} ON CONFLICT(id) DO NOTHING{returning}",
+         chain_hash, body) VALUES {} ON CONFLICT(id) DO NOTHING",
         vec![row.as_str(); rows].join(",")
+    )
+}
+
+/// `rows` (key, seq) pairs into partition `table`'s token keys.
+fn token_keys_sql(table: &str, rows: usize) -> String {
+    format!(
+        "INSERT OR IGNORE INTO {table}_tokens (key, seq) VALUES {}",
+        vec!["(?,?)"; rows].join(",")
     )
 }
 
@@ -113,6 +116,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     rows_since_optimize: Arc<AtomicU64>,
+    /// The partitions as of a schema version (see [`SqliteStore::partitions`]).
+    parts: Arc<Mutex<(i64, Arc<Vec<Partition>>)>>,
 }
 
 impl SqliteStore {
@@ -159,10 +164,81 @@ impl SqliteStore {
                 .await
                 .map_err(Error::backend("open"))?
         };
-        Ok(SqliteStore {
+        let store = SqliteStore {
             writer,
             reader,
             rows_since_optimize: Arc::new(AtomicU64::new(0)),
+            parts: Arc::new(Mutex::new((-1, Arc::new(Vec::new())))),
+        };
+        store.prepare_partitions().await?;
+        Ok(store)
+    }
+
+    /// At open: drop the legacy partition if it is empty, make sure today's partition exists,
+    /// and build the views if they are missing (just after migration 0007).
+    async fn prepare_partitions(&self) -> Result<(), Error> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Error::backend("open"))?;
+        let mut parts = partitions::load(&mut tx).await?;
+        let views: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = 'events'",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::backend("open"))?;
+        let mut rebuild = views == 0;
+        if parts.iter().any(|p| p.name == "events_legacy") {
+            let empty: Option<i64> = sqlx::query_scalar("SELECT seq FROM events_legacy LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::backend("open"))?;
+            if empty.is_none() {
+                sqlx::raw_sql(
+                    "DROP TABLE events_legacy; DROP TABLE events_legacy_tokens; \
+                     DELETE FROM partitions WHERE name = 'events_legacy';",
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::backend("open"))?;
+                parts.retain(|p| p.name != "events_legacy");
+                rebuild = true;
+            }
+        }
+        let today = crate::event::unix_millis(crate::event::now_millis());
+        if !partitions::ensure(&mut tx, &mut parts, [today]).await? && rebuild {
+            partitions::rebuild_views(&mut tx, &parts).await?;
+        }
+        tx.commit().await.map_err(Error::backend("open"))?;
+        Ok(())
+    }
+
+    /// The partitions, read again only when the schema changed since they were last read.
+    async fn partitions(&self, conn: &mut SqliteConnection) -> Result<Arc<Vec<Partition>>, Error> {
+        let version = partitions::schema_version(conn).await?;
+        {
+            let cached = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            if cached.0 == version {
+                return Ok(cached.1.clone());
+            }
+        }
+        let parts = Arc::new(partitions::load(conn).await?);
+        *self.parts.lock().unwrap_or_else(|e| e.into_inner()) = (version, parts.clone());
+        Ok(parts)
+    }
+
+    /// A write transaction (`BEGIN IMMEDIATE`) with the partitions as it sees them.
+    async fn write_tx<'c>(
+        &self,
+        mut tx: sqlx::Transaction<'c, Sqlite>,
+    ) -> Result<SqliteTx<'c>, Error> {
+        let parts = self.partitions(&mut tx).await?;
+        Ok(SqliteTx {
+            tx,
+            parts: parts.as_ref().clone(),
+            times: std::collections::HashMap::new(),
         })
     }
 
@@ -240,71 +316,85 @@ fn bind_row(q: SqliteQuery, row: sql::Row) -> SqliteQuery {
         .bind(row.body)
 }
 
-/// Insert `rows` in chunks of [`CHUNK_SIZES`] on `conn`, and the token keys of those newly
-/// written into `event_tokens`; returns the rows newly written.
+/// Insert `rows` (in link order) on `conn`, in the write transaction: each gets the next `seq`
+/// and goes to the partition of its time (created when missing), in chunks of [`CHUNK_SIZES`],
+/// with its token keys beside it. Returns the rows newly written.
 ///
 /// The keys come from the encoder (`Row::token_keys`), not from a trigger re-reading each body's
-/// JSON: a chunk holding tokens asks its INSERT for the new rows' `seq`s.
-async fn insert_rows(conn: &mut SqliteConnection, rows: Vec<sql::Row>) -> Result<u64, Error> {
-    let mut inserted = 0;
-    let mut left = rows.len();
-    let mut rows = rows.into_iter();
-    let mut token_rows: Vec<(String, i64)> = Vec::new();
-    while left > 0 {
-        let size = chunk_size(left);
-        let rows_in_chunk = CHUNK_SIZES[size];
-        let chunk: Vec<sql::Row> = rows.by_ref().take(rows_in_chunk).collect();
-        let with_tokens = chunk.iter().any(|r| !r.token_keys.is_empty());
-        let statements = if with_tokens {
-            &INSERT_RETURNING_SQL
-        } else {
-            &INSERT_SQL
-        };
-        let mut q = sqlx::query(AssertSqlSafe(statements[size].clone()));
-        let mut keys: Vec<(String, Vec<String>)> = Vec::new();
-        for mut row in chunk {
-            if !row.token_keys.is_empty() {
-                keys.push((row.columns.id.clone(), std::mem::take(&mut row.token_keys)));
-            }
-            q = bind_row(q, row);
+/// JSON. A row skipped as a duplicate id leaves its seq unused; the caller refuses such a batch.
+async fn insert_rows(
+    conn: &mut SqliteConnection,
+    parts: &mut Vec<Partition>,
+    rows: Vec<sql::Row>,
+) -> Result<u64, Error> {
+    let times: Vec<i64> = rows.iter().map(|r| r.columns.time_ms).collect();
+    partitions::ensure(conn, parts, times).await?;
+    let last: i64 = sqlx::query_scalar("SELECT last FROM seq_counter")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(Error::backend("insert"))?;
+    let count = rows.len() as i64;
+    // Rows by partition, each group in seq order (nearly always one group).
+    let mut groups: Vec<(String, Vec<(i64, sql::Row)>)> = Vec::new();
+    for (seq, row) in (last + 1..).zip(rows) {
+        let table = partitions::find(parts, row.columns.time_ms)
+            .map(|p| p.name.clone())
+            .ok_or_else(|| Error::Backend {
+                op: "insert",
+                source: sqlx::Error::Protocol(format!(
+                    "no partition holds time {}",
+                    row.columns.time_ms
+                )),
+            })?;
+        match groups.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, g)) => g.push((seq, row)),
+            None => groups.push((table, vec![(seq, row)])),
         }
-        if with_tokens {
-            let new_rows = q
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(Error::backend("insert"))?;
-            inserted += new_rows.len() as u64;
-            for r in &new_rows {
-                let seq: i64 = r.try_get(0).map_err(Error::backend("insert"))?;
-                let id: &str = r.try_get(1).map_err(Error::backend("insert"))?;
-                if let Some(i) = keys.iter().position(|(k, _)| k == id) {
-                    let (_, event_keys) = keys.swap_remove(i);
-                    token_rows.extend(event_keys.into_iter().map(|k| (k, seq)));
-                }
+    }
+    let mut inserted = 0;
+    for (table, group) in groups {
+        let mut token_rows: Vec<(String, i64)> = Vec::new();
+        let mut left = group.len();
+        let mut group = group.into_iter();
+        while left > 0 {
+            let size = chunk_size(left);
+            let mut q = sqlx::query(AssertSqlSafe(insert_sql(&table, CHUNK_SIZES[size])));
+            for (seq, mut row) in group.by_ref().take(CHUNK_SIZES[size]) {
+                token_rows.extend(
+                    std::mem::take(&mut row.token_keys)
+                        .into_iter()
+                        .map(|k| (k, seq)),
+                );
+                q = bind_row(q.bind(seq), row);
             }
-        } else {
             inserted += q
                 .execute(&mut *conn)
                 .await
                 .map_err(Error::backend("insert"))?
                 .rows_affected();
+            left -= CHUNK_SIZES[size];
         }
-        left -= rows_in_chunk;
+        insert_token_keys(conn, &table, token_rows).await?;
     }
-    insert_token_keys(conn, token_rows).await?;
+    sqlx::query("UPDATE seq_counter SET last = ?")
+        .bind(last + count)
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::backend("insert"))?;
     Ok(inserted)
 }
 
-/// `(key, seq)` rows into `event_tokens`, in chunks of [`CHUNK_SIZES`].
+/// `(key, seq)` rows into partition `table`'s token keys, in chunks of [`CHUNK_SIZES`].
 async fn insert_token_keys(
     conn: &mut SqliteConnection,
+    table: &str,
     token_rows: Vec<(String, i64)>,
 ) -> Result<(), Error> {
     let mut left = token_rows.len();
     let mut token_rows = token_rows.into_iter();
     while left > 0 {
         let size = chunk_size(left);
-        let mut q = sqlx::query(AssertSqlSafe(TOKEN_KEYS_SQL[size].clone()));
+        let mut q = sqlx::query(AssertSqlSafe(token_keys_sql(table, CHUNK_SIZES[size])));
         for (key, seq) in token_rows.by_ref().take(CHUNK_SIZES[size]) {
             q = q.bind(key).bind(seq);
         }
@@ -370,6 +460,7 @@ impl SqliteStore {
         let mut start = since_ms - since_ms.rem_euclid(bucket_ms);
         // One read transaction: every bucket counts the same snapshot of the trail.
         let mut tx = self.reader.begin().await.map_err(Error::backend("stats"))?;
+        let parts = self.partitions(&mut tx).await?;
         while start < until_ms {
             let end = start.saturating_add(bucket_ms);
             let bound = |ms: i64| {
@@ -381,15 +472,22 @@ impl SqliteStore {
                 ..q.clone()
             };
             if let Some((sql, args)) = outcome_counts_query(&slice, Dialect::Sqlite) {
-                let row = bind_args(sql, args)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(Error::backend("stats"))?;
-                let get = |i: usize| -> Result<u64, Error> {
-                    let n: i64 = row.try_get(i).map_err(Error::backend("stats"))?;
-                    Ok(u64::try_from(n).unwrap_or(0))
-                };
-                let (all, success, failure, error) = (get(0)?, get(1)?, get(2)?, get(3)?);
+                let (mut all, mut success, mut failure, mut error) = (0u64, 0u64, 0u64, 0u64);
+                let (lo, hi) = (start.max(since_ms), end.min(until_ms));
+                for p in parts.iter().filter(|p| p.overlaps(Some(lo), Some(hi))) {
+                    let row = bind_args(partitions::on_table(&sql, &p.name), args.clone())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(Error::backend("stats"))?;
+                    let get = |i: usize| -> Result<u64, Error> {
+                        let n: i64 = row.try_get(i).map_err(Error::backend("stats"))?;
+                        Ok(u64::try_from(n).unwrap_or(0))
+                    };
+                    all += get(0)?;
+                    success += get(1)?;
+                    failure += get(2)?;
+                    error += get(3)?;
+                }
                 let unknown = all.saturating_sub(success + failure + error);
                 for (outcome, count) in [
                     ("error", error),
@@ -422,12 +520,28 @@ impl SqliteStore {
         let Some((sql, args)) = build_query_planned(q, Dialect::Sqlite, prefix, seq_bound) else {
             return Ok(Vec::new());
         };
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .map_err(Error::backend("query"))?;
+        // A time window reads only the partitions it overlaps.
+        let parts = self.partitions(&mut conn).await?;
+        let (since, until) = window_ms(q);
+        let overlapping: Vec<&Partition> =
+            parts.iter().filter(|p| p.overlaps(since, until)).collect();
+        let sql = partitions::on_parts(sql, &overlapping, parts.len());
         let rows = bind_args(sql, args)
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *conn)
             .await
             .map_err(Error::backend("query"))?;
         rows.iter().map(decode).collect()
     }
+}
+
+/// `q`'s time window in Unix ms, as the query builder bounds it.
+fn window_ms(q: &Query) -> (Option<i64>, Option<i64>) {
+    (q.since.map(ceil_millis), q.until.map(ceil_millis))
 }
 
 #[async_trait]
@@ -462,10 +576,11 @@ impl EventStore for SqliteStore {
             let top = match q.before_seq {
                 Some(b) => b,
                 None => {
-                    let max: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
-                        .fetch_one(&self.reader)
-                        .await
-                        .map_err(Error::backend("query"))?;
+                    let max: Option<i64> =
+                        sqlx::query_scalar("SELECT seq FROM events ORDER BY seq DESC LIMIT 1")
+                            .fetch_one(&self.reader)
+                            .await
+                            .map_err(Error::backend("query"))?;
                     max.unwrap_or(0).saturating_add(1)
                 }
             };
@@ -495,11 +610,34 @@ impl EventStore for SqliteStore {
         let Some((sql, args)) = stats_query(q, bucket_ms, by, Dialect::Sqlite) else {
             return Ok(Vec::new());
         };
-        let rows = bind_args(sql, args)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(Error::backend("stats"))?;
-        sql::stats_rows(&rows)
+        // Partition by partition (each reads its covering time index; an aggregate over the view
+        // would read every row), summed; one read transaction, so one snapshot.
+        let mut tx = self.reader.begin().await.map_err(Error::backend("stats"))?;
+        let parts = self.partitions(&mut tx).await?;
+        let (since, until) = window_ms(q);
+        let mut sums: std::collections::BTreeMap<(i64, String, String, Option<String>), u64> =
+            std::collections::BTreeMap::new();
+        for p in parts.iter().filter(|p| p.overlaps(since, until)) {
+            let rows = bind_args(partitions::on_table(&sql, &p.name), args.clone())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Error::backend("stats"))?;
+            for r in sql::stats_rows(&rows)? {
+                *sums
+                    .entry((r.bucket_ms, r.event_type, r.outcome, r.app))
+                    .or_default() += r.count;
+            }
+        }
+        Ok(sums
+            .into_iter()
+            .map(|((bucket_ms, event_type, outcome, app), count)| StatsRow {
+                bucket_ms,
+                event_type,
+                outcome,
+                app,
+                count,
+            })
+            .collect())
     }
 
     async fn get(&self, id: uuid::Uuid) -> Result<Option<AuditEvent>, Error> {
@@ -540,9 +678,13 @@ impl EventStore for SqliteStore {
             let tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
                 .await
                 .map_err(Error::backend("append"))?;
-            let mut tx = SqliteTx(tx);
+            let mut tx = self.write_tx(tx).await?;
+            tx.times = events
+                .iter()
+                .map(|e| (e.id, crate::event::unix_millis(e.time)))
+                .collect();
             let appended = chain::append(&mut tx, instance, &encoded).await?;
-            tx.0.commit().await.map_err(Error::backend("append"))?;
+            tx.tx.commit().await.map_err(Error::backend("append"))?;
             Ok::<_, Error>(appended)
         }
         .await;
@@ -579,9 +721,9 @@ impl EventStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(Error::backend("checkpoint"))?;
-        let mut tx = SqliteTx(tx);
+        let mut tx = self.write_tx(tx).await?;
         let cp = chain::checkpoint(&mut tx, instance, kind, signer, after).await?;
-        tx.0.commit().await.map_err(Error::backend("checkpoint"))?;
+        tx.tx.commit().await.map_err(Error::backend("checkpoint"))?;
         Ok(cp)
     }
 
@@ -597,17 +739,25 @@ impl EventStore for SqliteStore {
     }
 
     async fn chains(&self) -> Result<Vec<String>, Error> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT chain_instance FROM events WHERE chain_instance IS NOT NULL \
-             ORDER BY chain_instance",
-        )
-        .fetch_all(&self.reader)
-        .await
-        .map_err(Error::backend("chains"))?;
-        rows.iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Error::backend("chains"))
+        // Partition by partition, each from its chain index alone.
+        let mut tx = self
+            .reader
+            .begin()
+            .await
+            .map_err(Error::backend("chains"))?;
+        let parts = self.partitions(&mut tx).await?;
+        let mut chains = std::collections::BTreeSet::new();
+        for p in parts.iter() {
+            let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT DISTINCT chain_instance FROM {} WHERE chain_instance IS NOT NULL",
+                p.name
+            )))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Error::backend("chains"))?;
+            chains.extend(rows);
+        }
+        Ok(chains.into_iter().collect())
     }
 
     async fn chain_rows(
@@ -651,9 +801,9 @@ impl EventStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(Error::backend("purge"))?;
-        let mut tx = SqliteTx(tx);
+        let mut tx = self.write_tx(tx).await?;
         let report = chain::purge_links(&mut tx, instance, links, signer).await?;
-        tx.0.commit().await.map_err(Error::backend("purge"))?;
+        tx.tx.commit().await.map_err(Error::backend("purge"))?;
         Ok(report)
     }
 }
@@ -705,29 +855,54 @@ async fn set_synchronous(conn: &mut SqliteConnection, mode: &'static str) -> Res
 }
 
 /// The chain steps on a SQLite write transaction (`BEGIN IMMEDIATE`: it holds the write lock).
-struct SqliteTx<'c>(sqlx::Transaction<'c, Sqlite>);
+struct SqliteTx<'c> {
+    tx: sqlx::Transaction<'c, Sqlite>,
+    /// The partitions, as this transaction sees (and extends) them.
+    parts: Vec<Partition>,
+    /// The time (Unix ms) of each event being appended, by id: an id can only be stored in the
+    /// partition of its event's time.
+    times: std::collections::HashMap<uuid::Uuid, i64>,
+}
 
 #[async_trait]
 impl ChainTx for SqliteTx<'_> {
     async fn existing_ids(&mut self, ids: &[uuid::Uuid]) -> Result<HashSet<uuid::Uuid>, Error> {
-        let mut found = HashSet::new();
-        for chunk in ids.chunks(500) {
-            let sql = format!(
-                "SELECT id FROM events WHERE id IN ({})",
-                vec!["?"; chunk.len()].join(",")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(id.to_string());
+        // Each id is looked for in the partition of its event's time only (an id whose time is
+        // unknown, in all of them): one index probe per id, however many partitions there are.
+        let mut by_table: Vec<(String, Vec<uuid::Uuid>)> = Vec::new();
+        for id in ids {
+            let table = match self.times.get(id) {
+                Some(&t) => match partitions::find(&self.parts, t) {
+                    Some(p) => p.name.clone(),
+                    None => continue,
+                },
+                None => "events".to_string(),
+            };
+            match by_table.iter_mut().find(|(t, _)| *t == table) {
+                Some((_, g)) => g.push(*id),
+                None => by_table.push((table, vec![*id])),
             }
-            let rows = q
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(Error::backend("append"))?;
-            for r in rows {
-                let id: String = r.try_get(0).map_err(Error::backend("append"))?;
-                if let Ok(id) = uuid::Uuid::parse_str(&id) {
-                    found.insert(id);
+        }
+        let mut found = HashSet::new();
+        for (table, ids) in by_table {
+            for chunk in ids.chunks(500) {
+                let sql = format!(
+                    "SELECT id FROM {table} WHERE id IN ({})",
+                    vec!["?"; chunk.len()].join(",")
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(id.to_string());
+                }
+                let rows = q
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(Error::backend("append"))?;
+                for r in rows {
+                    let id: String = r.try_get(0).map_err(Error::backend("append"))?;
+                    if let Ok(id) = uuid::Uuid::parse_str(&id) {
+                        found.insert(id);
+                    }
                 }
             }
         }
@@ -746,7 +921,7 @@ impl ChainTx for SqliteTx<'_> {
         )
         .bind(instance.to_string())
         .bind(instance.to_string())
-        .fetch_optional(&mut *self.0)
+        .fetch_optional(&mut *self.tx)
         .await
         .map_err(Error::backend("chain head"))?;
         row.map(|r| {
@@ -761,7 +936,7 @@ impl ChainTx for SqliteTx<'_> {
 
     async fn insert_rows(&mut self, rows: Vec<sql::Row>) -> Result<u64, Error> {
         let expected = rows.len() as u64;
-        let inserted = insert_rows(&mut self.0, rows).await?;
+        let inserted = insert_rows(&mut self.tx, &mut self.parts, rows).await?;
         if inserted != expected {
             return Err(Error::Backend {
                 op: "append",
@@ -786,30 +961,39 @@ impl ChainTx for SqliteTx<'_> {
         };
         sqlx::query_scalar(sql)
             .bind(instance.to_string())
-            .fetch_one(&mut *self.0)
+            .fetch_one(&mut *self.tx)
             .await
             .map_err(Error::backend("checkpoint"))
     }
 
     async fn segment(&mut self, instance: &str, from_n: i64, to_n: i64) -> Result<Segment, Error> {
-        let r = sqlx::query(
-            "SELECT count(*), MIN(time_ms), MAX(time_ms) FROM events \
-             WHERE chain_instance = ? AND chain_n > ? AND chain_n <= ?",
-        )
-        .bind(instance.to_string())
-        .bind(from_n)
-        .bind(to_n)
-        .fetch_one(&mut *self.0)
-        .await
-        .map_err(Error::backend("checkpoint"))?;
-        let seg = || -> Result<Segment, sqlx::Error> {
-            Ok(Segment {
-                count: r.try_get(0)?,
-                min_time_ms: r.try_get(1)?,
-                max_time_ms: r.try_get(2)?,
-            })
+        // Partition by partition: each reads its chain index alone (the view would read rows).
+        let mut seg = Segment {
+            count: 0,
+            min_time_ms: None,
+            max_time_ms: None,
         };
-        seg().map_err(Error::backend("checkpoint"))
+        for p in &self.parts {
+            let r = sqlx::query(AssertSqlSafe(format!(
+                "SELECT count(*), MIN(time_ms), MAX(time_ms) FROM {} \
+                 WHERE chain_instance = ? AND chain_n > ? AND chain_n <= ?",
+                p.name
+            )))
+            .bind(instance.to_string())
+            .bind(from_n)
+            .bind(to_n)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(Error::backend("checkpoint"))?;
+            let part = || -> Result<(i64, Option<i64>, Option<i64>), sqlx::Error> {
+                Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+            };
+            let (count, min, max) = part().map_err(Error::backend("checkpoint"))?;
+            seg.count += count;
+            seg.min_time_ms = seg.min_time_ms.into_iter().chain(min).min();
+            seg.max_time_ms = seg.max_time_ms.into_iter().chain(max).max();
+        }
+        Ok(seg)
     }
 
     async fn link_at(&mut self, instance: &str, n: i64) -> Result<Option<(String, String)>, Error> {
@@ -818,7 +1002,7 @@ impl ChainTx for SqliteTx<'_> {
         )
         .bind(instance.to_string())
         .bind(n)
-        .fetch_optional(&mut *self.0)
+        .fetch_optional(&mut *self.tx)
         .await
         .map_err(Error::backend("checkpoint"))?;
         row.map(|r| {
@@ -841,7 +1025,7 @@ impl ChainTx for SqliteTx<'_> {
         .bind(cp.kind.as_str())
         .bind(cp.created_ms)
         .bind(body)
-        .execute(&mut *self.0)
+        .execute(&mut *self.tx)
         .await
         .map_err(Error::backend("checkpoint"))?;
         Ok(())
@@ -852,27 +1036,30 @@ impl ChainTx for SqliteTx<'_> {
             "SELECT body FROM checkpoints WHERE instance = ? ORDER BY id DESC LIMIT 1",
         )
         .bind(instance.to_string())
-        .fetch_optional(&mut *self.0)
+        .fetch_optional(&mut *self.tx)
         .await
         .map_err(Error::backend("checkpoint"))
     }
 
     async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error> {
         let mut deleted = 0;
-        for chunk in ns.chunks(500) {
-            let sql = format!(
-                "DELETE FROM events WHERE chain_instance = ? AND chain_n IN ({})",
-                vec!["?"; chunk.len()].join(",")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(instance.to_string());
-            for n in chunk {
-                q = q.bind(*n);
+        for p in &self.parts {
+            for chunk in ns.chunks(500) {
+                let sql = format!(
+                    "DELETE FROM {} WHERE chain_instance = ? AND chain_n IN ({})",
+                    p.name,
+                    vec!["?"; chunk.len()].join(",")
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(instance.to_string());
+                for n in chunk {
+                    q = q.bind(*n);
+                }
+                deleted += q
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(Error::backend("purge"))?
+                    .rows_affected();
             }
-            deleted += q
-                .execute(&mut *self.0)
-                .await
-                .map_err(Error::backend("purge"))?
-                .rows_affected();
         }
         Ok(deleted)
     }
@@ -885,27 +1072,48 @@ mod tests {
     use super::*;
     use crate::store::query::build_query;
 
-    /// SQLite's plan for `sql`: the `detail` column of `EXPLAIN QUERY PLAN`, one line a step.
+    /// The one partition of a fresh store (today's).
+    async fn only_partition(store: &SqliteStore) -> String {
+        let mut conn = store.writer.acquire().await.unwrap();
+        let parts = store.partitions(&mut conn).await.unwrap();
+        assert_eq!(parts.len(), 1, "{parts:?}");
+        parts[0].name.clone()
+    }
+
+    /// SQLite's plan for `sql` as the store runs it (an aggregate on each partition, a page on
+    /// the view): the `detail` column of `EXPLAIN QUERY PLAN`, one line a step, with the
+    /// partition's index names written `events_*`.
     async fn plan(store: &SqliteStore, sql: &str, args: Vec<Arg>) -> String {
+        let part = only_partition(store).await;
+        let sql = if sql.contains("count(*)") {
+            partitions::on_table(sql, &part)
+        } else {
+            sql.to_string()
+        };
         let rows = bind_args(format!("EXPLAIN QUERY PLAN {sql}"), args)
             .fetch_all(&store.writer)
             .await
             .unwrap();
         rows.iter()
-            .map(|r| r.get::<String, _>(3))
+            .map(|r| {
+                r.get::<String, _>(3)
+                    .replace(&format!("{part}_"), "events_")
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
 
-    /// A fresh store whose planner believes `stats` (`(index, sqlite_stat1 row)`): the plans
-    /// of a big trail without filling one.
+    /// A fresh store whose planner believes `stats` (`(index, sqlite_stat1 row)`, the index
+    /// named `events_*` for the partition's): the plans of a big trail without filling one.
     async fn store_with_stats(stats: &[(&str, &str)]) -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plans.db");
         let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let part = only_partition(&store).await;
         for (index, stat) in stats {
-            sqlx::query("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('events', ?, ?)")
-                .bind(*index)
+            sqlx::query("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)")
+                .bind(part.clone())
+                .bind(index.replacen("events_", &format!("{part}_"), 1))
                 .bind(*stat)
                 .execute(&store.writer)
                 .await
@@ -1048,6 +1256,118 @@ mod tests {
     fn insert_statements_fit_sqlite_variable_limit() {
         // SQLite's default SQLITE_MAX_VARIABLE_NUMBER is 32766.
         assert!(CHUNK_SIZES[0] * COLUMNS < 32_766);
-        assert_eq!(insert_sql(2, "").matches('?').count(), 2 * COLUMNS);
+        assert_eq!(insert_sql("events_x", 2).matches('?').count(), 2 * COLUMNS);
+    }
+
+    /// An event of `time` for the migration test.
+    fn event_at(label: &str, time: time::OffsetDateTime) -> AuditEvent {
+        let mut e: AuditEvent = serde_json::from_value(serde_json::json!({
+            "id": uuid::Uuid::now_v7(), "time": "2025-01-01T00:00:00Z", "type": "auth.login",
+            "stage": "completed", "outcome": "success",
+            "actor": {"kind": "user", "id": "alice", "verified": true},
+            "source": {"ip": "192.0.2.1"},
+            "http": {"method": "POST", "path": "/login", "route": "login", "status": 200,
+                     "duration_ms": 1, "request_id": label},
+        }))
+        .unwrap();
+        e.time = time;
+        e
+    }
+
+    #[tokio::test]
+    async fn a_trail_from_before_partitions_becomes_the_legacy_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        // The schema of migrations 1-6, with three linked events written as that version did.
+        let old = SqlitePool::connect(&url).await.unwrap();
+        let mut migrator = migrator();
+        migrator.migrations = Cow::Owned(migrator.migrations[..6].to_vec());
+        migrator.run(&old).await.unwrap();
+        let t_old = datetime!(2025-03-01 10:00 UTC);
+        let old_events: Vec<AuditEvent> = (0..3)
+            .map(|i| event_at(&format!("old-{i}"), t_old + time::Duration::minutes(i)))
+            .collect();
+        let mut prev = chain::GENESIS.to_string();
+        for (n, e) in (1..).zip(chain::encode_for_append("c", &old_events).unwrap()) {
+            let hash = chain::link_hash("c", n, &prev, e.canonical());
+            let row = e
+                .linked(crate::event::ChainLink {
+                    instance: "c".into(),
+                    n,
+                    prev_hash: prev.clone(),
+                    hash: hash.clone(),
+                })
+                .unwrap();
+            let sql = "INSERT INTO events (id, time_ms, type, stage, outcome, reason, app, \
+                 actor_id, target_kind, target_id, route, status, ip, request_id, \
+                 chain_instance, chain_n, chain_hash, body) \
+                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+            bind_row(sqlx::query(sql), row).execute(&old).await.unwrap();
+            prev = hash;
+        }
+        old.close().await;
+
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let mut conn = store.writer.acquire().await.unwrap();
+        let parts = store.partitions(&mut conn).await.unwrap();
+        drop(conn);
+        assert_eq!(parts[0].name, "events_legacy");
+        assert_eq!(parts[0].from_ms, i64::MIN);
+        // Up to the end of the day of its newest event.
+        assert_eq!(
+            parts[0].to_ms,
+            crate::event::unix_millis(datetime!(2025-03-02 00:00 UTC))
+        );
+        let opts = crate::store::verify::Options::default();
+        let report = crate::store::verify::verify(&store, &opts).await.unwrap();
+        assert!(report.ok(), "{}", report.render());
+
+        // The chain goes on across partitions; seq goes on after the old rows.
+        let later = vec![
+            event_at("new-0", datetime!(2025-03-01 23:00 UTC)),
+            event_at("new-1", datetime!(2025-03-05 08:00 UTC)),
+        ];
+        let appended = store.append("c", &later, false).await.unwrap();
+        assert_eq!((appended.inserted, appended.head.unwrap().n), (2, 5));
+        // Replays of old and new events are refused in their partitions.
+        let again: Vec<AuditEvent> = old_events.iter().chain(&later).cloned().collect();
+        assert_eq!(store.append("c", &again, false).await.unwrap().inserted, 0);
+        let page = store
+            .query(&Query {
+                ascending: true,
+                limit: 10,
+                ..Query::default()
+            })
+            .await
+            .unwrap();
+        let seen: Vec<(i64, &str)> = page
+            .iter()
+            .map(|e| (e.seq.unwrap(), e.http.request_id.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, "old-0"),
+                (2, "old-1"),
+                (3, "old-2"),
+                (4, "new-0"),
+                (5, "new-1")
+            ]
+        );
+        // "new-0" is of the legacy partition's last day: it is stored there.
+        let legacy: i64 = sqlx::query_scalar("SELECT count(*) FROM events_legacy")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(legacy, 4);
+        let parts: Vec<String> = sqlx::query_scalar("SELECT name FROM partitions ORDER BY from_ms")
+            .fetch_all(&store.reader)
+            .await
+            .unwrap();
+        assert!(parts.contains(&"events_20250305".to_string()), "{parts:?}");
+        let report = crate::store::verify::verify(&store, &opts).await.unwrap();
+        assert!(report.ok(), "{}", report.render());
+        store.close().await;
     }
 }
