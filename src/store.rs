@@ -3,6 +3,7 @@
 //! ([`chain`], [`verify`]). A store knows events and queries; it never imports hyper or the
 //! route map, and it never decides when to write (the pipeline does).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -28,6 +29,8 @@ pub use sql::{Columns, StoredRow};
 pub enum Error {
     #[error("unsupported store url \"{0}\": expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+    #[error("no partition \"{0}\" in this store")]
+    NoPartition(String),
     #[error("store {op}: {source}")]
     Backend {
         op: &'static str,
@@ -338,6 +341,41 @@ pub trait EventStore: Send + Sync + 'static {
         links: &[PurgeLink],
         signer: &Signer,
     ) -> Result<PurgeReport, Error>;
+    /// The trail's time partitions, oldest first; empty for a store that keeps one table.
+    async fn partitions(&self) -> Result<Vec<PartitionInfo>, Error> {
+        Ok(Vec::new())
+    }
+    /// Up to `limit` rows of partition `name` with seq above `after_seq`, by seq, as stored.
+    async fn partition_rows(
+        &self,
+        name: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredRow>, Error> {
+        let _ = (after_seq, limit);
+        Err(Error::NoPartition(name.to_string()))
+    }
+    /// Drop partition `name` whole — what a retention policy found entirely due — in one
+    /// transaction, sealing each chain's links in it (`links`, by chain) with the signed
+    /// checkpoints [`EventStore::purge_links`] writes, so `verify` still passes. Fails without
+    /// dropping anything when the partition holds other rows than `links` lists.
+    async fn drop_partition(
+        &self,
+        name: &str,
+        links: &BTreeMap<String, Vec<PurgeLink>>,
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error> {
+        let _ = (links, signer);
+        Err(Error::NoPartition(name.to_string()))
+    }
+}
+
+/// A time partition of the trail: the events whose time (Unix ms) is in `[from_ms, to_ms)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub name: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
 }
 
 /// `url` fit for logs: a password in it is replaced by `***`.

@@ -688,9 +688,8 @@ pub(crate) async fn purge_links<T: ChainTx>(
     let mut links: Vec<&PurgeLink> = links.iter().collect();
     links.sort_by_key(|l| l.n);
     links.dedup_by_key(|l| l.n);
-    let mut report = PurgeReport::default();
     if links.is_empty() {
-        return Ok(report);
+        return Ok(PurgeReport::default());
     }
     let ns: Vec<i64> = links.iter().map(|l| l.n).collect();
     let deleted = tx.delete_links(instance, &ns).await?;
@@ -704,7 +703,23 @@ pub(crate) async fn purge_links<T: ChainTx>(
             )),
         });
     }
+    let mut report = seal_purged(tx, instance, &links, signer).await?;
     report.deleted = deleted;
+    Ok(report)
+}
+
+/// Seal `links` of `instance`'s chain, already deleted (sorted by position, no repeats), with
+/// signed checkpoints, as [`purge_links`] describes; `deleted` is left at 0.
+pub(crate) async fn seal_purged<T: ChainTx>(
+    tx: &mut T,
+    instance: &str,
+    links: &[&PurgeLink],
+    signer: &Signer,
+) -> Result<PurgeReport, Error> {
+    let mut report = PurgeReport::default();
+    if links.is_empty() {
+        return Ok(report);
+    }
     let mut runs: Vec<&[&PurgeLink]> = Vec::new();
     let mut start = 0;
     for i in 1..=links.len() {

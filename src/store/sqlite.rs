@@ -3,7 +3,7 @@
 //! builds, binding every value, and must never interpolate a value into a statement.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,8 +26,8 @@ use super::query::{
 };
 use super::sql;
 use super::{
-    Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
-    PurgeReport, Query, Signer, StatsBy, StatsRow, StoredRow, TypeFilter,
+    Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PartitionInfo,
+    PurgeLink, PurgeReport, Query, Signer, StatsBy, StatsRow, StoredRow, TypeFilter,
 };
 use crate::event::AuditEvent;
 
@@ -216,7 +216,10 @@ impl SqliteStore {
     }
 
     /// The partitions, read again only when the schema changed since they were last read.
-    async fn partitions(&self, conn: &mut SqliteConnection) -> Result<Arc<Vec<Partition>>, Error> {
+    async fn cached_partitions(
+        &self,
+        conn: &mut SqliteConnection,
+    ) -> Result<Arc<Vec<Partition>>, Error> {
         let version = partitions::schema_version(conn).await?;
         {
             let cached = self.parts.lock().unwrap_or_else(|e| e.into_inner());
@@ -234,7 +237,7 @@ impl SqliteStore {
         &self,
         mut tx: sqlx::Transaction<'c, Sqlite>,
     ) -> Result<SqliteTx<'c>, Error> {
-        let parts = self.partitions(&mut tx).await?;
+        let parts = self.cached_partitions(&mut tx).await?;
         Ok(SqliteTx {
             tx,
             parts: parts.as_ref().clone(),
@@ -460,7 +463,7 @@ impl SqliteStore {
         let mut start = since_ms - since_ms.rem_euclid(bucket_ms);
         // One read transaction: every bucket counts the same snapshot of the trail.
         let mut tx = self.reader.begin().await.map_err(Error::backend("stats"))?;
-        let parts = self.partitions(&mut tx).await?;
+        let parts = self.cached_partitions(&mut tx).await?;
         while start < until_ms {
             let end = start.saturating_add(bucket_ms);
             let bound = |ms: i64| {
@@ -526,7 +529,7 @@ impl SqliteStore {
             .await
             .map_err(Error::backend("query"))?;
         // A time window reads only the partitions it overlaps.
-        let parts = self.partitions(&mut conn).await?;
+        let parts = self.cached_partitions(&mut conn).await?;
         let (since, until) = window_ms(q);
         let overlapping: Vec<&Partition> =
             parts.iter().filter(|p| p.overlaps(since, until)).collect();
@@ -613,7 +616,7 @@ impl EventStore for SqliteStore {
         // Partition by partition (each reads its covering time index; an aggregate over the view
         // would read every row), summed; one read transaction, so one snapshot.
         let mut tx = self.reader.begin().await.map_err(Error::backend("stats"))?;
-        let parts = self.partitions(&mut tx).await?;
+        let parts = self.cached_partitions(&mut tx).await?;
         let (since, until) = window_ms(q);
         let mut sums: std::collections::BTreeMap<(i64, String, String, Option<String>), u64> =
             std::collections::BTreeMap::new();
@@ -745,7 +748,7 @@ impl EventStore for SqliteStore {
             .begin()
             .await
             .map_err(Error::backend("chains"))?;
-        let parts = self.partitions(&mut tx).await?;
+        let parts = self.cached_partitions(&mut tx).await?;
         let mut chains = std::collections::BTreeSet::new();
         for p in parts.iter() {
             let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -804,6 +807,117 @@ impl EventStore for SqliteStore {
         let mut tx = self.write_tx(tx).await?;
         let report = chain::purge_links(&mut tx, instance, links, signer).await?;
         tx.tx.commit().await.map_err(Error::backend("purge"))?;
+        Ok(report)
+    }
+
+    async fn partitions(&self) -> Result<Vec<PartitionInfo>, Error> {
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .map_err(Error::backend("partitions"))?;
+        Ok(self
+            .cached_partitions(&mut conn)
+            .await?
+            .iter()
+            .map(|p| PartitionInfo {
+                name: p.name.clone(),
+                from_ms: p.from_ms,
+                to_ms: p.to_ms,
+            })
+            .collect())
+    }
+
+    async fn partition_rows(
+        &self,
+        name: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredRow>, Error> {
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .map_err(Error::backend("partitions"))?;
+        // Only a name from the catalog is ever put into the statement.
+        let parts = self.cached_partitions(&mut conn).await?;
+        let Some(p) = parts.iter().find(|p| p.name == name) else {
+            return Err(Error::NoPartition(name.to_string()));
+        };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {STORED_COLUMNS} FROM {} WHERE seq > ? ORDER BY seq LIMIT ?",
+            p.name
+        )))
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::backend("partitions"))?;
+        rows.iter().map(stored_row).collect()
+    }
+
+    async fn drop_partition(
+        &self,
+        name: &str,
+        links: &BTreeMap<String, Vec<PurgeLink>>,
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error> {
+        let tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Error::backend("purge"))?;
+        let mut tx = self.write_tx(tx).await?;
+        let Some(table) = tx
+            .parts
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.name.clone())
+        else {
+            return Err(Error::NoPartition(name.to_string()));
+        };
+        // Exactly the rows the caller checked: an event stored since (a late replay of that day)
+        // or one without a link keeps the partition.
+        let listed: usize = links.values().map(Vec::len).sum();
+        let (rows, linked): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT count(*), count(chain_n) FROM {table}"
+        )))
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(Error::backend("purge"))?;
+        if rows != linked || usize::try_from(rows).ok() != Some(listed) {
+            return Err(Error::Backend {
+                op: "purge",
+                source: sqlx::Error::Protocol(format!(
+                    "partition {table} holds {rows} events ({linked} linked), {listed} were \
+                     checked: not dropped"
+                )),
+            });
+        }
+        let mut report = PurgeReport::default();
+        for (instance, chain_links) in links {
+            let mut sorted: Vec<&PurgeLink> = chain_links.iter().collect();
+            sorted.sort_by_key(|l| l.n);
+            sorted.dedup_by_key(|l| l.n);
+            let sealed = chain::seal_purged(&mut tx, instance, &sorted, signer).await?;
+            report.boundaries.extend(sealed.boundaries);
+        }
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP TABLE {table}; DROP TABLE {table}_tokens;"
+        )))
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(Error::backend("purge"))?;
+        sqlx::query("DELETE FROM partitions WHERE name = ?")
+            .bind(table.clone())
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(Error::backend("purge"))?;
+        tx.parts.retain(|p| p.name != table);
+        partitions::rebuild_views(&mut tx.tx, &tx.parts).await?;
+        tx.tx.commit().await.map_err(Error::backend("purge"))?;
+        report.deleted = rows as u64;
+        tracing::info!(partition = %table, events = rows, "sqlite store: partition dropped by retention");
         Ok(report)
     }
 }
@@ -1075,7 +1189,7 @@ mod tests {
     /// The one partition of a fresh store (today's).
     async fn only_partition(store: &SqliteStore) -> String {
         let mut conn = store.writer.acquire().await.unwrap();
-        let parts = store.partitions(&mut conn).await.unwrap();
+        let parts = store.cached_partitions(&mut conn).await.unwrap();
         assert_eq!(parts.len(), 1, "{parts:?}");
         parts[0].name.clone()
     }
@@ -1310,7 +1424,7 @@ mod tests {
 
         let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
         let mut conn = store.writer.acquire().await.unwrap();
-        let parts = store.partitions(&mut conn).await.unwrap();
+        let parts = store.cached_partitions(&mut conn).await.unwrap();
         drop(conn);
         assert_eq!(parts[0].name, "events_legacy");
         assert_eq!(parts[0].from_ms, i64::MIN);
