@@ -707,3 +707,80 @@ async fn a_page_by_app_is_a_merge_append_of_index_scans() {
     pool.close().await;
     store.close().await;
 }
+
+/// Four sidecars find the same six days missing at once: each day gets one partition (the
+/// partition lock), no append fails, and every event is in its day's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sidecars_that_need_the_same_new_days_at_once_create_each_once() {
+    let Some(url) = pg::url() else { return };
+    let schema = pg::schema(&url).await;
+    let days: Vec<OffsetDateTime> = (0..6)
+        .map(|d| datetime!(2024-06-01 12:00 UTC) + Duration::days(d))
+        .collect();
+    let mut writers = Vec::new();
+    let mut all = Vec::new();
+    for w in 0..4 {
+        let store = PostgresStore::connect(schema.options()).await.unwrap();
+        let events: Vec<AuditEvent> = days
+            .iter()
+            .enumerate()
+            .map(|(i, t)| at(&format!("w{w}-{i}"), "a1", *t))
+            .collect();
+        all.extend(events.clone());
+        writers.push(tokio::spawn(async move {
+            for batch in events.chunks(2) {
+                store.append(&format!("w{w}"), batch, false).await.unwrap();
+            }
+            store.close().await;
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let pool = raw(&schema).await;
+    let parts = partitions(&pool).await;
+    for t in &days {
+        assert!(parts.contains_key(&day_partition(*t)), "{parts:?}");
+    }
+    // Each day once, plus today's, tomorrow's and the legacy one.
+    assert!(parts.len() <= days.len() + 3, "{parts:?}");
+    let stored = partition_of_each(&pool).await;
+    assert_eq!(stored.len(), all.len());
+    for e in &all {
+        assert_eq!(stored[&e.id.to_string()], day_partition(e.time));
+    }
+    let store = PostgresStore::connect(schema.options()).await.unwrap();
+    assert_verifies(&store).await;
+    store.close().await;
+    pool.close().await;
+}
+
+/// A partition the store knew of is dropped by hand: the next append into that day makes it
+/// again instead of failing for ever.
+#[tokio::test]
+async fn a_partition_dropped_behind_the_stores_back_is_made_again() {
+    let Some((store, schema)) = pg::fresh().await else {
+        return;
+    };
+    let pool = raw(&schema).await;
+    let t = datetime!(2024-02-29 08:00 UTC);
+    store
+        .append("d", &[at("first", "a1", t)], false)
+        .await
+        .unwrap();
+    sqlx::raw_sql("DROP TABLE events_20240229")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let second = at("second", "a1", t + Duration::hours(1));
+    let appended = store
+        .append("d", std::slice::from_ref(&second), false)
+        .await
+        .unwrap();
+    assert_eq!(appended.inserted, 1);
+    let stored = partition_of_each(&pool).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[&second.id.to_string()], "events_20240229");
+    pool.close().await;
+    store.close().await;
+}
