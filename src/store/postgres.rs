@@ -755,7 +755,7 @@ fn partition_name(day: i64) -> String {
 }
 
 /// The chain steps on a PostgreSQL transaction that holds the append lock, and the event times
-/// of the batch being appended (empty outside an append).
+/// of the batch being appended, sorted (empty outside an append).
 struct PgTx<'c>(sqlx::Transaction<'c, Postgres>, Vec<i64>);
 
 #[async_trait]
@@ -763,13 +763,19 @@ impl ChainTx for PgTx<'_> {
     async fn existing_ids(&mut self, ids: &[uuid::Uuid]) -> Result<HashSet<uuid::Uuid>, Error> {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         // A stored copy of an event has its time (it never changes), so only the partitions of
-        // the batch's times are looked in, not every day's id index.
-        let query = if self.1.is_empty() {
-            sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1)").bind(ids)
-        } else {
-            sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1) AND time_ms = ANY($2)")
-                .bind(ids)
-                .bind(self.1.clone())
+        // the batch's times are looked in, not every day's id index: pruned when planned for
+        // these values, and by the range when a generic plan is (an array parameter prunes
+        // nothing then).
+        let query = match (self.1.first(), self.1.last()) {
+            (Some(&min), Some(&max)) => sqlx::query_scalar(
+                "SELECT id FROM events WHERE id = ANY($1) AND time_ms = ANY($2) \
+                 AND time_ms BETWEEN $3 AND $4",
+            )
+            .bind(ids)
+            .bind(self.1.clone())
+            .bind(min)
+            .bind(max),
+            _ => sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1)").bind(ids),
         };
         let found: Vec<String> = query
             .fetch_all(&mut *self.0)
