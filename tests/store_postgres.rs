@@ -192,3 +192,595 @@ async fn a_poller_sees_every_event_once_while_four_writers_append_side_by_side()
         ids.len()
     );
 }
+
+// ---- time partitions (migration 0006) ----
+
+use authtrail::event::{AuditEvent, Outcome};
+use authtrail::ops::retention::{self, Keep, Policy};
+use support::store_conformance::{sample_event, test_signer, trusted};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The partition a time's events belong in: `events_YYYYMMDD` of its UTC day.
+fn day_partition(t: OffsetDateTime) -> String {
+    let d = t.to_offset(time::UtcOffset::UTC).date();
+    format!(
+        "events_{:04}{:02}{:02}",
+        d.year(),
+        u8::from(d.month()),
+        d.day()
+    )
+}
+
+/// A pool on the schema, for raw SQL.
+async fn raw(schema: &pg::Schema) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(schema.options())
+        .await
+        .unwrap()
+}
+
+/// Each stored event's id and the partition it is in (`tableoid`).
+async fn partition_of_each(pool: &sqlx::PgPool) -> std::collections::HashMap<String, String> {
+    sqlx::query_as::<_, (String, String)>("SELECT id, tableoid::regclass::text FROM events")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Every partition of `events` and its bound, from the catalog.
+async fn partitions(pool: &sqlx::PgPool) -> std::collections::BTreeMap<String, String> {
+    sqlx::query_as::<_, (String, String)>(
+        "SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+/// Every event, page by page with a seq cursor, in `ascending` or descending order.
+async fn walk_pages(store: &PostgresStore, ascending: bool, limit: u32) -> Vec<AuditEvent> {
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query(&Query {
+                ascending,
+                limit,
+                after_seq: if ascending { cursor } else { None },
+                before_seq: if ascending { None } else { cursor },
+                ..Query::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = last.seq;
+        seen.extend(page);
+    }
+    seen
+}
+
+fn at(label: &str, app: &str, t: OffsetDateTime) -> AuditEvent {
+    sample_event(
+        label,
+        "auth.login",
+        Some(app),
+        Some("user"),
+        Outcome::Success,
+        t,
+    )
+}
+
+async fn assert_verifies(store: &PostgresStore) -> authtrail::store::verify::Report {
+    let report = authtrail::store::verify::verify(store, &trusted())
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:#?}", report.problems);
+    report
+}
+
+#[tokio::test]
+async fn events_land_in_their_utc_days_partition_and_read_back_across_them() {
+    let Some((store, schema)) = pg::fresh().await else {
+        return;
+    };
+    let pool = raw(&schema).await;
+    // Five UTC days, one of them 2001's, and the edges of a day: out of time order within and
+    // across batches, so seq order is not time order.
+    let times = [
+        datetime!(2025-01-02 23:59:59.999 UTC),
+        datetime!(2001-09-09 01:46:40 UTC),
+        datetime!(2025-01-03 00:00:00 UTC),
+        datetime!(2025-01-01 00:00:00 UTC),
+        OffsetDateTime::now_utc(),
+        datetime!(2025-01-02 00:00:00.001 UTC),
+    ];
+    let events: Vec<AuditEvent> = (0..36)
+        .map(|i| {
+            at(
+                &format!("e{i}"),
+                ["a1", "a2"][i % 2],
+                times[i % times.len()],
+            )
+        })
+        .collect();
+    for batch in events.chunks(7) {
+        assert_eq!(
+            store.append("p", batch, false).await.unwrap().inserted,
+            batch.len() as u64
+        );
+    }
+
+    // Each event is in its day's partition, and each partition holds exactly its day.
+    let stored = partition_of_each(&pool).await;
+    assert_eq!(stored.len(), events.len());
+    for e in &events {
+        assert_eq!(
+            stored[&e.id.to_string()],
+            day_partition(e.time),
+            "{}",
+            e.time
+        );
+    }
+    let parts = partitions(&pool).await;
+    for t in times {
+        let lo = unix_ms(t).div_euclid(DAY_MS) * DAY_MS;
+        assert_eq!(
+            parts[&day_partition(t)],
+            format!("FOR VALUES FROM ('{lo}') TO ('{}')", lo + DAY_MS)
+        );
+    }
+    // Tomorrow's is made ahead; the (empty) legacy partition holds no time >= 0.
+    let tomorrow = OffsetDateTime::now_utc() + Duration::days(1);
+    assert!(parts.contains_key(&day_partition(tomorrow)), "{parts:?}");
+    assert_eq!(
+        parts["events_legacy"],
+        "FOR VALUES FROM (MINVALUE) TO ('0')"
+    );
+
+    // Cursor walks both ways see every event exactly once, in seq (= append) order.
+    let want: Vec<_> = events.iter().map(|e| e.id).collect();
+    let up: Vec<_> = walk_pages(&store, true, 5)
+        .await
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(up, want);
+    let mut down: Vec<_> = walk_pages(&store, false, 5)
+        .await
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    down.reverse();
+    assert_eq!(down, want);
+    // A filtered page reads across the partitions too.
+    let a2 = store
+        .query(&Query {
+            app: Some("a2".into()),
+            limit: 1000,
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(a2.len(), events.len() / 2);
+
+    // A replayed event (same id, same time) is not stored again, alone or beside new ones.
+    assert_eq!(
+        store
+            .append("p", &events[..7], false)
+            .await
+            .unwrap()
+            .inserted,
+        0
+    );
+    let new = at("new", "a1", times[1]);
+    let mixed = [events[1].clone(), new.clone(), events[8].clone()];
+    assert_eq!(store.append("p", &mixed, false).await.unwrap().inserted, 1);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, events.len() as i64 + 1);
+    let old = store.get(events[1].id).await.unwrap().unwrap();
+    assert_eq!(old.time, times[1]);
+    assert_eq!(old.seq, Some(2));
+
+    let report = assert_verifies(&store).await;
+    assert_eq!(report.events, events.len() as u64 + 1);
+    pool.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_retention_purge_across_partitions_keeps_verify_passing() {
+    let Some((store, schema)) = pg::fresh().await else {
+        return;
+    };
+    let pool = raw(&schema).await;
+    let now = OffsetDateTime::now_utc();
+    let ages = [1000, 400, 45, 31, 29, 3, 0];
+    let mut events = Vec::new();
+    for (i, age) in ages.iter().cycle().take(28).enumerate() {
+        events.push(at(&format!("e{i}"), "a1", now - Duration::days(*age)));
+    }
+    for batch in events.chunks(5) {
+        store.append("r", batch, false).await.unwrap();
+    }
+    let signer = test_signer();
+    store
+        .checkpoint("r", authtrail::store::CheckpointKind::Periodic, &signer)
+        .await
+        .unwrap();
+    let before = partitions(&pool).await.len();
+    assert!(before > ages.len(), "{before}");
+
+    let policy = Policy {
+        default: Keep::For(std::time::Duration::from_secs(30 * 86_400)),
+        rules: Vec::new(),
+        legal_hold: Vec::new(),
+        interval: std::time::Duration::from_secs(3600),
+        batch: 3,
+    };
+    let done = retention::purge(&store, &policy, Some(&signer), now, false)
+        .await
+        .unwrap();
+    let due = events
+        .iter()
+        .filter(|e| now - e.time > Duration::days(30))
+        .count();
+    assert_eq!(done.deleted, due as u64);
+    let left = partition_of_each(&pool).await;
+    assert_eq!(left.len(), events.len() - due);
+    assert!(left.values().all(|p| [29, 3, 0]
+        .iter()
+        .any(|a| *p == day_partition(now - Duration::days(*a)))));
+    let report = assert_verifies(&store).await;
+    assert_eq!(report.events, (events.len() - due) as u64);
+    // The chain goes on after the purge.
+    store
+        .append("r", &[at("after", "a1", now)], false)
+        .await
+        .unwrap();
+    assert_verifies(&store).await;
+    pool.close().await;
+    store.close().await;
+}
+
+/// Migrations 0001-0005 only: the schema of a trail from before partitions.
+async fn migrate_to_5(pool: &sqlx::PgPool) {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let files = [
+        (
+            1,
+            "events",
+            include_str!("../migrations/postgres/0001_events.sql"),
+        ),
+        (
+            2,
+            "chain",
+            include_str!("../migrations/postgres/0002_chain.sql"),
+        ),
+        (
+            3,
+            "query_plans",
+            include_str!("../migrations/postgres/0003_query_plans.sql"),
+        ),
+        (
+            4,
+            "event_tokens",
+            include_str!("../migrations/postgres/0004_event_tokens.sql"),
+        ),
+        (
+            5,
+            "time_index",
+            include_str!("../migrations/postgres/0005_time_index.sql"),
+        ),
+    ];
+    let migrator = Migrator::with_migrations(
+        files
+            .into_iter()
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    v,
+                    d.into(),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    false,
+                )
+            })
+            .collect(),
+    );
+    migrator.run(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_trail_from_before_partitions_stays_queryable_and_verifiable() {
+    let Some(url) = pg::url() else { return };
+    // The old trail's rows are made by a store of today (so they are properly chained and
+    // checkpointed) and copied, in seq order, into a schema at migration 5.
+    let source = pg::schema(&url).await;
+    let old = pg::schema(&url).await;
+    let now = OffsetDateTime::now_utc();
+    let times = [
+        now - Duration::days(800),
+        now - Duration::days(2),
+        now - Duration::days(1),
+        now,
+    ];
+    let events: Vec<AuditEvent> = (0..20)
+        .map(|i| {
+            at(
+                &format!("o{i}"),
+                ["a1", "a2"][i % 2],
+                times[i % times.len()],
+            )
+        })
+        .collect();
+    {
+        let store = PostgresStore::connect(source.options()).await.unwrap();
+        let signer = test_signer();
+        for batch in events.chunks(6) {
+            store.append("old", batch, false).await.unwrap();
+            store
+                .checkpoint("old", authtrail::store::CheckpointKind::Periodic, &signer)
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    }
+    let pool = raw(&old).await;
+    migrate_to_5(&pool).await;
+    let cols = "id, time_ms, type, stage, outcome, reason, app, actor_id, target_kind, \
+                target_id, route, status, ip, request_id, chain_instance, chain_n, chain_hash, \
+                body";
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO events ({cols}) SELECT {cols} FROM {src}.events ORDER BY seq; \
+         INSERT INTO checkpoints (instance, to_n, kind, created_ms, body) \
+           SELECT instance, to_n, kind, created_ms, body FROM {src}.checkpoints ORDER BY id; \
+         ANALYZE events;",
+        src = source.name
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let identity = sqlx::query_scalar::<_, String>(
+        "SELECT attidentity::text FROM pg_attribute \
+         WHERE attrelid = 'events'::regclass AND attname = 'seq'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(identity, "a", "the old schema: seq is an identity");
+
+    // Open it: migration 0006 runs.
+    let store = PostgresStore::connect(old.options()).await.unwrap();
+    let parts = partitions(&pool).await;
+    let upper = (unix_ms(now).div_euclid(DAY_MS) + 1) * DAY_MS;
+    assert_eq!(
+        parts["events_legacy"],
+        format!("FOR VALUES FROM (MINVALUE) TO ('{upper}')")
+    );
+    // Today is the legacy partition's (its newest event is today's): no day partition
+    // overlaps it; tomorrow's is there.
+    assert!(!parts.contains_key(&day_partition(now)), "{parts:?}");
+    assert!(parts.contains_key(&day_partition(now + Duration::days(1))));
+    let stored = partition_of_each(&pool).await;
+    assert!(stored.values().all(|p| p == "events_legacy"), "{stored:?}");
+
+    // Every old event reads back, in the old seq order, and verifies.
+    let want: Vec<_> = events.iter().map(|e| e.id).collect();
+    let up: Vec<_> = walk_pages(&store, true, 3)
+        .await
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(up, want);
+    assert_eq!(store.get(events[4].id).await.unwrap().unwrap().seq, Some(5));
+    let report = assert_verifies(&store).await;
+    assert_eq!(report.events, 20);
+
+    // The chain and seq go on: new events (today's go to the legacy partition, tomorrow's and
+    // an old replay's to theirs), read after the old ones by an ascending cursor.
+    let tomorrow = now + Duration::days(1);
+    let long_ago = now - Duration::days(3000);
+    let new = vec![
+        at("n0", "a1", now),
+        at("n1", "a2", tomorrow),
+        at("n2", "a1", long_ago),
+    ];
+    let appended = store.append("old", &new, false).await.unwrap();
+    assert_eq!(appended.inserted, 3);
+    assert_eq!(appended.head.unwrap().n, 23);
+    assert_eq!(
+        store.append("old", &events, false).await.unwrap().inserted,
+        0
+    );
+    let after = store
+        .query(&Query {
+            ascending: true,
+            after_seq: Some(20),
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        after.iter().map(|e| (e.id, e.seq)).collect::<Vec<_>>(),
+        vec![
+            (new[0].id, Some(21)),
+            (new[1].id, Some(22)),
+            (new[2].id, Some(23))
+        ]
+    );
+    let stored = partition_of_each(&pool).await;
+    assert_eq!(stored[&new[0].id.to_string()], "events_legacy");
+    assert_eq!(stored[&new[1].id.to_string()], day_partition(tomorrow));
+    assert_eq!(stored[&new[2].id.to_string()], "events_legacy");
+    let report = assert_verifies(&store).await;
+    assert_eq!(report.events, 23);
+    // Reopening changes nothing.
+    store.close().await;
+    let store = PostgresStore::connect(old.options()).await.unwrap();
+    assert_eq!(walk_pages(&store, false, 50).await.len(), 23);
+    store.close().await;
+    pool.close().await;
+}
+
+/// The page the viewer and the admin API ask most: one app's newest 50. Across day partitions
+/// it must be a Merge Append of each partition's (app, seq) index read backwards, stopping
+/// after 50 rows, never a sort of every matching row.
+#[tokio::test]
+async fn a_page_by_app_is_a_merge_append_of_index_scans() {
+    let Some((store, schema)) = pg::fresh().await else {
+        return;
+    };
+    let pool = raw(&schema).await;
+    // Four days' partitions, then 40,000 rows in them (raw: the plan, not the chain, is under
+    // test), 21 apps spread over the days.
+    let day0 = datetime!(2025-03-01 00:00 UTC);
+    let seed: Vec<_> = (0..4)
+        .map(|d| at(&format!("d{d}"), "a0", day0 + Duration::days(d)))
+        .collect();
+    store.append("plan", &seed, false).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO events (id, time_ms, type, outcome, app, actor_id, route, request_id, body) \
+         SELECT 'r' || g, {t0} + (g % 4) * {DAY_MS} + g, 'auth.login', 'success', \
+           'app' || (g % 21), 'user' || (g % 997), '/login', 'q' || g, '{{}}'::jsonb \
+         FROM generate_series(1, 40000) g; \
+         ANALYZE events;",
+        t0 = unix_ms(day0)
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "PREPARE page(text, bigint) AS SELECT seq, id, body::text FROM events \
+         WHERE app = $1 ORDER BY seq DESC LIMIT $2",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE page('app7', 50)")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        eprintln!("{mode}:\n{plan}");
+        assert!(plan.contains("Limit"), "{plan}");
+        assert!(plan.contains("Merge Append"), "{plan}");
+        assert!(plan.contains("Sort Key: events.seq DESC"), "{plan}");
+        let scans = plan.matches("Index Scan Backward using").count()
+            + plan.matches("Index Only Scan Backward using").count();
+        assert!(scans >= 4, "one index scan per day partition: {plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        assert!(!plan.contains("->  Sort"), "no sort of the matches: {plan}");
+        assert!(!plan.contains("Bitmap"), "{plan}");
+    }
+    // And it answers: app7's newest 50, newest first.
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, id FROM events WHERE app = 'app7' ORDER BY seq DESC LIMIT 50")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 50);
+    assert!(rows.windows(2).all(|w| w[0].0 > w[1].0));
+    assert_eq!(rows[0].1, "r39991");
+    drop(conn);
+    pool.close().await;
+    store.close().await;
+}
+
+/// Four sidecars find the same six days missing at once: each day gets one partition (the
+/// partition lock), no append fails, and every event is in its day's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sidecars_that_need_the_same_new_days_at_once_create_each_once() {
+    let Some(url) = pg::url() else { return };
+    let schema = pg::schema(&url).await;
+    let days: Vec<OffsetDateTime> = (0..6)
+        .map(|d| datetime!(2024-06-01 12:00 UTC) + Duration::days(d))
+        .collect();
+    let mut writers = Vec::new();
+    let mut all = Vec::new();
+    for w in 0..4 {
+        let store = PostgresStore::connect(schema.options()).await.unwrap();
+        let events: Vec<AuditEvent> = days
+            .iter()
+            .enumerate()
+            .map(|(i, t)| at(&format!("w{w}-{i}"), "a1", *t))
+            .collect();
+        all.extend(events.clone());
+        writers.push(tokio::spawn(async move {
+            for batch in events.chunks(2) {
+                store.append(&format!("w{w}"), batch, false).await.unwrap();
+            }
+            store.close().await;
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let pool = raw(&schema).await;
+    let parts = partitions(&pool).await;
+    for t in &days {
+        assert!(parts.contains_key(&day_partition(*t)), "{parts:?}");
+    }
+    // Each day once, plus today's, tomorrow's and the legacy one.
+    assert!(parts.len() <= days.len() + 3, "{parts:?}");
+    let stored = partition_of_each(&pool).await;
+    assert_eq!(stored.len(), all.len());
+    for e in &all {
+        assert_eq!(stored[&e.id.to_string()], day_partition(e.time));
+    }
+    let store = PostgresStore::connect(schema.options()).await.unwrap();
+    assert_verifies(&store).await;
+    store.close().await;
+    pool.close().await;
+}
+
+/// A partition the store knew of is dropped by hand: the next append into that day makes it
+/// again instead of failing for ever.
+#[tokio::test]
+async fn a_partition_dropped_behind_the_stores_back_is_made_again() {
+    let Some((store, schema)) = pg::fresh().await else {
+        return;
+    };
+    let pool = raw(&schema).await;
+    let t = datetime!(2024-02-29 08:00 UTC);
+    store
+        .append("d", &[at("first", "a1", t)], false)
+        .await
+        .unwrap();
+    sqlx::raw_sql("DROP TABLE events_20240229")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let second = at("second", "a1", t + Duration::hours(1));
+    let appended = store
+        .append("d", std::slice::from_ref(&second), false)
+        .await
+        .unwrap();
+    assert_eq!(appended.inserted, 1);
+    let stored = partition_of_each(&pool).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[&second.id.to_string()], "events_20240229");
+    pool.close().await;
+    store.close().await;
+}

@@ -14,12 +14,19 @@
 //! or rolled back. Any append that drew a seq up to `L` held its chain lock when `L` was read,
 //! so after this every seq up to `L` is settled, and the read takes only `seq <= L`. Chains not
 //! appending are not waited for, and no append waits for another chain's. Descending pages and
-//! single-event reads take no lock. The sequence must not cache values per session (identity
-//! default: `CACHE 1`).
+//! single-event reads take no lock. The sequence must not cache values per session (`CACHE 1`,
+//! migration 0006).
+//!
+//! `events` is partitioned by range of `time_ms`, one partition per UTC day (`events_YYYYMMDD`,
+//! migration 0006; the rows stored before it are the partition `events_legacy`). A day's
+//! partition is created on demand, before the first append that writes into it (see
+//! `PostgresStore::ensure_partitions`); queries read `events` and PostgreSQL finds the
+//! partitions.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,7 +41,8 @@ use super::{
     Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
     PurgeReport, Query, Signer, StatsBy, StatsRow, StoredRow,
 };
-use crate::event::AuditEvent;
+use crate::event::{unix_millis, AuditEvent};
+use time::OffsetDateTime;
 
 /// Embedded migrations; versions match the SQLite ones that make the same change.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -62,6 +70,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "time_index",
         include_str!("../../migrations/postgres/0005_time_index.sql"),
+    ),
+    // SQLite's 6 is another change, and its partitions are its 7: each store has its own
+    // migration table, so the numbers need not agree from here on.
+    (
+        6,
+        "partitions",
+        include_str!("../../migrations/postgres/0006_partitions.sql"),
     ),
 ];
 
@@ -102,7 +117,21 @@ const INSERT_SQL: &str = "INSERT INTO events (id, time_ms, type, stage, outcome,
      $14::text[], $15::text[], $16::int8[], $17::text[], $18::text[]) WITH ORDINALITY \
      AS u(id, time_ms, type, stage, outcome, reason, app, actor_id, target_kind, target_id, \
      route, status, ip, request_id, chain_instance, chain_n, chain_hash, body, ord) \
-     ORDER BY ord ON CONFLICT (id) DO NOTHING";
+     ORDER BY ord ON CONFLICT (id, time_ms) DO NOTHING";
+
+/// One partition of `events` per UTC day, in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+/// Taken by whoever creates a partition, so sidecars that find the same day missing at once
+/// create it once: keyed by this `events` table (one bigint key; chain locks take two).
+const PARTITION_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(\
+     hashtext('authtrail.partitions:' || 'events'::regclass::oid::text))";
+/// Every partition of `events`: its name and bound (`FOR VALUES FROM (...) TO (...)`).
+const PARTITIONS_SQL: &str = "SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid) \
+     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+     WHERE i.inhparent = 'events'::regclass";
+/// How long creating a partition waits for the table lock it needs (`SHARE UPDATE EXCLUSIVE` on
+/// `events`: it does not wait for reads or appends, only for DDL, `ANALYZE` or vacuum).
+const PARTITION_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '10s'";
 
 /// An `EventStore` in a PostgreSQL database (the schema first on the connection's
 /// `search_path`).
@@ -110,6 +139,8 @@ const INSERT_SQL: &str = "INSERT INTO events (id, time_ms, type, stage, outcome,
 pub struct PostgresStore {
     writer: PgPool,
     reader: PgPool,
+    /// The time ranges `events` has partitions for, as last read from the catalog or created.
+    partitions: Arc<Mutex<Partitions>>,
 }
 
 impl PostgresStore {
@@ -133,7 +164,116 @@ impl PostgresStore {
             .max_connections(READERS)
             .acquire_timeout(READ_ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(PostgresStore { writer, reader })
+        let store = PostgresStore {
+            writer,
+            reader,
+            partitions: Arc::default(),
+        };
+        // Today's and tomorrow's partitions now, so the first appends (and the first after
+        // midnight) find theirs. Not fatal: an append creates what it needs anyway.
+        let mut conn = store
+            .writer
+            .acquire()
+            .await
+            .map_err(Error::backend("open"))?;
+        let today = unix_millis(OffsetDateTime::now_utc());
+        if let Err(e) = store
+            .ensure_partitions(&mut conn, [today, today.saturating_add(DAY_MS)])
+            .await
+        {
+            tracing::warn!(error = %e, "postgres store: creating today's partitions failed");
+        }
+        Ok(store)
+    }
+
+    /// Make sure a partition of `events` holds each of `times` (Unix ms), creating the missing
+    /// days' partitions.
+    ///
+    /// Known ranges are kept in memory, so the usual call (every day already there) runs no
+    /// SQL. Otherwise, in a short transaction of its own before the append's: take the
+    /// partition lock, read the partitions from the catalog again (another sidecar may have
+    /// created the day meanwhile), and create each missing day as a table that is then
+    /// attached (`ATTACH PARTITION` takes `SHARE UPDATE EXCLUSIVE` on `events`, so neither
+    /// reads nor appends wait for it, where `CREATE TABLE ... PARTITION OF` would take
+    /// `ACCESS EXCLUSIVE` and queue every query behind the longest running one). A day is
+    /// clamped to what no partition covers yet (the legacy partition ends at a day boundary, so
+    /// in practice days are whole).
+    ///
+    /// There is no DEFAULT partition: every event's day is created before it is written, any
+    /// time at all (an old spool replay, a skewed clock); and a DEFAULT partition would have to
+    /// be scanned, under an exclusive lock, by every later attach. If a partition vanishes
+    /// behind the store's back (dropped by hand), the insert fails with "no partition", and
+    /// [`EventStore::append`] forgets what it knew and creates it again.
+    async fn ensure_partitions(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        times: impl IntoIterator<Item = i64>,
+    ) -> Result<(), Error> {
+        let mut missing: Vec<i64> = {
+            let known = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+            times.into_iter().filter(|&t| !known.covers(t)).collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let op = "create partition";
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(Error::backend(op))?;
+        sqlx::query(PARTITION_LOCK_TIMEOUT)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::backend(op))?;
+        sqlx::query(PARTITION_LOCK_SQL)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::backend(op))?;
+        let mut known = load_partitions(&mut tx).await?;
+        for t in missing {
+            if known.covers(t) {
+                continue;
+            }
+            let (lo, hi) = known.free_day_around(t);
+            let mut name = partition_name(t.div_euclid(DAY_MS));
+            // A table of that name that is not a partition (detached by hand, say): not ours
+            // to attach.
+            for i in 1.. {
+                let taken: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                    .bind(&name)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(Error::backend(op))?;
+                if !taken {
+                    break;
+                }
+                name = format!("{}_{i}", partition_name(t.div_euclid(DAY_MS)));
+            }
+            // `name` is `events_` and digits; the bounds are integers.
+            for ddl in [
+                format!("CREATE TABLE {name} (LIKE events)"),
+                format!(
+                    "ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({}) TO ({})",
+                    bound_sql(lo),
+                    bound_sql(hi)
+                ),
+            ] {
+                sqlx::query(AssertSqlSafe(ddl))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::backend(op))?;
+            }
+            known.insert(lo, hi);
+        }
+        tx.commit().await.map_err(Error::backend(op))?;
+        *self.partitions.lock().unwrap_or_else(|e| e.into_inner()) = known;
+        Ok(())
+    }
+
+    /// Forget the partitions known, so the next append reads them from the catalog again.
+    fn forget_partitions(&self) {
+        *self.partitions.lock().unwrap_or_else(|e| e.into_inner()) = Partitions::default();
     }
 
     /// Close the pools, waiting for checked-out connections to come back.
@@ -150,7 +290,7 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(Error::backend(op))?;
-        Ok(PgTx(tx))
+        Ok(PgTx(tx, Vec::new()))
     }
 
     /// The commit-ordered high-water mark: a seq at or below which every event is committed or
@@ -366,26 +506,47 @@ impl EventStore for PostgresStore {
         _durable: bool,
     ) -> Result<Appended, Error> {
         let encoded = chain::encode_for_append(instance, events)?;
+        let mut times: Vec<i64> = encoded.iter().map(|e| e.columns.time_ms).collect();
+        times.sort_unstable();
+        times.dedup();
+        // Tomorrow's too, so the first append after midnight finds its partition ready.
+        let tomorrow = unix_millis(OffsetDateTime::now_utc()).saturating_add(DAY_MS);
         let mut conn = self
             .writer
             .acquire()
             .await
             .map_err(Error::backend("append"))?;
-        let result = async {
-            let tx = sqlx::Connection::begin(&mut *conn)
-                .await
-                .map_err(Error::backend("append"))?;
-            let mut tx = PgTx(tx);
-            sqlx::query(APPEND_LOCK_SQL)
-                .bind(instance)
-                .execute(&mut *tx.0)
-                .await
-                .map_err(Error::backend("append"))?;
-            let appended = chain::append(&mut tx, instance, &encoded).await?;
-            tx.0.commit().await.map_err(Error::backend("append"))?;
-            Ok::<_, Error>(appended)
+        let mut result;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            result = async {
+                // Outside the append's transaction: partition DDL is held only for its own
+                // short transaction, never while this chain's lock is.
+                self.ensure_partitions(&mut conn, times.iter().copied().chain([tomorrow]))
+                    .await?;
+                let tx = sqlx::Connection::begin(&mut *conn)
+                    .await
+                    .map_err(Error::backend("append"))?;
+                let mut tx = PgTx(tx, times.clone());
+                sqlx::query(APPEND_LOCK_SQL)
+                    .bind(instance)
+                    .execute(&mut *tx.0)
+                    .await
+                    .map_err(Error::backend("append"))?;
+                let appended = chain::append(&mut tx, instance, &encoded).await?;
+                tx.0.commit().await.map_err(Error::backend("append"))?;
+                Ok::<_, Error>(appended)
+            }
+            .await;
+            // A partition known here was dropped behind the store's back: read them again and
+            // create it anew, once.
+            if attempt == 1 && matches!(&result, Err(e) if no_partition(e)) {
+                self.forget_partitions();
+                continue;
+            }
+            break;
         }
-        .await;
         if matches!(&result, Err(e) if read_only(e)) {
             conn.close_on_drop();
         }
@@ -492,15 +653,131 @@ fn read_only(e: &Error) -> bool {
         if db.code().as_deref() == Some("25006"))
 }
 
-/// The chain steps on a PostgreSQL transaction that holds the append lock.
-struct PgTx<'c>(sqlx::Transaction<'c, Postgres>);
+/// SQLSTATE 23514 from an insert: "no partition of relation \"events\" found for row".
+fn no_partition(e: &Error) -> bool {
+    matches!(e, Error::Backend { source: sqlx::Error::Database(db), .. }
+        if db.code().as_deref() == Some("23514") && db.message().starts_with("no partition"))
+}
+
+/// The time ranges `[lo, hi)` that partitions of `events` hold, in Unix ms (`i64::MIN`:
+/// `MINVALUE`; `i64::MAX`: `MAXVALUE`, inclusive), not overlapping.
+#[derive(Clone, Debug, Default)]
+struct Partitions {
+    ranges: Vec<(i64, i64)>,
+}
+
+impl Partitions {
+    fn covers(&self, t: i64) -> bool {
+        self.ranges
+            .iter()
+            .any(|&(lo, hi)| lo <= t && (t < hi || hi == i64::MAX))
+    }
+
+    fn insert(&mut self, lo: i64, hi: i64) {
+        self.ranges.push((lo, hi));
+    }
+
+    /// The UTC day of `t` (which no partition covers), cut to what no partition covers.
+    fn free_day_around(&self, t: i64) -> (i64, i64) {
+        let day = t.div_euclid(DAY_MS);
+        let mut lo = day.checked_mul(DAY_MS).unwrap_or(i64::MIN);
+        let mut hi = day
+            .checked_add(1)
+            .and_then(|d| d.checked_mul(DAY_MS))
+            .unwrap_or(i64::MAX);
+        for &(plo, phi) in &self.ranges {
+            if phi <= t && phi > lo {
+                lo = phi;
+            }
+            if plo > t && plo < hi {
+                hi = plo;
+            }
+        }
+        (lo, hi)
+    }
+}
+
+/// The partitions of `events` from the catalog.
+async fn load_partitions(conn: &mut sqlx::PgConnection) -> Result<Partitions, Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(PARTITIONS_SQL)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::backend("partitions"))?;
+    Ok(Partitions {
+        ranges: rows
+            .iter()
+            .filter_map(|(_, bound)| parse_bound(bound))
+            .collect(),
+    })
+}
+
+/// `FOR VALUES FROM (MINVALUE) TO ('1700438400000')` as `(i64::MIN, 1700438400000)`; `None`
+/// for anything else (`DEFAULT`).
+fn parse_bound(bound: &str) -> Option<(i64, i64)> {
+    fn value(s: &str) -> Option<i64> {
+        match s.trim().trim_matches('\'') {
+            "MINVALUE" => Some(i64::MIN),
+            "MAXVALUE" => Some(i64::MAX),
+            v => v.parse().ok(),
+        }
+    }
+    let rest = bound.strip_prefix("FOR VALUES FROM (")?;
+    let (from, rest) = rest.split_once(')')?;
+    let to = rest.trim_start().strip_prefix("TO (")?.strip_suffix(')')?;
+    Some((value(from)?, value(to)?))
+}
+
+/// A bound as SQL.
+fn bound_sql(v: i64) -> String {
+    match v {
+        i64::MIN => "MINVALUE".into(),
+        i64::MAX => "MAXVALUE".into(),
+        v => v.to_string(),
+    }
+}
+
+/// `events_YYYYMMDD` for UTC day `day` (days since 1970-01-01); `events_d<day>` (`m` for a
+/// minus) outside years 0-9999.
+fn partition_name(day: i64) -> String {
+    let date = day
+        .checked_mul(86_400)
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .filter(|d| (0..=9999).contains(&d.year()));
+    match date {
+        Some(d) => format!(
+            "events_{:04}{:02}{:02}",
+            d.year(),
+            u8::from(d.month()),
+            d.day()
+        ),
+        None => format!("events_d{}", day.to_string().replace('-', "m")),
+    }
+}
+
+/// The chain steps on a PostgreSQL transaction that holds the append lock, and the event times
+/// of the batch being appended, sorted (empty outside an append).
+struct PgTx<'c>(sqlx::Transaction<'c, Postgres>, Vec<i64>);
 
 #[async_trait]
 impl ChainTx for PgTx<'_> {
     async fn existing_ids(&mut self, ids: &[uuid::Uuid]) -> Result<HashSet<uuid::Uuid>, Error> {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let found: Vec<String> = sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1)")
+        // A stored copy of an event has its time (it never changes), so only the partitions of
+        // the batch's times are looked in, not every day's id index: pruned when planned for
+        // these values, and by the range when a generic plan is (an array parameter prunes
+        // nothing then).
+        let query = match (self.1.first(), self.1.last()) {
+            (Some(&min), Some(&max)) => sqlx::query_scalar(
+                "SELECT id FROM events WHERE id = ANY($1) AND time_ms = ANY($2) \
+                 AND time_ms BETWEEN $3 AND $4",
+            )
             .bind(ids)
+            .bind(self.1.clone())
+            .bind(min)
+            .bind(max),
+            _ => sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1)").bind(ids),
+        };
+        let found: Vec<String> = query
             .fetch_all(&mut *self.0)
             .await
             .map_err(Error::backend("append"))?;
@@ -643,5 +920,44 @@ impl ChainTx for PgTx<'_> {
                 .map_err(Error::backend("purge"))?
                 .rows_affected(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_bounds_parse_as_the_catalog_writes_them() {
+        assert_eq!(
+            parse_bound("FOR VALUES FROM (MINVALUE) TO ('1700438400000')"),
+            Some((i64::MIN, 1_700_438_400_000))
+        );
+        assert_eq!(
+            parse_bound("FOR VALUES FROM ('-86400000') TO (MAXVALUE)"),
+            Some((-86_400_000, i64::MAX))
+        );
+        assert_eq!(parse_bound("DEFAULT"), None);
+    }
+
+    #[test]
+    fn a_day_is_named_and_cut_to_what_no_partition_holds() {
+        assert_eq!(partition_name(0), "events_19700101");
+        assert_eq!(partition_name(20_061), "events_20241204");
+        assert_eq!(partition_name(-1), "events_19691231");
+        assert_eq!(partition_name(3_000_000), "events_d3000000");
+        let mut p = Partitions::default();
+        p.insert(i64::MIN, DAY_MS + 5);
+        assert!(p.covers(-7) && p.covers(DAY_MS + 4) && !p.covers(DAY_MS + 5));
+        // The legacy partition ends inside day 1: day 1's partition starts where it ends.
+        assert_eq!(p.free_day_around(DAY_MS + 9), (DAY_MS + 5, 2 * DAY_MS));
+        p.insert(3 * DAY_MS, i64::MAX);
+        assert!(p.covers(i64::MAX));
+        assert_eq!(p.free_day_around(2 * DAY_MS + 1), (2 * DAY_MS, 3 * DAY_MS));
+        assert_eq!(Partitions::default().free_day_around(-1), (-DAY_MS, 0));
+        assert_eq!(
+            Partitions::default().free_day_around(i64::MAX - 1).1,
+            i64::MAX
+        );
     }
 }
