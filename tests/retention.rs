@@ -350,6 +350,118 @@ async fn postgres_purged_heads_and_chains_go_on() {
     purged_heads_and_whole_chains(Arc::new(store)).await;
 }
 
+/// A day every event of which is due goes whole (one `DROP TABLE`, both chains' links in it
+/// sealed); a day holding an event on legal hold is purged event by event; `verify` passes, and a
+/// late event of the dropped day is stored again.
+async fn due_days_are_dropped_whole(store: Arc<dyn EventStore>) {
+    let now = OffsetDateTime::now_utc();
+    let signer = test_signer();
+    let policy = Policy {
+        default: Keep::For(days(30)),
+        rules: Vec::new(),
+        legal_hold: vec!["app-x".into()],
+        interval: StdDuration::from_secs(3600),
+        batch: 50,
+    };
+    let at_one = |age: i64| (now - Duration::days(age)).replace_time(time::macros::time!(01:00));
+    let (old, mid, recent) = (at_one(100), at_one(50), at_one(1));
+    let ms = |t: OffsetDateTime| authtrail::event::unix_millis(t);
+    let event = |label: String, app: &str, t: OffsetDateTime| {
+        sample_event(
+            &label,
+            "auth.login",
+            Some(app),
+            Some("u"),
+            Outcome::Success,
+            t,
+        )
+    };
+    for chain in ["c1", "c2"] {
+        let mut evs: Vec<AuditEvent> = (0..6)
+            .map(|i| {
+                event(
+                    format!("{chain}-old-{i}"),
+                    "app-a",
+                    old + Duration::minutes(i),
+                )
+            })
+            .collect();
+        evs.push(event(format!("{chain}-mid-a"), "app-a", mid));
+        evs.push(event(
+            format!("{chain}-mid-x"),
+            "app-x",
+            mid + Duration::minutes(1),
+        ));
+        evs.push(event(format!("{chain}-recent"), "app-a", recent));
+        store.append(chain, &evs, false).await.unwrap();
+        store
+            .checkpoint(chain, CheckpointKind::Periodic, &signer)
+            .await
+            .unwrap();
+    }
+    let holding = |parts: &[authtrail::store::PartitionInfo], t: OffsetDateTime| {
+        parts
+            .iter()
+            .find(|p| p.from_ms <= ms(t) && ms(t) < p.to_ms)
+            .map(|p| p.name.clone())
+    };
+    let before = store.partitions().await.unwrap();
+    let old_part = holding(&before, old).expect("a partition of the old day");
+    let mid_part = holding(&before, mid).expect("a partition of the middle day");
+
+    let summary = retention::purge(store.as_ref(), &policy, Some(&signer), now, false)
+        .await
+        .unwrap();
+    assert_eq!(summary.partitions, 1, "{summary:?}");
+    assert_eq!(summary.deleted, 12 + 2, "{summary:?}");
+    assert_eq!(summary.due_total(), 14);
+    assert_eq!(summary.chains, 2);
+    let after = store.partitions().await.unwrap();
+    assert!(after.iter().all(|p| p.name != old_part), "{after:?}");
+    assert!(after.iter().any(|p| p.name == mid_part), "{after:?}");
+    let left: HashSet<String> = store
+        .query(&Query {
+            limit: 100,
+            ..Query::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.http.request_id)
+        .collect();
+    let want: HashSet<String> = ["c1-mid-x", "c1-recent", "c2-mid-x", "c2-recent"]
+        .map(String::from)
+        .into();
+    assert_eq!(left, want);
+    assert_verifies(&store).await;
+
+    // A late event of the dropped day (an old spool replayed) is stored in a new partition.
+    let late = event("late".into(), "app-a", old + Duration::hours(2));
+    assert_eq!(
+        store.append("c1", &[late], false).await.unwrap().inserted,
+        1
+    );
+    assert!(holding(&store.partitions().await.unwrap(), old).is_some());
+    assert_verifies(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_due_days_are_dropped_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db").to_str().unwrap())
+        .await
+        .unwrap();
+    due_days_are_dropped_whole(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn postgres_due_days_are_dropped_whole() {
+    let Some((store, _schema)) = pg::fresh().await else {
+        return;
+    };
+    due_days_are_dropped_whole(Arc::new(store)).await;
+}
+
 #[tokio::test]
 async fn a_tampered_link_is_kept_and_a_real_deletion_is_still_reported() {
     let dir = tempfile::tempdir().unwrap();
@@ -546,7 +658,7 @@ async fn purge_command_dry_run_shows_what_would_go_then_purges() {
     assert_eq!(code, 0, "{err}");
     assert!(
         out.ends_with(&format!(
-            "purged {due} events (1 chains, 2 signed checkpoints)\n"
+            "purged {due} events (1 chains, 2 signed checkpoints, 0 partitions dropped whole)\n"
         )),
         "{out}"
     );

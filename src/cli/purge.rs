@@ -53,8 +53,8 @@ pub async fn run(a: PurgeArgs) -> Result<i32> {
     } else {
         writeln!(
             out,
-            "purged {} events ({} chains, {} signed checkpoints)",
-            summary.deleted, summary.chains, summary.checkpoints
+            "purged {} events ({} chains, {} signed checkpoints, {} partitions dropped whole)",
+            summary.deleted, summary.chains, summary.checkpoints, summary.partitions
         )?;
     }
     if summary.tampered > 0 {

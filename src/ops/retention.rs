@@ -13,7 +13,7 @@
 //! so a run reads little more than what it deletes (and what a legal hold or a longer rule keeps).
 //! Events without a chain link (never written by a sidecar) are not touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,6 +146,8 @@ pub struct Summary {
     pub checkpoints: usize,
     /// Due links kept because their content no longer matches their hash.
     pub tampered: u64,
+    /// Partitions dropped whole (every event in them due).
+    pub partitions: u64,
 }
 
 impl Summary {
@@ -185,6 +187,19 @@ pub async fn purge(
         return Ok(summary);
     };
     let signer = if dry_run { None } else { signer };
+    let mut touched_chains: BTreeSet<String> = BTreeSet::new();
+    if let Some(signer) = signer {
+        drop_due_partitions(
+            store,
+            policy,
+            signer,
+            now_ms,
+            max_cutoff,
+            &mut summary,
+            &mut touched_chains,
+        )
+        .await?;
+    }
     let chains = match store.chains().await {
         Ok(c) => c,
         Err(e) => return Err((e, summary)),
@@ -212,17 +227,7 @@ pub async fn purge(
                     tracing::warn!(chain = %chain, n = c.chain_n, event_id = %c.id, "retention kept an event whose content does not match its hash (see verify)");
                     continue;
                 }
-                let t = summary
-                    .due
-                    .entry((c.app.clone(), c.event_type.clone()))
-                    .or_insert(Tally {
-                        count: 0,
-                        oldest_ms: c.time_ms,
-                        newest_ms: c.time_ms,
-                    });
-                t.count += 1;
-                t.oldest_ms = t.oldest_ms.min(c.time_ms);
-                t.newest_ms = t.newest_ms.max(c.time_ms);
+                tally(&mut summary.due, c);
                 if let Some(signer) = signer {
                     pending.push(PurgeLink {
                         n: c.chain_n.unwrap_or(0),
@@ -261,10 +266,107 @@ pub async fn purge(
             .await?;
         }
         if touched {
-            summary.chains += 1;
+            touched_chains.insert(chain);
+        }
+        summary.chains = touched_chains.len();
+    }
+    summary.chains = touched_chains.len();
+    Ok(summary)
+}
+
+/// Drop each partition of the store in which every event is due, linked and intact: one
+/// `DROP TABLE` instead of a delete per event, sealed by the same signed checkpoints. A
+/// partition with anything else (an event kept by a longer rule or a legal hold, one without a
+/// link, one whose content no longer matches its hash) is left to the walk, which purges what is
+/// due in it event by event; so is one the store refuses to drop (an event of that day stored
+/// since it was read).
+async fn drop_due_partitions(
+    store: &dyn EventStore,
+    policy: &Policy,
+    signer: &Signer,
+    now_ms: i64,
+    max_cutoff: i64,
+    summary: &mut Summary,
+    touched_chains: &mut BTreeSet<String>,
+) -> Result<(), (store::Error, Summary)> {
+    let parts = match store.partitions().await {
+        Ok(p) => p,
+        Err(e) => return Err((e, summary.clone())),
+    };
+    // Every event of a partition is older than its end: past the latest cutoff, none is due.
+    for part in parts.iter().filter(|p| p.to_ms <= max_cutoff) {
+        let mut links: BTreeMap<String, Vec<PurgeLink>> = BTreeMap::new();
+        let mut due: BTreeMap<(Option<String>, String), Tally> = BTreeMap::new();
+        let mut after = i64::MIN;
+        let whole = 'rows: loop {
+            let rows = match store.partition_rows(&part.name, after, SCAN_PAGE).await {
+                Ok(r) => r,
+                Err(e) => return Err((e, summary.clone())),
+            };
+            let Some(last) = rows.last() else {
+                break 'rows true;
+            };
+            after = last.seq;
+            for row in &rows {
+                let c = &row.columns;
+                let Some(chain) = c.chain_instance.as_deref() else {
+                    break 'rows false;
+                };
+                if !policy.due(&c.event_type, c.app.as_deref(), c.time_ms, now_ms)
+                    || !link_intact(chain, row)
+                {
+                    break 'rows false;
+                }
+                links.entry(chain.to_string()).or_default().push(PurgeLink {
+                    n: c.chain_n.unwrap_or(0),
+                    id: c.id.clone(),
+                    hash: c.chain_hash.clone().unwrap_or_default(),
+                    time_ms: c.time_ms,
+                });
+                tally(&mut due, c);
+            }
+        };
+        if !whole || links.is_empty() {
+            continue;
+        }
+        match store.drop_partition(&part.name, &links, signer).await {
+            Ok(report) => {
+                summary.deleted += report.deleted;
+                summary.checkpoints += report.boundaries.len();
+                summary.partitions += 1;
+                for (key, t) in due {
+                    let into = summary.due.entry(key).or_insert(Tally {
+                        count: 0,
+                        oldest_ms: t.oldest_ms,
+                        newest_ms: t.newest_ms,
+                    });
+                    into.count += t.count;
+                    into.oldest_ms = into.oldest_ms.min(t.oldest_ms);
+                    into.newest_ms = into.newest_ms.max(t.newest_ms);
+                }
+                touched_chains.extend(links.into_keys());
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(partition = %part.name, error = %e, "retention: partition not dropped whole; its due events are purged one by one");
+            }
         }
     }
-    Ok(summary)
+    Ok(())
+}
+
+/// Count a due event of `c`'s app and type.
+fn tally(due: &mut BTreeMap<(Option<String>, String), Tally>, c: &store::Columns) {
+    let t = due
+        .entry((c.app.clone(), c.event_type.clone()))
+        .or_insert(Tally {
+            count: 0,
+            oldest_ms: c.time_ms,
+            newest_ms: c.time_ms,
+        });
+    t.count += 1;
+    t.oldest_ms = t.oldest_ms.min(c.time_ms);
+    t.newest_ms = t.newest_ms.max(c.time_ms);
 }
 
 async fn flush(
@@ -317,6 +419,9 @@ pub fn purge_event(summary: &Summary, policy: &Policy, error: Option<&str>) -> A
     }
     if summary.tampered > 0 {
         details.insert("kept_tampered".into(), summary.tampered.into());
+    }
+    if summary.partitions > 0 {
+        details.insert("partitions_dropped".into(), summary.partitions.into());
     }
     AuditEvent {
         id: Uuid::now_v7(),

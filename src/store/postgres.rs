@@ -24,7 +24,7 @@
 //! partitions.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,8 +38,8 @@ use super::chain::{self, ChainTx, Segment};
 use super::query::{build_query, build_query_planned, stats_query, Arg, Dialect, PrefixPlan};
 use super::sql::{self, dollar_placeholders, Row};
 use super::{
-    Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PurgeLink,
-    PurgeReport, Query, Signer, StatsBy, StatsRow, StoredRow,
+    Appended, ChainHead, Checkpoint, CheckpointKind, Columns, Error, EventStore, PartitionInfo,
+    PurgeLink, PurgeReport, Query, Signer, StatsBy, StatsRow, StoredRow,
 };
 use crate::event::{unix_millis, AuditEvent};
 use time::OffsetDateTime;
@@ -642,6 +642,140 @@ impl EventStore for PostgresStore {
         tx.0.commit().await.map_err(Error::backend("purge"))?;
         Ok(report)
     }
+
+    async fn partitions(&self) -> Result<Vec<PartitionInfo>, Error> {
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .map_err(Error::backend("partitions"))?;
+        partition_infos(&mut conn).await
+    }
+
+    async fn partition_rows(
+        &self,
+        name: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredRow>, Error> {
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .map_err(Error::backend("partitions"))?;
+        // Only a name from the catalog is ever put into the statement.
+        let Some(p) = partition_infos(&mut conn)
+            .await?
+            .into_iter()
+            .find(|p| p.name == name)
+        else {
+            return Err(Error::NoPartition(name.to_string()));
+        };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {STORED_COLUMNS} FROM {} WHERE seq > $1 ORDER BY seq LIMIT $2",
+            p.name
+        )))
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::backend("partitions"))?;
+        rows.iter().map(stored_row).collect()
+    }
+
+    /// Takes the chain lock of every chain in `links` (in name order, as every other holder
+    /// takes one at a time), so no append, checkpoint or purge of those chains runs meanwhile;
+    /// then `DROP TABLE` of the partition, which holds `ACCESS EXCLUSIVE` on `events` for the
+    /// rest of this short transaction (queries wait; an append of that day creates the
+    /// partition again afterwards).
+    async fn drop_partition(
+        &self,
+        name: &str,
+        links: &BTreeMap<String, Vec<PurgeLink>>,
+        signer: &Signer,
+    ) -> Result<PurgeReport, Error> {
+        let op = "purge";
+        let mut tx = PgTx(
+            self.writer.begin().await.map_err(Error::backend(op))?,
+            Vec::new(),
+        );
+        for instance in links.keys() {
+            sqlx::query(APPEND_LOCK_SQL)
+                .bind(instance)
+                .execute(&mut *tx.0)
+                .await
+                .map_err(Error::backend(op))?;
+        }
+        let Some(p) = partition_infos(&mut tx.0)
+            .await?
+            .into_iter()
+            .find(|p| p.name == name)
+        else {
+            return Err(Error::NoPartition(name.to_string()));
+        };
+        // Exactly the rows the caller checked: an event stored since (a late replay of that day)
+        // or one without a link keeps the partition.
+        let listed: usize = links.values().map(Vec::len).sum();
+        let (rows, linked): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT count(*), count(chain_n) FROM {}",
+            p.name
+        )))
+        .fetch_one(&mut *tx.0)
+        .await
+        .map_err(Error::backend(op))?;
+        if rows != linked || usize::try_from(rows).ok() != Some(listed) {
+            return Err(Error::Backend {
+                op,
+                source: sqlx::Error::Protocol(format!(
+                    "partition {} holds {rows} events ({linked} linked), {listed} were checked: \
+                     not dropped",
+                    p.name
+                )),
+            });
+        }
+        let mut report = PurgeReport::default();
+        for (instance, chain_links) in links {
+            let mut sorted: Vec<&PurgeLink> = chain_links.iter().collect();
+            sorted.sort_by_key(|l| l.n);
+            sorted.dedup_by_key(|l| l.n);
+            let sealed = chain::seal_purged(&mut tx, instance, &sorted, signer).await?;
+            report.boundaries.extend(sealed.boundaries);
+        }
+        sqlx::query(PARTITION_LOCK_TIMEOUT)
+            .execute(&mut *tx.0)
+            .await
+            .map_err(Error::backend(op))?;
+        sqlx::query(AssertSqlSafe(format!("DROP TABLE {}", p.name)))
+            .execute(&mut *tx.0)
+            .await
+            .map_err(Error::backend(op))?;
+        tx.0.commit().await.map_err(Error::backend(op))?;
+        self.forget_partitions();
+        report.deleted = rows as u64;
+        tracing::info!(partition = %p.name, events = rows, "postgres store: partition dropped by retention");
+        Ok(report)
+    }
+}
+
+/// The partitions of `events` by time, named (a DEFAULT partition, which the store never
+/// creates, is left out).
+async fn partition_infos(conn: &mut sqlx::PgConnection) -> Result<Vec<PartitionInfo>, Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(PARTITIONS_SQL)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::backend("partitions"))?;
+    let mut parts: Vec<PartitionInfo> = rows
+        .into_iter()
+        .filter_map(|(name, bound)| {
+            parse_bound(&bound).map(|(from_ms, to_ms)| PartitionInfo {
+                name,
+                from_ms,
+                to_ms,
+            })
+        })
+        .collect();
+    parts.sort_by_key(|p| p.from_ms);
+    Ok(parts)
 }
 
 /// SQLSTATE 25006: a session that is read-only (`default_transaction_read_only`, or a standby).
