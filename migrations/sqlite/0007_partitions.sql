@@ -3,11 +3,15 @@
 -- the store rebuilds whenever it adds a partition; every query keeps its SQL.
 --
 -- The partitions, by event time: a partition holds the events whose time_ms is in
--- [from_ms, to_ms).
+-- [from_ms, to_ms). min_seq and max_seq bound the seqs it has held (NULL: none yet), kept by the
+-- writer: a page in seq order reads the partitions in seq order and stops when the next one
+-- cannot hold a row of the page.
 CREATE TABLE partitions (
     name    TEXT    PRIMARY KEY,
     from_ms INTEGER NOT NULL,
-    to_ms   INTEGER NOT NULL
+    to_ms   INTEGER NOT NULL,
+    min_seq INTEGER,
+    max_seq INTEGER
 );
 
 -- seq is one sequence over every partition, handed out by the writer from here. `last` only
@@ -27,7 +31,7 @@ SELECT 1, max(
 -- keys table and their trigger move with it. An empty one is dropped by the store at open.
 ALTER TABLE events RENAME TO events_legacy;
 ALTER TABLE event_tokens RENAME TO events_legacy_tokens;
-INSERT INTO partitions (name, from_ms, to_ms)
+INSERT INTO partitions (name, from_ms, to_ms, min_seq, max_seq)
 SELECT 'events_legacy', -9223372036854775808,
-       coalesce((max(time_ms) / 86400000 + 1) * 86400000, 0)
+       coalesce((max(time_ms) / 86400000 + 1) * 86400000, 0), min(seq), max(seq)
 FROM events_legacy;

@@ -73,6 +73,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 
 /// Read connections; SQLite in WAL mode lets them run beside the one writer.
 const READERS: u32 = 4;
+/// Prepared statements each read connection keeps (sqlx's default is 100): a query shape is a
+/// statement per partition.
+const READER_STATEMENTS: usize = 1_000;
 /// Columns written per event (every insert: `append`, through `ChainTx::insert_rows`).
 const COLUMNS: usize = 19;
 /// Rows per multi-row INSERT. Batches are split into chunks of 64, 32, ..., 1 rows, so at most
@@ -160,7 +163,8 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(READERS)
-                .connect_with(options)
+                // A query runs once per partition it reads, each its own prepared statement.
+                .connect_with(options.statement_cache_capacity(READER_STATEMENTS))
                 .await
                 .map_err(Error::backend("open"))?
         };
@@ -356,6 +360,8 @@ async fn insert_rows(
     }
     let mut inserted = 0;
     for (table, group) in groups {
+        let (lo, hi) = (group[0].0, group[group.len() - 1].0);
+        partitions::note_seqs(conn, &table, lo, hi).await?;
         let mut token_rows: Vec<(String, i64)> = Vec::new();
         let mut left = group.len();
         let mut group = group.into_iter();
@@ -478,7 +484,7 @@ impl SqliteStore {
                 let (mut all, mut success, mut failure, mut error) = (0u64, 0u64, 0u64, 0u64);
                 let (lo, hi) = (start.max(since_ms), end.min(until_ms));
                 for p in parts.iter().filter(|p| p.overlaps(Some(lo), Some(hi))) {
-                    let row = bind_args(partitions::on_table(&sql, &p.name), args.clone())
+                    let row = bind_args(partitions::on_partition(&sql, &p.name), args.clone())
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(Error::backend("stats"))?;
@@ -523,22 +529,60 @@ impl SqliteStore {
         let Some((sql, args)) = build_query_planned(q, Dialect::Sqlite, prefix, seq_bound) else {
             return Ok(Vec::new());
         };
-        let mut conn = self
-            .reader
-            .acquire()
-            .await
-            .map_err(Error::backend("query"))?;
-        // A time window reads only the partitions it overlaps.
-        let parts = self.cached_partitions(&mut conn).await?;
+        // Partition by partition, each with the plans of a single table: in seq order of the
+        // partitions (newest first for a descending page), stopping once the page is full and
+        // the next partition's seqs cannot reach into it. Rows arrive in nearly time order, so a
+        // page is read from one or two partitions. One read transaction: one snapshot.
+        let mut tx = self.reader.begin().await.map_err(Error::backend("query"))?;
+        let parts = partitions::load(&mut tx).await?;
         let (since, until) = window_ms(q);
-        let overlapping: Vec<&Partition> =
-            parts.iter().filter(|p| p.overlaps(since, until)).collect();
-        let sql = partitions::on_parts(sql, &overlapping, parts.len());
-        let rows = bind_args(sql, args)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(Error::backend("query"))?;
-        rows.iter().map(decode).collect()
+        let limit = effective_limit(q) as usize;
+        let mut candidates: Vec<(&Partition, (i64, i64))> = parts
+            .iter()
+            .filter(|p| p.overlaps(since, until))
+            .filter_map(|p| p.seqs.map(|s| (p, s)))
+            .filter(|(_, (lo, hi))| {
+                q.after_seq.is_none_or(|a| *hi > a) && q.before_seq.is_none_or(|b| *lo < b)
+            })
+            .collect();
+        if q.ascending {
+            candidates.sort_by_key(|(_, (lo, _))| *lo);
+        } else {
+            candidates.sort_by_key(|(_, (_, hi))| std::cmp::Reverse(*hi));
+        }
+        // A token's events: its keys' seqs from every partition in one statement (the
+        // `event_tokens` view), then only the partitions whose seqs hold them.
+        if let Some(token) = &q.token {
+            let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM event_tokens WHERE key = ?")
+                .bind(token.clone())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Error::backend("query"))?;
+            candidates.retain(|(_, (lo, hi))| seqs.iter().any(|s| (*lo..=*hi).contains(s)));
+        }
+        let mut page: Vec<AuditEvent> = Vec::new();
+        for (p, (lo, hi)) in candidates {
+            if page.len() >= limit {
+                let edge = page[limit - 1].seq.unwrap_or(0);
+                if (q.ascending && lo > edge) || (!q.ascending && hi < edge) {
+                    break;
+                }
+            }
+            let rows = bind_args(partitions::on_partition(&sql, &p.name), args.clone())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Error::backend("query"))?;
+            for r in &rows {
+                page.push(decode(r)?);
+            }
+            if q.ascending {
+                page.sort_by_key(|e| e.seq);
+            } else {
+                page.sort_by_key(|e| std::cmp::Reverse(e.seq));
+            }
+            page.truncate(limit);
+        }
+        Ok(page)
     }
 }
 
@@ -580,7 +624,7 @@ impl EventStore for SqliteStore {
                 Some(b) => b,
                 None => {
                     let max: Option<i64> =
-                        sqlx::query_scalar("SELECT seq FROM events ORDER BY seq DESC LIMIT 1")
+                        sqlx::query_scalar("SELECT max(max_seq) FROM partitions")
                             .fetch_one(&self.reader)
                             .await
                             .map_err(Error::backend("query"))?;
@@ -621,7 +665,7 @@ impl EventStore for SqliteStore {
         let mut sums: std::collections::BTreeMap<(i64, String, String, Option<String>), u64> =
             std::collections::BTreeMap::new();
         for p in parts.iter().filter(|p| p.overlaps(since, until)) {
-            let rows = bind_args(partitions::on_table(&sql, &p.name), args.clone())
+            let rows = bind_args(partitions::on_partition(&sql, &p.name), args.clone())
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(Error::backend("stats"))?;
@@ -769,28 +813,97 @@ impl EventStore for SqliteStore {
         after_n: i64,
         limit: u32,
     ) -> Result<Vec<StoredRow>, Error> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {STORED_COLUMNS} FROM events WHERE chain_instance = ? AND chain_n > ? \
-             ORDER BY chain_n, seq LIMIT ?"
-        )))
-        .bind(instance.to_string())
-        .bind(after_n)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(Error::backend("verify"))?;
-        rows.iter().map(stored_row).collect()
+        // Partition by partition in the order of their first link above `after_n`, stopping
+        // once `limit` rows are in hand and the next partition's first link comes after them
+        // (a chain's links follow time, so a page is read from one or two partitions).
+        let mut tx = self
+            .reader
+            .begin()
+            .await
+            .map_err(Error::backend("verify"))?;
+        let parts = self.cached_partitions(&mut tx).await?;
+        let mut firsts: Vec<(i64, &Partition)> = Vec::new();
+        for p in parts.iter() {
+            let first: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT min(chain_n) FROM {} WHERE chain_instance = ? AND chain_n > ?",
+                p.name
+            )))
+            .bind(instance.to_string())
+            .bind(after_n)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::backend("verify"))?;
+            if let Some(first) = first {
+                firsts.push((first, p));
+            }
+        }
+        firsts.sort_by_key(|(first, _)| *first);
+        let limit_rows = limit as usize;
+        let mut page: Vec<StoredRow> = Vec::new();
+        for (first, p) in firsts {
+            if page.len() >= limit_rows
+                && page[limit_rows - 1]
+                    .columns
+                    .chain_n
+                    .is_some_and(|n| first > n)
+            {
+                break;
+            }
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {STORED_COLUMNS} FROM {} WHERE chain_instance = ? AND chain_n > ? \
+                 ORDER BY chain_n, seq LIMIT ?",
+                p.name
+            )))
+            .bind(instance.to_string())
+            .bind(after_n)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Error::backend("verify"))?;
+            for r in &rows {
+                page.push(stored_row(r)?);
+            }
+            page.sort_by_key(|r| (r.columns.chain_n, r.seq));
+            page.truncate(limit_rows);
+        }
+        Ok(page)
     }
 
     async fn unchained_rows(&self, limit: u32) -> Result<Vec<StoredRow>, Error> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {STORED_COLUMNS} FROM events WHERE chain_instance IS NULL ORDER BY seq LIMIT ?"
-        )))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(Error::backend("verify"))?;
-        rows.iter().map(stored_row).collect()
+        // Partition by partition in seq order, stopping once `limit` rows are in hand and the
+        // next partition's seqs all come after them.
+        let mut tx = self
+            .reader
+            .begin()
+            .await
+            .map_err(Error::backend("verify"))?;
+        let mut parts: Vec<(i64, Partition)> = partitions::load(&mut tx)
+            .await?
+            .into_iter()
+            .filter_map(|p| p.seqs.map(|(lo, _)| (lo, p)))
+            .collect();
+        parts.sort_by_key(|(lo, _)| *lo);
+        let limit_rows = limit as usize;
+        let mut page: Vec<StoredRow> = Vec::new();
+        for (lo, p) in &parts {
+            if page.len() >= limit_rows && *lo > page[limit_rows - 1].seq {
+                break;
+            }
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {STORED_COLUMNS} FROM {} WHERE chain_instance IS NULL ORDER BY seq LIMIT ?",
+                p.name
+            )))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Error::backend("verify"))?;
+            for r in &rows {
+                page.push(stored_row(r)?);
+            }
+            page.sort_by_key(|r| r.seq);
+            page.truncate(limit_rows);
+        }
+        Ok(page)
     }
 
     async fn purge_links(
@@ -1200,7 +1313,7 @@ mod tests {
     async fn plan(store: &SqliteStore, sql: &str, args: Vec<Arg>) -> String {
         let part = only_partition(store).await;
         let sql = if sql.contains("count(*)") {
-            partitions::on_table(sql, &part)
+            partitions::on_partition(sql, &part)
         } else {
             sql.to_string()
         };

@@ -72,6 +72,9 @@ pub(crate) struct Partition {
     pub name: String,
     pub from_ms: i64,
     pub to_ms: i64,
+    /// The lowest and highest seq it has held (`None`: never held a row). Kept by the writer
+    /// (and the view's triggers); a deletion leaves them wider than the rows, never narrower.
+    pub seqs: Option<(i64, i64)>,
 }
 
 impl Partition {
@@ -95,20 +98,44 @@ pub(crate) fn find(parts: &[Partition], time_ms: i64) -> Option<&Partition> {
 
 /// The partitions, by time.
 pub(crate) async fn load(conn: &mut SqliteConnection) -> Result<Vec<Partition>, Error> {
-    let rows = sqlx::query("SELECT name, from_ms, to_ms FROM partitions ORDER BY from_ms")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(Error::backend("partitions"))?;
+    let rows = sqlx::query(
+        "SELECT name, from_ms, to_ms, min_seq, max_seq FROM partitions ORDER BY from_ms",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(Error::backend("partitions"))?;
     rows.iter()
         .map(|r| {
+            let (min, max): (Option<i64>, Option<i64>) = (r.try_get(3)?, r.try_get(4)?);
             Ok(Partition {
                 name: r.try_get(0)?,
                 from_ms: r.try_get(1)?,
                 to_ms: r.try_get(2)?,
+                seqs: min.zip(max),
             })
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(Error::backend("partitions"))
+}
+
+/// Widen partition `name`'s seq bounds to hold `[lo, hi]`.
+pub(crate) async fn note_seqs(
+    conn: &mut SqliteConnection,
+    name: &str,
+    lo: i64,
+    hi: i64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE partitions SET min_seq = min(coalesce(min_seq, ?1), ?1), \
+         max_seq = max(coalesce(max_seq, ?2), ?2) WHERE name = ?3",
+    )
+    .bind(lo)
+    .bind(hi)
+    .bind(name.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(Error::backend("insert"))?;
+    Ok(())
 }
 
 /// The schema's version number: it changes whenever any connection changes the schema (a
@@ -155,6 +182,7 @@ pub(crate) async fn ensure(
                 name,
                 from_ms: from,
                 to_ms: to,
+                seqs: None,
             },
         );
         created = true;
@@ -336,13 +364,28 @@ fn triggers(parts: &[Partition]) -> String {
              WHERE NEW.time_ms >= {} AND NEW.time_ms < {};",
             p.from_ms, p.to_ms
         );
-        let _ = writeln!(update, "UPDATE {n} SET {set} WHERE seq = OLD.seq;");
+        let _ = writeln!(
+            update,
+            "UPDATE {n} SET {set} WHERE seq = OLD.seq;\n\
+             UPDATE partitions SET min_seq = min(coalesce(min_seq, NEW.seq), NEW.seq), \
+             max_seq = max(coalesce(max_seq, NEW.seq), NEW.seq) \
+             WHERE name = '{n}' AND EXISTS (SELECT 1 FROM {n} WHERE seq = NEW.seq);"
+        );
         let _ = writeln!(delete, "DELETE FROM {n} WHERE seq = OLD.seq;");
     }
     if parts.is_empty() {
         update.push_str("SELECT 1;\n");
         delete.push_str("SELECT 1;\n");
     }
+    // The inserted row's partition (found by its time) widens its seq bounds.
+    insert.push_str(
+        "UPDATE partitions SET \
+         min_seq = min(coalesce(min_seq, coalesce(NEW.seq, (SELECT last FROM seq_counter))), \
+         coalesce(NEW.seq, (SELECT last FROM seq_counter))), \
+         max_seq = max(coalesce(max_seq, coalesce(NEW.seq, (SELECT last FROM seq_counter))), \
+         coalesce(NEW.seq, (SELECT last FROM seq_counter))) \
+         WHERE NEW.time_ms >= from_ms AND NEW.time_ms < to_ms;\n",
+    );
     format!("{insert}END;\n{update}END;\n{delete}END;\n")
 }
 
@@ -351,21 +394,9 @@ pub(crate) fn on_table(sql: &str, table: &str) -> String {
     sql.replacen(" FROM events", &format!(" FROM {table}"), 1)
 }
 
-/// `sql` (built against `events`) reading only the union of `parts`, when they are fewer than
-/// all the partitions (a time window); the view otherwise.
-pub(crate) fn on_parts(sql: String, parts: &[&Partition], all: usize) -> String {
-    if parts.len() == all || parts.len() > GROUP {
-        return sql;
-    }
-    if parts.is_empty() {
-        return on_table(&sql, "(SELECT * FROM events WHERE 0) AS events");
-    }
-    let union = parts
-        .iter()
-        .map(|p| format!("SELECT {COLUMNS} FROM {}", p.name))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    on_table(&sql, &format!("({union}) AS events"))
+/// `sql` (built against `events`) reading only partition `table` and its token keys.
+pub(crate) fn on_partition(sql: &str, table: &str) -> String {
+    on_table(sql, table).replace(" FROM event_tokens", &format!(" FROM {table}_tokens"))
 }
 
 #[cfg(test)]
@@ -377,6 +408,7 @@ mod tests {
             name: name.into(),
             from_ms,
             to_ms,
+            seqs: None,
         }
     }
 
@@ -421,14 +453,10 @@ mod tests {
             on_table(sql, "events_20260101"),
             "SELECT seq, id, body FROM events_20260101 WHERE seq IN (SELECT seq FROM event_tokens)"
         );
-        let (a, b) = (part("a", 0, 10), part("b", 10, 20));
-        assert_eq!(on_parts(sql.into(), &[&a, &b], 2), sql);
-        let one = on_parts(sql.into(), &[&b], 2);
-        assert!(
-            one.starts_with(&format!(
-                "SELECT seq, id, body FROM (SELECT {COLUMNS} FROM b) AS events WHERE"
-            )),
-            "{one}"
+        assert_eq!(
+            on_partition(sql, "events_20260101"),
+            "SELECT seq, id, body FROM events_20260101 WHERE seq IN \
+             (SELECT seq FROM events_20260101_tokens)"
         );
     }
 }
