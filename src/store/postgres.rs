@@ -896,17 +896,18 @@ struct PgTx<'c>(sqlx::Transaction<'c, Postgres>, Vec<i64>);
 impl ChainTx for PgTx<'_> {
     async fn existing_ids(&mut self, ids: &[uuid::Uuid]) -> Result<HashSet<uuid::Uuid>, Error> {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        // A stored copy of an event has its time (it never changes), so only the partitions of
-        // the batch's times are looked in, not every day's id index: pruned when planned for
-        // these values, and by the range when a generic plan is (an array parameter prunes
-        // nothing then).
+        // A stored copy of an event has its time (it never changes), so only the partitions
+        // between the batch's first and last times are looked in (pruned at run time in a
+        // generic plan too), one probe of the `(id, time_ms)` index per id. Joined to the ids
+        // rather than `id = ANY($1) AND time_ms = ANY($2)`: on a day's partition without
+        // statistics yet the planner chose a scan that compared every row with every array
+        // element — 15 s for a batch of 5,000 against 300,000 rows.
         let query = match (self.1.first(), self.1.last()) {
             (Some(&min), Some(&max)) => sqlx::query_scalar(
-                "SELECT id FROM events WHERE id = ANY($1) AND time_ms = ANY($2) \
-                 AND time_ms BETWEEN $3 AND $4",
+                "SELECT e.id FROM unnest($1::text[]) AS u(id) JOIN events e ON e.id = u.id \
+                 WHERE e.time_ms BETWEEN $2 AND $3",
             )
             .bind(ids)
-            .bind(self.1.clone())
             .bind(min)
             .bind(max),
             _ => sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1)").bind(ids),
