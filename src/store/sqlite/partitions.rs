@@ -175,7 +175,7 @@ pub(crate) async fn ensure(
             .execute(&mut *conn)
             .await
             .map_err(Error::backend("create partition"))?;
-        tracing::info!(partition = %name, from_ms = from, to_ms = to, "sqlite store: partition created");
+        tracing::debug!(partition = %name, from_ms = from, to_ms = to, "sqlite store: partition created");
         parts.insert(
             i,
             Partition {
