@@ -264,24 +264,7 @@ pub trait EventStore: Send + Sync + 'static {
         by: StatsBy,
     ) -> Result<Vec<StatsRow>, Error> {
         let rows = self.stats(q, bucket_ms).await?;
-        let mut groups = std::collections::BTreeMap::<_, u64>::new();
-        for r in rows {
-            let count = r.count;
-            let r = by.blank(r);
-            *groups
-                .entry((r.bucket_ms, r.event_type, r.outcome, r.app))
-                .or_default() += count;
-        }
-        Ok(groups
-            .into_iter()
-            .map(|((bucket_ms, event_type, outcome, app), count)| StatsRow {
-                bucket_ms,
-                event_type,
-                outcome,
-                app,
-                count,
-            })
-            .collect())
+        Ok(sum_stats(rows.into_iter().map(|r| by.blank(r))))
     }
     /// Cheap liveness check used by `/readyz`.
     async fn ping(&self) -> Result<(), Error>;
@@ -368,6 +351,26 @@ pub trait EventStore: Send + Sync + 'static {
         let _ = (links, signer);
         Err(Error::NoPartition(name.to_string()))
     }
+}
+
+/// `rows` with equal bucket, type, outcome and app summed into one, in that order.
+pub(crate) fn sum_stats(rows: impl IntoIterator<Item = StatsRow>) -> Vec<StatsRow> {
+    let mut groups = BTreeMap::<_, u64>::new();
+    for r in rows {
+        *groups
+            .entry((r.bucket_ms, r.event_type, r.outcome, r.app))
+            .or_default() += r.count;
+    }
+    groups
+        .into_iter()
+        .map(|((bucket_ms, event_type, outcome, app), count)| StatsRow {
+            bucket_ms,
+            event_type,
+            outcome,
+            app,
+            count,
+        })
+        .collect()
 }
 
 /// A time partition of the trail: the events whose time (Unix ms) is in `[from_ms, to_ms)`.

@@ -9,7 +9,7 @@
 //! never fork, a retried or replayed batch never leaves a hole, and seq order within a chain is
 //! link order. It must never decide whether or when to write: that is the pipeline's.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -518,6 +518,10 @@ pub(crate) trait ChainTx: Send {
     async fn last_checkpoint(&mut self, instance: &str) -> Result<Option<String>, Error>;
     /// Delete the chain's links at positions `ns`; returns how many.
     async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error>;
+    /// Rows of partition `name` (a name from the store's catalog): all, and those with a link.
+    async fn partition_counts(&mut self, name: &str) -> Result<(i64, i64), Error>;
+    /// Drop partition `name` (a name from the store's catalog) and all it holds.
+    async fn drop_partition_table(&mut self, name: &str) -> Result<(), Error>;
 }
 
 /// Append `events` to `instance`'s chain: skip ids already stored (and repeats within the
@@ -685,9 +689,7 @@ pub(crate) async fn purge_links<T: ChainTx>(
     links: &[PurgeLink],
     signer: &Signer,
 ) -> Result<PurgeReport, Error> {
-    let mut links: Vec<&PurgeLink> = links.iter().collect();
-    links.sort_by_key(|l| l.n);
-    links.dedup_by_key(|l| l.n);
+    let links = by_position(links);
     if links.is_empty() {
         return Ok(PurgeReport::default());
     }
@@ -705,6 +707,44 @@ pub(crate) async fn purge_links<T: ChainTx>(
     }
     let mut report = seal_purged(tx, instance, &links, signer).await?;
     report.deleted = deleted;
+    Ok(report)
+}
+
+/// `links` in position order, each position once.
+fn by_position(links: &[PurgeLink]) -> Vec<&PurgeLink> {
+    let mut links: Vec<&PurgeLink> = links.iter().collect();
+    links.sort_by_key(|l| l.n);
+    links.dedup_by_key(|l| l.n);
+    links
+}
+
+/// Drop partition `name` whole, its rows being exactly `links` (by chain; checked here, so an
+/// event stored since the caller read them, or one without a link, keeps the partition), each
+/// chain's links sealed with the checkpoints [`purge_links`] writes.
+pub(crate) async fn drop_partition<T: ChainTx>(
+    tx: &mut T,
+    name: &str,
+    links: &BTreeMap<String, Vec<PurgeLink>>,
+    signer: &Signer,
+) -> Result<PurgeReport, Error> {
+    let listed: usize = links.values().map(Vec::len).sum();
+    let (rows, linked) = tx.partition_counts(name).await?;
+    if rows != linked || usize::try_from(rows).ok() != Some(listed) {
+        return Err(Error::Backend {
+            op: "purge",
+            source: sqlx::Error::Protocol(format!(
+                "partition {name} holds {rows} events ({linked} linked), {listed} were checked: \
+                 not dropped"
+            )),
+        });
+    }
+    let mut report = PurgeReport::default();
+    for (instance, chain_links) in links {
+        let sealed = seal_purged(tx, instance, &by_position(chain_links), signer).await?;
+        report.boundaries.extend(sealed.boundaries);
+    }
+    tx.drop_partition_table(name).await?;
+    report.deleted = u64::try_from(rows).unwrap_or(0);
     Ok(report)
 }
 

@@ -706,53 +706,17 @@ impl EventStore for PostgresStore {
                 .await
                 .map_err(Error::backend(op))?;
         }
-        let Some(p) = partition_infos(&mut tx.0)
+        if !partition_infos(&mut tx.0)
             .await?
-            .into_iter()
-            .find(|p| p.name == name)
-        else {
+            .iter()
+            .any(|p| p.name == name)
+        {
             return Err(Error::NoPartition(name.to_string()));
-        };
-        // Exactly the rows the caller checked: an event stored since (a late replay of that day)
-        // or one without a link keeps the partition.
-        let listed: usize = links.values().map(Vec::len).sum();
-        let (rows, linked): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT count(*), count(chain_n) FROM {}",
-            p.name
-        )))
-        .fetch_one(&mut *tx.0)
-        .await
-        .map_err(Error::backend(op))?;
-        if rows != linked || usize::try_from(rows).ok() != Some(listed) {
-            return Err(Error::Backend {
-                op,
-                source: sqlx::Error::Protocol(format!(
-                    "partition {} holds {rows} events ({linked} linked), {listed} were checked: \
-                     not dropped",
-                    p.name
-                )),
-            });
         }
-        let mut report = PurgeReport::default();
-        for (instance, chain_links) in links {
-            let mut sorted: Vec<&PurgeLink> = chain_links.iter().collect();
-            sorted.sort_by_key(|l| l.n);
-            sorted.dedup_by_key(|l| l.n);
-            let sealed = chain::seal_purged(&mut tx, instance, &sorted, signer).await?;
-            report.boundaries.extend(sealed.boundaries);
-        }
-        sqlx::query(PARTITION_LOCK_TIMEOUT)
-            .execute(&mut *tx.0)
-            .await
-            .map_err(Error::backend(op))?;
-        sqlx::query(AssertSqlSafe(format!("DROP TABLE {}", p.name)))
-            .execute(&mut *tx.0)
-            .await
-            .map_err(Error::backend(op))?;
+        let report = chain::drop_partition(&mut tx, name, links, signer).await?;
         tx.0.commit().await.map_err(Error::backend(op))?;
         self.forget_partitions();
-        report.deleted = rows as u64;
-        tracing::info!(partition = %p.name, events = rows, "postgres store: partition dropped by retention");
+        tracing::info!(partition = %name, events = report.deleted, "postgres store: partition dropped by retention");
         Ok(report)
     }
 }
@@ -1055,6 +1019,29 @@ impl ChainTx for PgTx<'_> {
                 .map_err(Error::backend("purge"))?
                 .rows_affected(),
         )
+    }
+
+    async fn partition_counts(&mut self, name: &str) -> Result<(i64, i64), Error> {
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT count(*), count(chain_n) FROM {name}"
+        )))
+        .fetch_one(&mut *self.0)
+        .await
+        .map_err(Error::backend("purge"))
+    }
+
+    /// `DROP TABLE` holds `ACCESS EXCLUSIVE` on `events` for the rest of the transaction; it
+    /// waits for running queries at most [`PARTITION_LOCK_TIMEOUT`].
+    async fn drop_partition_table(&mut self, name: &str) -> Result<(), Error> {
+        sqlx::query(PARTITION_LOCK_TIMEOUT)
+            .execute(&mut *self.0)
+            .await
+            .map_err(Error::backend("purge"))?;
+        sqlx::query(AssertSqlSafe(format!("DROP TABLE {name}")))
+            .execute(&mut *self.0)
+            .await
+            .map_err(Error::backend("purge"))?;
+        Ok(())
     }
 }
 

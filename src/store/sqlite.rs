@@ -244,7 +244,7 @@ impl SqliteStore {
         let parts = self.cached_partitions(&mut tx).await?;
         Ok(SqliteTx {
             tx,
-            parts: parts.as_ref().clone(),
+            parts,
             times: std::collections::HashMap::new(),
         })
     }
@@ -331,11 +331,14 @@ fn bind_row(q: SqliteQuery, row: sql::Row) -> SqliteQuery {
 /// JSON. A row skipped as a duplicate id leaves its seq unused; the caller refuses such a batch.
 async fn insert_rows(
     conn: &mut SqliteConnection,
-    parts: &mut Vec<Partition>,
+    parts: &mut Arc<Vec<Partition>>,
     rows: Vec<sql::Row>,
 ) -> Result<u64, Error> {
+    // The list is shared with the store's cache: copied only when a day is missing.
     let times: Vec<i64> = rows.iter().map(|r| r.columns.time_ms).collect();
-    partitions::ensure(conn, parts, times).await?;
+    if times.iter().any(|&t| partitions::find(parts, t).is_none()) {
+        partitions::ensure(conn, Arc::make_mut(parts), times).await?;
+    }
     let last: i64 = sqlx::query_scalar("SELECT last FROM seq_counter")
         .fetch_one(&mut *conn)
         .await
@@ -662,29 +665,15 @@ impl EventStore for SqliteStore {
         let mut tx = self.reader.begin().await.map_err(Error::backend("stats"))?;
         let parts = self.cached_partitions(&mut tx).await?;
         let (since, until) = window_ms(q);
-        let mut sums: std::collections::BTreeMap<(i64, String, String, Option<String>), u64> =
-            std::collections::BTreeMap::new();
+        let mut rows = Vec::new();
         for p in parts.iter().filter(|p| p.overlaps(since, until)) {
-            let rows = bind_args(partitions::on_partition(&sql, &p.name), args.clone())
+            let got = bind_args(partitions::on_partition(&sql, &p.name), args.clone())
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(Error::backend("stats"))?;
-            for r in sql::stats_rows(&rows)? {
-                *sums
-                    .entry((r.bucket_ms, r.event_type, r.outcome, r.app))
-                    .or_default() += r.count;
-            }
+            rows.extend(sql::stats_rows(&got)?);
         }
-        Ok(sums
-            .into_iter()
-            .map(|((bucket_ms, event_type, outcome, app), count)| StatsRow {
-                bucket_ms,
-                event_type,
-                outcome,
-                app,
-                count,
-            })
-            .collect())
+        Ok(super::sum_stats(rows))
     }
 
     async fn get(&self, id: uuid::Uuid) -> Result<Option<AuditEvent>, Error> {
@@ -981,56 +970,12 @@ impl EventStore for SqliteStore {
             .await
             .map_err(Error::backend("purge"))?;
         let mut tx = self.write_tx(tx).await?;
-        let Some(table) = tx
-            .parts
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.name.clone())
-        else {
+        if !tx.parts.iter().any(|p| p.name == name) {
             return Err(Error::NoPartition(name.to_string()));
-        };
-        // Exactly the rows the caller checked: an event stored since (a late replay of that day)
-        // or one without a link keeps the partition.
-        let listed: usize = links.values().map(Vec::len).sum();
-        let (rows, linked): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT count(*), count(chain_n) FROM {table}"
-        )))
-        .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(Error::backend("purge"))?;
-        if rows != linked || usize::try_from(rows).ok() != Some(listed) {
-            return Err(Error::Backend {
-                op: "purge",
-                source: sqlx::Error::Protocol(format!(
-                    "partition {table} holds {rows} events ({linked} linked), {listed} were \
-                     checked: not dropped"
-                )),
-            });
         }
-        let mut report = PurgeReport::default();
-        for (instance, chain_links) in links {
-            let mut sorted: Vec<&PurgeLink> = chain_links.iter().collect();
-            sorted.sort_by_key(|l| l.n);
-            sorted.dedup_by_key(|l| l.n);
-            let sealed = chain::seal_purged(&mut tx, instance, &sorted, signer).await?;
-            report.boundaries.extend(sealed.boundaries);
-        }
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP TABLE {table}; DROP TABLE {table}_tokens;"
-        )))
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(Error::backend("purge"))?;
-        sqlx::query("DELETE FROM partitions WHERE name = ?")
-            .bind(table.clone())
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(Error::backend("purge"))?;
-        tx.parts.retain(|p| p.name != table);
-        partitions::rebuild_views(&mut tx.tx, &tx.parts).await?;
+        let report = chain::drop_partition(&mut tx, name, links, signer).await?;
         tx.tx.commit().await.map_err(Error::backend("purge"))?;
-        report.deleted = rows as u64;
-        tracing::info!(partition = %table, events = rows, "sqlite store: partition dropped by retention");
+        tracing::info!(partition = %name, events = report.deleted, "sqlite store: partition dropped by retention");
         Ok(report)
     }
 }
@@ -1085,7 +1030,7 @@ async fn set_synchronous(conn: &mut SqliteConnection, mode: &'static str) -> Res
 struct SqliteTx<'c> {
     tx: sqlx::Transaction<'c, Sqlite>,
     /// The partitions, as this transaction sees (and extends) them.
-    parts: Vec<Partition>,
+    parts: Arc<Vec<Partition>>,
     /// The time (Unix ms) of each event being appended, by id: an id can only be stored in the
     /// partition of its event's time.
     times: std::collections::HashMap<uuid::Uuid, i64>,
@@ -1200,7 +1145,7 @@ impl ChainTx for SqliteTx<'_> {
             min_time_ms: None,
             max_time_ms: None,
         };
-        for p in &self.parts {
+        for p in self.parts.iter() {
             let r = sqlx::query(AssertSqlSafe(format!(
                 "SELECT count(*), MIN(time_ms), MAX(time_ms) FROM {} \
                  WHERE chain_instance = ? AND chain_n > ? AND chain_n <= ?",
@@ -1270,7 +1215,7 @@ impl ChainTx for SqliteTx<'_> {
 
     async fn delete_links(&mut self, instance: &str, ns: &[i64]) -> Result<u64, Error> {
         let mut deleted = 0;
-        for p in &self.parts {
+        for p in self.parts.iter() {
             for chunk in ns.chunks(500) {
                 let sql = format!(
                     "DELETE FROM {} WHERE chain_instance = ? AND chain_n IN ({})",
@@ -1289,6 +1234,31 @@ impl ChainTx for SqliteTx<'_> {
             }
         }
         Ok(deleted)
+    }
+    async fn partition_counts(&mut self, name: &str) -> Result<(i64, i64), Error> {
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT count(*), count(chain_n) FROM {name}"
+        )))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(Error::backend("purge"))
+    }
+
+    /// The table, its token keys (and their trigger), its catalog row; the views without it.
+    async fn drop_partition_table(&mut self, name: &str) -> Result<(), Error> {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP TABLE {name}; DROP TABLE {name}_tokens;"
+        )))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(Error::backend("purge"))?;
+        sqlx::query("DELETE FROM partitions WHERE name = ?")
+            .bind(name.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(Error::backend("purge"))?;
+        Arc::make_mut(&mut self.parts).retain(|p| p.name != name);
+        partitions::rebuild_views(&mut self.tx, &self.parts).await
     }
 }
 

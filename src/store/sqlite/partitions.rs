@@ -14,10 +14,11 @@
 //! every time up to the end of the day of its newest event.
 //!
 //! Reads see one relation: the view `events` is the `UNION ALL` of the partitions (and
-//! `event_tokens` of their token tables), rebuilt whenever a partition is added, so every query
-//! keeps its SQL. SQLite flattens a page query into a merge of per-partition index walks, each
-//! in seq order, stopping at the page's limit (no sort); aggregates instead are run partition by
-//! partition by the store (a view's aggregate would read every row, not the covering index).
+//! `event_tokens` of their token tables), rebuilt whenever a partition is added, so SQL written
+//! against `events` keeps working. The store itself runs its queries partition by partition, each
+//! with the plan of a single table (see `select` in `sqlite.rs`): through the view, SQLite merges
+//! the partitions' index walks but copies every row up one merge level per partition, and a
+//! view's aggregate reads every row instead of the covering index.
 //! SQLite refuses a compound SELECT of more than 500 terms, so past [`GROUP`] partitions the view
 //! unions views of [`GROUP`] each. `INSTEAD OF` triggers route an INSERT, UPDATE or DELETE on
 //! the view to the partitions, for whoever edits the trail by hand.
