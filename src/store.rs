@@ -13,6 +13,7 @@ use crate::event::{AuditEvent, Outcome};
 
 pub mod chain;
 pub mod lineage;
+mod pages;
 pub mod postgres;
 mod query;
 mod sql;

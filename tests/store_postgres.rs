@@ -272,6 +272,23 @@ async fn walk_pages(store: &PostgresStore, ascending: bool, limit: u32) -> Vec<A
     seen
 }
 
+/// Cursor walks both ways, `limit` a page, see exactly `want` (in seq order) once each.
+async fn assert_walks_both_ways(store: &PostgresStore, limit: u32, want: &[uuid::Uuid]) {
+    let up: Vec<_> = walk_pages(store, true, limit)
+        .await
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(up, want);
+    let mut down: Vec<_> = walk_pages(store, false, limit)
+        .await
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    down.reverse();
+    assert_eq!(down, want);
+}
+
 fn at(label: &str, app: &str, t: OffsetDateTime) -> AuditEvent {
     sample_event(
         label,
@@ -352,19 +369,7 @@ async fn events_land_in_their_utc_days_partition_and_read_back_across_them() {
 
     // Cursor walks both ways see every event exactly once, in seq (= append) order.
     let want: Vec<_> = events.iter().map(|e| e.id).collect();
-    let up: Vec<_> = walk_pages(&store, true, 5)
-        .await
-        .iter()
-        .map(|e| e.id)
-        .collect();
-    assert_eq!(up, want);
-    let mut down: Vec<_> = walk_pages(&store, false, 5)
-        .await
-        .iter()
-        .map(|e| e.id)
-        .collect();
-    down.reverse();
-    assert_eq!(down, want);
+    assert_walks_both_ways(&store, 5, &want).await;
     // A filtered page reads across the partitions too.
     let a2 = store
         .query(&Query {
@@ -781,6 +786,133 @@ async fn a_partition_dropped_behind_the_stores_back_is_made_again() {
     let stored = partition_of_each(&pool).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[&second.id.to_string()], "events_20240229");
+    pool.close().await;
+    store.close().await;
+}
+
+/// The seq bounds of each day (`day_seqs`) by day.
+async fn day_bounds(pool: &sqlx::PgPool) -> std::collections::BTreeMap<i64, (i64, i64, String)> {
+    sqlx::query_as::<_, (i64, i64, i64, String)>(
+        "SELECT day, lo_seq, hi_seq, xmin::text FROM day_seqs",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(day, lo, hi, xmin)| (day, (lo, hi, xmin)))
+    .collect()
+}
+
+/// Pages read only the days whose seqs can reach them (`day_seqs`, kept by a trigger): each
+/// day's bound covers its events, is written once per reserve rather than by every append, and
+/// moves when an event lands outside it, so an event appended late into an old day, or moved
+/// to another day by hand, is still found by pages both ways.
+#[tokio::test]
+async fn pages_read_the_days_that_reach_them_and_late_events_still_show() {
+    let Some((store, schema)) = pg::fresh().await else {
+        return;
+    };
+    let pool = raw(&schema).await;
+    let day_a = datetime!(2025-05-01 12:00 UTC);
+    let days = [day_a, day_a + Duration::days(1), day_a + Duration::days(2)];
+    let mut events = Vec::new();
+    for (d, t) in days.iter().enumerate() {
+        let batch: Vec<_> = (0..10)
+            .map(|i| at(&format!("d{d}-{i}"), "a1", *t + Duration::seconds(i)))
+            .collect();
+        store.append("p", &batch, false).await.unwrap();
+        events.extend(batch);
+    }
+    let day_of = |t: OffsetDateTime| unix_ms(t).div_euclid(DAY_MS);
+    let seqs_of =
+        |d: usize| -> Vec<i64> { (0..10).map(|i| (d * 10 + i + 1) as i64).collect::<Vec<_>>() };
+    let bounds = day_bounds(&pool).await;
+    assert_eq!(bounds.len(), 3, "{bounds:?}");
+    for (d, t) in days.iter().enumerate() {
+        let (lo, hi, _) = &bounds[&day_of(*t)];
+        let seqs = seqs_of(d);
+        assert!(*lo <= seqs[0] && *hi >= seqs[9], "day {d}: {lo}..{hi}");
+    }
+    // Another append into the newest day, inside its reserve: its bound is not written again.
+    let more = at("more", "a1", days[2] + Duration::minutes(5));
+    store
+        .append("p", std::slice::from_ref(&more), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        day_bounds(&pool).await[&day_of(days[2])],
+        bounds[&day_of(days[2])]
+    );
+    events.push(more);
+
+    // The sequence moves far past every reserve (other days' events, say); then an event of
+    // the oldest day arrives (a spool replayed late).
+    sqlx::query("SELECT setval(pg_get_serial_sequence('events', 'seq'), 100000)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let late = at("late", "a1", days[0] + Duration::minutes(30));
+    store
+        .append("p", std::slice::from_ref(&late), false)
+        .await
+        .unwrap();
+    let (_, hi_a, _) = day_bounds(&pool).await[&day_of(days[0])].clone();
+    assert!(hi_a >= 100_001, "the oldest day's bound moved: {hi_a}");
+    let newest = store
+        .query(&Query {
+            limit: 3,
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        newest[0].id, late.id,
+        "the late event heads the newest page"
+    );
+    assert_eq!(newest[0].seq, Some(100_001));
+    assert_eq!(newest[1].id, events[30].id);
+    let after_all = store
+        .query(&Query {
+            ascending: true,
+            after_seq: Some(31),
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        after_all.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [late.id]
+    );
+
+    // By hand, an event of the middle day moves to the newest day: that day's bound reaches
+    // down to it, and an ascending page from just before it finds it there.
+    let moved = &events[12];
+    sqlx::query("UPDATE events SET time_ms = $1 WHERE id = $2")
+        .bind(unix_ms(days[2]) + 1)
+        .bind(moved.id.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (lo_c, _, _) = day_bounds(&pool).await[&day_of(days[2])].clone();
+    assert!(lo_c <= 13, "{lo_c}");
+    let page = store
+        .query(&Query {
+            ascending: true,
+            after_seq: Some(12),
+            limit: 2,
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [Some(13), Some(14)]
+    );
+    assert_eq!(page[0].id, moved.id);
+    // Every event once, both ways.
+    let mut want: Vec<_> = events.iter().map(|e| e.id).collect();
+    want.push(late.id);
+    assert_walks_both_ways(&store, 4, &want).await;
     pool.close().await;
     store.close().await;
 }

@@ -20,9 +20,10 @@ mod partitions;
 
 use self::partitions::Partition;
 use super::chain::{self, ChainTx, Segment};
+use super::pages::{self, Page};
 use super::query::{
     build_query_planned, ceil_millis, effective_limit, outcome_counts_apply, outcome_counts_query,
-    stats_query, Arg, Dialect, PrefixPlan,
+    stats_query, Arg, Dialect, PrefixPlan, SeqBound,
 };
 use super::sql;
 use super::{
@@ -527,32 +528,16 @@ impl SqliteStore {
         &self,
         q: &Query,
         prefix: PrefixPlan,
-        seq_bound: Option<(&'static str, i64)>,
+        seq_bound: Option<SeqBound>,
     ) -> Result<Vec<AuditEvent>, Error> {
-        let Some((sql, args)) = build_query_planned(q, Dialect::Sqlite, prefix, seq_bound) else {
+        let Some((sql, args)) = build_query_planned(q, Dialect::Sqlite, prefix, seq_bound, None)
+        else {
             return Ok(Vec::new());
         };
-        // Partition by partition, each with the plans of a single table: in seq order of the
-        // partitions (newest first for a descending page), stopping once the page is full and
-        // the next partition's seqs cannot reach into it. Rows arrive in nearly time order, so a
-        // page is read from one or two partitions. One read transaction: one snapshot.
+        // Partition by partition (`pages`), in one read transaction: one snapshot.
         let mut tx = self.reader.begin().await.map_err(Error::backend("query"))?;
         let parts = partitions::load(&mut tx).await?;
-        let (since, until) = window_ms(q);
-        let limit = effective_limit(q) as usize;
-        let mut candidates: Vec<(&Partition, (i64, i64))> = parts
-            .iter()
-            .filter(|p| p.overlaps(since, until))
-            .filter_map(|p| p.seqs.map(|s| (p, s)))
-            .filter(|(_, (lo, hi))| {
-                q.after_seq.is_none_or(|a| *hi > a) && q.before_seq.is_none_or(|b| *lo < b)
-            })
-            .collect();
-        if q.ascending {
-            candidates.sort_by_key(|(_, (lo, _))| *lo);
-        } else {
-            candidates.sort_by_key(|(_, (_, hi))| std::cmp::Reverse(*hi));
-        }
+        let mut candidates = pages::candidates(&parts, q, seq_bound);
         // A token's events: its keys' seqs from every partition in one statement (the
         // `event_tokens` view), then only the partitions whose seqs hold them.
         if let Some(token) = &q.token {
@@ -563,29 +548,18 @@ impl SqliteStore {
                 .map_err(Error::backend("query"))?;
             candidates.retain(|(_, (lo, hi))| seqs.iter().any(|s| (*lo..=*hi).contains(s)));
         }
-        let mut page: Vec<AuditEvent> = Vec::new();
+        let mut page = Page::new(q);
         for (p, (lo, hi)) in candidates {
-            if page.len() >= limit {
-                let edge = page[limit - 1].seq.unwrap_or(0);
-                if (q.ascending && lo > edge) || (!q.ascending && hi < edge) {
-                    break;
-                }
+            if !page.reaches(lo, hi) {
+                break;
             }
             let rows = bind_args(partitions::on_partition(&sql, &p.name), args.clone())
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(Error::backend("query"))?;
-            for r in &rows {
-                page.push(decode(r)?);
-            }
-            if q.ascending {
-                page.sort_by_key(|e| e.seq);
-            } else {
-                page.sort_by_key(|e| std::cmp::Reverse(e.seq));
-            }
-            page.truncate(limit);
+            page.add(rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?);
         }
-        Ok(page)
+        Ok(page.into_events())
     }
 }
 
@@ -618,10 +592,7 @@ impl EventStore for SqliteStore {
             return self.select(q, PrefixPlan::SeqOrder, None).await;
         }
         let bound = if q.ascending {
-            (
-                "seq <= ?",
-                q.after_seq.unwrap_or(0).saturating_add(PREFIX_WINDOW),
-            )
+            SeqBound::AtMost(q.after_seq.unwrap_or(0).saturating_add(PREFIX_WINDOW))
         } else {
             let top = match q.before_seq {
                 Some(b) => b,
@@ -634,7 +605,7 @@ impl EventStore for SqliteStore {
                     max.unwrap_or(0).saturating_add(1)
                 }
             };
-            ("seq > ?", top.saturating_sub(PREFIX_WINDOW + 1))
+            SeqBound::Above(top.saturating_sub(PREFIX_WINDOW + 1))
         };
         let recent = self.select(q, PrefixPlan::SeqOrder, Some(bound)).await?;
         if recent.len() == effective_limit(q) as usize {

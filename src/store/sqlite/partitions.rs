@@ -67,27 +67,7 @@ const COLUMN_NAMES: [&str; 19] = [
     "body",
 ];
 
-/// One partition: a table holding the events whose time is in `[from_ms, to_ms)`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Partition {
-    pub name: String,
-    pub from_ms: i64,
-    pub to_ms: i64,
-    /// The lowest and highest seq it has held (`None`: never held a row). Kept by the writer
-    /// (and the view's triggers); a deletion leaves them wider than the rows, never narrower.
-    pub seqs: Option<(i64, i64)>,
-}
-
-impl Partition {
-    pub fn holds(&self, time_ms: i64) -> bool {
-        self.from_ms <= time_ms && time_ms < self.to_ms
-    }
-
-    /// Whether an event in `[since, until)` (each bound optional) may be in this partition.
-    pub fn overlaps(&self, since_ms: Option<i64>, until_ms: Option<i64>) -> bool {
-        since_ms.is_none_or(|s| self.to_ms > s) && until_ms.is_none_or(|u| self.from_ms < u)
-    }
-}
+pub(crate) use crate::store::pages::Partition;
 
 /// The partition holding `time_ms` among `parts` (sorted by `from_ms`, disjoint).
 pub(crate) fn find(parts: &[Partition], time_ms: i64) -> Option<&Partition> {
