@@ -31,6 +31,19 @@ impl Partition {
     }
 }
 
+/// `q`'s time window in Unix ms, as the query builder bounds it.
+pub(crate) fn window_ms(q: &Query) -> (Option<i64>, Option<i64>) {
+    (q.since.map(ceil_millis), q.until.map(ceil_millis))
+}
+
+/// The index of the partition holding `time_ms` among `parts` (sorted by `from_ms`, disjoint).
+pub(crate) fn find_index(parts: &[Partition], time_ms: i64) -> Option<usize> {
+    parts
+        .partition_point(|p| p.from_ms <= time_ms)
+        .checked_sub(1)
+        .filter(|&i| parts[i].holds(time_ms))
+}
+
 /// The partitions of `parts` that may hold a row of `q`'s page (its window, cursor and
 /// `seq_bound`), with their seq bounds, in the order a page reads them.
 pub(crate) fn candidates<'a>(
@@ -38,7 +51,7 @@ pub(crate) fn candidates<'a>(
     q: &Query,
     seq_bound: Option<SeqBound>,
 ) -> Vec<(&'a Partition, (i64, i64))> {
-    let (since, until) = (q.since.map(ceil_millis), q.until.map(ceil_millis));
+    let (since, until) = window_ms(q);
     let mut found: Vec<(&Partition, (i64, i64))> = parts
         .iter()
         .filter(|p| p.overlaps(since, until))

@@ -168,10 +168,11 @@ impl PostgresStore {
             .map_err(Error::backend("open"))?;
         migrator().run(&writer).await?;
         // Readers plan every statement for its values: a page reads its partitions through
-        // `events` bounded by time, which PostgreSQL prunes while planning; a generic plan
-        // (chosen by the default `auto` after five runs) keeps every partition and guesses the
-        // selectivity of its filters, and at 10M events it read an absent type prefix in 600 ms
-        // and a token's events in 1.5 s where the planned statement takes 4 and 6 ms.
+        // `events` bounded by time, which PostgreSQL prunes while planning; a generic plan keeps
+        // every partition and guesses the selectivity of its filters. At 10M events, with the
+        // default `auto` (which may go generic after five runs) an absent type prefix took
+        // 600 ms at p95, and with generic plans forced a token's events took 1.5 s; planned for
+        // their values, 4 and 6 ms.
         let reader = PgPoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(READ_ACQUIRE_TIMEOUT)
@@ -295,20 +296,18 @@ impl PostgresStore {
             .fetch_all(&mut *conn)
             .await
             .map_err(Error::backend("query"))?;
-        let mut ranges = {
-            let known = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
-            known.ranges.clone()
-        };
         let day_ms = |day: i64| day.saturating_mul(DAY_MS);
-        let covered =
-            |ranges: &[(i64, i64)], t: i64| ranges.iter().any(|&(lo, hi)| lo <= t && t < hi);
-        if days.iter().any(|&(day, ..)| !covered(&ranges, day_ms(day))) {
-            let known = load_partitions(conn).await?;
-            ranges = known.ranges.clone();
-            *self.partitions.lock().unwrap_or_else(|e| e.into_inner()) = known;
+        let mut known = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if days.iter().any(|&(day, ..)| !known.covers(day_ms(day))) {
+            known = load_partitions(conn).await?;
+            *self.partitions.lock().unwrap_or_else(|e| e.into_inner()) = known.clone();
         }
-        ranges.sort_unstable();
-        let mut parts: Vec<Partition> = ranges
+        let mut parts: Vec<Partition> = known
+            .ranges
             .into_iter()
             .map(|(from_ms, to_ms)| Partition {
                 name: String::new(),
@@ -317,18 +316,11 @@ impl PostgresStore {
                 seqs: None,
             })
             .collect();
+        parts.sort_by_key(|p| p.from_ms);
         for (day, lo, hi) in days {
-            let t = day_ms(day);
-            let i = parts.partition_point(|p| p.from_ms <= t);
-            if let Some(p) = i
-                .checked_sub(1)
-                .map(|i| &mut parts[i])
-                .filter(|p| p.holds(t))
-            {
-                p.seqs = Some(match p.seqs {
-                    Some((l, h)) => (l.min(lo), h.max(hi)),
-                    None => (lo, hi),
-                });
+            if let Some(i) = pages::find_index(&parts, day_ms(day)) {
+                let p = &mut parts[i];
+                p.seqs = Some(p.seqs.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
             }
         }
         Ok(parts)

@@ -20,7 +20,7 @@ mod partitions;
 
 use self::partitions::Partition;
 use super::chain::{self, ChainTx, Segment};
-use super::pages::{self, Page};
+use super::pages::{self, window_ms, Page};
 use super::query::{
     build_query_planned, ceil_millis, effective_limit, outcome_counts_apply, outcome_counts_query,
     stats_query, Arg, Dialect, PrefixPlan, SeqBound,
@@ -235,6 +235,17 @@ impl SqliteStore {
         let parts = Arc::new(partitions::load(conn).await?);
         *self.parts.lock().unwrap_or_else(|e| e.into_inner()) = (version, parts.clone());
         Ok(parts)
+    }
+
+    /// A read transaction (one snapshot) with the partitions as it sees them (their seq bounds
+    /// may be stale: reads that need them load the catalog in the transaction).
+    async fn read_tx(
+        &self,
+        op: &'static str,
+    ) -> Result<(sqlx::Transaction<'static, Sqlite>, Arc<Vec<Partition>>), Error> {
+        let mut tx = self.reader.begin().await.map_err(Error::backend(op))?;
+        let parts = self.cached_partitions(&mut tx).await?;
+        Ok((tx, parts))
     }
 
     /// A write transaction (`BEGIN IMMEDIATE`) with the partitions as it sees them.
@@ -472,8 +483,7 @@ impl SqliteStore {
         let mut rows = Vec::new();
         let mut start = since_ms - since_ms.rem_euclid(bucket_ms);
         // One read transaction: every bucket counts the same snapshot of the trail.
-        let mut tx = self.reader.begin().await.map_err(Error::backend("stats"))?;
-        let parts = self.cached_partitions(&mut tx).await?;
+        let (mut tx, parts) = self.read_tx("stats").await?;
         while start < until_ms {
             let end = start.saturating_add(bucket_ms);
             let bound = |ms: i64| {
@@ -563,11 +573,6 @@ impl SqliteStore {
     }
 }
 
-/// `q`'s time window in Unix ms, as the query builder bounds it.
-fn window_ms(q: &Query) -> (Option<i64>, Option<i64>) {
-    (q.since.map(ceil_millis), q.until.map(ceil_millis))
-}
-
 #[async_trait]
 impl EventStore for SqliteStore {
     /// A type prefix is planned by hand (see [`PrefixPlan`]): with a filter that has an index in
@@ -633,8 +638,7 @@ impl EventStore for SqliteStore {
         };
         // Partition by partition (each reads its covering time index; an aggregate over the view
         // would read every row), summed; one read transaction, so one snapshot.
-        let mut tx = self.reader.begin().await.map_err(Error::backend("stats"))?;
-        let parts = self.cached_partitions(&mut tx).await?;
+        let (mut tx, parts) = self.read_tx("stats").await?;
         let (since, until) = window_ms(q);
         let mut rows = Vec::new();
         for p in parts.iter().filter(|p| p.overlaps(since, until)) {
@@ -747,12 +751,7 @@ impl EventStore for SqliteStore {
 
     async fn chains(&self) -> Result<Vec<String>, Error> {
         // Partition by partition, each from its chain index alone.
-        let mut tx = self
-            .reader
-            .begin()
-            .await
-            .map_err(Error::backend("chains"))?;
-        let parts = self.cached_partitions(&mut tx).await?;
+        let (mut tx, parts) = self.read_tx("chains").await?;
         let mut chains = std::collections::BTreeSet::new();
         for p in parts.iter() {
             let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -776,12 +775,7 @@ impl EventStore for SqliteStore {
         // Partition by partition in the order of their first link above `after_n`, stopping
         // once `limit` rows are in hand and the next partition's first link comes after them
         // (a chain's links follow time, so a page is read from one or two partitions).
-        let mut tx = self
-            .reader
-            .begin()
-            .await
-            .map_err(Error::backend("verify"))?;
-        let parts = self.cached_partitions(&mut tx).await?;
+        let (mut tx, parts) = self.read_tx("verify").await?;
         let mut firsts: Vec<(i64, &Partition)> = Vec::new();
         for p in parts.iter() {
             let first: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(

@@ -71,10 +71,7 @@ pub(crate) use crate::store::pages::Partition;
 
 /// The partition holding `time_ms` among `parts` (sorted by `from_ms`, disjoint).
 pub(crate) fn find(parts: &[Partition], time_ms: i64) -> Option<&Partition> {
-    let i = parts.partition_point(|p| p.from_ms <= time_ms);
-    i.checked_sub(1)
-        .map(|i| &parts[i])
-        .filter(|p| p.holds(time_ms))
+    crate::store::pages::find_index(parts, time_ms).map(|i| &parts[i])
 }
 
 /// The partitions, by time.
