@@ -524,13 +524,19 @@ async fn a_trail_from_before_partitions_stays_queryable_and_verifiable() {
         now - Duration::days(1),
         now,
     ];
+    // Every third event carries a token (its keys must be found after the migrations).
     let events: Vec<AuditEvent> = (0..20)
         .map(|i| {
-            at(
+            let e = at(
                 &format!("o{i}"),
                 ["a1", "a2"][i % 2],
                 times[i % times.len()],
-            )
+            );
+            if i % 3 == 0 {
+                with_token(e, "fp-old", Some(&format!("j{i}")))
+            } else {
+                e
+            }
         })
         .collect();
     {
@@ -595,6 +601,29 @@ async fn a_trail_from_before_partitions_stays_queryable_and_verifiable() {
     assert_eq!(store.get(events[4].id).await.unwrap().unwrap().seq, Some(5));
     let report = assert_verifies(&store).await;
     assert_eq!(report.events, 20);
+    // Their token keys were filled in by migration 0008.
+    let by_token = |token: &str| {
+        let store = &store;
+        let token = token.to_string();
+        async move {
+            store
+                .query(&Query {
+                    token: Some(token),
+                    ascending: true,
+                    ..Query::default()
+                })
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        by_token("fp-old").await,
+        events.iter().step_by(3).map(|e| e.id).collect::<Vec<_>>()
+    );
+    assert_eq!(by_token("j9").await, vec![events[9].id]);
 
     // The chain and seq go on: new events (today's go to the legacy partition, tomorrow's and
     // an old replay's to theirs), read after the old ones by an ascending cursor.
@@ -913,6 +942,190 @@ async fn pages_read_the_days_that_reach_them_and_late_events_still_show() {
     let mut want: Vec<_> = events.iter().map(|e| e.id).collect();
     want.push(late.id);
     assert_walks_both_ways(&store, 4, &want).await;
+    pool.close().await;
+    store.close().await;
+}
+
+fn with_token(mut e: AuditEvent, fingerprint: &str, jti: Option<&str>) -> AuditEvent {
+    e.tokens.push(authtrail::event::TokenRef {
+        role: authtrail::event::TokenRole::Presented,
+        kind: "access".into(),
+        source: "bearer".into(),
+        fingerprint: fingerprint.into(),
+        jti: jti.map(str::to_string),
+        sub: None,
+        app: None,
+        iat: None,
+        exp: None,
+        verified: true,
+        invalid: None,
+    });
+    e
+}
+
+/// The ids of the events of `token`, by page of `limit`, newest first or oldest first.
+async fn token_walk(
+    store: &PostgresStore,
+    token: &str,
+    ascending: bool,
+    limit: u32,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query(&Query {
+                token: Some(token.into()),
+                ascending,
+                limit,
+                after_seq: if ascending { cursor } else { None },
+                before_seq: if ascending { None } else { cursor },
+                ..Query::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = last.seq;
+        seen.extend(page.iter().map(|e| e.details["label"].to_string()));
+    }
+    seen
+}
+
+/// The rows of `event_tokens` under `key`.
+async fn token_keys(pool: &sqlx::PgPool, key: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM event_tokens WHERE key = $1")
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// A token's events are found through `event_tokens` (migration 0008: its keys by day), and
+/// the keys follow the events whoever writes them: the store's appends, an insert, update or
+/// delete through `events` by hand (what a sidecar of the previous version does during a
+/// rolling upgrade), a purge and a retention drop of a whole day.
+#[tokio::test]
+async fn a_tokens_keys_follow_its_events_through_appends_edits_and_drops() {
+    let Some((store, schema)) = pg::fresh().await else {
+        return;
+    };
+    let pool = raw(&schema).await;
+    let now = OffsetDateTime::now_utc();
+    let labelled = |label: &str, t: OffsetDateTime| {
+        let mut e = at(label, "a1", t);
+        e.details.insert("label".into(), label.into());
+        e
+    };
+    let events = vec![
+        with_token(
+            labelled("a-old", now - Duration::days(40)),
+            "fp-a",
+            Some("j-a"),
+        ),
+        labelled("x-old", now - Duration::days(40)),
+        with_token(labelled("a-mid", now - Duration::days(10)), "fp-a", None),
+        with_token(labelled("b", now - Duration::days(1)), "fp-b", Some("j-b")),
+        labelled("x-new", now - Duration::days(1)),
+        with_token(labelled("a-new1", now), "fp-a", Some("j-a")),
+        with_token(
+            with_token(labelled("a-new2", now), "fp-a", None),
+            "fp-e",
+            None,
+        ),
+    ];
+    store.append("t", &events, false).await.unwrap();
+    let q = |l: &[&str]| l.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>();
+    let newest_first = q(&["a-new2", "a-new1", "a-mid", "a-old"]);
+    for limit in [1, 2, 100] {
+        assert_eq!(token_walk(&store, "fp-a", false, limit).await, newest_first);
+        let mut oldest_first = newest_first.clone();
+        oldest_first.reverse();
+        assert_eq!(token_walk(&store, "fp-a", true, limit).await, oldest_first);
+    }
+    assert_eq!(
+        token_walk(&store, "j-a", false, 100).await,
+        q(&["a-new1", "a-old"])
+    );
+    assert_eq!(token_walk(&store, "fp-b", false, 100).await, q(&["b"]));
+    assert!(token_walk(&store, "nobody", false, 100).await.is_empty());
+    let stats = store
+        .stats(
+            &Query {
+                token: Some("fp-a".into()),
+                ..Query::default()
+            },
+            86_400_000 * 1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stats.iter().map(|r| r.count).sum::<u64>(), 4);
+    assert_eq!(token_keys(&pool, "fp-a").await, 4);
+    assert_eq!(token_keys(&pool, "j-a").await, 2);
+    // An event with no token has no key.
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM event_tokens")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(all, 4 + 2 + 2 + 1);
+
+    // By hand, through `events`: an insert brings its keys, an update moves them, a delete
+    // takes them.
+    let hand = with_token(labelled("hand", now), "fp-c", None);
+    sqlx::query(
+        "INSERT INTO events (id, time_ms, type, outcome, body) \
+         VALUES ($1, $2, 'auth.login', 'success', $3::jsonb)",
+    )
+    .bind(hand.id.to_string())
+    .bind(unix_ms(now))
+    .bind(serde_json::to_string(&hand).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(token_walk(&store, "fp-c", false, 10).await, q(&["hand"]));
+    sqlx::query(
+        "UPDATE events SET body = jsonb_set(body, '{tokens,0,fingerprint}', '\"fp-d\"') \
+         WHERE id = $1",
+    )
+    .bind(hand.id.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(token_walk(&store, "fp-c", false, 10).await.is_empty());
+    assert_eq!(token_walk(&store, "fp-d", false, 10).await, q(&["hand"]));
+    sqlx::query("DELETE FROM events WHERE id = $1")
+        .bind(hand.id.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(token_keys(&pool, "fp-d").await, 0);
+
+    // Retention at 30 days drops the 40-day-old partition: its events' keys go with it.
+    let signer = test_signer();
+    store
+        .checkpoint("t", authtrail::store::CheckpointKind::Periodic, &signer)
+        .await
+        .unwrap();
+    let policy = Policy {
+        default: Keep::For(std::time::Duration::from_secs(30 * 86_400)),
+        rules: Vec::new(),
+        legal_hold: Vec::new(),
+        interval: std::time::Duration::from_secs(3600),
+        batch: 100,
+    };
+    let done = retention::purge(&store, &policy, Some(&signer), now, false)
+        .await
+        .unwrap();
+    assert_eq!(done.deleted, 2);
+    assert!(!partitions(&pool)
+        .await
+        .contains_key(&day_partition(now - Duration::days(40))));
+    assert_eq!(token_keys(&pool, "fp-a").await, 3);
+    assert_eq!(token_keys(&pool, "j-a").await, 1);
+    assert_eq!(
+        token_walk(&store, "fp-a", true, 1).await,
+        q(&["a-mid", "a-new1", "a-new2"])
+    );
+    assert_verifies(&store).await;
     pool.close().await;
     store.close().await;
 }

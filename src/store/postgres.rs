@@ -85,6 +85,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "day_seqs",
         include_str!("../../migrations/postgres/0007_day_seqs.sql"),
     ),
+    (
+        8,
+        "token_days",
+        include_str!("../../migrations/postgres/0008_token_days.sql"),
+    ),
 ];
 
 /// Connections for queries (the admin API, exports, verify).
@@ -291,7 +296,7 @@ impl PostgresStore {
     async fn page_partitions(
         &self,
         conn: &mut sqlx::PgConnection,
-    ) -> Result<Vec<Partition>, Error> {
+    ) -> Result<(Vec<Partition>, Vec<i64>), Error> {
         let days: Vec<(i64, i64, i64)> = sqlx::query_as("SELECT day, lo_seq, hi_seq FROM day_seqs")
             .fetch_all(&mut *conn)
             .await
@@ -317,13 +322,13 @@ impl PostgresStore {
             })
             .collect();
         parts.sort_by_key(|p| p.from_ms);
-        for (day, lo, hi) in days {
+        for &(day, lo, hi) in &days {
             if let Some(i) = pages::find_index(&parts, day_ms(day)) {
                 let p = &mut parts[i];
                 p.seqs = Some(p.seqs.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
             }
         }
-        Ok(parts)
+        Ok((parts, days.into_iter().map(|(day, ..)| day).collect()))
     }
 
     /// Forget the partitions known, so the next append reads them from the catalog again.
@@ -518,9 +523,21 @@ impl EventStore for PostgresStore {
             .acquire()
             .await
             .map_err(Error::backend("query"))?;
-        let parts = self.page_partitions(&mut conn).await?;
+        let (parts, days) = self.page_partitions(&mut conn).await?;
         let mut page = Page::new(q);
-        let candidates = pages::candidates(&parts, q, bound);
+        let mut candidates = pages::candidates(&parts, q, bound);
+        // A token's events: the seqs of its keys on every day (`event_tokens`, one index
+        // descent per day), then only the partitions whose seqs hold them.
+        if let Some(token) = q.token.as_deref().filter(|t| !t.is_empty()) {
+            let seqs: Vec<i64> =
+                sqlx::query_scalar("SELECT seq FROM event_tokens WHERE day = ANY($1) AND key = $2")
+                    .bind(days)
+                    .bind(token)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(Error::backend("query"))?;
+            candidates.retain(|(_, (lo, hi))| seqs.iter().any(|s| (*lo..=*hi).contains(s)));
+        }
         for g in pages::doubling_ranges(&candidates) {
             if !page.reaches(g.lo, g.hi) {
                 break;
@@ -789,6 +806,13 @@ impl EventStore for PostgresStore {
         else {
             return Err(Error::NoPartition(name.to_string()));
         };
+        // `name` is a partition of `events` (just checked), so an identifier of ours.
+        let (part_lo, part_hi): (Option<i64>, Option<i64>) = sqlx::query_as(AssertSqlSafe(
+            format!("SELECT min(seq), max(seq) FROM {name}"),
+        ))
+        .fetch_one(&mut *tx.0)
+        .await
+        .map_err(Error::backend(op))?;
         let report = chain::drop_partition(&mut tx, name, links, signer).await?;
         // Its days' seq bounds go with it (a day written again starts a new bound).
         sqlx::query("DELETE FROM day_seqs WHERE day >= $1 AND day < $2")
@@ -797,6 +821,19 @@ impl EventStore for PostgresStore {
             .execute(&mut *tx.0)
             .await
             .map_err(Error::backend(op))?;
+        // And its events' token keys: a dropped table fires no delete trigger. Its seqs only,
+        // so the keys of events of the same days in another partition stay.
+        let (first, last) = super::query::token_days(part.from_ms, part.to_ms);
+        sqlx::query(
+            "DELETE FROM event_tokens WHERE day >= $1 AND day <= $2 AND seq >= $3 AND seq <= $4",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(part_lo.unwrap_or(0))
+        .bind(part_hi.unwrap_or(-1))
+        .execute(&mut *tx.0)
+        .await
+        .map_err(Error::backend(op))?;
         tx.0.commit().await.map_err(Error::backend(op))?;
         self.forget_partitions();
         tracing::info!(partition = %name, events = report.deleted, "postgres store: partition dropped by retention");

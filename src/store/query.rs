@@ -110,17 +110,17 @@ pub(crate) fn build_query_planned(
 ) -> Option<(String, Vec<Arg>)> {
     let mut sql = String::from("SELECT seq, id, body FROM events");
     let mut args = Vec::new();
-    // A token's events are few and found by its GIN index in every partition; asked for a page
-    // in seq order with a limit, PostgreSQL instead walks the seq indexes newest first and
-    // checks each body (it cannot estimate jsonb containment), so a token whose 100 events lie
-    // weeks apart took 3 s over 31 day partitions. Found first (MATERIALIZED keeps the planner
-    // from folding it back), the rows are then filtered, sorted and cut like any page.
+    // A token's events are few and found by their keys (`event_tokens`); asked for a page in seq
+    // order with a limit, PostgreSQL may instead walk the seq indexes newest first and check
+    // each row (with the GIN index this replaced, a token whose 100 events lay weeks apart took
+    // 3 s over 31 day partitions). Found first (MATERIALIZED keeps the planner from folding it
+    // back), the rows are then filtered, sorted and cut like any page.
     let token_first = dialect == Dialect::Postgres && has_token(q);
     let unsearched;
     let q = if token_first {
         let mut token_conds = Vec::new();
         push_within(within, &mut token_conds, &mut args);
-        push_token_cond(q, dialect, &mut token_conds, &mut args);
+        push_token_cond(q, dialect, within, &mut token_conds, &mut args);
         sql = format!(
             "WITH t AS MATERIALIZED (SELECT * FROM events WHERE {}) SELECT seq, id, body FROM t",
             token_conds.join(" AND ")
@@ -328,7 +328,7 @@ fn filter_conds_with(
         }
         conds.push(format!("({})", any.join(" OR ")));
     }
-    push_token_cond(q, dialect, &mut conds, &mut args);
+    push_token_cond(q, dialect, None, &mut conds, &mut args);
     Some((conds, args))
 }
 
@@ -347,23 +347,50 @@ fn has_token(q: &Query) -> bool {
     q.token.as_deref().is_some_and(|t| !t.is_empty())
 }
 
-/// The condition of `q`'s token filter, if it has one.
-fn push_token_cond(q: &Query, dialect: Dialect, conds: &mut Vec<String>, args: &mut Vec<Arg>) {
-    if let Some(token) = q.token.as_deref().filter(|t| !t.is_empty()) {
-        if dialect == Dialect::Postgres {
-            // jsonb containment: exact on a token's fingerprint or jti, whatever the key order;
-            // written on `body -> 'tokens'` so the GIN index of migrations/postgres/0004 serves it.
-            conds.push("(body -> 'tokens' @> ?::jsonb OR body -> 'tokens' @> ?::jsonb)".into());
-            for key in ["fingerprint", "jti"] {
-                let probe = serde_json::json!([{ key: token }]);
-                args.push(Arg::Text(probe.to_string()));
-            }
-        } else {
-            // The token side table (migrations/sqlite/0004), filled from the body by a trigger.
-            conds.push("seq IN (SELECT seq FROM event_tokens WHERE key = ?)".into());
-            args.push(Arg::Text(token.to_string()));
+/// The condition of `q`'s token filter, if it has one; `within` (a page's time range to read)
+/// narrows the days PostgreSQL looks the token up in.
+fn push_token_cond(
+    q: &Query,
+    dialect: Dialect,
+    within: Option<(i64, i64)>,
+    conds: &mut Vec<String>,
+    args: &mut Vec<Arg>,
+) {
+    let Some(token) = q.token.as_deref().filter(|t| !t.is_empty()) else {
+        return;
+    };
+    match (dialect, within) {
+        // The token keys by day (migrations/postgres/0008, kept by triggers): keyed (day, key,
+        // seq), so the days to look in come first, one index descent each.
+        (Dialect::Postgres, Some((from_ms, to_ms))) => {
+            let (first, last) = token_days(from_ms, to_ms);
+            conds.push(
+                "seq IN (SELECT seq FROM event_tokens WHERE day >= ? AND day <= ? AND key = ?)"
+                    .into(),
+            );
+            args.push(Arg::Int(first));
+            args.push(Arg::Int(last));
+        }
+        (Dialect::Postgres, None) => conds.push(
+            "seq IN (SELECT seq FROM event_tokens \
+             WHERE day = ANY(ARRAY(SELECT day FROM day_seqs)) AND key = ?)"
+                .into(),
+        ),
+        // The token side table of each partition (migrations/sqlite/0004), written by the
+        // writer beside the event (0006).
+        (Dialect::Sqlite, _) => {
+            conds.push("seq IN (SELECT seq FROM event_tokens WHERE key = ?)".into())
         }
     }
+    args.push(Arg::Text(token.to_string()));
+}
+
+/// The first and last `event_tokens.day` of the events in `[from_ms, to_ms)`: PostgreSQL's
+/// `time_ms / 86400000`, which truncates, as Rust's `/` does (and is monotonic, so the bounds
+/// of the range bound every day in it).
+pub(crate) fn token_days(from_ms: i64, to_ms: i64) -> (i64, i64) {
+    const DAY_MS: i64 = 86_400_000;
+    (from_ms / DAY_MS, to_ms.saturating_sub(1) / DAY_MS)
 }
 
 /// The conditions of `x`, appended to `conds` and `args`. Negations never use an index, so they
@@ -593,6 +620,17 @@ mod tests {
     }
 
     #[test]
+    fn token_days_bound_every_day_in_the_range_as_postgres_divides() {
+        const D: i64 = 86_400_000;
+        assert_eq!(token_days(0, D), (0, 0));
+        assert_eq!(token_days(D - 1, D + 1), (0, 1));
+        // The legacy partition's open lower end, and negative times (truncated, like SQL's /).
+        assert_eq!(token_days(i64::MIN, D).1, 0);
+        assert_eq!(token_days(-D, 0), (-1, 0));
+        assert!(token_days(-D, 0).1 >= -1 / D);
+    }
+
+    #[test]
     fn a_postgres_token_page_finds_the_tokens_rows_first_within_its_range() {
         let q = Query {
             token: Some("fp".into()),
@@ -604,17 +642,25 @@ mod tests {
             Dialect::Postgres,
             PrefixPlan::TypeIndex,
             None,
-            Some((10, 20)),
+            Some((86_400_000, 3 * 86_400_000)),
         )
         .unwrap();
         assert_eq!(
             sql,
             "WITH t AS MATERIALIZED (SELECT * FROM events WHERE time_ms >= ? AND time_ms < ? \
-             AND (body -> 'tokens' @> ?::jsonb OR body -> 'tokens' @> ?::jsonb)) \
+             AND seq IN (SELECT seq FROM event_tokens WHERE day >= ? AND day <= ? AND key = ?)) \
              SELECT seq, id, body FROM t WHERE app = ? ORDER BY seq DESC LIMIT ?"
         );
-        assert_eq!(args.len(), 6);
-        assert!(matches!(&args[2], Arg::Text(p) if p == r#"[{"fingerprint":"fp"}]"#));
+        assert_eq!(args.len(), 7);
+        // Days 1 and 2: the range ends before day 3 begins.
+        assert!(matches!(args[2..4], [Arg::Int(1), Arg::Int(2)]));
+        assert!(matches!(&args[4], Arg::Text(p) if p == "fp"));
+        // Without a range (stats), the days come from day_seqs.
+        let (sql, _) = build_query(&q, Dialect::Postgres).unwrap();
+        assert!(
+            sql.contains("day = ANY(ARRAY(SELECT day FROM day_seqs)) AND key = ?"),
+            "{sql}"
+        );
         // SQLite keeps its side table, in the one statement.
         let (sql, _) = build_query(&q, Dialect::Sqlite).unwrap();
         assert!(
