@@ -7,6 +7,9 @@
 //! cargo run --release --example query_speed -- postgres://USER@127.0.0.1:5432/bench [RUNS]
 //! ```
 //!
+//! The token looked up is the newest refreshed two weeks before now, so it changes with the
+//! clock; `QUERY_SPEED_TOKEN=FINGERPRINT QUERY_SPEED_JTI=JTI` pins one to compare runs.
+//!
 //! Every query goes through the API's own code (`admin::filter::Params` → `Filters::to_query` →
 //! `fetch_page`), so what is timed is what `GET /v1/events` runs, minus HTTP and JSON. Each
 //! query runs a few times to warm the cache, then `RUNS` times (default 50); the report gives
@@ -115,7 +118,12 @@ async fn main() {
     .filters
     .to_query(None);
     old.limit = 1;
-    let token = store.query(&old).await.unwrap()[0].tokens[0].clone();
+    let mut token = store.query(&old).await.unwrap()[0].tokens[0].clone();
+    // Which token that is moves with the clock; to compare runs, pin one (and its jti).
+    if let Ok(fingerprint) = std::env::var("QUERY_SPEED_TOKEN") {
+        token.fingerprint = fingerprint;
+        token.jti = std::env::var("QUERY_SPEED_JTI").ok();
+    }
 
     let queries: Vec<(&str, String)> = vec![
         (

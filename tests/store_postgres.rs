@@ -991,9 +991,9 @@ async fn token_walk(
     seen
 }
 
-/// The rows of `event_tokens` under `key`.
+/// The rows of `event_tokens` under `key` (hashed, as stored).
 async fn token_keys(pool: &sqlx::PgPool, key: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM event_tokens WHERE key = $1")
+    sqlx::query_scalar("SELECT count(*) FROM event_tokens WHERE key = hashtextextended($1, 0)")
         .bind(key)
         .fetch_one(pool)
         .await
@@ -1067,6 +1067,33 @@ async fn a_tokens_keys_follow_its_events_through_appends_edits_and_drops() {
         .await
         .unwrap();
     assert_eq!(all, 4 + 2 + 2 + 1);
+
+    // A key whose hash collides with another event's (forged here: the hash of "fp-z" filed
+    // under event "b"): the body is checked, so "b" is not an event of "fp-z".
+    sqlx::query(
+        "INSERT INTO event_tokens (day, key, seq) \
+         SELECT time_ms / 86400000, hashtextextended('fp-z', 0), seq FROM events WHERE id = $1",
+    )
+    .bind(events[3].id.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(token_walk(&store, "fp-z", false, 10).await.is_empty());
+    let collided = store
+        .stats(
+            &Query {
+                token: Some("fp-z".into()),
+                ..Query::default()
+            },
+            86_400_000 * 1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(collided.iter().map(|r| r.count).sum::<u64>(), 0);
+    sqlx::query("DELETE FROM event_tokens WHERE key = hashtextextended('fp-z', 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
 
     // By hand, through `events`: an insert brings its keys, an update moves them, a delete
     // takes them.

@@ -131,6 +131,10 @@ const INSERT_SQL: &str = "INSERT INTO events (id, time_ms, type, stage, outcome,
      route, status, ip, request_id, chain_instance, chain_n, chain_hash, body, ord) \
      ORDER BY ord ON CONFLICT (id, time_ms) DO NOTHING";
 
+/// The seqs of a token's key ($2) on the days $1 (`event_tokens`, migration 0008).
+const TOKEN_SEQS_SQL: &str =
+    "SELECT seq FROM event_tokens WHERE day = ANY($1) AND key = hashtextextended($2, 0)";
+
 /// One partition of `events` per UTC day, in milliseconds.
 const DAY_MS: i64 = 86_400_000;
 /// Taken by whoever creates a partition, so sidecars that find the same day missing at once
@@ -526,16 +530,16 @@ impl EventStore for PostgresStore {
         let (parts, days) = self.page_partitions(&mut conn).await?;
         let mut page = Page::new(q);
         let mut candidates = pages::candidates(&parts, q, bound);
-        // A token's events: the seqs of its keys on every day (`event_tokens`, one index
-        // descent per day), then only the partitions whose seqs hold them.
+        // A token's events: the seqs of its key's hash on every day (`event_tokens`, one index
+        // descent per day; a hash may also find another token's, which the page's own check of
+        // the body leaves out), then only the partitions whose seqs hold them.
         if let Some(token) = q.token.as_deref().filter(|t| !t.is_empty()) {
-            let seqs: Vec<i64> =
-                sqlx::query_scalar("SELECT seq FROM event_tokens WHERE day = ANY($1) AND key = $2")
-                    .bind(days)
-                    .bind(token)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(Error::backend("query"))?;
+            let seqs: Vec<i64> = sqlx::query_scalar(TOKEN_SEQS_SQL)
+                .bind(days)
+                .bind(token)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(Error::backend("query"))?;
             candidates.retain(|(_, (lo, hi))| seqs.iter().any(|s| (*lo..=*hi).contains(s)));
         }
         for g in pages::doubling_ranges(&candidates) {
