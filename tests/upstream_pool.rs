@@ -332,3 +332,35 @@ async fn an_https_upstream_keeps_its_tls_connection_and_gets_the_server_name() {
     // A DNS name is sent as SNI (and verified); an IP address is verified and not sent.
     assert_eq!(*up.sni.lock().unwrap(), ["localhost", "-"]);
 }
+
+#[tokio::test]
+async fn a_failed_upstream_request_is_logged_with_its_whole_error_chain() {
+    // A port nobody listens on: bound, then closed.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut sc = harness::start(addr, "", ROUTES).await;
+    let r = send(
+        Method::GET,
+        &sc.url("/a"),
+        &[("x-request-id", "pool-log-1")],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json()["message"], "upstream unreachable");
+    sc.stop().await;
+    let logs = harness::captured_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("pool-log-1") && l.contains("upstream request failed"))
+        .unwrap_or_else(|| panic!("no log line in:\n{logs}"));
+    assert!(line.contains("reason=\"upstream_unreachable\""), "{line}");
+    assert!(
+        line.contains(&format!("error=connect to {addr}: Connection refused")),
+        "{line}"
+    );
+}
