@@ -312,7 +312,9 @@ impl Shared {
     }
 
     /// A new connection: TCP (within the connect timeout, split between the addresses), TLS
-    /// for `https://`, the HTTP/1.1 handshake; its driver spawned.
+    /// for `https://`, the HTTP/1.1 handshake; its driver spawned. As with the legacy connector,
+    /// only the TCP connect is bounded by `upstream_connect`; the TLS handshake counts towards
+    /// the request's `upstream_response`.
     async fn connect(&self) -> Result<Sender, Error> {
         let t = &self.target;
         let addrs: Vec<SocketAddr> = match t.addr {
