@@ -16,9 +16,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use uuid::Uuid;
 
 use crate::classify::extract::{
@@ -39,6 +36,7 @@ pub mod body;
 pub mod coverage;
 pub mod live;
 pub mod server;
+pub mod upstream;
 
 use body::{BodyEnd, Capture, ProxyBody};
 use coverage::Coverage;
@@ -49,13 +47,11 @@ const MAX_USER_AGENT: usize = 256;
 /// Everything a request needs, shared by all connections.
 pub struct Proxy {
     pub(crate) cfg: Arc<Config>,
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyBody>,
+    upstream: upstream::Pool,
     pipeline: Pipeline,
     coverage: Arc<Coverage>,
-    /// `http://host:port`, the prefix of every upstream URI.
+    /// `http://host:port`: a request target that is not a plain path is checked against it.
     upstream_base: String,
-    /// The same, parsed once: upstream URIs are assembled from parts, not re-parsed.
-    upstream_origin: Option<(http::uri::Scheme, http::uri::Authority)>,
     /// Request counters and latency histograms, registered per route of this map.
     metrics: crate::metrics::ProxyMetrics,
     /// Who each issued token, code and session cookie was issued to (kept across reloads).
@@ -69,43 +65,26 @@ impl Proxy {
         coverage: Arc<Coverage>,
         lineage: Arc<LineageIndex>,
     ) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.timeouts.upstream_connect));
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
         // An http:// upstream never uses the TLS config; an https:// one gets its roots and
         // optional client certificate from `upstream_tls`.
-        let tls = cfg.upstream_tls.as_deref().cloned().unwrap_or_else(|| {
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        });
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(cfg.timeouts.idle)
-            .build(connector);
+        let upstream = upstream::Pool::new(
+            &cfg.upstream,
+            cfg.upstream_tls.clone(),
+            cfg.timeouts.upstream_connect,
+            cfg.timeouts.idle,
+        );
         let upstream_base = format!(
             "{}://{}",
             cfg.upstream.scheme_str().unwrap_or("http"),
             cfg.upstream.authority().map_or("", |a| a.as_str())
         );
-        let upstream_origin = cfg
-            .upstream
-            .scheme()
-            .cloned()
-            .zip(cfg.upstream.authority().cloned());
         let metrics = crate::metrics::ProxyMetrics::new(&cfg.routes);
         Proxy {
             cfg,
-            client,
+            upstream,
             pipeline,
             coverage,
             upstream_base,
-            upstream_origin,
             metrics,
             lineage,
         }
@@ -374,7 +353,7 @@ impl Proxy {
         let forwarded = Instant::now();
         let sent = tokio::time::timeout(
             self.cfg.timeouts.upstream_response,
-            self.client.request(upstream_req),
+            self.upstream.send(upstream_req),
         )
         .await;
         match sent {
@@ -453,21 +432,21 @@ impl Proxy {
         )
     }
 
-    /// The upstream URI of a request: the upstream's origin and the request's path and query.
+    /// The upstream URI of a request: its path and query, in origin-form (the pool sends
+    /// everything to the upstream's origin). A target that is not a plain path is read as if it
+    /// followed the upstream's origin; `None` when that is not a valid URI.
     fn upstream_uri(&self, uri: &Uri) -> Option<Uri> {
-        match (&self.upstream_origin, uri.path_and_query()) {
-            (Some((scheme, authority)), Some(pq)) if pq.as_str().starts_with('/') => {
-                let mut up = http::uri::Parts::default();
-                up.scheme = Some(scheme.clone());
-                up.authority = Some(authority.clone());
-                up.path_and_query = Some(pq.clone());
-                Uri::from_parts(up).ok()
+        let pq = match uri.path_and_query() {
+            Some(pq) if pq.as_str().starts_with('/') => pq.clone(),
+            other => {
+                let pq = other.map_or("/", |pq| pq.as_str());
+                let absolute: Uri = format!("{}{}", self.upstream_base, pq).parse().ok()?;
+                absolute.path_and_query()?.clone()
             }
-            _ => {
-                let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
-                format!("{}{}", self.upstream_base, pq).parse().ok()
-            }
-        }
+        };
+        let mut up = http::uri::Parts::default();
+        up.path_and_query = Some(pq);
+        Uri::from_parts(up).ok()
     }
 
     /// Rewrite a client request for the upstream: URI, hop-by-hop headers, `X-Forwarded-*`.
@@ -1359,23 +1338,20 @@ fn ensure_request_id(h: &mut HeaderMap, name: &HeaderName) -> String {
 /// connect timeout) and a connection closed or reset before the head was complete are
 /// `upstream_unreachable`; a head hyper could not parse (not HTTP, a bad status line or header,
 /// too large) is `upstream_bad_response`.
-fn upstream_failure(e: &hyper_util::client::legacy::Error) -> Failure {
-    if e.is_connect() {
-        return Failure::UpstreamUnreachable;
+fn upstream_failure(e: &upstream::Error) -> Failure {
+    use upstream::Error as E;
+    match e {
+        E::Resolve { .. }
+        | E::NoAddress(_)
+        | E::Connect { .. }
+        | E::ConnectTimeout(_)
+        | E::Tls { .. }
+        | E::ServerName(_)
+        | E::Handshake(_) => Failure::UpstreamUnreachable,
+        // `is_parse` covers a bad status line, header or version and a head too large.
+        E::Request(h) if h.is_parse() => Failure::UpstreamBadResponse,
+        E::Request(_) => Failure::UpstreamUnreachable,
     }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            // `is_parse` covers a bad status line, header or version and a head too large.
-            return if h.is_parse() {
-                Failure::UpstreamBadResponse
-            } else {
-                Failure::UpstreamUnreachable
-            };
-        }
-        source = s.source();
-    }
-    Failure::UpstreamUnreachable
 }
 
 /// The 502 of a request the upstream gave no usable response head to.
@@ -1397,8 +1373,8 @@ fn bad_gateway(failure: Failure, rid_header: &HeaderName, request_id: &str) -> R
     )
 }
 
-/// An error with its sources, for the log: hyper-util's own message ("client error
-/// (SendRequest)") does not say what went wrong.
+/// An error with its sources, for the log: the outer message ("request to the upstream") does
+/// not say what went wrong, its sources do ("connection closed before message completed").
 struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
