@@ -261,6 +261,9 @@ enum Ahead {
 pub(crate) struct Queued {
     pub event: AuditEvent,
     pub lsn: Option<u64>,
+    /// Its write-ahead record ([`spool::encode`]), whose JSON the store takes as the event's
+    /// body rather than encoding the event a second time.
+    pub record: Option<Vec<u8>>,
 }
 
 /// A `sync` event and who waits for its commit.
@@ -398,7 +401,11 @@ impl Pipeline {
         };
         self.offer(&event);
         if let Ahead::NotLogged(event, Some(slot)) = self.log_ahead(event, Some(slot)) {
-            slot.send(Queued { event, lsn: None });
+            slot.send(Queued {
+                event,
+                lsn: None,
+                record: None,
+            });
             self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -419,7 +426,11 @@ impl Pipeline {
         let Ahead::NotLogged(event, _) = self.log_ahead(event, None) else {
             return;
         };
-        let queued = Queued { event, lsn: None };
+        let queued = Queued {
+            event,
+            lsn: None,
+            record: None,
+        };
         let (event, why) = match self.tx.try_send(queued) {
             Ok(()) => {
                 self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
@@ -467,6 +478,7 @@ impl Pipeline {
         let queued = Queued {
             event,
             lsn: Some(lsn),
+            record: Some(record),
         };
         let sent = match slot {
             Some(slot) => {

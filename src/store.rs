@@ -280,6 +280,20 @@ pub trait EventStore: Send + Sync + 'static {
         events: &[AuditEvent],
         durable: bool,
     ) -> Result<Appended, Error>;
+    /// [`EventStore::append`], given what the caller already encoded: `bodies[i]`, when there
+    /// and `Some`, is `events[i]` as serde_json writes it (the write-ahead log's record), which
+    /// a store may take as the event's body instead of encoding it again (`bodies` may be
+    /// shorter than `events`, or empty). The default ignores them.
+    async fn append_encoded(
+        &self,
+        instance: &str,
+        events: &[AuditEvent],
+        bodies: &[Option<&str>],
+        durable: bool,
+    ) -> Result<Appended, Error> {
+        let _ = bodies;
+        self.append(instance, events, durable).await
+    }
     /// Sign and store a checkpoint of `instance`'s chain covering the links since its previous
     /// checkpoint; `None` (nothing written) when there are none.
     async fn checkpoint(

@@ -206,6 +206,12 @@ fn read_record(r: &mut impl Read, format: Format) -> Result<Option<Vec<u8>>, ()>
     Ok(Some(payload))
 }
 
+/// The JSON of the event in a record made by [`encode`]: the event as serde_json writes it,
+/// which the store takes as the event's body instead of encoding it again.
+pub fn payload(record: &[u8]) -> &[u8] {
+    record.get(FRAME as usize..).unwrap_or_default()
+}
+
 /// One event as a framed record, ready for [`Spool::log`]. Done before the spool's lock is taken.
 pub fn encode(event: &AuditEvent) -> Result<Vec<u8>, SpoolError> {
     let mut buf = Vec::with_capacity(1024);

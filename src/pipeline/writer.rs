@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
-use super::spool::{Spool, SpoolError};
+use super::spool::{self, Spool, SpoolError};
 use super::{CheckpointPolicy, PipelineConfig, Queued, Stats, SyncError, SyncItem, Taps};
 use crate::event::AuditEvent;
 use crate::store::{Appended, Checkpoint, CheckpointKind, EventStore};
@@ -405,12 +405,14 @@ impl Task {
         self.notice_gap();
         let mut events = Vec::with_capacity(batch.events.len() + batch.sync.len());
         let mut logged = Vec::with_capacity(events.capacity());
+        let mut records = Vec::with_capacity(events.capacity());
         let mut diverted = 0u64;
         for q in batch.events {
             match q.lsn {
                 None => {
                     events.push(q.event);
                     logged.push(false);
+                    records.push(q.record);
                 }
                 // Already read back from the log.
                 Some(lsn) if lsn < self.expected => {}
@@ -418,6 +420,7 @@ impl Task {
                     self.expected += 1;
                     events.push(q.event);
                     logged.push(true);
+                    records.push(q.record);
                 }
                 // Behind (or a gap: events before it are in the log only): the log has it.
                 Some(_) => {
@@ -441,7 +444,8 @@ impl Task {
                 let (events, waiters): (Vec<AuditEvent>, Vec<_>) =
                     batch.sync.into_iter().map(|s| (s.event, s.done)).unzip();
                 let logged = vec![false; events.len()];
-                self.write_or_park(events, logged, true, waiters).await;
+                self.write_or_park(events, logged, Vec::new(), true, waiters)
+                    .await;
             }
             return;
         }
@@ -450,20 +454,24 @@ impl Task {
         for item in batch.sync {
             events.push(item.event);
             logged.push(false);
+            records.push(None);
             waiters.push(item.done);
         }
         if !events.is_empty() {
-            self.write_or_park(events, logged, durable, waiters).await;
+            self.write_or_park(events, logged, records, durable, waiters)
+                .await;
         }
     }
 
     /// Append `events` to the chain, retrying briefly; tell the sync `waiters`. Once stored, the
     /// log is released up to them. If the store will not take them, the logged ones wait in the
-    /// log and the others are parked in the spool (or counted failed without one).
+    /// log and the others are parked in the spool (or counted failed without one). `records`:
+    /// the events' write-ahead records, where they have one (or none at all).
     async fn write_or_park(
         &mut self,
         events: Vec<AuditEvent>,
         logged: Vec<bool>,
+        records: Vec<Option<Vec<u8>>>,
         durable: bool,
         waiters: Vec<oneshot::Sender<Result<(), SyncError>>>,
     ) {
@@ -474,9 +482,17 @@ impl Task {
         } else {
             &RETRY_DELAYS
         };
+        // The records' JSON, taken as the events' bodies (see `EventStore::append_encoded`).
+        let bodies: Vec<Option<&str>> = records
+            .iter()
+            .map(|r| {
+                r.as_deref()
+                    .and_then(|r| std::str::from_utf8(spool::payload(r)).ok())
+            })
+            .collect();
         let mut retries = 0;
         let error = loop {
-            let error = match self.append(&events, durable).await {
+            let error = match self.append(&events, &bodies, durable).await {
                 Ok(appended) => {
                     self.count_appended(count, &appended);
                     if any_logged {
@@ -561,11 +577,17 @@ impl Task {
         }
     }
 
-    async fn append(&self, events: &[AuditEvent], durable: bool) -> Result<Appended, String> {
+    async fn append(
+        &self,
+        events: &[AuditEvent],
+        bodies: &[Option<&str>],
+        durable: bool,
+    ) -> Result<Appended, String> {
         let started = std::time::Instant::now();
         let result = timeout(
             STORE_TIMEOUT,
-            self.store.append(&self.instance, events, durable),
+            self.store
+                .append_encoded(&self.instance, events, bodies, durable),
         )
         .await;
         crate::metrics::store_write(started.elapsed());
@@ -663,7 +685,7 @@ impl Task {
                 }
             };
             if !read.events.is_empty() {
-                match self.append(&read.events, false).await {
+                match self.append(&read.events, &[], false).await {
                     Ok(appended) => {
                         self.count_appended(read.events.len() as u64, &appended);
                         self.stats

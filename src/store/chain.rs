@@ -166,13 +166,21 @@ pub(crate) struct Encoded {
 /// The struct's fields are declared in the order of their JSON names, so serde_json writes a
 /// stored event's canonical encoding straight from the struct; only an event that already
 /// carries `seq` or `chain`, or `details` holding an integral float, goes through a `Value`.
-pub(crate) fn encode_unlinked(event: &AuditEvent) -> Result<Encoded, Error> {
+/// `given`: the event as serde_json already wrote it (the write-ahead record's JSON), taken as
+/// the body in the direct case instead of writing it again.
+pub(crate) fn encode_unlinked(event: &AuditEvent, given: Option<&str>) -> Result<Encoded, Error> {
     let direct = event.seq.is_none()
         && event.chain.is_none()
         && maps_sorted()
         && event.details.values().all(plain);
     let (body, canonical) = if direct {
-        let body = serde_json::to_string(event).map_err(encode_error)?;
+        let body = match given {
+            Some(json) => {
+                debug_assert_eq!(json, serde_json::to_string(event).unwrap_or_default());
+                json.to_string()
+            }
+            None => serde_json::to_string(event).map_err(encode_error)?,
+        };
         debug_assert_eq!(body, canonical_event(event).unwrap_or_default());
         (body, None)
     } else {
@@ -210,14 +218,22 @@ fn token_keys(event: &AuditEvent) -> Vec<String> {
 }
 
 /// The events of an `append` to `instance`'s chain, encoded before its transaction starts.
+/// `bodies`: what the caller already encoded (see [`EventStore::append_encoded`]).
+///
+/// [`EventStore::append_encoded`]: super::EventStore::append_encoded
 pub(crate) fn encode_for_append(
     instance: &str,
     events: &[AuditEvent],
+    bodies: &[Option<&str>],
 ) -> Result<Vec<Encoded>, Error> {
     if !valid_instance_id(instance) {
         return Err(Error::InvalidInstance(instance.to_string()));
     }
-    events.iter().map(encode_unlinked).collect()
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| encode_unlinked(e, bodies.get(i).copied().flatten()))
+        .collect()
 }
 
 impl Encoded {

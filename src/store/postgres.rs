@@ -599,10 +599,20 @@ impl EventStore for PostgresStore {
         &self,
         instance: &str,
         events: &[AuditEvent],
+        durable: bool,
+    ) -> Result<Appended, Error> {
+        self.append_encoded(instance, events, &[], durable).await
+    }
+
+    async fn append_encoded(
+        &self,
+        instance: &str,
+        events: &[AuditEvent],
+        bodies: &[Option<&str>],
         // Every commit waits for its WAL flush (synchronous_commit's default).
         _durable: bool,
     ) -> Result<Appended, Error> {
-        let encoded = chain::encode_for_append(instance, events)?;
+        let encoded = chain::encode_for_append(instance, events, bodies)?;
         let mut times: Vec<i64> = encoded.iter().map(|e| e.columns.time_ms).collect();
         times.sort_unstable();
         times.dedup();

@@ -674,7 +674,17 @@ impl EventStore for SqliteStore {
         events: &[AuditEvent],
         durable: bool,
     ) -> Result<Appended, Error> {
-        let encoded = chain::encode_for_append(instance, events)?;
+        self.append_encoded(instance, events, &[], durable).await
+    }
+
+    async fn append_encoded(
+        &self,
+        instance: &str,
+        events: &[AuditEvent],
+        bodies: &[Option<&str>],
+        durable: bool,
+    ) -> Result<Appended, Error> {
+        let encoded = chain::encode_for_append(instance, events, bodies)?;
         let mut conn = self
             .writer
             .acquire()
@@ -1451,7 +1461,7 @@ mod tests {
             .map(|i| event_at(&format!("old-{i}"), t_old + time::Duration::minutes(i)))
             .collect();
         let mut prev = chain::GENESIS.to_string();
-        for (n, e) in (1..).zip(chain::encode_for_append("c", &old_events).unwrap()) {
+        for (n, e) in (1..).zip(chain::encode_for_append("c", &old_events, &[]).unwrap()) {
             let hash = chain::link_hash("c", n, &prev, e.canonical());
             let row = e
                 .linked(crate::event::ChainLink {

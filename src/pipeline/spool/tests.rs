@@ -310,3 +310,31 @@ fn records_are_checked_by_crc32() {
     );
     assert!(read_record(&mut &record[..], Format::Sha256Prefix).is_err());
 }
+
+/// The writer takes a write-ahead record's JSON as the event's stored body (no second
+/// encoding): it must be exactly the body the store writes itself, and it is ignored for an
+/// event the store encodes another way (one that carries a seq, say).
+#[test]
+fn a_records_json_is_the_body_the_store_would_write() {
+    use crate::store::chain::encode_unlinked;
+    let mut e = event("r1");
+    e.details
+        .insert("attempt".into(), serde_json::json!({"n": 2, "ok": [true]}));
+    let record = encode(&e).unwrap();
+    let json = std::str::from_utf8(payload(&record)).unwrap();
+    assert_eq!(json, serde_json::to_string(&e).unwrap());
+    let own = encode_unlinked(&e, None).unwrap();
+    let given = encode_unlinked(&e, Some(json)).unwrap();
+    assert_eq!(given.body, own.body);
+    assert_eq!(given.canonical(), own.canonical());
+
+    let mut stored = event("r2");
+    stored.seq = Some(7);
+    let other = encode(&event("r3")).unwrap();
+    let other = std::str::from_utf8(payload(&other)).unwrap();
+    let own = encode_unlinked(&stored, None).unwrap();
+    let given = encode_unlinked(&stored, Some(other)).unwrap();
+    assert_eq!(given.body, own.body);
+    assert!(!given.body.contains("r3"));
+    assert_eq!(payload(&[1, 2]), b"");
+}
