@@ -742,12 +742,12 @@ const MAX_PART: usize = 14;
 const MAX_DIGITS: usize = 2;
 
 /// Short names a path often carries that the word test below would refuse (no vowel, unusual
-/// letter pairs). Each is too short to be a secret.
+/// letter pairs). Each is too short to be a secret. Sorted (looked up by binary search).
 const KNOWN_PARTS: &[&str] = &[
     "2fa", "acs", "api", "cb", "cdn", "crl", "css", "csv", "dns", "gql", "graphql", "grpc", "htm",
     "html", "http", "http2", "https", "ico", "ipv4", "ipv6", "jpg", "js", "json", "jwk", "jwks",
     "jwt", "ldap", "mfa", "mtls", "oidc", "otp", "pdf", "pkce", "png", "queue", "rpc", "rss",
-    "scim", "sms", "smtp", "svg", "totp", "txt", "www", "xml", "ws", "wss",
+    "scim", "sms", "smtp", "svg", "totp", "txt", "ws", "wss", "www", "xml",
 ];
 
 /// Consonant pairs that occur inside ordinary English words (`st` in `reset`, `gn` in `sign`,
@@ -798,40 +798,45 @@ pub fn dictionary_like(seg: &str) -> bool {
     {
         return false;
     }
-    let parts: Vec<&str> = body.split(['-', '_', '.']).collect();
-    parts.len() <= MAX_PARTS && parts.iter().all(|p| word_like(p))
+    let mut parts = 0;
+    body.split(['-', '_', '.']).all(|p| {
+        parts += 1;
+        parts <= MAX_PARTS && word_like(p)
+    })
 }
 
 /// One part of a segment: a known short name, one or two digits (`v1.2`), or letters with one
 /// trailing digit (two after a single letter: `v10`) that pass the word checks.
 fn word_like(part: &str) -> bool {
+    word_like_bytes(part.as_bytes())
+}
+
+/// [`word_like`] on bytes: no allocation, the lists looked up by binary search and bit table.
+fn word_like_bytes(part: &[u8]) -> bool {
     if part.is_empty() || part.len() > MAX_PART {
         return false;
     }
-    if KNOWN_PARTS.contains(&part) {
+    if listed(KNOWN_PARTS, part) {
         return true;
     }
-    let letters = part.trim_end_matches(|c: char| c.is_ascii_digit());
+    let digits = part.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let letters = &part[..part.len() - digits];
     if letters.is_empty() {
         return part.len() <= 2;
     }
-    let letters = letters.as_bytes();
     if !letters.iter().all(u8::is_ascii_lowercase) {
         // A digit inside the word.
         return false;
     }
-    let digits = part.len() - letters.len();
     if letters.len() == 1 {
         return true;
     }
     if digits > 1 {
         return false;
     }
-    if !is_vowel(letters[0]) && !is_vowel(letters[1]) {
-        let onset = [letters[0], letters[1]];
-        if !ONSETS.iter().any(|p| p.as_bytes() == onset) {
-            return false;
-        }
+    if !is_vowel(letters[0]) && !is_vowel(letters[1]) && !paired(&ONSET_SET, letters[0], letters[1])
+    {
+        return false;
     }
     if !letters.iter().copied().any(is_vowel) {
         return false;
@@ -857,19 +862,41 @@ fn word_like(part: &str) -> bool {
         }
         if i >= 1 {
             let prev = letters[i - 1];
-            if !is_vowel(prev) && !is_vowel(c) {
-                let pair = [prev, c];
-                if !CONSONANT_PAIRS.iter().any(|p| p.as_bytes() == pair) {
-                    return false;
-                }
+            if !is_vowel(prev) && !is_vowel(c) && !paired(&CONSONANT_PAIR_SET, prev, c) {
+                return false;
             }
         }
     }
     true
 }
 
+/// Whether the sorted `list` holds `word`.
+fn listed(list: &[&str], word: &[u8]) -> bool {
+    list.binary_search_by(|w| w.as_bytes().cmp(word)).is_ok()
+}
+
+/// A list of two-letter pairs as 26 bit sets: bit `b` of row `a` when `ab` is listed.
+const fn pair_set(pairs: &[&str]) -> [u32; 26] {
+    let mut set = [0u32; 26];
+    let mut i = 0;
+    while i < pairs.len() {
+        let p = pairs[i].as_bytes();
+        set[(p[0] - b'a') as usize] |= 1 << (p[1] - b'a');
+        i += 1;
+    }
+    set
+}
+
+const CONSONANT_PAIR_SET: [u32; 26] = pair_set(CONSONANT_PAIRS);
+const ONSET_SET: [u32; 26] = pair_set(ONSETS);
+
+/// Whether the lowercase letters `a` `b` are a pair of `set`.
+fn paired(set: &[u32; 26], a: u8, b: u8) -> bool {
+    (set[usize::from(a - b'a')] >> (b - b'a')) & 1 == 1
+}
+
 /// Short parts of key and cookie names that the word test refuses (no vowel, an unusual
-/// onset) and that are too short, or too common, to be a secret.
+/// onset) and that are too short, or too common, to be a secret. Sorted.
 const NAME_PARTS: &[&str] = &[
     "csrf",
     "csrftoken",
@@ -888,6 +915,7 @@ const NAME_PARTS: &[&str] = &[
 
 /// The words an all-capitals part of a name longer than three letters may be (`XSRF-TOKEN`,
 /// `KEYCLOAK_SESSION`): random capitals (base32) pass the word test too often to trust it.
+/// Sorted.
 const CAPITAL_WORDS: &[&str] = &[
     "access",
     "aspxauth",
@@ -938,35 +966,50 @@ const CAPITAL_WORDS: &[&str] = &[
 /// or a JWT part does not. (A key that is a dictionary word is a name to this test, whatever
 /// the upstream meant by it.)
 pub fn name_like(name: &str) -> bool {
+    let name = name.as_bytes();
     if name.is_empty() || name.len() > MAX_NAME {
         return false;
     }
-    if name.starts_with(|c: char| c.is_ascii_digit()) && !name.starts_with("2fa") {
+    if name[0].is_ascii_digit() && !name.starts_with(b"2fa") {
         return false;
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
-        return false;
+    let mut digits = 0;
+    for &b in name {
+        if b.is_ascii_digit() {
+            digits += 1;
+        } else if !(b.is_ascii_alphabetic() || matches!(b, b'_' | b'-' | b'.')) {
+            return false;
+        }
     }
-    if name.bytes().filter(u8::is_ascii_digit).count() > MAX_NAME_DIGITS {
+    if digits > MAX_NAME_DIGITS {
         return false;
     }
     let mut parts = 0;
-    for chunk in name.split(['_', '-', '.']).filter(|c| !c.is_empty()) {
-        for part in humps(chunk) {
+    // Each part lowercased into this buffer: a name is at most MAX_NAME bytes.
+    let mut buf = [0u8; MAX_NAME];
+    for chunk in name.split(|&b| matches!(b, b'_' | b'-' | b'.')) {
+        let mut start = 0;
+        while start < chunk.len() {
+            let end = hump_end(chunk, start);
+            let part = &chunk[start..end];
+            start = end;
             parts += 1;
-            let lower = part.to_ascii_lowercase();
-            let capitals = !part.bytes().any(|b| b.is_ascii_lowercase())
-                && part.bytes().filter(u8::is_ascii_uppercase).count() > 3;
-            let known = NAME_PARTS.contains(&lower.as_str());
+            if parts > MAX_NAME_PARTS {
+                return false;
+            }
+            let lower = &mut buf[..part.len()];
+            lower.copy_from_slice(part);
+            lower.make_ascii_lowercase();
+            let lower = &*lower;
+            let capitals = !part.iter().any(u8::is_ascii_lowercase)
+                && part.iter().filter(|b| b.is_ascii_uppercase()).count() > 3;
+            let known = listed(NAME_PARTS, lower);
             let ok = if capitals {
-                known || CAPITAL_WORDS.contains(&lower.as_str())
+                known || listed(CAPITAL_WORDS, lower)
             } else {
-                part.len() >= 2 && (known || word_like(&lower))
+                part.len() >= 2 && (known || word_like_bytes(lower))
             };
-            if parts > MAX_NAME_PARTS || !ok {
+            if !ok {
                 return false;
             }
         }
@@ -974,26 +1017,22 @@ pub fn name_like(name: &str) -> bool {
     parts > 0
 }
 
-/// `refreshTokenJWT` → `refresh`, `Token`, `JWT`; `JWTToken` → `JWT`, `Token`. Digits stay
-/// with the letters before and after them (`At9C` is one part, which the word test refuses); a
-/// part of a single letter (`aBcD` → `a`, `Bc`, `D`) is its own part, refused as too short.
-fn humps(chunk: &str) -> Vec<&str> {
-    let b = chunk.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..b.len() {
-        let upper = b[i].is_ascii_uppercase();
-        let prev = b[i - 1];
-        let boundary = upper
+/// Where the camelCase hump of `chunk` starting at `start` ends: `refreshTokenJWT` →
+/// `refresh`, `Token`, `JWT`; `JWTToken` → `JWT`, `Token`. Digits stay with the letters before
+/// and after them (`At9C` is one part, which the word test refuses); a part of a single letter
+/// (`aBcD` → `a`, `Bc`, `D`) is its own part, refused as too short.
+fn hump_end(chunk: &[u8], start: usize) -> usize {
+    for i in start + 1..chunk.len() {
+        let prev = chunk[i - 1];
+        let boundary = chunk[i].is_ascii_uppercase()
             && (prev.is_ascii_lowercase()
-                || (prev.is_ascii_uppercase() && b.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
+                || (prev.is_ascii_uppercase()
+                    && chunk.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
         if boundary {
-            out.push(&chunk[start..i]);
-            start = i;
+            return i;
         }
     }
-    out.push(&chunk[start..]);
-    out
+    chunk.len()
 }
 
 #[cfg(test)]
@@ -1001,6 +1040,160 @@ mod tests {
     use base64::Engine;
 
     use super::*;
+
+    /// The word and name tests as they were before they were made allocation-free: the
+    /// oracle the fast ones must agree with.
+    mod oracle {
+        use super::super::{
+            is_vowel, CAPITAL_WORDS, CONSONANT_PAIRS, KNOWN_PARTS, MAX_DIGITS, MAX_NAME,
+            MAX_NAME_DIGITS, MAX_NAME_PARTS, MAX_PART, MAX_PARTS, MAX_SEGMENT, NAME_PARTS, ONSETS,
+        };
+
+        /// One part of a segment: a known short name, one or two digits (`v1.2`), or letters with one
+        /// trailing digit (two after a single letter: `v10`) that pass the word checks.
+        pub fn word_like(part: &str) -> bool {
+            if part.is_empty() || part.len() > MAX_PART {
+                return false;
+            }
+            if KNOWN_PARTS.contains(&part) {
+                return true;
+            }
+            let letters = part.trim_end_matches(|c: char| c.is_ascii_digit());
+            if letters.is_empty() {
+                return part.len() <= 2;
+            }
+            let letters = letters.as_bytes();
+            if !letters.iter().all(u8::is_ascii_lowercase) {
+                // A digit inside the word.
+                return false;
+            }
+            let digits = part.len() - letters.len();
+            if letters.len() == 1 {
+                return true;
+            }
+            if digits > 1 {
+                return false;
+            }
+            if !is_vowel(letters[0]) && !is_vowel(letters[1]) {
+                let onset = [letters[0], letters[1]];
+                if !ONSETS.iter().any(|p| p.as_bytes() == onset) {
+                    return false;
+                }
+            }
+            if !letters.iter().copied().any(is_vowel) {
+                return false;
+            }
+            if letters.len() >= 6 && letters.iter().all(|b| (b'a'..=b'f').contains(b)) {
+                return false;
+            }
+            let mut consonants = 0;
+            for (i, &c) in letters.iter().enumerate() {
+                if is_vowel(c) {
+                    consonants = 0;
+                } else {
+                    consonants += 1;
+                    if consonants > 4 {
+                        return false;
+                    }
+                }
+                if c == b'q' && letters.get(i + 1) != Some(&b'u') {
+                    return false;
+                }
+                if i >= 2 && letters[i - 1] == c && letters[i - 2] == c {
+                    return false;
+                }
+                if i >= 1 {
+                    let prev = letters[i - 1];
+                    if !is_vowel(prev) && !is_vowel(c) {
+                        let pair = [prev, c];
+                        if !CONSONANT_PAIRS.iter().any(|p| p.as_bytes() == pair) {
+                            return false;
+                        }
+                    }
+                }
+            }
+            true
+        }
+
+        pub fn dictionary_like(seg: &str) -> bool {
+            let body = seg.strip_prefix('.').unwrap_or(seg);
+            if body.is_empty() || seg.len() > MAX_SEGMENT {
+                return false;
+            }
+            if !body.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+            }) {
+                return false;
+            }
+            if body.bytes().filter(u8::is_ascii_digit).count() > MAX_DIGITS
+                || !body.bytes().any(|b| b.is_ascii_lowercase())
+            {
+                return false;
+            }
+            let parts: Vec<&str> = body.split(['-', '_', '.']).collect();
+            parts.len() <= MAX_PARTS && parts.iter().all(|p| word_like(p))
+        }
+
+        pub fn name_like(name: &str) -> bool {
+            if name.is_empty() || name.len() > MAX_NAME {
+                return false;
+            }
+            if name.starts_with(|c: char| c.is_ascii_digit()) && !name.starts_with("2fa") {
+                return false;
+            }
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return false;
+            }
+            if name.bytes().filter(u8::is_ascii_digit).count() > MAX_NAME_DIGITS {
+                return false;
+            }
+            let mut parts = 0;
+            for chunk in name.split(['_', '-', '.']).filter(|c| !c.is_empty()) {
+                for part in humps(chunk) {
+                    parts += 1;
+                    let lower = part.to_ascii_lowercase();
+                    let capitals = !part.bytes().any(|b| b.is_ascii_lowercase())
+                        && part.bytes().filter(u8::is_ascii_uppercase).count() > 3;
+                    let known = NAME_PARTS.contains(&lower.as_str());
+                    let ok = if capitals {
+                        known || CAPITAL_WORDS.contains(&lower.as_str())
+                    } else {
+                        part.len() >= 2 && (known || word_like(&lower))
+                    };
+                    if parts > MAX_NAME_PARTS || !ok {
+                        return false;
+                    }
+                }
+            }
+            parts > 0
+        }
+
+        /// `refreshTokenJWT` → `refresh`, `Token`, `JWT`; `JWTToken` → `JWT`, `Token`. Digits stay
+        /// with the letters before and after them (`At9C` is one part, which the word test refuses); a
+        /// part of a single letter (`aBcD` → `a`, `Bc`, `D`) is its own part, refused as too short.
+        fn humps(chunk: &str) -> Vec<&str> {
+            let b = chunk.as_bytes();
+            let mut out = Vec::new();
+            let mut start = 0;
+            for i in 1..b.len() {
+                let upper = b[i].is_ascii_uppercase();
+                let prev = b[i - 1];
+                let boundary = upper
+                    && (prev.is_ascii_lowercase()
+                        || (prev.is_ascii_uppercase()
+                            && b.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
+                if boundary {
+                    out.push(&chunk[start..i]);
+                    start = i;
+                }
+            }
+            out.push(&chunk[start..]);
+            out
+        }
+    }
 
     /// SplitMix64: a seeded generator, so the token corpus is the same on every run.
     struct Rng(u64);
@@ -1083,6 +1276,127 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn word_lists_are_sorted() {
+        // `listed` finds a word by binary search.
+        for list in [KNOWN_PARTS, NAME_PARTS, CAPITAL_WORDS] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+        }
+    }
+
+    /// Names to hold the fast tests against the old ones: the word lists in every case and
+    /// joined, every short string of a small alphabet, seeded random strings near the limits
+    /// (length, digits, parts), the generated secrets and a few non-ASCII ones.
+    fn name_corpus() -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let words: Vec<&str> = [
+            KNOWN_PARTS,
+            NAME_PARTS,
+            CAPITAL_WORDS,
+            CONSONANT_PAIRS,
+            ONSETS,
+        ]
+        .concat()
+        .into_iter()
+        .chain([
+            "access", "token", "refresh", "expires", "in", "user", "name", "password", "id", "x",
+            "q", "qu", "queue", "aqua", "strength", "rhythm", "deadbeef", "abcdef", "abcdeff",
+            "aaa", "baaab", "v1", "v10", "v100", "oauth2", "a1b", "at9c", "2fa",
+        ])
+        .collect();
+        for w in &words {
+            let upper = w.to_ascii_uppercase();
+            let capital = format!("{}{}", &upper[..1], &w[1..]);
+            out.extend([w.to_string(), upper, capital]);
+        }
+        for (i, a) in words.iter().enumerate() {
+            let b = words[(i * 7 + 3) % words.len()];
+            let c = words[(i * 13 + 5) % words.len()];
+            let cb = format!("{}{}", b[..1].to_ascii_uppercase(), &b[1..]);
+            for sep in ["_", "-", ".", "", "__", "_-"] {
+                out.push(format!("{a}{sep}{b}"));
+                out.push(format!("{a}{sep}{cb}{sep}{c}"));
+                out.push(format!(
+                    "{}{sep}{}",
+                    a.to_ascii_uppercase(),
+                    b.to_ascii_uppercase()
+                ));
+            }
+            out.push(format!("{a}{cb}JWT"));
+            out.push(format!("JWT{cb}{a}"));
+            out.push(format!("__Host-{a}"));
+            out.push(format!(".{a}."));
+            out.push(format!("{a}1"));
+            out.push(format!("{a}12"));
+            out.push(format!("{a}123"));
+            out.push(format!("{a}_{b}_{c}_{a}_{b}_{c}_{a}_{b}"));
+            out.push(format!("{a}_{b}_{c}_{a}_{b}_{c}_{a}_{b}_{c}"));
+        }
+        // Every string of up to four characters of this alphabet.
+        let alphabet: Vec<char> = "aeqbsTRX2_-.".chars().collect();
+        let mut short = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = short
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            out.extend(longer.iter().cloned());
+            short = longer;
+        }
+        let mut rng = Rng(0x5EED_0017);
+        let chars = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZaeiouaeiou0123456789_-.";
+        for n in 0..60_000 {
+            let len = [n % 8, n % 20, 60 + n % 8][n % 3];
+            let s: String = (0..len)
+                .map(|_| chars[(rng.next() % chars.len() as u64) as usize] as char)
+                .collect();
+            out.push(s);
+        }
+        out.extend(secrets(&mut rng));
+        for s in [
+            "",
+            "é",
+            "naïve_token",
+            "to\u{0}ken",
+            "a b",
+            "a\tb",
+            "2fa",
+            "2fa_code",
+            "2FA",
+        ] {
+            out.push(s.to_string());
+        }
+        out.push("a".repeat(MAX_NAME));
+        out.push("ab".repeat(MAX_NAME / 2));
+        out.push("ab".repeat(MAX_NAME / 2 + 1));
+        out
+    }
+
+    #[test]
+    fn the_fast_name_test_agrees_with_the_old_one() {
+        let corpus = name_corpus();
+        assert!(corpus.len() > 90_000, "{}", corpus.len());
+        let mut kept = 0;
+        for name in &corpus {
+            let old = oracle::name_like(name);
+            assert_eq!(name_like(name), old, "{name:?}");
+            kept += usize::from(old);
+        }
+        // The corpus reaches both answers, many times.
+        assert!(kept > 5_000 && corpus.len() - kept > 50_000, "{kept}");
+    }
+
+    #[test]
+    fn the_fast_word_test_agrees_with_the_old_one() {
+        for seg in name_corpus() {
+            let lower = seg.to_ascii_lowercase();
+            for s in [&seg, &lower] {
+                assert_eq!(word_like(s), oracle::word_like(s), "{s:?}");
+                assert_eq!(dictionary_like(s), oracle::dictionary_like(s), "{s:?}");
+            }
+        }
     }
 
     #[test]
