@@ -668,8 +668,8 @@ impl Watch {
                 RequestCopy::Head(b) => b,
                 RequestCopy::Tee(c) => c.take().bytes.freeze(),
             };
-            sighting.read_request(&request);
-            sighting.read_response(&response);
+            sighting.request_body(request);
+            sighting.response_body(response);
             coverage.observe(&self.key, sighting);
         };
         match tokio::runtime::Handle::try_current() {

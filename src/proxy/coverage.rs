@@ -30,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use bytes::Bytes;
 use http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -123,6 +124,11 @@ impl NameTable {
         self.names.push(name.clone());
         self.index.insert(name, i);
         Some(i)
+    }
+
+    /// The name of `id` (one this table gave out).
+    fn name(&self, id: u16) -> &str {
+        self.names.get(usize::from(id)).map_or("", |n| n)
     }
 
     /// The names of `ids`, sorted.
@@ -324,13 +330,17 @@ impl Names {
 
 /// What one finished unmapped exchange showed, names only: built from the response head
 /// ([`Sighting::new`]) and the bounded copies of both bodies, then merged into its shape by
-/// [`Coverage::observe`].
+/// [`Coverage::observe`]. The bodies' names are read in the merge, where the shape's evidence
+/// tells which of them are already known (names repeat request after request: a name the
+/// shape holds is neither tested again nor looked up in the name table).
 #[derive(Debug, Default)]
 pub struct Sighting {
     status: u16,
     family: Family,
-    request_keys: Names,
-    response_keys: Names,
+    /// At most [`INSPECT_BUDGET`] bytes of a JSON or form request body.
+    request: Bytes,
+    /// At most [`INSPECT_BUDGET`] bytes of a JSON response body.
+    response: Bytes,
     cookies: Names,
     location: Names,
 }
@@ -377,34 +387,42 @@ impl Sighting {
         s
     }
 
-    /// The request body's names: top-level JSON keys or form field names, from at most
-    /// [`INSPECT_BUDGET`] bytes (a prefix of the body).
+    /// The request body (once): its top-level JSON keys or form field names are read from at
+    /// most [`INSPECT_BUDGET`] bytes (a prefix of the body) when the sighting is merged.
     pub fn read_request(&mut self, bytes: &[u8]) {
-        let bytes = &bytes[..bytes.len().min(INSPECT_BUDGET)];
-        match self.family {
-            Family::Json => {
-                let names = &mut self.request_keys;
-                json_keys(bytes, |k| names.offer(k, MAX_BODY_KEYS, name_like));
-            }
-            Family::Form => form_names(bytes, &mut self.request_keys),
-            Family::Other | Family::None => {}
+        self.request_body(Bytes::copy_from_slice(budget(bytes)));
+    }
+
+    /// [`Sighting::read_request`] of a copy the caller already holds.
+    pub fn request_body(&mut self, bytes: Bytes) {
+        if matches!(self.family, Family::Json | Family::Form) {
+            self.request = bytes.slice(..budget(&bytes).len());
         }
     }
 
-    /// The response body's top-level JSON keys, from at most [`INSPECT_BUDGET`] bytes.
+    /// The response body (once): its top-level JSON keys are read from at most
+    /// [`INSPECT_BUDGET`] bytes when the sighting is merged.
     pub fn read_response(&mut self, bytes: &[u8]) {
-        let bytes = &bytes[..bytes.len().min(INSPECT_BUDGET)];
-        let names = &mut self.response_keys;
-        json_keys(bytes, |k| names.offer(k, MAX_BODY_KEYS, name_like));
+        self.response_body(Bytes::copy_from_slice(budget(bytes)));
     }
+
+    /// [`Sighting::read_response`] of a copy the caller already holds.
+    pub fn response_body(&mut self, bytes: Bytes) {
+        self.response = bytes.slice(..budget(&bytes).len());
+    }
+}
+
+/// The prefix of a body its names are read from.
+fn budget(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.len().min(INSPECT_BUDGET)]
 }
 
 /// Field names of a urlencoded form: only of fields with a `=` (a cut-off last field, or a
 /// body that is one bare value, gives none).
-fn form_names(bytes: &[u8], names: &mut Names) {
+fn form_names<'b>(bytes: &'b [u8], mut key: impl FnMut(&'b [u8])) {
     for pair in bytes.split(|&b| b == b'&').take(MAX_SCANNED) {
         if let Some(eq) = pair.iter().position(|&b| b == b'=') {
-            names.offer(&pair[..eq], MAX_BODY_KEYS, name_like);
+            key(&pair[..eq]);
         }
     }
 }
@@ -413,7 +431,7 @@ fn form_names(bytes: &[u8], names: &mut Names) {
 /// off midway — each as written between its quotes, until the object ends, the bytes end, they
 /// stop being JSON, or [`MAX_SCANNED`] keys were seen. Values are skipped unread; nesting is
 /// counted, not recursed into.
-fn json_keys(bytes: &[u8], mut key: impl FnMut(&[u8])) {
+fn json_keys<'b>(bytes: &'b [u8], mut key: impl FnMut(&'b [u8])) {
     let b = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -503,27 +521,21 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
 impl Tally {
     fn merge(&mut self, s: Sighting, names: &mut NameTable) {
         self.observed += 1;
-        if let Some(class) = class_index(s.status) {
-            self.status[class] += 1;
-            add_names(
-                &mut self.response_keys[class],
-                s.response_keys,
-                MAX_BODY_KEYS,
-                names,
-                &mut self.dropped,
-            );
-        } else {
-            self.dropped += s.response_keys.dropped;
-        }
-        self.content[s.family.index()] += 1;
         let d = &mut self.dropped;
-        add_names(
-            &mut self.request_keys,
-            s.request_keys,
-            MAX_BODY_KEYS,
-            names,
-            d,
-        );
+        let (request, response) = (&s.request[..], &s.response[..]);
+        // A status with no class: the response's names are only counted.
+        let set = class_index(s.status).map(|class| {
+            self.status[class] += 1;
+            &mut self.response_keys[class]
+        });
+        add_body_names(set, |key| json_keys(response, key), names, d);
+        self.content[s.family.index()] += 1;
+        let set = Some(&mut self.request_keys);
+        match s.family {
+            Family::Json => add_body_names(set, |key| json_keys(request, key), names, d),
+            Family::Form => add_body_names(set, |key| form_names(request, key), names, d),
+            Family::Other | Family::None => {}
+        }
         add_names(&mut self.cookies, s.cookies, MAX_HEADER_NAMES, names, d);
         add_names(&mut self.location, s.location, MAX_HEADER_NAMES, names, d);
     }
@@ -565,6 +577,59 @@ fn class_index(status: u16) -> Option<usize> {
     match status {
         200..=599 => Some(usize::from(status / 100 - 2)),
         _ => None,
+    }
+}
+
+/// Add the body names `read` gives, in order, to `set` (within [`MAX_BODY_KEYS`]; `None`: only
+/// count them) as [`Names::offer`] with [`name_like`] and then [`add_names`] would, with one
+/// shortcut: a name `set` already holds passed [`name_like`] when it was added and is in the
+/// table, so it is neither tested again nor looked up. Names repeat request after request, so
+/// after a shape's first sightings its names cost a scan of at most [`MAX_BODY_KEYS`] indexes.
+fn add_body_names<'b>(
+    mut set: Option<&mut Vec<u16>>,
+    read: impl FnOnce(&mut dyn FnMut(&'b [u8])),
+    names: &mut NameTable,
+    dropped: &mut u64,
+) {
+    // This sighting's names, in order, each with its index when `set` holds it.
+    let mut kept: [(&'b [u8], Option<u16>); MAX_BODY_KEYS] = [(&[], None); MAX_BODY_KEYS];
+    let mut len = 0;
+    let held: &[u16] = set.as_deref().map_or(&[], Vec::as_slice);
+    let table = &*names;
+    read(&mut |raw: &'b [u8]| {
+        let known = held
+            .iter()
+            .copied()
+            .find(|&i| table.name(i).as_bytes() == raw);
+        if known.is_none() && !std::str::from_utf8(raw).is_ok_and(name_like) {
+            *dropped += 1;
+            return;
+        }
+        if kept[..len].iter().any(|&(k, _)| k == raw) {
+            return;
+        }
+        if len >= MAX_BODY_KEYS {
+            *dropped += 1;
+            return;
+        }
+        kept[len] = (raw, known);
+        len += 1;
+    });
+    let Some(set) = set.as_deref_mut() else {
+        return;
+    };
+    for &(raw, known) in &kept[..len] {
+        let Ok(name) = std::str::from_utf8(raw) else {
+            continue;
+        };
+        if known.is_some() {
+            continue;
+        }
+        match names.intern(name) {
+            Some(i) if set.contains(&i) => {}
+            Some(i) if set.len() < MAX_BODY_KEYS => set.push(i),
+            _ => *dropped += 1,
+        }
     }
 }
 
@@ -1207,6 +1272,11 @@ mod tests {
             z ^ (z >> 31)
         }
 
+        /// A number below `n`.
+        fn pick(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
         fn bytes(&mut self, n: usize) -> Vec<u8> {
             (0..n).map(|_| self.next() as u8).collect()
         }
@@ -1767,6 +1837,136 @@ mod tests {
         let seen = c.seen.lock().unwrap();
         assert_eq!(seen.names.names.len(), MAX_NAMES);
         assert_eq!(seen.names.index.len(), MAX_NAMES);
+    }
+
+    /// The merge as it was before body names were read in it: each body's names tested and
+    /// copied out first ([`Names::offer`] with the old name test), then interned.
+    fn merge_as_before(t: &mut Tally, names: &mut NameTable, sighting: (u16, Family, &str, &str)) {
+        let (status, family, request, response) = sighting;
+        let (request, response) = (budget(request.as_bytes()), budget(response.as_bytes()));
+        let mut req = Names::default();
+        let offer = |n: &mut Names, k: &[u8]| n.offer(k, MAX_BODY_KEYS, oracle::name_like);
+        match family {
+            Family::Json => json_keys(request, |k| offer(&mut req, k)),
+            Family::Form => form_names(request, |k| offer(&mut req, k)),
+            Family::Other | Family::None => {}
+        }
+        let mut resp = Names::default();
+        json_keys(response, |k| offer(&mut resp, k));
+        t.observed += 1;
+        if let Some(class) = class_index(status) {
+            t.status[class] += 1;
+            add_names(
+                &mut t.response_keys[class],
+                resp,
+                MAX_BODY_KEYS,
+                names,
+                &mut t.dropped,
+            );
+        } else {
+            t.dropped += resp.dropped;
+        }
+        t.content[family.index()] += 1;
+        add_names(
+            &mut t.request_keys,
+            req,
+            MAX_BODY_KEYS,
+            names,
+            &mut t.dropped,
+        );
+    }
+
+    #[test]
+    fn evidence_is_what_it_was_before_names_were_read_in_the_merge() {
+        let mut rng = Rng(0x5EED_0018);
+        let pool = [
+            "username",
+            "password",
+            "access_token",
+            "refresh_token",
+            "token_type",
+            "expires_in",
+            "user",
+            "error",
+            "code",
+            "state",
+            "expiresIn",
+            "JSESSIONID",
+            "XSRF-TOKEN",
+            "2fa",
+            "Zx9_abQrT-kLmNoPqRsTuV",
+            "deadbeefcafe",
+            "12345",
+            "x@y.z",
+            "a",
+            "",
+            "é",
+            "a\\\"b",
+        ];
+        let shapes = ["/v1/unmapped", "/v1/things", "/login"];
+        let c = Coverage::default();
+        let mut before: Vec<(Tally, String)> = Vec::new();
+        let mut table = NameTable::default();
+        let mut fresh = 0;
+        for round in 0..3_000 {
+            // Each body: up to 40 keys from the pool, repeated ones, and now and then new
+            // distinct names, so the table fills (MAX_NAMES) and the sets reach their cap.
+            let mut body = |rng: &mut Rng, json: bool| {
+                let n = rng.pick(40);
+                let keys: Vec<String> = (0..n)
+                    .map(|_| match rng.pick(10) {
+                        0..=1 => {
+                            fresh += 1;
+                            format!("key_{}", name_suffix(fresh))
+                        }
+                        _ => pool[rng.pick(pool.len())].to_string(),
+                    })
+                    .collect();
+                if json {
+                    let fields: Vec<String> = keys.iter().map(|k| format!(r#""{k}": 1"#)).collect();
+                    format!("{{{}}}", fields.join(", "))
+                } else {
+                    let fields: Vec<String> = keys.iter().map(|k| format!("{k}=1")).collect();
+                    fields.join("&")
+                }
+            };
+            let family = [Family::Json, Family::Form, Family::Other, Family::None][rng.pick(4)];
+            let request = body(&mut rng, family != Family::Form);
+            let response = body(&mut rng, true);
+            let status = [200, 201, 302, 401, 404, 500, 101, 600][rng.pick(8)];
+            let path = shapes[rng.pick(shapes.len())];
+            let key = c.record(&http::Method::POST, path).unwrap();
+            let mut s = Sighting::new(status, family, &HeaderMap::new());
+            s.read_request(request.as_bytes());
+            s.read_response(response.as_bytes());
+            c.observe(&key, s);
+            let i = match before.iter().position(|(_, p)| p == path) {
+                Some(i) => i,
+                None => {
+                    before.push((Tally::default(), path.to_string()));
+                    before.len() - 1
+                }
+            };
+            merge_as_before(
+                &mut before[i].0,
+                &mut table,
+                (status, family, &request, &response),
+            );
+            if round % 500 == 499 {
+                let (rows, _) = c.report();
+                for (tally, path) in &before {
+                    let row = rows.iter().find(|r| &r.path == path).unwrap();
+                    let expected = serde_json::to_value(tally.evidence(&table)).unwrap();
+                    assert_eq!(
+                        serde_json::to_value(&row.evidence).unwrap(),
+                        expected,
+                        "{path}"
+                    );
+                }
+            }
+        }
+        assert_eq!(table.names.len(), MAX_NAMES);
+        assert_eq!(c.seen.lock().unwrap().names.names, table.names);
     }
 
     #[test]
