@@ -586,7 +586,7 @@ fn class_index(status: u16) -> Option<usize> {
 /// table, so it is neither tested again nor looked up. Names repeat request after request, so
 /// after a shape's first sightings its names cost a scan of at most [`MAX_BODY_KEYS`] indexes.
 fn add_body_names<'b>(
-    mut set: Option<&mut Vec<u16>>,
+    set: Option<&mut Vec<u16>>,
     read: impl FnOnce(&mut dyn FnMut(&'b [u8])),
     names: &mut NameTable,
     dropped: &mut u64,
@@ -615,7 +615,7 @@ fn add_body_names<'b>(
         kept[len] = (raw, known);
         len += 1;
     });
-    let Some(set) = set.as_deref_mut() else {
+    let Some(set) = set else {
         return;
     };
     for &(raw, known) in &kept[..len] {
