@@ -472,20 +472,13 @@ impl Proxy {
         };
         let h = &mut parts.headers;
         let xff = HeaderName::from_static("x-forwarded-for");
-        let prior: Vec<String> = h
-            .get_all(&xff)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
         // Only a trusted proxy's chain is passed on; anyone else's is replaced, so the upstream
         // never sees an address a client made up.
         let trusted = self.cfg.identity.trusted.contains(peer.ip());
-        let chain = if prior.is_empty() || !trusted {
-            peer.ip().to_string()
-        } else {
-            format!("{}, {}", prior.join(", "), peer.ip())
-        };
-        set_header(h, &xff, &chain);
+        let chain = forwarded_for(trusted.then(|| h.get_all(&xff)), peer.ip());
+        if let Some(chain) = chain {
+            h.insert(xff, chain);
+        }
         set_header(h, &HeaderName::from_static("x-forwarded-proto"), proto);
         if let Some(host) = original_host {
             h.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
@@ -668,8 +661,8 @@ impl Watch {
                 RequestCopy::Head(b) => b,
                 RequestCopy::Tee(c) => c.take().bytes.freeze(),
             };
-            sighting.read_request(&request);
-            sighting.read_response(&response);
+            sighting.request_body(request);
+            sighting.response_body(response);
             coverage.observe(&self.key, sighting);
         };
         match tokio::runtime::Handle::try_current() {
@@ -1312,6 +1305,47 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// The `X-Forwarded-For` chain to send: the `prior` one's values (those that are text) with
+/// `peer` appended, or `peer` alone when there is none (`None`: not a valid value).
+fn forwarded_for(
+    prior: Option<header::GetAll<'_, HeaderValue>>,
+    peer: std::net::IpAddr,
+) -> Option<HeaderValue> {
+    let mut values = prior
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.to_str().ok())
+        .peekable();
+    if values.peek().is_none() {
+        return Some(peer_value(peer));
+    }
+    let mut chain = String::new();
+    for v in values {
+        chain.push_str(v);
+        chain.push_str(", ");
+    }
+    chain.push_str(&peer.to_string());
+    HeaderValue::from_str(&chain).ok()
+}
+
+/// `peer` as a header value. Requests come from few addresses (one load balancer, often), so
+/// each thread keeps the last one made: most requests clone it instead of formatting one.
+fn peer_value(peer: std::net::IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((ip, value)) if *ip == peer => value.clone(),
+        _ => {
+            let value = HeaderValue::from_maybe_shared(Bytes::from(peer.to_string()))
+                .expect("an IP address is a valid header value");
+            *last = Some((peer, value.clone()));
+            value
+        }
+    })
+}
+
 fn set_header(h: &mut HeaderMap, name: &HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name.clone(), v);
@@ -1405,4 +1439,37 @@ fn error_response(
     );
     set_header(resp.headers_mut(), rid_header, request_id);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_appends_the_peer_to_a_trusted_chain_only() {
+        let peer: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let v6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let chain = |h: &HeaderMap, trusted: bool, peer| {
+            forwarded_for(trusted.then(|| h.get_all(&xff)), peer).unwrap()
+        };
+        assert_eq!(chain(&h, true, peer), "192.0.2.7");
+        // The cached value follows the peer.
+        assert_eq!(chain(&h, false, v6), "2001:db8::1");
+        assert_eq!(chain(&h, false, peer), "192.0.2.7");
+        h.append(&xff, HeaderValue::from_static("203.0.113.9"));
+        h.append(&xff, HeaderValue::from_static("198.51.100.1, 10.0.0.1"));
+        assert_eq!(
+            chain(&h, true, peer),
+            "203.0.113.9, 198.51.100.1, 10.0.0.1, 192.0.2.7"
+        );
+        assert_eq!(chain(&h, false, peer), "192.0.2.7");
+        // Values that are not text are left out; with none left, the peer alone.
+        let mut h = HeaderMap::new();
+        h.append(&xff, HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(chain(&h, true, peer), "192.0.2.7");
+        h.append(&xff, HeaderValue::from_static(""));
+        assert_eq!(chain(&h, true, peer), ", 192.0.2.7");
+    }
 }

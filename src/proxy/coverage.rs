@@ -30,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use bytes::Bytes;
 use http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -123,6 +124,11 @@ impl NameTable {
         self.names.push(name.clone());
         self.index.insert(name, i);
         Some(i)
+    }
+
+    /// The name of `id` (one this table gave out).
+    fn name(&self, id: u16) -> &str {
+        self.names.get(usize::from(id)).map_or("", |n| n)
     }
 
     /// The names of `ids`, sorted.
@@ -324,13 +330,17 @@ impl Names {
 
 /// What one finished unmapped exchange showed, names only: built from the response head
 /// ([`Sighting::new`]) and the bounded copies of both bodies, then merged into its shape by
-/// [`Coverage::observe`].
+/// [`Coverage::observe`]. The bodies' names are read in the merge, where the shape's evidence
+/// tells which of them are already known (names repeat request after request: a name the
+/// shape holds is neither tested again nor looked up in the name table).
 #[derive(Debug, Default)]
 pub struct Sighting {
     status: u16,
     family: Family,
-    request_keys: Names,
-    response_keys: Names,
+    /// At most [`INSPECT_BUDGET`] bytes of a JSON or form request body.
+    request: Bytes,
+    /// At most [`INSPECT_BUDGET`] bytes of a JSON response body.
+    response: Bytes,
     cookies: Names,
     location: Names,
 }
@@ -377,34 +387,42 @@ impl Sighting {
         s
     }
 
-    /// The request body's names: top-level JSON keys or form field names, from at most
-    /// [`INSPECT_BUDGET`] bytes (a prefix of the body).
+    /// The request body (once): its top-level JSON keys or form field names are read from at
+    /// most [`INSPECT_BUDGET`] bytes (a prefix of the body) when the sighting is merged.
     pub fn read_request(&mut self, bytes: &[u8]) {
-        let bytes = &bytes[..bytes.len().min(INSPECT_BUDGET)];
-        match self.family {
-            Family::Json => {
-                let names = &mut self.request_keys;
-                json_keys(bytes, |k| names.offer(k, MAX_BODY_KEYS, name_like));
-            }
-            Family::Form => form_names(bytes, &mut self.request_keys),
-            Family::Other | Family::None => {}
+        self.request_body(Bytes::copy_from_slice(budget(bytes)));
+    }
+
+    /// [`Sighting::read_request`] of a copy the caller already holds.
+    pub fn request_body(&mut self, bytes: Bytes) {
+        if matches!(self.family, Family::Json | Family::Form) {
+            self.request = bytes.slice(..budget(&bytes).len());
         }
     }
 
-    /// The response body's top-level JSON keys, from at most [`INSPECT_BUDGET`] bytes.
+    /// The response body (once): its top-level JSON keys are read from at most
+    /// [`INSPECT_BUDGET`] bytes when the sighting is merged.
     pub fn read_response(&mut self, bytes: &[u8]) {
-        let bytes = &bytes[..bytes.len().min(INSPECT_BUDGET)];
-        let names = &mut self.response_keys;
-        json_keys(bytes, |k| names.offer(k, MAX_BODY_KEYS, name_like));
+        self.response_body(Bytes::copy_from_slice(budget(bytes)));
     }
+
+    /// [`Sighting::read_response`] of a copy the caller already holds.
+    pub fn response_body(&mut self, bytes: Bytes) {
+        self.response = bytes.slice(..budget(&bytes).len());
+    }
+}
+
+/// The prefix of a body its names are read from.
+fn budget(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.len().min(INSPECT_BUDGET)]
 }
 
 /// Field names of a urlencoded form: only of fields with a `=` (a cut-off last field, or a
 /// body that is one bare value, gives none).
-fn form_names(bytes: &[u8], names: &mut Names) {
+fn form_names<'b>(bytes: &'b [u8], mut key: impl FnMut(&'b [u8])) {
     for pair in bytes.split(|&b| b == b'&').take(MAX_SCANNED) {
         if let Some(eq) = pair.iter().position(|&b| b == b'=') {
-            names.offer(&pair[..eq], MAX_BODY_KEYS, name_like);
+            key(&pair[..eq]);
         }
     }
 }
@@ -413,7 +431,7 @@ fn form_names(bytes: &[u8], names: &mut Names) {
 /// off midway — each as written between its quotes, until the object ends, the bytes end, they
 /// stop being JSON, or [`MAX_SCANNED`] keys were seen. Values are skipped unread; nesting is
 /// counted, not recursed into.
-fn json_keys(bytes: &[u8], mut key: impl FnMut(&[u8])) {
+fn json_keys<'b>(bytes: &'b [u8], mut key: impl FnMut(&'b [u8])) {
     let b = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -503,27 +521,21 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
 impl Tally {
     fn merge(&mut self, s: Sighting, names: &mut NameTable) {
         self.observed += 1;
-        if let Some(class) = class_index(s.status) {
-            self.status[class] += 1;
-            add_names(
-                &mut self.response_keys[class],
-                s.response_keys,
-                MAX_BODY_KEYS,
-                names,
-                &mut self.dropped,
-            );
-        } else {
-            self.dropped += s.response_keys.dropped;
-        }
-        self.content[s.family.index()] += 1;
         let d = &mut self.dropped;
-        add_names(
-            &mut self.request_keys,
-            s.request_keys,
-            MAX_BODY_KEYS,
-            names,
-            d,
-        );
+        let (request, response) = (&s.request[..], &s.response[..]);
+        // A status with no class: the response's names are only counted.
+        let set = class_index(s.status).map(|class| {
+            self.status[class] += 1;
+            &mut self.response_keys[class]
+        });
+        add_body_names(set, |key| json_keys(response, key), names, d);
+        self.content[s.family.index()] += 1;
+        let set = Some(&mut self.request_keys);
+        match s.family {
+            Family::Json => add_body_names(set, |key| json_keys(request, key), names, d),
+            Family::Form => add_body_names(set, |key| form_names(request, key), names, d),
+            Family::Other | Family::None => {}
+        }
         add_names(&mut self.cookies, s.cookies, MAX_HEADER_NAMES, names, d);
         add_names(&mut self.location, s.location, MAX_HEADER_NAMES, names, d);
     }
@@ -565,6 +577,59 @@ fn class_index(status: u16) -> Option<usize> {
     match status {
         200..=599 => Some(usize::from(status / 100 - 2)),
         _ => None,
+    }
+}
+
+/// Add the body names `read` gives, in order, to `set` (within [`MAX_BODY_KEYS`]; `None`: only
+/// count them) as [`Names::offer`] with [`name_like`] and then [`add_names`] would, with one
+/// shortcut: a name `set` already holds passed [`name_like`] when it was added and is in the
+/// table, so it is neither tested again nor looked up. Names repeat request after request, so
+/// after a shape's first sightings its names cost a scan of at most [`MAX_BODY_KEYS`] indexes.
+fn add_body_names<'b>(
+    set: Option<&mut Vec<u16>>,
+    read: impl FnOnce(&mut dyn FnMut(&'b [u8])),
+    names: &mut NameTable,
+    dropped: &mut u64,
+) {
+    // This sighting's names, in order, each with its index when `set` holds it.
+    let mut kept: [(&'b [u8], Option<u16>); MAX_BODY_KEYS] = [(&[], None); MAX_BODY_KEYS];
+    let mut len = 0;
+    let held: &[u16] = set.as_deref().map_or(&[], Vec::as_slice);
+    let table = &*names;
+    read(&mut |raw: &'b [u8]| {
+        let known = held
+            .iter()
+            .copied()
+            .find(|&i| table.name(i).as_bytes() == raw);
+        if known.is_none() && !std::str::from_utf8(raw).is_ok_and(name_like) {
+            *dropped += 1;
+            return;
+        }
+        if kept[..len].iter().any(|&(k, _)| k == raw) {
+            return;
+        }
+        if len >= MAX_BODY_KEYS {
+            *dropped += 1;
+            return;
+        }
+        kept[len] = (raw, known);
+        len += 1;
+    });
+    let Some(set) = set else {
+        return;
+    };
+    for &(raw, known) in &kept[..len] {
+        let Ok(name) = std::str::from_utf8(raw) else {
+            continue;
+        };
+        if known.is_some() {
+            continue;
+        }
+        match names.intern(name) {
+            Some(i) if set.contains(&i) => {}
+            Some(i) if set.len() < MAX_BODY_KEYS => set.push(i),
+            _ => *dropped += 1,
+        }
     }
 }
 
@@ -742,12 +807,12 @@ const MAX_PART: usize = 14;
 const MAX_DIGITS: usize = 2;
 
 /// Short names a path often carries that the word test below would refuse (no vowel, unusual
-/// letter pairs). Each is too short to be a secret.
+/// letter pairs). Each is too short to be a secret. Sorted (looked up by binary search).
 const KNOWN_PARTS: &[&str] = &[
     "2fa", "acs", "api", "cb", "cdn", "crl", "css", "csv", "dns", "gql", "graphql", "grpc", "htm",
     "html", "http", "http2", "https", "ico", "ipv4", "ipv6", "jpg", "js", "json", "jwk", "jwks",
     "jwt", "ldap", "mfa", "mtls", "oidc", "otp", "pdf", "pkce", "png", "queue", "rpc", "rss",
-    "scim", "sms", "smtp", "svg", "totp", "txt", "www", "xml", "ws", "wss",
+    "scim", "sms", "smtp", "svg", "totp", "txt", "ws", "wss", "www", "xml",
 ];
 
 /// Consonant pairs that occur inside ordinary English words (`st` in `reset`, `gn` in `sign`,
@@ -798,40 +863,45 @@ pub fn dictionary_like(seg: &str) -> bool {
     {
         return false;
     }
-    let parts: Vec<&str> = body.split(['-', '_', '.']).collect();
-    parts.len() <= MAX_PARTS && parts.iter().all(|p| word_like(p))
+    let mut parts = 0;
+    body.split(['-', '_', '.']).all(|p| {
+        parts += 1;
+        parts <= MAX_PARTS && word_like(p)
+    })
 }
 
 /// One part of a segment: a known short name, one or two digits (`v1.2`), or letters with one
 /// trailing digit (two after a single letter: `v10`) that pass the word checks.
 fn word_like(part: &str) -> bool {
+    word_like_bytes(part.as_bytes())
+}
+
+/// [`word_like`] on bytes: no allocation, the lists looked up by binary search and bit table.
+fn word_like_bytes(part: &[u8]) -> bool {
     if part.is_empty() || part.len() > MAX_PART {
         return false;
     }
-    if KNOWN_PARTS.contains(&part) {
+    if listed(KNOWN_PARTS, part) {
         return true;
     }
-    let letters = part.trim_end_matches(|c: char| c.is_ascii_digit());
+    let digits = part.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let letters = &part[..part.len() - digits];
     if letters.is_empty() {
         return part.len() <= 2;
     }
-    let letters = letters.as_bytes();
     if !letters.iter().all(u8::is_ascii_lowercase) {
         // A digit inside the word.
         return false;
     }
-    let digits = part.len() - letters.len();
     if letters.len() == 1 {
         return true;
     }
     if digits > 1 {
         return false;
     }
-    if !is_vowel(letters[0]) && !is_vowel(letters[1]) {
-        let onset = [letters[0], letters[1]];
-        if !ONSETS.iter().any(|p| p.as_bytes() == onset) {
-            return false;
-        }
+    if !is_vowel(letters[0]) && !is_vowel(letters[1]) && !paired(&ONSET_SET, letters[0], letters[1])
+    {
+        return false;
     }
     if !letters.iter().copied().any(is_vowel) {
         return false;
@@ -857,19 +927,41 @@ fn word_like(part: &str) -> bool {
         }
         if i >= 1 {
             let prev = letters[i - 1];
-            if !is_vowel(prev) && !is_vowel(c) {
-                let pair = [prev, c];
-                if !CONSONANT_PAIRS.iter().any(|p| p.as_bytes() == pair) {
-                    return false;
-                }
+            if !is_vowel(prev) && !is_vowel(c) && !paired(&CONSONANT_PAIR_SET, prev, c) {
+                return false;
             }
         }
     }
     true
 }
 
+/// Whether the sorted `list` holds `word`.
+fn listed(list: &[&str], word: &[u8]) -> bool {
+    list.binary_search_by(|w| w.as_bytes().cmp(word)).is_ok()
+}
+
+/// A list of two-letter pairs as 26 bit sets: bit `b` of row `a` when `ab` is listed.
+const fn pair_set(pairs: &[&str]) -> [u32; 26] {
+    let mut set = [0u32; 26];
+    let mut i = 0;
+    while i < pairs.len() {
+        let p = pairs[i].as_bytes();
+        set[(p[0] - b'a') as usize] |= 1 << (p[1] - b'a');
+        i += 1;
+    }
+    set
+}
+
+const CONSONANT_PAIR_SET: [u32; 26] = pair_set(CONSONANT_PAIRS);
+const ONSET_SET: [u32; 26] = pair_set(ONSETS);
+
+/// Whether the lowercase letters `a` `b` are a pair of `set`.
+fn paired(set: &[u32; 26], a: u8, b: u8) -> bool {
+    (set[usize::from(a - b'a')] >> (b - b'a')) & 1 == 1
+}
+
 /// Short parts of key and cookie names that the word test refuses (no vowel, an unusual
-/// onset) and that are too short, or too common, to be a secret.
+/// onset) and that are too short, or too common, to be a secret. Sorted.
 const NAME_PARTS: &[&str] = &[
     "csrf",
     "csrftoken",
@@ -888,6 +980,7 @@ const NAME_PARTS: &[&str] = &[
 
 /// The words an all-capitals part of a name longer than three letters may be (`XSRF-TOKEN`,
 /// `KEYCLOAK_SESSION`): random capitals (base32) pass the word test too often to trust it.
+/// Sorted.
 const CAPITAL_WORDS: &[&str] = &[
     "access",
     "aspxauth",
@@ -938,35 +1031,50 @@ const CAPITAL_WORDS: &[&str] = &[
 /// or a JWT part does not. (A key that is a dictionary word is a name to this test, whatever
 /// the upstream meant by it.)
 pub fn name_like(name: &str) -> bool {
+    let name = name.as_bytes();
     if name.is_empty() || name.len() > MAX_NAME {
         return false;
     }
-    if name.starts_with(|c: char| c.is_ascii_digit()) && !name.starts_with("2fa") {
+    if name[0].is_ascii_digit() && !name.starts_with(b"2fa") {
         return false;
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
-        return false;
+    let mut digits = 0;
+    for &b in name {
+        if b.is_ascii_digit() {
+            digits += 1;
+        } else if !(b.is_ascii_alphabetic() || matches!(b, b'_' | b'-' | b'.')) {
+            return false;
+        }
     }
-    if name.bytes().filter(u8::is_ascii_digit).count() > MAX_NAME_DIGITS {
+    if digits > MAX_NAME_DIGITS {
         return false;
     }
     let mut parts = 0;
-    for chunk in name.split(['_', '-', '.']).filter(|c| !c.is_empty()) {
-        for part in humps(chunk) {
+    // Each part lowercased into this buffer: a name is at most MAX_NAME bytes.
+    let mut buf = [0u8; MAX_NAME];
+    for chunk in name.split(|&b| matches!(b, b'_' | b'-' | b'.')) {
+        let mut start = 0;
+        while start < chunk.len() {
+            let end = hump_end(chunk, start);
+            let part = &chunk[start..end];
+            start = end;
             parts += 1;
-            let lower = part.to_ascii_lowercase();
-            let capitals = !part.bytes().any(|b| b.is_ascii_lowercase())
-                && part.bytes().filter(u8::is_ascii_uppercase).count() > 3;
-            let known = NAME_PARTS.contains(&lower.as_str());
+            if parts > MAX_NAME_PARTS {
+                return false;
+            }
+            let lower = &mut buf[..part.len()];
+            lower.copy_from_slice(part);
+            lower.make_ascii_lowercase();
+            let lower = &*lower;
+            let capitals = !part.iter().any(u8::is_ascii_lowercase)
+                && part.iter().filter(|b| b.is_ascii_uppercase()).count() > 3;
+            let known = listed(NAME_PARTS, lower);
             let ok = if capitals {
-                known || CAPITAL_WORDS.contains(&lower.as_str())
+                known || listed(CAPITAL_WORDS, lower)
             } else {
-                part.len() >= 2 && (known || word_like(&lower))
+                part.len() >= 2 && (known || word_like_bytes(lower))
             };
-            if parts > MAX_NAME_PARTS || !ok {
+            if !ok {
                 return false;
             }
         }
@@ -974,26 +1082,22 @@ pub fn name_like(name: &str) -> bool {
     parts > 0
 }
 
-/// `refreshTokenJWT` → `refresh`, `Token`, `JWT`; `JWTToken` → `JWT`, `Token`. Digits stay
-/// with the letters before and after them (`At9C` is one part, which the word test refuses); a
-/// part of a single letter (`aBcD` → `a`, `Bc`, `D`) is its own part, refused as too short.
-fn humps(chunk: &str) -> Vec<&str> {
-    let b = chunk.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..b.len() {
-        let upper = b[i].is_ascii_uppercase();
-        let prev = b[i - 1];
-        let boundary = upper
+/// Where the camelCase hump of `chunk` starting at `start` ends: `refreshTokenJWT` →
+/// `refresh`, `Token`, `JWT`; `JWTToken` → `JWT`, `Token`. Digits stay with the letters before
+/// and after them (`At9C` is one part, which the word test refuses); a part of a single letter
+/// (`aBcD` → `a`, `Bc`, `D`) is its own part, refused as too short.
+fn hump_end(chunk: &[u8], start: usize) -> usize {
+    for i in start + 1..chunk.len() {
+        let prev = chunk[i - 1];
+        let boundary = chunk[i].is_ascii_uppercase()
             && (prev.is_ascii_lowercase()
-                || (prev.is_ascii_uppercase() && b.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
+                || (prev.is_ascii_uppercase()
+                    && chunk.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
         if boundary {
-            out.push(&chunk[start..i]);
-            start = i;
+            return i;
         }
     }
-    out.push(&chunk[start..]);
-    out
+    chunk.len()
 }
 
 #[cfg(test)]
@@ -1001,6 +1105,160 @@ mod tests {
     use base64::Engine;
 
     use super::*;
+
+    /// The word and name tests as they were before they were made allocation-free: the
+    /// oracle the fast ones must agree with.
+    mod oracle {
+        use super::super::{
+            is_vowel, CAPITAL_WORDS, CONSONANT_PAIRS, KNOWN_PARTS, MAX_DIGITS, MAX_NAME,
+            MAX_NAME_DIGITS, MAX_NAME_PARTS, MAX_PART, MAX_PARTS, MAX_SEGMENT, NAME_PARTS, ONSETS,
+        };
+
+        /// One part of a segment: a known short name, one or two digits (`v1.2`), or letters with one
+        /// trailing digit (two after a single letter: `v10`) that pass the word checks.
+        pub fn word_like(part: &str) -> bool {
+            if part.is_empty() || part.len() > MAX_PART {
+                return false;
+            }
+            if KNOWN_PARTS.contains(&part) {
+                return true;
+            }
+            let letters = part.trim_end_matches(|c: char| c.is_ascii_digit());
+            if letters.is_empty() {
+                return part.len() <= 2;
+            }
+            let letters = letters.as_bytes();
+            if !letters.iter().all(u8::is_ascii_lowercase) {
+                // A digit inside the word.
+                return false;
+            }
+            let digits = part.len() - letters.len();
+            if letters.len() == 1 {
+                return true;
+            }
+            if digits > 1 {
+                return false;
+            }
+            if !is_vowel(letters[0]) && !is_vowel(letters[1]) {
+                let onset = [letters[0], letters[1]];
+                if !ONSETS.iter().any(|p| p.as_bytes() == onset) {
+                    return false;
+                }
+            }
+            if !letters.iter().copied().any(is_vowel) {
+                return false;
+            }
+            if letters.len() >= 6 && letters.iter().all(|b| (b'a'..=b'f').contains(b)) {
+                return false;
+            }
+            let mut consonants = 0;
+            for (i, &c) in letters.iter().enumerate() {
+                if is_vowel(c) {
+                    consonants = 0;
+                } else {
+                    consonants += 1;
+                    if consonants > 4 {
+                        return false;
+                    }
+                }
+                if c == b'q' && letters.get(i + 1) != Some(&b'u') {
+                    return false;
+                }
+                if i >= 2 && letters[i - 1] == c && letters[i - 2] == c {
+                    return false;
+                }
+                if i >= 1 {
+                    let prev = letters[i - 1];
+                    if !is_vowel(prev) && !is_vowel(c) {
+                        let pair = [prev, c];
+                        if !CONSONANT_PAIRS.iter().any(|p| p.as_bytes() == pair) {
+                            return false;
+                        }
+                    }
+                }
+            }
+            true
+        }
+
+        pub fn dictionary_like(seg: &str) -> bool {
+            let body = seg.strip_prefix('.').unwrap_or(seg);
+            if body.is_empty() || seg.len() > MAX_SEGMENT {
+                return false;
+            }
+            if !body.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+            }) {
+                return false;
+            }
+            if body.bytes().filter(u8::is_ascii_digit).count() > MAX_DIGITS
+                || !body.bytes().any(|b| b.is_ascii_lowercase())
+            {
+                return false;
+            }
+            let parts: Vec<&str> = body.split(['-', '_', '.']).collect();
+            parts.len() <= MAX_PARTS && parts.iter().all(|p| word_like(p))
+        }
+
+        pub fn name_like(name: &str) -> bool {
+            if name.is_empty() || name.len() > MAX_NAME {
+                return false;
+            }
+            if name.starts_with(|c: char| c.is_ascii_digit()) && !name.starts_with("2fa") {
+                return false;
+            }
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return false;
+            }
+            if name.bytes().filter(u8::is_ascii_digit).count() > MAX_NAME_DIGITS {
+                return false;
+            }
+            let mut parts = 0;
+            for chunk in name.split(['_', '-', '.']).filter(|c| !c.is_empty()) {
+                for part in humps(chunk) {
+                    parts += 1;
+                    let lower = part.to_ascii_lowercase();
+                    let capitals = !part.bytes().any(|b| b.is_ascii_lowercase())
+                        && part.bytes().filter(u8::is_ascii_uppercase).count() > 3;
+                    let known = NAME_PARTS.contains(&lower.as_str());
+                    let ok = if capitals {
+                        known || CAPITAL_WORDS.contains(&lower.as_str())
+                    } else {
+                        part.len() >= 2 && (known || word_like(&lower))
+                    };
+                    if parts > MAX_NAME_PARTS || !ok {
+                        return false;
+                    }
+                }
+            }
+            parts > 0
+        }
+
+        /// `refreshTokenJWT` → `refresh`, `Token`, `JWT`; `JWTToken` → `JWT`, `Token`. Digits stay
+        /// with the letters before and after them (`At9C` is one part, which the word test refuses); a
+        /// part of a single letter (`aBcD` → `a`, `Bc`, `D`) is its own part, refused as too short.
+        fn humps(chunk: &str) -> Vec<&str> {
+            let b = chunk.as_bytes();
+            let mut out = Vec::new();
+            let mut start = 0;
+            for i in 1..b.len() {
+                let upper = b[i].is_ascii_uppercase();
+                let prev = b[i - 1];
+                let boundary = upper
+                    && (prev.is_ascii_lowercase()
+                        || (prev.is_ascii_uppercase()
+                            && b.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
+                if boundary {
+                    out.push(&chunk[start..i]);
+                    start = i;
+                }
+            }
+            out.push(&chunk[start..]);
+            out
+        }
+    }
 
     /// SplitMix64: a seeded generator, so the token corpus is the same on every run.
     struct Rng(u64);
@@ -1012,6 +1270,11 @@ mod tests {
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
+        }
+
+        /// A number below `n`.
+        fn pick(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
         }
 
         fn bytes(&mut self, n: usize) -> Vec<u8> {
@@ -1083,6 +1346,127 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn word_lists_are_sorted() {
+        // `listed` finds a word by binary search.
+        for list in [KNOWN_PARTS, NAME_PARTS, CAPITAL_WORDS] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+        }
+    }
+
+    /// Names to hold the fast tests against the old ones: the word lists in every case and
+    /// joined, every short string of a small alphabet, seeded random strings near the limits
+    /// (length, digits, parts), the generated secrets and a few non-ASCII ones.
+    fn name_corpus() -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let words: Vec<&str> = [
+            KNOWN_PARTS,
+            NAME_PARTS,
+            CAPITAL_WORDS,
+            CONSONANT_PAIRS,
+            ONSETS,
+        ]
+        .concat()
+        .into_iter()
+        .chain([
+            "access", "token", "refresh", "expires", "in", "user", "name", "password", "id", "x",
+            "q", "qu", "queue", "aqua", "strength", "rhythm", "deadbeef", "abcdef", "abcdeff",
+            "aaa", "baaab", "v1", "v10", "v100", "oauth2", "a1b", "at9c", "2fa",
+        ])
+        .collect();
+        for w in &words {
+            let upper = w.to_ascii_uppercase();
+            let capital = format!("{}{}", &upper[..1], &w[1..]);
+            out.extend([w.to_string(), upper, capital]);
+        }
+        for (i, a) in words.iter().enumerate() {
+            let b = words[(i * 7 + 3) % words.len()];
+            let c = words[(i * 13 + 5) % words.len()];
+            let cb = format!("{}{}", b[..1].to_ascii_uppercase(), &b[1..]);
+            for sep in ["_", "-", ".", "", "__", "_-"] {
+                out.push(format!("{a}{sep}{b}"));
+                out.push(format!("{a}{sep}{cb}{sep}{c}"));
+                out.push(format!(
+                    "{}{sep}{}",
+                    a.to_ascii_uppercase(),
+                    b.to_ascii_uppercase()
+                ));
+            }
+            out.push(format!("{a}{cb}JWT"));
+            out.push(format!("JWT{cb}{a}"));
+            out.push(format!("__Host-{a}"));
+            out.push(format!(".{a}."));
+            out.push(format!("{a}1"));
+            out.push(format!("{a}12"));
+            out.push(format!("{a}123"));
+            out.push(format!("{a}_{b}_{c}_{a}_{b}_{c}_{a}_{b}"));
+            out.push(format!("{a}_{b}_{c}_{a}_{b}_{c}_{a}_{b}_{c}"));
+        }
+        // Every string of up to four characters of this alphabet.
+        let alphabet: Vec<char> = "aeqbsTRX2_-.".chars().collect();
+        let mut short = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = short
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            out.extend(longer.iter().cloned());
+            short = longer;
+        }
+        let mut rng = Rng(0x5EED_0017);
+        let chars = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZaeiouaeiou0123456789_-.";
+        for n in 0..60_000 {
+            let len = [n % 8, n % 20, 60 + n % 8][n % 3];
+            let s: String = (0..len)
+                .map(|_| chars[(rng.next() % chars.len() as u64) as usize] as char)
+                .collect();
+            out.push(s);
+        }
+        out.extend(secrets(&mut rng));
+        for s in [
+            "",
+            "é",
+            "naïve_token",
+            "to\u{0}ken",
+            "a b",
+            "a\tb",
+            "2fa",
+            "2fa_code",
+            "2FA",
+        ] {
+            out.push(s.to_string());
+        }
+        out.push("a".repeat(MAX_NAME));
+        out.push("ab".repeat(MAX_NAME / 2));
+        out.push("ab".repeat(MAX_NAME / 2 + 1));
+        out
+    }
+
+    #[test]
+    fn the_fast_name_test_agrees_with_the_old_one() {
+        let corpus = name_corpus();
+        assert!(corpus.len() > 90_000, "{}", corpus.len());
+        let mut kept = 0;
+        for name in &corpus {
+            let old = oracle::name_like(name);
+            assert_eq!(name_like(name), old, "{name:?}");
+            kept += usize::from(old);
+        }
+        // The corpus reaches both answers, many times.
+        assert!(kept > 5_000 && corpus.len() - kept > 50_000, "{kept}");
+    }
+
+    #[test]
+    fn the_fast_word_test_agrees_with_the_old_one() {
+        for seg in name_corpus() {
+            let lower = seg.to_ascii_lowercase();
+            for s in [&seg, &lower] {
+                assert_eq!(word_like(s), oracle::word_like(s), "{s:?}");
+                assert_eq!(dictionary_like(s), oracle::dictionary_like(s), "{s:?}");
+            }
+        }
     }
 
     #[test]
@@ -1453,6 +1837,136 @@ mod tests {
         let seen = c.seen.lock().unwrap();
         assert_eq!(seen.names.names.len(), MAX_NAMES);
         assert_eq!(seen.names.index.len(), MAX_NAMES);
+    }
+
+    /// The merge as it was before body names were read in it: each body's names tested and
+    /// copied out first ([`Names::offer`] with the old name test), then interned.
+    fn merge_as_before(t: &mut Tally, names: &mut NameTable, sighting: (u16, Family, &str, &str)) {
+        let (status, family, request, response) = sighting;
+        let (request, response) = (budget(request.as_bytes()), budget(response.as_bytes()));
+        let mut req = Names::default();
+        let offer = |n: &mut Names, k: &[u8]| n.offer(k, MAX_BODY_KEYS, oracle::name_like);
+        match family {
+            Family::Json => json_keys(request, |k| offer(&mut req, k)),
+            Family::Form => form_names(request, |k| offer(&mut req, k)),
+            Family::Other | Family::None => {}
+        }
+        let mut resp = Names::default();
+        json_keys(response, |k| offer(&mut resp, k));
+        t.observed += 1;
+        if let Some(class) = class_index(status) {
+            t.status[class] += 1;
+            add_names(
+                &mut t.response_keys[class],
+                resp,
+                MAX_BODY_KEYS,
+                names,
+                &mut t.dropped,
+            );
+        } else {
+            t.dropped += resp.dropped;
+        }
+        t.content[family.index()] += 1;
+        add_names(
+            &mut t.request_keys,
+            req,
+            MAX_BODY_KEYS,
+            names,
+            &mut t.dropped,
+        );
+    }
+
+    #[test]
+    fn evidence_is_what_it_was_before_names_were_read_in_the_merge() {
+        let mut rng = Rng(0x5EED_0018);
+        let pool = [
+            "username",
+            "password",
+            "access_token",
+            "refresh_token",
+            "token_type",
+            "expires_in",
+            "user",
+            "error",
+            "code",
+            "state",
+            "expiresIn",
+            "JSESSIONID",
+            "XSRF-TOKEN",
+            "2fa",
+            "Zx9_abQrT-kLmNoPqRsTuV",
+            "deadbeefcafe",
+            "12345",
+            "x@y.z",
+            "a",
+            "",
+            "é",
+            "a\\\"b",
+        ];
+        let shapes = ["/v1/unmapped", "/v1/things", "/login"];
+        let c = Coverage::default();
+        let mut before: Vec<(Tally, String)> = Vec::new();
+        let mut table = NameTable::default();
+        let mut fresh = 0;
+        for round in 0..3_000 {
+            // Each body: up to 40 keys from the pool, repeated ones, and now and then new
+            // distinct names, so the table fills (MAX_NAMES) and the sets reach their cap.
+            let mut body = |rng: &mut Rng, json: bool| {
+                let n = rng.pick(40);
+                let keys: Vec<String> = (0..n)
+                    .map(|_| match rng.pick(10) {
+                        0..=1 => {
+                            fresh += 1;
+                            format!("key_{}", name_suffix(fresh))
+                        }
+                        _ => pool[rng.pick(pool.len())].to_string(),
+                    })
+                    .collect();
+                if json {
+                    let fields: Vec<String> = keys.iter().map(|k| format!(r#""{k}": 1"#)).collect();
+                    format!("{{{}}}", fields.join(", "))
+                } else {
+                    let fields: Vec<String> = keys.iter().map(|k| format!("{k}=1")).collect();
+                    fields.join("&")
+                }
+            };
+            let family = [Family::Json, Family::Form, Family::Other, Family::None][rng.pick(4)];
+            let request = body(&mut rng, family != Family::Form);
+            let response = body(&mut rng, true);
+            let status = [200, 201, 302, 401, 404, 500, 101, 600][rng.pick(8)];
+            let path = shapes[rng.pick(shapes.len())];
+            let key = c.record(&http::Method::POST, path).unwrap();
+            let mut s = Sighting::new(status, family, &HeaderMap::new());
+            s.read_request(request.as_bytes());
+            s.read_response(response.as_bytes());
+            c.observe(&key, s);
+            let i = match before.iter().position(|(_, p)| p == path) {
+                Some(i) => i,
+                None => {
+                    before.push((Tally::default(), path.to_string()));
+                    before.len() - 1
+                }
+            };
+            merge_as_before(
+                &mut before[i].0,
+                &mut table,
+                (status, family, &request, &response),
+            );
+            if round % 500 == 499 {
+                let (rows, _) = c.report();
+                for (tally, path) in &before {
+                    let row = rows.iter().find(|r| &r.path == path).unwrap();
+                    let expected = serde_json::to_value(tally.evidence(&table)).unwrap();
+                    assert_eq!(
+                        serde_json::to_value(&row.evidence).unwrap(),
+                        expected,
+                        "{path}"
+                    );
+                }
+            }
+        }
+        assert_eq!(table.names.len(), MAX_NAMES);
+        assert_eq!(c.seen.lock().unwrap().names.names, table.names);
     }
 
     #[test]
