@@ -135,6 +135,9 @@ const INSERT_SQL: &str = "INSERT INTO events (id, time_ms, type, stage, outcome,
 const TOKEN_SEQS_SQL: &str =
     "SELECT seq FROM event_tokens WHERE day = ANY($1) AND key = hashtextextended($2, 0)";
 
+/// Token keys deleted per statement after a partition is dropped.
+const TOKEN_KEYS_DELETE_BATCH: i64 = 10_000;
+
 /// One partition of `events` per UTC day, in milliseconds.
 const DAY_MS: i64 = 86_400_000;
 /// Taken by whoever creates a partition, so sidecars that find the same day missing at once
@@ -333,6 +336,37 @@ impl PostgresStore {
             }
         }
         Ok((parts, days.into_iter().map(|(day, ..)| day).collect()))
+    }
+
+    /// Delete the token keys of days `first..=last` with seqs `lo..=hi` (a dropped partition's),
+    /// [`TOKEN_KEYS_DELETE_BATCH`] rows a statement, each committed on its own: no lock is
+    /// held long, and appends go on between them.
+    async fn delete_token_keys(
+        &self,
+        first: i64,
+        last: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Result<(), Error> {
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM event_tokens WHERE (day, key, seq) IN (SELECT day, key, seq \
+                 FROM event_tokens WHERE day >= $1 AND day <= $2 AND seq >= $3 AND seq <= $4 \
+                 LIMIT $5)",
+            )
+            .bind(first)
+            .bind(last)
+            .bind(lo)
+            .bind(hi)
+            .bind(TOKEN_KEYS_DELETE_BATCH)
+            .execute(&self.writer)
+            .await
+            .map_err(Error::backend("purge"))?
+            .rows_affected();
+            if deleted < TOKEN_KEYS_DELETE_BATCH as u64 {
+                return Ok(());
+            }
+        }
     }
 
     /// Forget the partitions known, so the next append reads them from the catalog again.
@@ -835,21 +869,20 @@ impl EventStore for PostgresStore {
             .execute(&mut *tx.0)
             .await
             .map_err(Error::backend(op))?;
-        // And its events' token keys: a dropped table fires no delete trigger. Its seqs only,
-        // so the keys of events of the same days in another partition stay.
-        let (first, last) = super::query::token_days(part.from_ms, part.to_ms);
-        sqlx::query(
-            "DELETE FROM event_tokens WHERE day >= $1 AND day <= $2 AND seq >= $3 AND seq <= $4",
-        )
-        .bind(first)
-        .bind(last)
-        .bind(part_lo.unwrap_or(0))
-        .bind(part_hi.unwrap_or(-1))
-        .execute(&mut *tx.0)
-        .await
-        .map_err(Error::backend(op))?;
         tx.0.commit().await.map_err(Error::backend(op))?;
         self.forget_partitions();
+        // Its events' token keys: a dropped table fires no delete trigger. Deleted after the
+        // drop, outside its transaction: a day's keys (~1.4 per event) deleted inside it would
+        // keep `events` locked while they go. Meanwhile they are never read (pages look keys up
+        // only on the days of `day_seqs`, whose rows for these days went with the drop, and a
+        // day written again gets higher seqs than these). Only this partition's seqs, so the
+        // keys of other partitions' events of the same days stay.
+        if let (Some(lo), Some(hi)) = (part_lo, part_hi) {
+            let (first, last) = super::query::token_days(part.from_ms, part.to_ms);
+            if let Err(e) = self.delete_token_keys(first, last, lo, hi).await {
+                tracing::warn!(partition = %name, error = %e, "postgres store: the dropped partition's token keys were not all deleted (they are never read)");
+            }
+        }
         tracing::info!(partition = %name, events = report.deleted, "postgres store: partition dropped by retention");
         Ok(report)
     }
