@@ -398,7 +398,7 @@ fn push_token_cond(
 /// `time_ms / 86400000`, which truncates, as Rust's `/` does (and is monotonic, so the bounds
 /// of the range bound every day in it).
 pub(crate) fn token_days(from_ms: i64, to_ms: i64) -> (i64, i64) {
-    const DAY_MS: i64 = 86_400_000;
+    use super::pages::DAY_MS;
     (from_ms / DAY_MS, to_ms.saturating_sub(1) / DAY_MS)
 }
 

@@ -36,8 +36,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::store::Error;
 
-/// The period of a partition: one UTC day.
-pub(crate) const DAY_MS: i64 = 86_400_000;
+// The period of a partition: one UTC day.
+pub(crate) use crate::store::pages::DAY_MS;
 /// Partitions per group view (SQLite's limit on compound SELECT terms is 500).
 const GROUP: usize = 100;
 
