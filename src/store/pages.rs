@@ -9,9 +9,6 @@ use super::query::{ceil_millis, effective_limit, SeqBound};
 use super::Query;
 use crate::event::AuditEvent;
 
-/// One UTC day in Unix milliseconds: both stores keep one partition per day.
-pub(crate) const DAY_MS: i64 = 86_400_000;
-
 /// One partition: a table holding the events whose time is in `[from_ms, to_ms)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Partition {

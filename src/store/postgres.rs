@@ -139,7 +139,7 @@ const TOKEN_SEQS_SQL: &str =
 const TOKEN_KEYS_DELETE_BATCH: i64 = 10_000;
 
 // One partition of `events` per UTC day (`DAY_MS`, in milliseconds).
-use super::pages::DAY_MS;
+use super::query::DAY_MS;
 /// Taken by whoever creates a partition, so sidecars that find the same day missing at once
 /// create it once: keyed by this `events` table (one bigint key; chain locks take two).
 const PARTITION_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(\

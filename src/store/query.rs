@@ -394,11 +394,13 @@ fn push_token_cond(
     }
 }
 
+/// One UTC day in Unix milliseconds: both stores keep one partition per day.
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
 /// The first and last `event_tokens.day` of the events in `[from_ms, to_ms)`: PostgreSQL's
 /// `time_ms / 86400000`, which truncates, as Rust's `/` does (and is monotonic, so the bounds
 /// of the range bound every day in it).
 pub(crate) fn token_days(from_ms: i64, to_ms: i64) -> (i64, i64) {
-    use super::pages::DAY_MS;
     (from_ms / DAY_MS, to_ms.saturating_sub(1) / DAY_MS)
 }
 

@@ -37,7 +37,7 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::store::Error;
 
 // The period of a partition: one UTC day.
-pub(crate) use crate::store::pages::DAY_MS;
+pub(crate) use crate::store::query::DAY_MS;
 /// Partitions per group view (SQLite's limit on compound SELECT terms is 500).
 const GROUP: usize = 100;
 
