@@ -106,45 +106,6 @@ fn missing_config_file_is_a_clear_error() {
     );
 }
 
-/// Start `authtrail serve` as a child, return it with the proxy address it logged.
-fn spawn_serve(
-    config: &std::path::Path,
-) -> (
-    std::process::Child,
-    String,
-    BufReader<std::process::ChildStderr>,
-) {
-    let mut child = Command::new(BIN)
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    for _ in 0..50 {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-            if v["fields"]["message"] == "authtrail serving" {
-                let addr = v["fields"]["proxy"].as_str().unwrap().to_string();
-                return (child, addr, stderr);
-            }
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("authtrail serve never logged its address; last line: {line}");
-}
-
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_and_their_events_are_stored() {
     let up = upstream::spawn().await;
@@ -160,7 +121,7 @@ async fn sigterm_drains_in_flight_requests_and_their_events_are_stored() {
         ),
     )
     .unwrap();
-    let (mut child, addr, _stderr) = spawn_serve(&cfg);
+    let (mut child, addr, _stderr) = support::child::serve(&cfg);
     let url = format!("http://{addr}/slow");
     let inflight: Vec<_> = (0..4)
         .map(|_| {

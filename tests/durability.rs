@@ -6,8 +6,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -405,37 +404,9 @@ fn a_spool_outlives_an_abrupt_stop_and_is_replayed_on_start() {
 
 /// Start `authtrail serve` as a child; return it with its proxy address.
 fn spawn_serve(config: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(config)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    for _ in 0..200 {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-            if v["fields"]["message"] == "authtrail serving" {
-                let addr = v["fields"]["proxy"].as_str().unwrap().to_string();
-                // Keep draining stderr so the child never blocks on a full pipe.
-                std::thread::spawn(move || {
-                    let mut sink = String::new();
-                    while stderr.read_line(&mut sink).unwrap_or(0) > 0 {
-                        sink.clear();
-                    }
-                });
-                return (child, addr);
-            }
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("authtrail serve never logged its address; last line: {line}");
+    let (child, addr, stderr) = support::child::serve(config);
+    support::child::drain(stderr);
+    (child, addr)
 }
 
 /// `workers` clients each send up to `each` POSTs to `url` (request ids `PREFIX-w-i`); once
@@ -490,15 +461,7 @@ async fn kill_mid_load(
 async fn after_kill_9_every_2xx_sync_request_has_its_attempt_event() {
     let up = upstream::spawn().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("authtrail.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:0\nadmin: {{ listen: 127.0.0.1:0 }}\n{}",
-            yaml(up.addr, dir.path(), ROUTES)
-        ),
-    )
-    .unwrap();
+    let cfg = support::child::config_file(dir.path(), &yaml(up.addr, dir.path(), ROUTES));
     let (mut child, addr) = spawn_serve(&cfg);
 
     let answered = kill_mid_load(

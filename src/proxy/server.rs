@@ -244,7 +244,6 @@ async fn serve_plain(
         drop(rest);
         carry = Bytes::new();
         tracing::debug!(peer = %peer, "idle connection parked");
-        release_freed_memory_soon();
         // Parked: only the socket, until the client speaks again, the idle timeout runs out,
         // or shutdown.
         let left = shared.idle.saturating_sub(park_after);
@@ -338,35 +337,6 @@ async fn serve_auto<I>(
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }
 }
-
-/// Parks since the allocator last gave freed pages back.
-static PARKED_SINCE_TRIM: AtomicUsize = AtomicUsize::new(0);
-
-/// After connections park, hand the pages their buffers occupied back to the OS, at most once
-/// a second: glibc keeps freed small allocations resident, so without this a burst of
-/// connections would leave its peak as the process's RSS for good.
-fn release_freed_memory_soon() {
-    if PARKED_SINCE_TRIM.fetch_add(1, Ordering::AcqRel) != 0 {
-        return;
-    }
-    tokio::spawn(async {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        PARKED_SINCE_TRIM.store(0, Ordering::Release);
-        let _ = tokio::task::spawn_blocking(trim_heap).await;
-    });
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_heap() {
-    // SAFETY: `malloc_trim` only walks glibc's own free lists (under its arena locks) and
-    // returns unused pages to the OS; it touches no memory the program owns.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
 
 /// Counts a request as in flight until its response head is ready.
 struct InflightGuard(Arc<AtomicUsize>);

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod child;
 #[path = "../../examples/demo_auth/mod.rs"]
 pub mod demo_auth;
 pub mod events;
