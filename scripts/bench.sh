@@ -424,7 +424,15 @@ fi
 echo "hwm_kib=$(hwm_kib "$MEM_PID")" >> "$MEM"
 # What became of this instance's events (every request above is a mapped login): the pipeline's
 # own counters, summed over their labels. Dropped = refused by a full queue (async delivery).
+# The counters are read once the writer has caught up with the last requests (the events of the
+# exchanges wrk cut at its end included): until two reads a second apart agree (at most 15 s).
 metrics=$(curl -fsS "http://127.0.0.1:$MEM_ADMIN/metrics" || true)
+for _ in $(seq 15); do
+    sleep 1
+    again=$(curl -fsS "http://127.0.0.1:$MEM_ADMIN/metrics" || true)
+    [ "$(grep -E '^authtrail_(requests|events_[a-z]+)_total' <<<"$again")" = "$(grep -E '^authtrail_(requests|events_[a-z]+)_total' <<<"$metrics")" ] && break
+    metrics=$again
+done
 for m in requests events_written events_dropped events_deferred events_failed events_spooled wal_errors; do
     echo "metric_$m=$(awk -v n="authtrail_${m}_total" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d", s }' <<<"$metrics")" >> "$MEM"
 done

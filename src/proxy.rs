@@ -31,6 +31,7 @@ use crate::identity::lineage::{Issuance, LineageIndex};
 use crate::identity::require::{self, Decision, Mode, Requirement};
 use crate::metrics::RouteMetrics;
 use crate::pipeline::Pipeline;
+use tokio_util::task::TaskTracker;
 
 pub mod body;
 pub mod coverage;
@@ -56,6 +57,9 @@ pub struct Proxy {
     metrics: crate::metrics::ProxyMetrics,
     /// Who each issued token, code and session cookie was issued to (kept across reloads).
     lineage: Arc<LineageIndex>,
+    /// The mapped exchanges on their way from the upstream to their event (shared across
+    /// reloads; the shutdown drain waits for them): see [`Proxy::complete`].
+    exchanges: TaskTracker,
 }
 
 impl Proxy {
@@ -64,6 +68,7 @@ impl Proxy {
         pipeline: Pipeline,
         coverage: Arc<Coverage>,
         lineage: Arc<LineageIndex>,
+        exchanges: TaskTracker,
     ) -> Proxy {
         // An http:// upstream never uses the TLS config; an https:// one gets its roots and
         // optional client certificate from `upstream_tls`.
@@ -87,6 +92,7 @@ impl Proxy {
             upstream_base,
             metrics,
             lineage,
+            exchanges,
         }
     }
 
@@ -139,15 +145,55 @@ impl Proxy {
         };
         let exchange = exchange.authorize().await?;
         let Some(upstream_req) = self.upstream_request(parts, body, peer) else {
-            return Err(self.invalid_target(&exchange.request_id));
+            let resp = self.invalid_target(&exchange.request_id);
+            exchange.refuse(StatusCode::BAD_REQUEST, Outcome::Failure, "invalid_target");
+            return Err(resp);
         };
-        let metrics = self.metrics.route(exchange.index);
-        let route = Some(exchange.route.id.as_str());
-        let since = Some(exchange.start);
-        let upstream = self
-            .forward(upstream_req, metrics, since, route, &exchange.request_id)
-            .await;
-        Ok(exchange.respond(upstream))
+        Ok(self.complete(exchange, upstream_req).await)
+    }
+
+    /// Forward and respond, in a task of its own: once the upstream may act on a request, its
+    /// exchange runs to its event whether or not the client stays. (hyper drops a request's
+    /// future when its connection closes; a login the upstream carried out for a client that
+    /// hung up would otherwise leave no event.) The event of an exchange whose client went
+    /// away has the upstream's answer, with as much of the response body as `inspect_limit`
+    /// keeps, and the reason `client_aborted`.
+    async fn complete(
+        self: Arc<Self>,
+        exchange: Exchange,
+        upstream_req: Request<ProxyBody>,
+    ) -> Response<ProxyBody> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let request_id = exchange.request_id.clone();
+        let proxy = self.clone();
+        self.exchanges.spawn(async move {
+            let upstream = proxy
+                .forward(
+                    upstream_req,
+                    proxy.metrics.route(exchange.index),
+                    Some(exchange.start),
+                    Some(exchange.route.id.as_str()),
+                    &exchange.request_id,
+                )
+                .await;
+            let resp = exchange.respond(upstream);
+            if let Err(resp) = tx.send(resp) {
+                let within = proxy.cfg.timeouts.upstream_response;
+                resp.into_body().abandon(within).await;
+            }
+        });
+        match rx.await {
+            Ok(resp) => resp,
+            // The task ended without a response: it panicked (its exchange's event was built
+            // as the exchange was dropped).
+            Err(_) => error_response(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the request could not be completed",
+                &self.cfg.request_id_header,
+                &request_id,
+            ),
+        }
     }
 
     /// Route: read the target as the upstream will, so that a request an upstream may read as
@@ -332,6 +378,7 @@ impl Proxy {
             time: arrival.time,
             request_id: arrival.request_id,
             peer: arrival.peer,
+            settled: false,
         };
         exchange.seen = exchange.presented_tokens().await;
         exchange
@@ -731,6 +778,22 @@ struct Exchange {
     time: time::OffsetDateTime,
     request_id: String,
     peer: SocketAddr,
+    /// Its event was built, or it was refused with an event of its own (`access.denied`):
+    /// dropped before that, it records one (see the `Drop` impl).
+    settled: bool,
+}
+
+/// An exchange dropped before it settled was abandoned before it reached the upstream: hyper
+/// dropped the request when its client hung up while the request waited here (for a key set,
+/// a lineage lookup, a `sync` attempt's commit). Its event says so (`client_aborted`, no
+/// status), so every admitted mapped request has one, and a `sync` attempt its completion.
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.settled {
+            let empty = Capture::new(0);
+            self.record(None, None, &empty, Some(Failure::ClientAborted));
+        }
+    }
 }
 
 impl Exchange {
@@ -847,9 +910,11 @@ impl Exchange {
     /// Authorize: a route that requires a verified token is decided here, before the upstream
     /// (or the sync attempt) sees anything; then, failing closed, a sync route's attempt event
     /// is committed before the upstream sees anything.
-    async fn authorize(self) -> Step<Exchange> {
+    async fn authorize(mut self) -> Step<Exchange> {
         if let Some(requirement) = &self.route.require {
             if let Some(resp) = self.check_requirement(requirement) {
+                // Its `access.denied` event is the exchange's.
+                self.settled = true;
                 return Err(resp);
             }
         }
@@ -859,7 +924,8 @@ impl Exchange {
                 "audit_unavailable",
                 "the audit trail could not record this request, so it was not forwarded",
             );
-            self.refuse();
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            self.refuse(status, Outcome::Error, "audit_unavailable");
             return Err(resp);
         }
         Ok(self)
@@ -891,13 +957,13 @@ impl Exchange {
         error_response(status, code, message, rid_header, &self.request_id)
     }
 
-    fn finish_without_response(self, failure: Failure) {
+    fn finish_without_response(mut self, failure: Failure) {
         let empty = Capture::new(0);
         self.record(None, None, &empty, Some(failure));
     }
 
     fn finish(
-        self,
+        mut self,
         status: Option<StatusCode>,
         headers: Option<HeaderMap>,
         resp: &Capture,
@@ -1015,6 +1081,7 @@ impl Exchange {
         status: StatusCode,
         message: &str,
     ) -> Response<ProxyBody> {
+        self.settled = true;
         let mut ev = self.event(Some(status), None, &Capture::new(0), None);
         ev.event_type = kind.to_string();
         ev.outcome = Outcome::Failure;
@@ -1099,22 +1166,25 @@ impl Exchange {
         None
     }
 
-    /// Record that a sync route was refused with 503 because its attempt was not committed.
-    fn refuse(mut self) {
-        let status = Some(StatusCode::SERVICE_UNAVAILABLE);
-        let mut ev = self.event(status, None, &Capture::new(0), None);
-        ev.outcome = Outcome::Error;
-        ev.reason = Some("audit_unavailable".to_string());
+    /// Record that the request was refused with `status` before the upstream saw it: a sync
+    /// route whose attempt was not committed (503 `audit_unavailable`), a target that cannot be
+    /// forwarded (400 `invalid_target`).
+    fn refuse(mut self, status: StatusCode, outcome: Outcome, reason: &str) {
+        self.settled = true;
+        let mut ev = self.event(Some(status), None, &Capture::new(0), None);
+        ev.outcome = outcome;
+        ev.reason = Some(reason.to_string());
         self.proxy.pipeline.submit_reserved(ev, self.slot.take());
     }
 
     fn record(
-        mut self,
+        &mut self,
         status: Option<StatusCode>,
         resp_headers: Option<&HeaderMap>,
         resp: &Capture,
         failure: Option<Failure>,
     ) {
+        self.settled = true;
         let mut ev = self.event(status, resp_headers, resp, failure);
         self.learn(&mut ev);
         tracing::debug!(route = %ev.http.route, event = %ev.event_type, outcome = %ev.outcome, request_id = %ev.http.request_id, "audit event built");

@@ -323,3 +323,43 @@ async fn shutdown_drains_in_flight_requests_and_flushes_their_events() {
         .await
         .is_err());
 }
+
+/// A client that hangs up while the upstream is still working on its mapped request: the
+/// upstream acts all the same, so the trail says what it answered (with the actor its response
+/// named), that the client went away, and the shutdown that follows at once waits for it.
+#[tokio::test]
+async fn a_client_that_hangs_up_before_the_upstream_answers_still_leaves_its_event() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    let up = upstream::spawn().await;
+    let routes = "  - id: slow\n    match: { path: /slow }\n    event: auth.login\n    actor: { response_body: /user/id }\n";
+    let mut sc = harness::start(up.addr, "", routes).await;
+    let mut s = tokio::net::TcpStream::connect(sc.addr).await.unwrap();
+    s.write_all(
+        b"POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nx-request-id: gone-1\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for _ in 0..200 {
+        if up.slow_started.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(up.slow_started.load(Ordering::SeqCst), 1);
+    // Hang up with the upstream still working (it answers 400 ms after it started), and stop
+    // the sidecar before it has answered: the drain must wait for the exchange.
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let summary = sc.stop().await;
+    assert!(summary.drained);
+    assert_eq!((summary.events.written, summary.events.dropped), (1, 0));
+    let evs = sc.events().await;
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    let e = &evs[0];
+    assert_eq!(e.http.request_id, "gone-1");
+    assert_eq!(e.http.status, Some(200));
+    assert_eq!(e.outcome, Outcome::Success);
+    assert_eq!(e.reason.as_deref(), Some("client_aborted"));
+    assert_eq!(e.actor.id.as_deref(), Some("u-slow"));
+}

@@ -1237,3 +1237,79 @@ async fn a_postgres_store_that_turned_read_only_takes_writes_again_when_the_data
     assert!(report.ok(), "{:?}", report.problems);
     store.close().await;
 }
+
+/// A client that hangs up while its `sync` request waits for the attempt's commit: hyper drops
+/// the request, the upstream never sees it, and the trail has the attempt (committed after
+/// all) and its completion, `client_aborted` without a status, under the same request id.
+#[tokio::test]
+async fn a_sync_request_abandoned_before_forwarding_completes_its_attempt_and_is_not_sent() {
+    let up = support::upstream::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let inner =
+        authtrail::store::sqlite::SqliteStore::open(dir.path().join("trail.db").to_str().unwrap())
+            .await
+            .unwrap();
+    let inner: std::sync::Arc<dyn authtrail::store::EventStore> = std::sync::Arc::new(inner);
+    let store = support::fault::FaultStore::gated(inner.clone());
+    let yaml = format!(
+        "upstream: http://{}\nstore:\n  url: sqlite://{}\n  flush_interval: 10ms\nroutes:\n{RW_ROUTES}",
+        up.addr,
+        dir.path().join("trail.db").display(),
+    );
+    let sc = support::fault::Running::start(&yaml, store.clone()).await;
+    let entered = store.entered.notified();
+    let mut s = TcpStream::connect(sc.addr).await.unwrap();
+    s.write_all(
+        b"POST /s/1 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nx-request-id: left-1\r\n\r\n{}",
+    )
+    .await
+    .unwrap();
+    // The attempt is in the store, held at the gate: hang up and let hyper notice.
+    tokio::time::timeout(Duration::from_secs(10), entered)
+        .await
+        .expect("the attempt reached the store");
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.gate.as_ref().unwrap().add_permits(1_000);
+    let summary = sc.stop().await;
+    assert_eq!(
+        up.requests(),
+        0,
+        "a request whose client left was forwarded"
+    );
+    assert_eq!(summary.events.dropped, 0);
+    let evs = inner
+        .query(&authtrail::store::Query {
+            ascending: true,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got: Vec<_> = evs
+        .iter()
+        .map(|e| {
+            (
+                e.http.request_id.as_str(),
+                e.stage,
+                e.outcome,
+                e.reason.as_deref(),
+                e.http.status,
+            )
+        })
+        .collect();
+    use authtrail::event::Stage;
+    assert_eq!(
+        got,
+        vec![
+            ("left-1", Stage::Attempt, Outcome::Unknown, None, None),
+            (
+                "left-1",
+                Stage::Completed,
+                Outcome::Error,
+                Some("client_aborted"),
+                None
+            ),
+        ]
+    );
+}

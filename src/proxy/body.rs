@@ -63,6 +63,12 @@ impl Capture {
         }
     }
 
+    /// Nothing more would be kept.
+    fn is_full(&self) -> bool {
+        let c = self.lock();
+        c.truncated || c.bytes.len() >= self.limit
+    }
+
     fn end(&self, how: BodyEnd) {
         let mut c = self.lock();
         if c.end.is_none() {
@@ -203,6 +209,35 @@ impl ProxyBody {
             inner,
             capture,
             finish,
+        }
+    }
+
+    /// The receiver went away before this body was read (a client that hung up while the
+    /// upstream worked): read on for the capture alone, until the body ends, the capture is full
+    /// or `within` passes, then end it as [`BodyEnd::Dropped`]. Only a `Tee` has anything to
+    /// keep; any other body is dropped.
+    pub async fn abandon(mut self, within: std::time::Duration) {
+        use http_body_util::BodyExt;
+        if let ProxyBody::Tee {
+            inner,
+            capture,
+            finish: f,
+        } = &mut self
+        {
+            let read = async {
+                while !capture.is_full() {
+                    match inner.frame().await {
+                        Some(Ok(frame)) => {
+                            if let Some(data) = frame.data_ref() {
+                                capture.push(data);
+                            }
+                        }
+                        Some(Err(_)) | None => break,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(within, read).await;
+            finish(capture, f, BodyEnd::Dropped);
         }
     }
 

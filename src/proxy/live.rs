@@ -25,6 +25,8 @@ pub struct Live {
     /// last, putting back the older content and stopping the key schedules of the config in
     /// force.
     reloading: tokio::sync::Mutex<()>,
+    /// Every proxy's mapped exchanges in flight, awaited by the shutdown drain.
+    exchanges: tokio_util::task::TaskTracker,
 }
 
 /// What a successful reload changed.
@@ -46,11 +48,13 @@ impl Live {
     ) -> Live {
         let jwks = keys_ready(&cfg).await;
         coverage.set_routes(&cfg.routes);
+        let exchanges = tokio_util::task::TaskTracker::new();
         let proxy = Arc::new(Proxy::new(
             cfg,
             pipeline.clone(),
             coverage.clone(),
             lineage.clone(),
+            exchanges.clone(),
         ));
         Live {
             current: RwLock::new(proxy),
@@ -59,6 +63,7 @@ impl Live {
             lineage,
             jwks: Mutex::new(jwks),
             reloading: tokio::sync::Mutex::new(()),
+            exchanges,
         }
     }
 
@@ -68,6 +73,12 @@ impl Live {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The mapped exchanges still running, their clients gone or not: the shutdown drain
+    /// waits for them after the connections (see `Proxy::complete`).
+    pub fn exchanges(&self) -> &tokio_util::task::TaskTracker {
+        &self.exchanges
     }
 
     /// The config in force.
@@ -132,6 +143,7 @@ impl Live {
             self.pipeline.clone(),
             self.coverage.clone(),
             self.lineage.clone(),
+            self.exchanges.clone(),
         ));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = proxy;
         let old_jwks = std::mem::replace(

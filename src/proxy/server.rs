@@ -130,7 +130,15 @@ pub async fn serve(
     }
     let grace = cfg.timeouts.shutdown_grace;
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(grace, stop_tx.closed()).await {
+    // The connections, then the mapped exchanges whose clients left before their answer (they
+    // still build their events), within the one grace period.
+    let exchanges = live.exchanges();
+    exchanges.close();
+    let drained = async {
+        stop_tx.closed().await;
+        exchanges.wait().await;
+    };
+    match tokio::time::timeout(grace, drained).await {
         Ok(()) => true,
         Err(_) => {
             tracing::warn!(
