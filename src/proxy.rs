@@ -8,9 +8,12 @@
 //! the event is built when the response body ends (or breaks off). The proxy never imports the
 //! store: events leave through [`Pipeline::submit`], which never waits.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -152,48 +155,38 @@ impl Proxy {
         Ok(self.complete(exchange, upstream_req).await)
     }
 
-    /// Forward and respond, in a task of its own: once the upstream may act on a request, its
-    /// exchange runs to its event whether or not the client stays. (hyper drops a request's
-    /// future when its connection closes; a login the upstream carried out for a client that
-    /// hung up would otherwise leave no event.) The event of an exchange whose client went
-    /// away has the upstream's answer, with as much of the response body as `inspect_limit`
-    /// keeps, and the reason `client_aborted`.
+    /// Forward and respond, never cancelled by the client: once the upstream may act on a
+    /// request, its exchange runs to its event whether or not the client stays. (hyper drops a
+    /// request's future when its connection closes; a login the upstream carried out for a
+    /// client that hung up would otherwise leave no event.) Dropped unfinished, the work moves
+    /// into a task of its own ([`Detached`]); the event of an exchange whose client went away
+    /// has the upstream's answer, with as much of the response body as `inspect_limit` keeps,
+    /// and the reason `client_aborted`.
     async fn complete(
         self: Arc<Self>,
         exchange: Exchange,
         upstream_req: Request<ProxyBody>,
     ) -> Response<ProxyBody> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let request_id = exchange.request_id.clone();
-        let proxy = self.clone();
-        self.exchanges.spawn(async move {
-            let upstream = proxy
+        let tracker = self.exchanges.clone();
+        let within = self.cfg.timeouts.upstream_response;
+        let work = Box::pin(async move {
+            let upstream = self
                 .forward(
                     upstream_req,
-                    proxy.metrics.route(exchange.index),
+                    self.metrics.route(exchange.index),
                     Some(exchange.start),
                     Some(exchange.route.id.as_str()),
                     &exchange.request_id,
                 )
                 .await;
-            let resp = exchange.respond(upstream);
-            if let Err(resp) = tx.send(resp) {
-                let within = proxy.cfg.timeouts.upstream_response;
-                resp.into_body().abandon(within).await;
-            }
+            exchange.respond(upstream)
         });
-        match rx.await {
-            Ok(resp) => resp,
-            // The task ended without a response: it panicked (its exchange's event was built
-            // as the exchange was dropped).
-            Err(_) => error_response(
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
-                "the request could not be completed",
-                &self.cfg.request_id_header,
-                &request_id,
-            ),
+        Detached {
+            work: Some(work),
+            tracker,
+            within,
         }
+        .await
     }
 
     /// Route: read the target as the upstream will, so that a request an upstream may read as
@@ -538,6 +531,46 @@ impl Proxy {
 /// What a phase that ends the exchange early answers with (`Err`: a refusal, an error); `Ok`
 /// goes on to the next phase.
 type Step<T> = Result<T, Response<ProxyBody>>;
+
+/// The forward-and-respond of a mapped exchange ([`Proxy::complete`]). Polled to its end in
+/// the request's own future, as any other; dropped before that (the client hung up), it moves
+/// its work, boxed so it can move, into a task of its own (tracked for the shutdown drain), where
+/// the response it makes is read for the event alone ([`ProxyBody::abandon`]). Only an
+/// abandoned exchange pays for a task.
+struct Detached {
+    work: Option<Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>>,
+    tracker: TaskTracker,
+    /// How long an abandoned response's body is read for.
+    within: Duration,
+}
+
+impl Future for Detached {
+    type Output = Response<ProxyBody>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response<ProxyBody>> {
+        let Some(work) = self.work.as_mut() else {
+            return Poll::Pending;
+        };
+        let resp = std::task::ready!(work.as_mut().poll(cx));
+        self.work = None;
+        Poll::Ready(resp)
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let Some(work) = self.work.take() else {
+            return;
+        };
+        // Outside a runtime (it is shutting down) the work is dropped: its exchange then records
+        // `client_aborted` without a status as it goes.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let within = self.within;
+            let abandoned = async move { work.await.into_body().abandon(within).await };
+            self.tracker.spawn_on(abandoned, &rt);
+        }
+    }
+}
 
 /// What the upstream gave back: its response head (hop-by-hop headers stripped, request id set)
 /// and body, or why there is none and the 502 or 504 to answer.
