@@ -1392,7 +1392,28 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// `HOP_BY_HOP.contains(name)`, by the name's length first.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    let s = name.as_str();
+    match s.len() {
+        2 => s == "te",
+        7 => s == "trailer" || s == "upgrade",
+        10 => s == "connection" || s == "keep-alive",
+        16 => s == "proxy-connection",
+        17 => s == "transfer-encoding",
+        18 => s == "proxy-authenticate",
+        19 => s == "proxy-authorization",
+        _ => false,
+    }
+}
+
 fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names present (compared, not hashed) instead
+    // of a lookup per hop-by-hop name. `Connection` is one of them, so a message naming more
+    // in it is never skipped.
+    if !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -1574,5 +1595,60 @@ mod tests {
         assert_eq!(chain(&h, true, peer), "192.0.2.7");
         h.append(&xff, HeaderValue::from_static(""));
         assert_eq!(chain(&h, true, peer), ", 192.0.2.7");
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_is_stripped_alone_or_with_others() {
+        let end_to_end = |h: &mut HeaderMap| {
+            h.append(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            h.append("x-keep", HeaderValue::from_static("1"));
+        };
+        fn kept(h: &HeaderMap) -> Vec<&str> {
+            let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            names.sort_unstable();
+            names
+        }
+        // The quick test is the list's.
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in [
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::AUTHORIZATION,
+            header::TRAILER,
+            HeaderName::from_static("te2"),
+            HeaderName::from_static("keep-alivf"),
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderName::from_static("proxy-connectiom"),
+        ] {
+            assert_eq!(is_hop_by_hop(&name), HOP_BY_HOP.contains(&name), "{name}");
+        }
+        // None present: untouched.
+        let mut h = HeaderMap::new();
+        end_to_end(&mut h);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(kept(&h), ["content-type", "x-keep"]);
+        // Each alone, by any spelling hyper parses to the same name, with the others.
+        for name in &HOP_BY_HOP {
+            let mut h = HeaderMap::new();
+            end_to_end(&mut h);
+            let upper = name.as_str().to_ascii_uppercase();
+            h.append(
+                HeaderName::from_bytes(upper.as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
+            strip_hop_by_hop(&mut h);
+            assert_eq!(kept(&h), ["content-type", "x-keep"], "{name} was kept");
+        }
+        // What `Connection` names goes too; only with it.
+        let mut h = HeaderMap::new();
+        end_to_end(&mut h);
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-keep , close"),
+        );
+        strip_hop_by_hop(&mut h);
+        assert_eq!(kept(&h), ["content-type"]);
     }
 }
