@@ -164,11 +164,13 @@ impl Proxy {
     /// and the reason `client_aborted`.
     async fn complete(
         self: Arc<Self>,
-        exchange: Exchange,
+        mut exchange: Exchange,
         upstream_req: Request<ProxyBody>,
     ) -> Response<ProxyBody> {
+        exchange.forwarded = true;
         let tracker = self.exchanges.clone();
         let within = self.cfg.timeouts.upstream_response;
+        let most = self.cfg.max_connections;
         let work = Box::pin(async move {
             let upstream = self
                 .forward(
@@ -185,6 +187,7 @@ impl Proxy {
             work: Some(work),
             tracker,
             within,
+            most,
         }
         .await
     }
@@ -372,6 +375,7 @@ impl Proxy {
             request_id: arrival.request_id,
             peer: arrival.peer,
             settled: false,
+            forwarded: false,
         };
         exchange.seen = exchange.presented_tokens().await;
         exchange
@@ -536,12 +540,17 @@ type Step<T> = Result<T, Response<ProxyBody>>;
 /// the request's own future, as any other; dropped before that (the client hung up), it moves
 /// its work, boxed so it can move, into a task of its own (tracked for the shutdown drain), where
 /// the response it makes is read for the event alone ([`ProxyBody::abandon`]). Only an
-/// abandoned exchange pays for a task.
+/// abandoned exchange pays for a task. At most `max_connections` run at once: clients that
+/// connect, send and hang up cannot hold more upstream requests open than connections could;
+/// past that the work is dropped, and its exchange records `client_aborted` without a status,
+/// marked `forwarded`.
 struct Detached {
     work: Option<Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>>,
     tracker: TaskTracker,
     /// How long an abandoned response's body is read for.
     within: Duration,
+    /// The most abandoned exchanges followed at once (`max_connections`).
+    most: usize,
 }
 
 impl Future for Detached {
@@ -564,6 +573,13 @@ impl Drop for Detached {
         };
         // Outside a runtime (it is shutting down) the work is dropped: its exchange then records
         // `client_aborted` without a status as it goes.
+        if self.tracker.len() >= self.most {
+            tracing::warn!(
+                most = self.most,
+                "abandoned exchanges at their limit: one recorded without the upstream's answer"
+            );
+            return;
+        }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let within = self.within;
             let abandoned = async move { work.await.into_body().abandon(within).await };
@@ -814,15 +830,24 @@ struct Exchange {
     /// Its event was built, or it was refused with an event of its own (`access.denied`):
     /// dropped before that, it records one (see the `Drop` impl).
     settled: bool,
+    /// Handed to the upstream ([`Proxy::complete`]).
+    forwarded: bool,
 }
 
 /// An exchange dropped before it settled was abandoned before it reached the upstream: hyper
 /// dropped the request when its client hung up while the request waited here (for a key set,
 /// a lineage lookup, a `sync` attempt's commit). Its event says so (`client_aborted`, no
 /// status), so every admitted mapped request has one, and a `sync` attempt its completion.
+/// (Also dropped unsettled: a forwarded exchange whose client hung up when the sidecar already
+/// followed `max_connections` such exchanges, see [`Detached`]; its event is marked
+/// `details.forwarded`.)
 impl Drop for Exchange {
     fn drop(&mut self) {
         if !self.settled {
+            if self.forwarded {
+                // Forwarded, then given up unanswered: too many abandoned exchanges at once.
+                self.notes.insert("forwarded".into(), true.into());
+            }
             let empty = Capture::new(0);
             self.record(None, None, &empty, Some(Failure::ClientAborted));
         }

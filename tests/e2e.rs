@@ -363,3 +363,69 @@ async fn a_client_that_hangs_up_before_the_upstream_answers_still_leaves_its_eve
     assert_eq!(e.reason.as_deref(), Some("client_aborted"));
     assert_eq!(e.actor.id.as_deref(), Some("u-slow"));
 }
+
+/// Abandoned exchanges are followed to the upstream's answer at most `max_connections` at once
+/// (clients that send and hang up cannot hold more upstream requests open than connections
+/// could): past that, the event is still there, without the answer, marked `forwarded`.
+#[tokio::test]
+async fn abandoned_exchanges_past_the_connection_limit_still_leave_their_events() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    let up = upstream::spawn().await;
+    let routes = "  - id: slow\n    match: { path: /slow }\n    event: auth.login\n    actor: { response_body: /user/id }\n";
+    let mut sc = harness::start(up.addr, "max_connections: 1\n", routes).await;
+    for (i, rid) in ["gone-1", "gone-2"].iter().enumerate() {
+        let mut s = tokio::net::TcpStream::connect(sc.addr).await.unwrap();
+        let req = format!(
+            "POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nx-request-id: {rid}\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        for _ in 0..200 {
+            if up.slow_started.load(Ordering::SeqCst) == i as u64 + 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(up.slow_started.load(Ordering::SeqCst), i as u64 + 1);
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let summary = sc.stop().await;
+    assert_eq!((summary.events.written, summary.events.dropped), (2, 0));
+    let mut evs = sc.events().await;
+    evs.sort_by(|a, b| a.http.request_id.cmp(&b.http.request_id));
+    let got: Vec<_> = evs
+        .iter()
+        .map(|e| {
+            (
+                e.http.request_id.as_str(),
+                e.http.status,
+                e.outcome,
+                e.reason.as_deref(),
+                e.actor.id.as_deref(),
+                e.details.get("forwarded").cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "gone-1",
+                Some(200),
+                Outcome::Success,
+                Some("client_aborted"),
+                Some("u-slow"),
+                None
+            ),
+            (
+                "gone-2",
+                None,
+                Outcome::Error,
+                Some("client_aborted"),
+                None,
+                Some(json!(true))
+            ),
+        ]
+    );
+}
