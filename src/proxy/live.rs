@@ -25,7 +25,8 @@ pub struct Live {
     /// last, putting back the older content and stopping the key schedules of the config in
     /// force.
     reloading: tokio::sync::Mutex<()>,
-    /// Every proxy's mapped exchanges in flight, awaited by the shutdown drain.
+    /// Every proxy's mapped exchanges still running after their clients hung up (see
+    /// `Proxy::complete`), awaited by the shutdown drain.
     exchanges: tokio_util::task::TaskTracker,
 }
 
@@ -75,7 +76,7 @@ impl Live {
             .clone()
     }
 
-    /// The mapped exchanges still running, their clients gone or not: the shutdown drain
+    /// The mapped exchanges still running after their clients hung up: the shutdown drain
     /// waits for them after the connections (see `Proxy::complete`).
     pub fn exchanges(&self) -> &tokio_util::task::TaskTracker {
         &self.exchanges
