@@ -60,8 +60,8 @@ pub struct Proxy {
     metrics: crate::metrics::ProxyMetrics,
     /// Who each issued token, code and session cookie was issued to (kept across reloads).
     lineage: Arc<LineageIndex>,
-    /// The mapped exchanges on their way from the upstream to their event (shared across
-    /// reloads; the shutdown drain waits for them): see [`Proxy::complete`].
+    /// The mapped exchanges that run on to their event after their clients hung up (shared
+    /// across reloads; the shutdown drain waits for them): see [`Proxy::complete`].
     exchanges: TaskTracker,
 }
 
