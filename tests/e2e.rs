@@ -429,3 +429,51 @@ async fn abandoned_exchanges_past_the_connection_limit_still_leave_their_events(
         ]
     );
 }
+
+/// HTTP/2: a client that cancels its stream (RST_STREAM) while the upstream works, its
+/// connection staying open: hyper drops the request as on an HTTP/1.1 hang-up, and the event is
+/// the same.
+#[tokio::test]
+async fn an_http2_stream_reset_before_the_upstream_answers_still_leaves_its_event() {
+    use std::sync::atomic::Ordering;
+    let up = upstream::spawn().await;
+    let routes = "  - id: slow\n    match: { path: /slow }\n    event: auth.login\n    actor: { response_body: /user/id }\n";
+    let mut sc = harness::start(up.addr, "", routes).await;
+    let tcp = tokio::net::TcpStream::connect(sc.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::post(format!("http://{}/slow", sc.addr))
+        .header("x-request-id", "reset-1")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let pending = tokio::spawn(send.send_request(req));
+    for _ in 0..200 {
+        if up.slow_started.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(up.slow_started.load(Ordering::SeqCst), 1);
+    // Dropping the response future resets the stream; the connection stays.
+    pending.abort();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !conn.is_finished(),
+        "the connection closed: not a stream reset"
+    );
+    let summary = sc.stop().await;
+    conn.abort();
+    assert_eq!((summary.events.written, summary.events.dropped), (1, 0));
+    let evs = sc.events().await;
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    let e = &evs[0];
+    assert_eq!(e.http.request_id, "reset-1");
+    assert_eq!(e.http.status, Some(200));
+    assert_eq!(e.reason.as_deref(), Some("client_aborted"));
+    assert_eq!(e.actor.id.as_deref(), Some("u-slow"));
+}
