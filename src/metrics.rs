@@ -185,6 +185,10 @@ fn describe() {
         "Requests received whose response head has not been sent yet."
     );
     describe_counter!(
+        "authtrail_exchanges_abandoned_total",
+        "Mapped requests whose client hung up before its response, by when: followed (to the upstream's answer, in a task of its own), unfollowed (forwarded, but max_connections were already followed), before_forwarding (never sent). Each has its event, reason client_aborted."
+    );
+    describe_counter!(
         "authtrail_reloads_total",
         "Config reloads (SIGHUP or the admin API), by result (ok, rejected)."
     );
@@ -218,6 +222,11 @@ impl Drop for InFlight {
 }
 
 static IN_FLIGHT: OnceLock<Gauge> = OnceLock::new();
+
+/// A mapped exchange whose client hung up: `followed`, `unfollowed` or `before_forwarding`.
+pub fn abandoned(when: &'static str) {
+    counter!("authtrail_exchanges_abandoned_total", "when" => when).increment(1);
+}
 
 /// A config reload was applied (`ok`) or rejected.
 pub fn reload(ok: bool) {

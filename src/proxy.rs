@@ -574,6 +574,7 @@ impl Drop for Detached {
         // Outside a runtime (it is shutting down) the work is dropped: its exchange then records
         // `client_aborted` without a status as it goes.
         if self.tracker.len() >= self.most {
+            crate::metrics::abandoned("unfollowed");
             tracing::warn!(
                 most = self.most,
                 "abandoned exchanges at their limit: one recorded without the upstream's answer"
@@ -581,9 +582,12 @@ impl Drop for Detached {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            crate::metrics::abandoned("followed");
             let within = self.within;
             let abandoned = async move { work.await.into_body().abandon(within).await };
             self.tracker.spawn_on(abandoned, &rt);
+        } else {
+            crate::metrics::abandoned("unfollowed");
         }
     }
 }
@@ -845,8 +849,11 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         if !self.settled {
             if self.forwarded {
-                // Forwarded, then given up unanswered: too many abandoned exchanges at once.
+                // Forwarded, then given up unanswered: too many abandoned exchanges at once
+                // (counted where that was decided).
                 self.notes.insert("forwarded".into(), true.into());
+            } else {
+                crate::metrics::abandoned("before_forwarding");
             }
             let empty = Capture::new(0);
             self.record(None, None, &empty, Some(Failure::ClientAborted));

@@ -374,6 +374,7 @@ async fn abandoned_exchanges_past_the_connection_limit_still_leave_their_events(
     let up = upstream::spawn().await;
     let routes = "  - id: slow\n    match: { path: /slow }\n    event: auth.login\n    actor: { response_body: /user/id }\n";
     let mut sc = harness::start(up.addr, "max_connections: 1\n", routes).await;
+    let unfollowed_before = abandoned(&sc, "unfollowed").await;
     for (i, rid) in ["gone-1", "gone-2"].iter().enumerate() {
         let mut s = tokio::net::TcpStream::connect(sc.addr).await.unwrap();
         let req = format!(
@@ -390,6 +391,9 @@ async fn abandoned_exchanges_past_the_connection_limit_still_leave_their_events(
         drop(s);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Counted (other tests of this binary count `followed` too, never `unfollowed`).
+    assert_eq!(abandoned(&sc, "unfollowed").await - unfollowed_before, 1.0);
+    assert!(abandoned(&sc, "followed").await >= 1.0);
     let summary = sc.stop().await;
     assert_eq!((summary.events.written, summary.events.dropped), (2, 0));
     let mut evs = sc.events().await;
@@ -476,4 +480,15 @@ async fn an_http2_stream_reset_before_the_upstream_answers_still_leaves_its_even
     assert_eq!(e.http.status, Some(200));
     assert_eq!(e.reason.as_deref(), Some("client_aborted"));
     assert_eq!(e.actor.id.as_deref(), Some("u-slow"));
+}
+
+/// `authtrail_exchanges_abandoned_total{when}` as the sidecar's /metrics says (0 when absent).
+async fn abandoned(sc: &harness::Sidecar, when: &str) -> f64 {
+    let url = format!("http://{}/metrics", sc.admin);
+    let r = send(Method::GET, &url, &[], Bytes::new()).await.unwrap();
+    let series = format!("authtrail_exchanges_abandoned_total{{when=\"{when}\"}} ");
+    String::from_utf8_lossy(&r.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
