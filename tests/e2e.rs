@@ -299,13 +299,7 @@ async fn shutdown_drains_in_flight_requests_and_flushes_their_events() {
             tokio::spawn(async move { send(Method::POST, &url, &[], Bytes::new()).await })
         })
         .collect();
-    for _ in 0..200 {
-        if up.slow_started.load(std::sync::atomic::Ordering::SeqCst) == 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(up.slow_started.load(std::sync::atomic::Ordering::SeqCst), 5);
+    slow_started(&up, 5).await;
     let summary = sc.stop().await;
     for t in inflight {
         assert_eq!(t.await.unwrap().unwrap().status, StatusCode::OK);
@@ -329,7 +323,6 @@ async fn shutdown_drains_in_flight_requests_and_flushes_their_events() {
 /// named), that the client went away, and the shutdown that follows at once waits for it.
 #[tokio::test]
 async fn a_client_that_hangs_up_before_the_upstream_answers_still_leaves_its_event() {
-    use std::sync::atomic::Ordering;
     use tokio::io::AsyncWriteExt;
     let up = upstream::spawn().await;
     let routes = "  - id: slow\n    match: { path: /slow }\n    event: auth.login\n    actor: { response_body: /user/id }\n";
@@ -340,13 +333,7 @@ async fn a_client_that_hangs_up_before_the_upstream_answers_still_leaves_its_eve
     )
     .await
     .unwrap();
-    for _ in 0..200 {
-        if up.slow_started.load(Ordering::SeqCst) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(up.slow_started.load(Ordering::SeqCst), 1);
+    slow_started(&up, 1).await;
     // Hang up with the upstream still working (it answers 400 ms after it started), and stop
     // the sidecar before it has answered: the drain must wait for the exchange.
     drop(s);
@@ -369,7 +356,6 @@ async fn a_client_that_hangs_up_before_the_upstream_answers_still_leaves_its_eve
 /// could): past that, the event is still there, without the answer, marked `forwarded`.
 #[tokio::test]
 async fn abandoned_exchanges_past_the_connection_limit_still_leave_their_events() {
-    use std::sync::atomic::Ordering;
     use tokio::io::AsyncWriteExt;
     let up = upstream::spawn().await;
     let routes = "  - id: slow\n    match: { path: /slow }\n    event: auth.login\n    actor: { response_body: /user/id }\n";
@@ -381,13 +367,7 @@ async fn abandoned_exchanges_past_the_connection_limit_still_leave_their_events(
             "POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nx-request-id: {rid}\r\n\r\n"
         );
         s.write_all(req.as_bytes()).await.unwrap();
-        for _ in 0..200 {
-            if up.slow_started.load(Ordering::SeqCst) == i as u64 + 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(up.slow_started.load(Ordering::SeqCst), i as u64 + 1);
+        slow_started(&up, i as u64 + 1).await;
         drop(s);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -439,7 +419,6 @@ async fn abandoned_exchanges_past_the_connection_limit_still_leave_their_events(
 /// the same.
 #[tokio::test]
 async fn an_http2_stream_reset_before_the_upstream_answers_still_leaves_its_event() {
-    use std::sync::atomic::Ordering;
     let up = upstream::spawn().await;
     let routes = "  - id: slow\n    match: { path: /slow }\n    event: auth.login\n    actor: { response_body: /user/id }\n";
     let mut sc = harness::start(up.addr, "", routes).await;
@@ -456,13 +435,7 @@ async fn an_http2_stream_reset_before_the_upstream_answers_still_leaves_its_even
         .body(http_body_util::Full::new(Bytes::new()))
         .unwrap();
     let pending = tokio::spawn(send.send_request(req));
-    for _ in 0..200 {
-        if up.slow_started.load(Ordering::SeqCst) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(up.slow_started.load(Ordering::SeqCst), 1);
+    slow_started(&up, 1).await;
     // Dropping the response future resets the stream; the connection stays.
     pending.abort();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -491,4 +464,16 @@ async fn abandoned(sc: &harness::Sidecar, when: &str) -> f64 {
         .lines()
         .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Wait (bounded) until `n` requests have reached the upstream's `/slow`, and insist on it.
+async fn slow_started(up: &upstream::TestUpstream, n: u64) {
+    use std::sync::atomic::Ordering;
+    for _ in 0..200 {
+        if up.slow_started.load(Ordering::SeqCst) == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(up.slow_started.load(Ordering::SeqCst), n);
 }
