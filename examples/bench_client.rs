@@ -4,11 +4,15 @@
 //! bench_client mint SECRET SUB APP                      # an HS256 bearer token, valid 24 h
 //! bench_client requests ADDR PATH N CONNS [BEARER]      # exactly N POSTs over CONNS keep-alive connections
 //! bench_client idle ADDR PATH CONNS HOLD_SECS           # CONNS keep-alive connections, one request each, then idle
+//! bench_client fsync DIR N                              # N overwrites of a 4 KiB page, each made durable
 //! ```
 //! `requests` is what the callgrind runs use: a fixed request count makes instructions per
 //! request comparable between builds. `idle` opens its connections at most 256 at a time, prints
 //! `ready OPEN FAILED` once every connection has had its answer, holds them idle for
-//! `HOLD_SECS`, then closes them all and exits.
+//! `HOLD_SECS`, then closes them all and exits. `fsync` measures the disk under `DIR` the way a
+//! durable commit uses it: a 4 MiB file written and synced once, then N 4 KiB `pwrite`s cycling
+//! through it, each followed by `fdatasync` (a write-ahead log reused after its checkpoint); it
+//! prints the latency percentiles of write + `fdatasync` and removes the file.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +36,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: bench_client mint SECRET SUB APP\n\
          \x20      bench_client requests ADDR PATH N CONNS [BEARER]\n\
-         \x20      bench_client idle ADDR PATH CONNS HOLD_SECS"
+         \x20      bench_client idle ADDR PATH CONNS HOLD_SECS\n\
+         \x20      bench_client fsync DIR N"
     );
     std::process::exit(2)
 }
@@ -192,6 +197,46 @@ async fn idle(addr: SocketAddr, path: String, conns: u64, hold: u64) {
     println!("closing {still_open}");
 }
 
+/// `N` durable 4 KiB overwrites in a file under `dir`: p50/p99 of `pwrite` + `fdatasync`.
+fn fsync(dir: &str, n: u64) {
+    use std::os::unix::fs::FileExt;
+    const PAGE: usize = 4096;
+    const PAGES: u64 = 1024;
+    let path = std::path::Path::new(dir).join("bench-fsync-probe");
+    let fail = |what: &str, e: std::io::Error| -> ! {
+        eprintln!("fsync: {what} {}: {e}", path.display());
+        std::process::exit(1)
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| fail("open", e));
+    // Allocated and synced first, so every measured sync flushes data, not the file's size.
+    file.write_all_at(&vec![0u8; PAGE * PAGES as usize], 0)
+        .and_then(|()| file.sync_all())
+        .unwrap_or_else(|e| fail("allocate", e));
+    let page = [0x5au8; PAGE];
+    let mut took = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let t = Instant::now();
+        file.write_all_at(&page, (i % PAGES) * PAGE as u64)
+            .and_then(|()| file.sync_data())
+            .unwrap_or_else(|e| fail("write", e));
+        took.push(t.elapsed());
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    took.sort();
+    let at = |q: f64| {
+        took.get(((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1)))
+            .map_or(0, |d| d.as_micros())
+    };
+    println!("fsync n={n} p50_us={} p99_us={}", at(0.5), at(0.99));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -216,6 +261,7 @@ fn main() {
             num(&args, 3),
             num(&args, 4),
         )),
+        "fsync" => fsync(arg(&args, 1), num(&args, 2).max(1)),
         _ => usage(),
     }
 }

@@ -11,7 +11,11 @@
 #   e  as d with `delivery: sync`
 #   f  as d on PostgreSQL (a private server started here, on a free port, stopped at the end)
 # then memory (RSS idle, under load, with BENCH_IDLE_CONNS idle keep-alive connections, over a
-# soak run) and examples/store_bench on SQLite and the private PostgreSQL.
+# soak run) and examples/store_bench on SQLite and the private PostgreSQL; optionally the store
+# path's instructions per mapped request (callgrind, scripts/bench/profile.sh) and the append
+# rate while each store fills to BENCH_CURVE_EVENTS (`authtrail generate`). Before case e, the
+# disk's durable-write latency (`bench_client fsync`): e is judged against the group-commit limit,
+# connections ÷ fdatasync p50.
 #
 # Not part of the test suite. Installs wrk and nginx from Debian's packages when missing. Every
 # process it starts is stopped by PID on exit; network traffic stays on 127.0.0.1.
@@ -25,6 +29,10 @@
 #   BENCH_KILL9=1         kill -9 accounting: scripts/faults.sh kill9-async at BENCH_KILL9_RATE=2000 req/s
 #                         (acknowledged logins without their event after the restart; 0: skip)
 #   BENCH_STORE=1         also run examples/store_bench (0: skip)   BENCH_MEMORY=1  the memory runs (0: skip)
+#   BENCH_PROFILE=0       1: also scripts/bench/profile.sh mapped (instructions per request, the store path's share)
+#   BENCH_CURVE_EVENTS=0  N: fill a fresh SQLite file, then a database of the private PostgreSQL, with N
+#                         generated events each, recording the append rate per 100,000 (10000000: ~35 min, ~20 GB
+#                         of disk at a time; each store is removed after its fill)
 #   BENCH_QUIET_LOAD=     wait (at most BENCH_QUIET_WAIT=600 s) for the 1-min load average to drop below this
 #   BENCH_WRITE_AHEAD=true  store.spool.write_ahead of the authtrail cases (false: the queue-only path, to compare)
 #   BENCH_AUTHTRAIL_BIN=  benchmark another authtrail binary (e.g. a baseline build); default: this tree's release build
@@ -49,6 +57,8 @@ RUN_KILL9=${BENCH_KILL9:-1}
 KILL9_RATE=${BENCH_KILL9_RATE:-2000}
 RUN_STORE=${BENCH_STORE:-1}
 RUN_MEMORY=${BENCH_MEMORY:-1}
+RUN_PROFILE=${BENCH_PROFILE:-0}
+CURVE_EVENTS=${BENCH_CURVE_EVENTS:-0}
 QUIET_LOAD=${BENCH_QUIET_LOAD:-}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-600}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
@@ -300,11 +310,11 @@ start_pg() {
     printf '%s\n' "duration=$DURATION" "repeat=$REPEAT" "conns=$CONNS" "warmup=$WARMUP" \
         "loadgen_cpu=$LOADGEN_CPU" "server_cpus=$SERVER_CPUS" "nofile=$NOFILE" \
         "idle_conns=$IDLE_CONNS" "idle_hold=$IDLE_HOLD" "idle_settle=$IDLE_SETTLE" "soak_secs=$SOAK_SECS" \
-        "write_ahead=$WRITE_AHEAD"
+        "write_ahead=$WRITE_AHEAD" "curve_events=$CURVE_EVENTS"
 } > "$T/machine.txt"
 
 PG_OK=0
-if [[ " $CASES " == *" f "* ]] || [ "$RUN_STORE" = 1 ]; then
+if [[ " $CASES " == *" f "* ]] || [ "$RUN_STORE" = 1 ] || [ "$CURVE_EVENTS" -gt 0 ]; then
     start_pg && PG_OK=1 && echo "postgres=$PG_VERSION" >> "$T/machine.txt"
 fi
 
@@ -344,6 +354,10 @@ for c in $CASES; do
         fi
         ;;
     e)
+        # The durable-write latency of this disk, where sync.db is: e's group-commit limit.
+        "$CLIENT_BIN" fsync "$T" 2000 > "$T/fsync.out" || die "bench_client fsync failed"
+        log "disk: $(cat "$T/fsync.out")"
+        sed -e 's/^fsync /fsync_/' -e 's/ /\nfsync_/g' "$T/fsync.out" >> "$T/machine.txt"
         log "case e: authtrail, mapped route, sync SQLite"
         start_authtrail sync "sqlite://$T/sync.db" sync
         measure e "http://127.0.0.1:$AT_PORT/v1/sessions" "" "$AT_PID"
@@ -463,6 +477,40 @@ if [ "$RUN_STORE" = 1 ]; then
     ) > "$T/store_bench.out" 2>&1 || log "store_bench failed (see its output in the report)"
 fi
 
+# ---------------------------------------------------------------------------------------------
+# The store path in instructions (callgrind): scripts/bench/profile.sh on the same binary.
+if [ "$RUN_PROFILE" = 1 ]; then
+    log "profile: scripts/bench/profile.sh mapped 2000 (callgrind)"
+    AUTHTRAIL_BIN="$AUTHTRAIL" PROFILE_OUT="$T/profile" CARGO_TARGET_DIR="$TARGET_DIR" \
+        scripts/bench/profile.sh mapped 2000 > "$T/profile.out" 2>&1 || log "profile failed (see $T/profile.out)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The append rate as each store fills: `authtrail generate` prints the rate of every 100,000.
+curve() {
+    local name=$1 url=$2
+    printf 'upstream: http://127.0.0.1:9\nstore:\n  url: "%s"\n' "$url" > "$T/curve-$name.yaml"
+    log "curve: $name, $CURVE_EVENTS events"
+    "$AUTHTRAIL" generate --config "$T/curve-$name.yaml" --events "$CURVE_EVENTS" > "$T/curve-$name.out" 2>&1 \
+        || log "generate on $name failed (see the report)"
+    du -sb "$3" 2>/dev/null | awk '{print "curve_'"$name"'_bytes=" $1}' >> "$T/machine.txt"
+}
+if [ "$CURVE_EVENTS" -gt 0 ]; then
+    mkdir -p "$T/curve"
+    curve sqlite "sqlite://$T/curve/trail.db" "$T/curve"
+    rm -rf "$T/curve"
+    if [ "$PG_OK" = 1 ]; then
+        psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c 'CREATE DATABASE curve' >/dev/null
+        # Both cores, as a PostgreSQL of its own would have (the cases pinned it beside the proxy):
+        # the postmaster's affinity passes to the backend forked for the fill.
+        for p in $(cat "$T/pg.pid") $(pgrep -P "$(cat "$T/pg.pid")" 2>/dev/null || true); do
+            taskset -a -pc 0-$(($(nproc) - 1)) "$p" >/dev/null 2>&1 || true
+        done
+        curve postgres "postgres://postgres@127.0.0.1:$PG_PORT/curve" "$PG_DATA"
+        psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c 'DROP DATABASE curve' >/dev/null || true
+    fi
+fi
+
 echo "end=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$T/machine.txt"
 echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$T/machine.txt"
 
@@ -472,5 +520,6 @@ mkdir -p "$TARGET_DIR/bench"
 cp "$RESULTS" "$MEM" "$T/machine.txt" "$TARGET_DIR/bench/" 2>/dev/null || true
 [ -f "$T/store_bench.out" ] && cp "$T/store_bench.out" "$TARGET_DIR/bench/"
 [ -s "$T/kill9.jsonl" ] && cp "$T/kill9.jsonl" "$TARGET_DIR/bench/"
+cp "$T"/curve-*.out "$T/profile.out" "$TARGET_DIR/bench/" 2>/dev/null || true
 python3 scripts/bench/report.py "$T" "$OUT" "$TARGET_DIR/bench/section.md"
 log "done: $( [ "$OUT" = - ] && echo printed || echo "section \"Proxy overhead\" of $OUT updated"), raw data in $TARGET_DIR/bench/"

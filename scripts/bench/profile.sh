@@ -94,6 +94,12 @@ EOF
     # (`|| true`: head closing the pipe early is not a failure.)
     callgrind_annotate --inclusive=yes "$out" > "$OUTDIR/$case.inclusive.txt" 2>/dev/null || true
     callgrind_annotate "$out" > "$OUTDIR/$case.self.txt" 2>/dev/null || true
+    # The store path: the writer task's append (encoding, chain link, binding; inclusive) and
+    # SQLite's statements on sqlx's connection thread (`sqlite3_step`, inclusive).
+    local writer sqlite
+    writer=$(awk '/Task::append/ {gsub(",","",$1); if ($1+0 > m) m=$1+0} END {print m+0}' "$OUTDIR/$case.inclusive.txt")
+    sqlite=$(awk '/[^_a-z]sqlite3_step[^_a-z]/ {gsub(",","",$1); if ($1+0 > m) m=$1+0} END {print m+0}' "$OUTDIR/$case.inclusive.txt")
+    echo "== $case: store path per request: store=$(((writer + sqlite) / N)), writer=$((writer / N)), sqlite=$((sqlite / N))"
     echo "== $case: top functions by self cost:"
     sed -n '/file:function/,$p' "$OUTDIR/$case.self.txt" | sed -n '3,22p' || true
 }

@@ -29,7 +29,13 @@ CASES = {
     "e": "authtrail, as d with `delivery: sync` (SQLite)",
     "f": "authtrail, as d on PostgreSQL (async)",
 }
-TARGETS = {"c": 1.1, "d": 1.0, "e": 0.8, "f": 0.9}
+# Issue 14's goals: (c), (d) and (f) × nginx (b); (e) × the group-commit limit.
+TARGETS = {"c": 1.0, "d": 0.8, "f": 0.7}
+E_TARGET = 0.8
+D_P99_TIMES_NGINX = 2.0
+STORE_PATH_GOAL = 60_000
+CURVE_GOAL = 0.8
+RSS_GOAL_MIB = 64
 
 
 def kv(text):
@@ -102,6 +108,128 @@ def mib(kib):
         return "n/a"
 
 
+def read_kill9(d):
+    path = os.path.join(d, "kill9.jsonl")
+    if not (os.path.exists(path) and os.path.getsize(path) > 0):
+        return None
+    with open(path) as f:
+        row = json.loads(f.read().strip().splitlines()[-1])
+    return row, row.get("routes", {}).get("login (async)", {})
+
+
+def read_curve(d, name):
+    """The append rate of `authtrail generate`, per million: [(millions, events/s)], and the
+    whole run's rate. Each progress line covers the events since the previous one."""
+    path = os.path.join(d, f"curve-{name}.out")
+    if not os.path.exists(path):
+        return None
+    steps, total = [], None
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            # generate: DONE events (RATE events/s since PREV)
+            if len(parts) >= 7 and parts[0] == "generate:" and parts[2] == "events" and parts[5] == "since":
+                done, rate, prev = int(parts[1]), float(parts[3].lstrip("(")), int(parts[6].rstrip(")"))
+                if rate > 0:
+                    steps.append((prev, done, (done - prev) / rate))
+            elif line.startswith("generate: added"):
+                total = line.strip()
+    per_million = {}
+    for prev, done, secs in steps:
+        m = (done - 1) // 1_000_000 + 1
+        n, t = per_million.get(m, (0, 0.0))
+        per_million[m] = (n + done - prev, t + secs)
+    curve = [(m, n / t) for m, (n, t) in sorted(per_million.items()) if t > 0]
+    return curve, total
+
+
+def read_profile(d):
+    """`scripts/bench/profile.sh`'s summary lines: instructions per request, whole process and
+    the store path (writer + SQLite)."""
+    path = os.path.join(d, "profile.out")
+    if not os.path.exists(path):
+        return None
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("== mapped: store path"):
+                out.update(kv(line.split(":", 1)[1].replace(",", " ")))
+            elif line.startswith("== mapped:") and "instructions," in line:
+                out["whole"] = int(line.split(",")[1].split()[0])
+    return out or None
+
+
+def targets_table(d, machine, runs, mem):
+    t = []
+    w = t.append
+    w("Issue 14's table, filled in from this run:")
+    w("")
+    w("| what | this run | goal | |")
+    w("|---|---|---|---|")
+    base_b = med(runs["b"], "rps") if "b" in runs else None
+
+    def row(what, got, goal, ok):
+        w(f"| {what} | {got} | {goal} | {'**met**' if ok else 'not met'} |")
+
+    if base_b:
+        for case, label in (("c", "(c) unmapped request, × nginx"),
+                            ("d", "(d) mapped login, verified HS256, async SQLite, × nginx, lossless"),
+                            ("f", "(f) the same on PostgreSQL, × nginx, lossless")):
+            if case not in runs:
+                continue
+            got = med(runs[case], "rps") / base_b
+            ok = got >= TARGETS[case]
+            text = f"{got:.2f}"
+            goal = f"≥ {TARGETS[case]:.1f}"
+            if case == "d":
+                p99, p99b = med(runs["d"], "p99"), med(runs["b"], "p99")
+                ok = ok and p99 <= D_P99_TIMES_NGINX * p99b
+                text += f"; p99 {fmt_ms(p99)} ms vs nginx's {fmt_ms(p99b)} ms"
+                goal += f", p99 ≤ {D_P99_TIMES_NGINX:.0f} × nginx's"
+            row(label, text, goal, ok)
+    p50_us = machine.get("fsync_p50_us")
+    if "e" in runs and p50_us and int(p50_us) > 0:
+        conns = int(machine.get("conns", "32"))
+        limit = conns / (int(p50_us) / 1e6)
+        got = med(runs["e"], "rps") / limit
+        xb = f", {med(runs['e'], 'rps') / base_b:.2f} × nginx" if base_b else ""
+        row(f"(e) `sync` SQLite, × the group-commit limit ({conns} connections ÷ fdatasync p50 "
+            f"{int(p50_us)} µs = {limit:,.0f} req/s)",
+            f"{got:.2f} ({med(runs['e'], 'rps'):,.0f} req/s{xb})", f"≥ {E_TARGET}", got >= E_TARGET)
+    prof = read_profile(d)
+    if prof and "store" in prof:
+        store = int(prof["store"])
+        row("store path per mapped request (callgrind instructions: writer + SQLite)",
+            f"{store:,} of {prof.get('whole', 0):,} (writer {int(prof.get('writer', 0)):,}, "
+            f"SQLite {int(prof.get('sqlite', 0)):,})", f"≤ {STORE_PATH_GOAL:,}", store <= STORE_PATH_GOAL)
+    for name, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        c = read_curve(d, name)
+        if c and len(c[0]) >= 2:
+            curve = c[0]
+            (m0, r0), (m1, r1) = curve[0], curve[-1]
+            ratio = r1 / r0
+            row(f"{label} append rate at {m1}M events ÷ rate at 0 (million {m1} ÷ million {m0})",
+                f"{ratio:.2f} ({r0:,.0f} → {r1:,.0f} events/s)", f"≥ {CURVE_GOAL}", ratio >= CURVE_GOAL)
+    k = read_kill9(d)
+    if k:
+        r = k[1]
+        lost = r.get("acked_without_event", 0)
+        row("`kill -9` under async load: acknowledged requests without their event",
+            f"{lost} of {r.get('acked', 0):,}", "0", lost == 0)
+    if "metric_events_written" in mem:
+        dropped = int(mem.get("metric_events_dropped", "0") or 0)
+        soak = int(machine.get("soak_secs", "0") or 0)
+        what = (f"{soak / 60:g}-minute saturation soak (with the memory runs before it, one instance): "
+                if soak else "the memory runs (no soak): ")
+        row(f"{what}events dropped",
+            f"{dropped:,} of {int(mem.get('metric_requests', '0') or 0):,} requests", "0", dropped == 0)
+    idle = mem.get("idle_conns_kib")
+    if idle:
+        row(f"RSS with {machine.get('idle_conns', '?')} idle keep-alive connections", mib(idle),
+            f"≤ {RSS_GOAL_MIB} MiB", int(idle) <= RSS_GOAL_MIB * 1024)
+    return "\n".join(t)
+
+
 def render(d):
     machine = read_kv_file(os.path.join(d, "machine.txt"))
     runs = load_runs(os.path.join(d, "results.tsv"))
@@ -158,28 +286,9 @@ def render(d):
     w("```")
     w("")
 
-    # Targets
-    if base_b:
-        w("Targets (ratios of this run):")
-        w("")
-        for case, t in TARGETS.items():
-            if case not in runs:
-                continue
-            got = med(runs[case], "rps") / base_b
-            ok = got >= t
-            extra = ""
-            if case == "d":
-                p99, p99b = med(runs["d"], "p99"), med(runs["b"], "p99")
-                ok = ok and p99 <= p99b
-                extra = f"; p99 {fmt_ms(p99)} ms vs nginx {fmt_ms(p99b)} ms"
-            gap = "" if got >= t else f" ({(t - got) / t * 100:.0f}% short)"
-            w(f"- ({case}) ≥ {t:.1f} × b: {got:.2f} × b{gap}{extra} — **{'met' if ok else 'not met'}**")
-        idle = mem.get("idle_conns_kib")
-        if idle:
-            ok = int(idle) <= 64 * 1024
-            w(f"- RSS ≤ 64 MiB with {machine.get('idle_conns', '?')} idle connections: "
-              f"{mib(idle)} — **{'met' if ok else 'not met'}**")
-        w("")
+    # Targets: issue 14's table, filled in from this run.
+    w(targets_table(d, machine, runs, mem))
+    w("")
 
     # Memory
     if mem:
@@ -218,11 +327,9 @@ def render(d):
               f"{mem.get('metric_wal_errors', '?')} write-ahead errors.")
             w("")
 
-    kill9 = os.path.join(d, "kill9.jsonl")
-    if os.path.exists(kill9) and os.path.getsize(kill9) > 0:
-        with open(kill9) as f:
-            row = json.loads(f.read().strip().splitlines()[-1])
-        r = row.get("routes", {}).get("login (async)", {})
+    k = read_kill9(d)
+    if k:
+        row, r = k
         acked = r.get("acked", 0)
         lost = r.get("acked_without_event", 0)
         w(f"kill -9 under async load (`scripts/faults.sh kill9-async`, {machine.get('kill9_rate', '?')} "
@@ -230,6 +337,37 @@ def render(d):
           f"{r.get('sent', '?')} sent, {acked} acknowledged, **{lost} acknowledged without their event** "
           f"({r.get('acked_with_event', 0)} with it), {r.get('duplicates', 0)} stored twice; "
           f"verify after the restart: `{row.get('verify', '?')}`.")
+        w("")
+
+    prof = read_profile(d)
+    if prof:
+        w(f"Profile (`scripts/bench/profile.sh mapped 2000`, callgrind, this binary): "
+          f"{prof.get('whole', 0):,} instructions per mapped request, of which the store path "
+          f"{int(prof.get('store', 0)):,}: the writer task {int(prof.get('writer', 0)):,} "
+          f"(`Task::append`, inclusive) and SQLite {int(prof.get('sqlite', 0)):,} (`sqlite3_step`, inclusive).")
+        w("")
+
+    curves = {n: read_curve(d, n) for n in ("sqlite", "postgres")}
+    curves = {n: c for n, c in curves.items() if c and c[0]}
+    if curves:
+        w(f"Append rate as each store fills (`authtrail generate --events {machine.get('curve_events', '?')}`, "
+          "a fresh store each, mean events/s of each million):")
+        w("")
+        names = [n for n in ("sqlite", "postgres") if n in curves]
+        w("| events in the store | " + " | ".join("SQLite" if n == "sqlite" else "PostgreSQL" for n in names) + " |")
+        w("|---:|" + "---:|" * len(names))
+        rows = sorted({m for n in names for m, _ in curves[n][0]})
+        for m in rows:
+            cells = []
+            for n in names:
+                rate = dict(curves[n][0]).get(m)
+                cells.append(f"{rate:,.0f}" if rate else "–")
+            w(f"| {m}M | " + " | ".join(cells) + " |")
+        w("")
+        for n in names:
+            size = machine.get(f"curve_{n}_bytes")
+            w(f"- {'SQLite' if n == 'sqlite' else 'PostgreSQL'}: `{curves[n][1] or '?'}`"
+              + (f"; {int(size) / 1e9:.1f} GB on disk at the end" if size else "") + ".")
         w("")
 
     store = os.path.join(d, "store_bench.out")
