@@ -668,7 +668,9 @@ struct Watch {
     family: coverage::Family,
     request: RequestCopy,
     /// Whether the bodies' names are read: not for reads (`GET`, `HEAD`), whose answers are
-    /// where maps keyed by user names live and which are no auth action to draft a route for.
+    /// where maps keyed by user names live and which are no auth action to draft a route for;
+    /// for a shape whose bodies have shown nothing new for a while, only for one exchange in
+    /// several ([`coverage::ShapeKey::bodies`]).
     bodies: bool,
 }
 
@@ -688,7 +690,7 @@ impl Watch {
         use http_body::Body as _;
         let key = coverage.record(&parts.method, parts.uri.path())?;
         let family = coverage::Family::of(&parts.headers, !body.is_end_stream());
-        let bodies = coverage::reads_bodies(&parts.method);
+        let bodies = key.bodies && coverage::reads_bodies(&parts.method);
         let request = if bodies && family.readable() {
             RequestCopy::Tee(Capture::new(coverage::INSPECT_BUDGET))
         } else {
@@ -706,7 +708,7 @@ impl Watch {
     fn head(coverage: &Coverage, parts: &http::request::Parts, head: &Bytes) -> Option<Watch> {
         let key = coverage.record(&parts.method, parts.uri.path())?;
         let family = coverage::Family::of(&parts.headers, !head.is_empty());
-        let bodies = coverage::reads_bodies(&parts.method);
+        let bodies = key.bodies && coverage::reads_bodies(&parts.method);
         let request = if bodies && family.readable() {
             RequestCopy::Head(Bytes::copy_from_slice(
                 &head[..head.len().min(coverage::INSPECT_BUDGET)],

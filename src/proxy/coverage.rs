@@ -17,6 +17,14 @@
 //! ([`name_like`]: the word test of path segments, camelCase split), so a key that is a token or
 //! an id is dropped and only counted.
 //!
+//! **Cost on the unmapped path.** Counts (requests, statuses, content types, cookie and
+//! `Location` names) are taken for every exchange. Bodies are read for every exchange of a shape
+//! until [`SETTLED_AFTER`] read in a row added no new name to its key sets, then for one exchange
+//! in [`SETTLED_SAMPLE`] (a new name starts full reading again): a shape's key sets are what its
+//! first exchanges show, and a rare key still shows up over many. A raw path's shape is
+//! remembered ([`PATH_MEMO`] paths of at most [`PATH_MEMO_LEN`] bytes, about 0.5 MB at most), as
+//! the same paths repeat.
+//!
 //! Memory: a shape's evidence is a few counters and at most [`MAX_BODY_KEYS`] request keys,
 //! [`MAX_BODY_KEYS`] response keys per status class and [`MAX_HEADER_NAMES`] cookie and
 //! `Location` names, each a 2-byte index into one table of at most [`MAX_NAMES`] distinct names
@@ -56,7 +64,16 @@ const MAX_NAME_DIGITS: usize = 3;
 const MAX_SCANNED: usize = 256;
 
 /// Path shape → its counters, for one method.
-type Shapes = HashMap<String, Entry>;
+type Shapes = HashMap<Arc<str>, Entry>;
+
+/// Most raw paths whose shape is remembered ([`Seen::paths`]); past it the memo starts over.
+const PATH_MEMO: usize = 1024;
+/// Longest raw path whose shape is remembered, in bytes.
+const PATH_MEMO_LEN: usize = 256;
+/// A shape's bodies are all read until this many read in a row added no new name ...
+const SETTLED_AFTER: u32 = 64;
+/// ... then one exchange in this many has its bodies read (its counts are always taken).
+const SETTLED_SAMPLE: u64 = 16;
 
 /// Traffic counters since the sidecar started, shared by the proxy and the admin API.
 #[derive(Debug, Default)]
@@ -77,6 +94,11 @@ struct Seen {
     /// Nested so a hit is looked up by `&str`, without building an owned key per request.
     shapes: HashMap<String, Shapes>,
     names: NameTable,
+    /// Raw path → its shape, for the paths seen lately: a path repeats request after request,
+    /// and shaping it (every segment tested for a value) costs more than the lookup. Bounded by
+    /// [`PATH_MEMO`] entries of at most [`PATH_MEMO_LEN`] bytes; emptied when the route
+    /// literals change.
+    paths: HashMap<Box<str>, Arc<str>>,
 }
 
 /// One unmapped method + shape.
@@ -85,7 +107,17 @@ struct Entry {
     count: u64,
     /// Unix milliseconds.
     last: i64,
+    /// Sightings in a row whose bodies were read and added no new name: once
+    /// [`SETTLED_AFTER`], the shape's bodies are read for one exchange in [`SETTLED_SAMPLE`].
+    settled: u32,
     tally: Tally,
+}
+
+impl Entry {
+    /// Whether the next exchange of this shape has its bodies read.
+    fn reads_bodies(&self) -> bool {
+        self.settled < SETTLED_AFTER || self.count % SETTLED_SAMPLE == 0
+    }
 }
 
 /// A shape's evidence, as indexes into the [`NameTable`].
@@ -230,8 +262,10 @@ pub struct ContentCounts {
 /// its exchange adds when it ends ([`Coverage::observe`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShapeKey {
-    method: String,
-    shape: String,
+    method: http::Method,
+    shape: Arc<str>,
+    /// Whether this exchange's bodies are read for names ([`Entry::reads_bodies`]).
+    pub bodies: bool,
 }
 
 /// A request body's type, as far as its evidence goes.
@@ -519,7 +553,9 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
 }
 
 impl Tally {
-    fn merge(&mut self, s: Sighting, names: &mut NameTable) {
+    /// Add one sighting; whether its bodies added a name to the shape's sets.
+    fn merge(&mut self, s: Sighting, names: &mut NameTable) -> bool {
+        let before = self.body_names();
         self.observed += 1;
         let d = &mut self.dropped;
         let (request, response) = (&s.request[..], &s.response[..]);
@@ -538,6 +574,12 @@ impl Tally {
         }
         add_names(&mut self.cookies, s.cookies, MAX_HEADER_NAMES, names, d);
         add_names(&mut self.location, s.location, MAX_HEADER_NAMES, names, d);
+        self.body_names() != before
+    }
+
+    /// How many names the body sets hold (they only grow).
+    fn body_names(&self) -> usize {
+        self.request_keys.len() + self.response_keys.iter().map(Vec::len).sum::<usize>()
     }
 
     fn evidence(&self, names: &NameTable) -> Evidence {
@@ -661,6 +703,9 @@ impl Coverage {
     pub fn set_literals(&self, literals: impl IntoIterator<Item = String>) {
         let set: HashSet<String> = literals.into_iter().collect();
         *self.literals.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        // After the new literals are in place: a path shaped from here on uses them.
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.paths.clear();
     }
 
     fn literals(&self) -> Arc<HashSet<String>> {
@@ -673,9 +718,21 @@ impl Coverage {
     /// Count an unmapped request under its method and shape. The key names the shape for the
     /// evidence of the exchange ([`Coverage::observe`]); `None` past [`MAX_KEYS`] shapes.
     pub fn record(&self, method: &http::Method, path: &str) -> Option<ShapeKey> {
-        let shape = shape_with(path, &self.literals());
         let now = crate::event::unix_millis(OffsetDateTime::now_utc());
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let shape = match seen.paths.get(path) {
+            Some(shape) => shape.clone(),
+            None => {
+                let shape: Arc<str> = shape_with(path, &self.literals()).into();
+                if path.len() <= PATH_MEMO_LEN {
+                    if seen.paths.len() >= PATH_MEMO {
+                        seen.paths.clear();
+                    }
+                    seen.paths.insert(path.into(), shape.clone());
+                }
+                shape
+            }
+        };
         if let Some(entry) = seen
             .shapes
             .get_mut(method.as_str())
@@ -684,8 +741,9 @@ impl Coverage {
             entry.count += 1;
             entry.last = now;
             return Some(ShapeKey {
-                method: method.as_str().to_string(),
+                method: method.clone(),
                 shape,
+                bodies: entry.reads_bodies(),
             });
         }
         if self.keys.load(Ordering::Relaxed) < MAX_KEYS as u64 {
@@ -698,12 +756,14 @@ impl Coverage {
                     Entry {
                         count: 1,
                         last: now,
+                        settled: 0,
                         tally: Tally::default(),
                     },
                 );
             Some(ShapeKey {
-                method: method.as_str().to_string(),
+                method: method.clone(),
                 shape,
+                bodies: true,
             })
         } else {
             self.overflow.fetch_add(1, Ordering::Relaxed);
@@ -714,12 +774,18 @@ impl Coverage {
     /// Add what one exchange of a counted shape showed to that shape's evidence.
     pub fn observe(&self, key: &ShapeKey, sighting: Sighting) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let Seen { shapes, names } = &mut *seen;
+        let Seen { shapes, names, .. } = &mut *seen;
         if let Some(entry) = shapes
-            .get_mut(&key.method)
+            .get_mut(key.method.as_str())
             .and_then(|s| s.get_mut(&key.shape))
         {
-            entry.tally.merge(sighting, names);
+            let read = !sighting.request.is_empty() || !sighting.response.is_empty();
+            let grew = entry.tally.merge(sighting, names);
+            if grew {
+                entry.settled = 0;
+            } else if read {
+                entry.settled = entry.settled.saturating_add(1);
+            }
         }
     }
 
@@ -763,7 +829,7 @@ impl Coverage {
             .flat_map(|(m, shapes)| {
                 shapes.iter().map(move |(p, e)| Unmapped {
                     method: m.clone(),
-                    path: p.clone(),
+                    path: p.to_string(),
                     count: e.count,
                     last_seen_ms: e.last,
                     evidence: e.tally.evidence(names),
@@ -1707,6 +1773,72 @@ mod tests {
         assert!(keys("").is_empty());
         // Broken JSON: the keys before the break.
         assert_eq!(keys(r#"{"a": 1 "b": 2}"#), ["a"]);
+    }
+
+    #[test]
+    fn a_settled_shapes_bodies_are_sampled_and_a_new_key_reads_them_all_again() {
+        let c = Coverage::default();
+        let head = headers(&[("content-type", "application/json")]);
+        // One exchange of /v1/things: whether its bodies were read, and its sighting merged.
+        let exchange = |body: &str| -> bool {
+            let key = c.record(&http::Method::POST, "/v1/things").unwrap();
+            let mut s = Sighting::new(200, Family::Json, &head);
+            if key.bodies {
+                s.read_request(body.as_bytes());
+                s.read_response(br#"{"access_token": 1}"#);
+            }
+            c.observe(&key, s);
+            key.bodies
+        };
+        // The first exchange adds names; SETTLED_AFTER more add none: all of them are read.
+        let first = 1 + SETTLED_AFTER as usize;
+        let read: Vec<bool> = (0..first).map(|_| exchange(r#"{"username": 1}"#)).collect();
+        assert!(read.iter().all(|&r| r), "{read:?}");
+        // Settled: one exchange in SETTLED_SAMPLE is read.
+        let n = 4 * SETTLED_SAMPLE as usize;
+        let sampled = (0..n).filter(|_| exchange(r#"{"username": 1}"#)).count();
+        assert_eq!(sampled, 4);
+        // A sampled exchange with a new key: full reading again.
+        let mut seen_new = false;
+        for _ in 0..SETTLED_SAMPLE {
+            seen_new |= exchange(r#"{"username": 1, "mfa_code": 2}"#);
+        }
+        assert!(seen_new);
+        assert!((0..8).all(|_| exchange(r#"{"username": 1}"#)));
+        let (rows, _) = c.report();
+        let e = &rows[0].evidence;
+        // Counts are exact whatever was read.
+        let total = (first + n + SETTLED_SAMPLE as usize + 8) as u64;
+        assert_eq!(
+            (
+                rows[0].count,
+                e.observed,
+                e.status.s2xx,
+                e.request_content.json
+            ),
+            (total, total, total, total)
+        );
+        assert_eq!(e.request_keys, ["mfa_code", "username"]);
+        assert_eq!(e.response_keys.s2xx, ["access_token"]);
+    }
+
+    #[test]
+    fn a_paths_remembered_shape_follows_new_route_literals() {
+        let c = Coverage::default();
+        let shape_of = |c: &Coverage| {
+            let key = c.record(&http::Method::GET, "/v1/xq7zk/items").unwrap();
+            key.shape.to_string()
+        };
+        assert_eq!(shape_of(&c), "/v1/{}/items");
+        assert_eq!(shape_of(&c), "/v1/{}/items");
+        c.set_literals(["xq7zk".to_string()]);
+        assert_eq!(shape_of(&c), "/v1/xq7zk/items");
+        // Past the memo's bound it starts over and still answers.
+        for i in 0..PATH_MEMO + 10 {
+            c.record(&http::Method::GET, &format!("/v1/p{i}/items"));
+        }
+        assert_eq!(shape_of(&c), "/v1/xq7zk/items");
+        assert!(c.seen.lock().unwrap().paths.len() <= PATH_MEMO);
     }
 
     #[test]
