@@ -186,7 +186,7 @@ fn describe() {
     );
     describe_counter!(
         "authtrail_exchanges_abandoned_total",
-        "Mapped requests whose client hung up before its response, by when: followed (to the upstream's answer, in a task of its own), unfollowed (forwarded, but max_connections were already followed), before_forwarding (never sent). Each has its event, reason client_aborted."
+        "Mapped requests whose client hung up before its response, by when: followed (to the upstream's answer, in a task of its own), unfollowed (forwarded, but max_connections were already followed), before_forwarding (never sent): each has its event, reason client_aborted; before_admission (while its body's head was read or it waited for a queue place; never sent, no event)."
     );
     describe_counter!(
         "authtrail_reloads_total",

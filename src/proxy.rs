@@ -264,6 +264,7 @@ impl Proxy {
         arrival: Arrival,
     ) -> Step<Admission> {
         let limit = self.cfg.inspect_limit;
+        let admitting = Admitting::new();
         let head = body::read_head_within(body, limit, self.cfg.timeouts.body_read).await;
         // Over the limit however the bytes arrived: one write or many, ended or not.
         let truncated = head.truncated || head.bytes.len() > limit;
@@ -284,8 +285,10 @@ impl Proxy {
         let inspected = head.bytes.slice(..head.bytes.len().min(limit));
         let exchange = self
             .open(parts, routed, inspected, truncated, arrival)
-            .await
-            .check_admission(&head, uninspectable)?;
+            .await;
+        // From here the exchange's own drop guard answers for it.
+        admitting.done();
+        let exchange = exchange.check_admission(&head, uninspectable)?;
         Ok(Admission::Mapped(exchange, head.into_body()))
     }
 
@@ -647,6 +650,31 @@ impl Routed {
         Routed {
             notes: self.notes,
             ..Routed::new(map, m)
+        }
+    }
+}
+
+/// A mapped request between its head and its exchange (its body's head being read, a queue
+/// place awaited). Dropped there — hyper drops the request's future when its client hangs up —
+/// it is counted (`authtrail_exchanges_abandoned_total{when="before_admission"}`) and has no
+/// event: it was never forwarded, its body may be partial, and a request waiting for a queue
+/// place has none for its event.
+struct Admitting(bool);
+
+impl Admitting {
+    fn new() -> Admitting {
+        Admitting(true)
+    }
+
+    fn done(mut self) {
+        self.0 = false;
+    }
+}
+
+impl Drop for Admitting {
+    fn drop(&mut self) {
+        if self.0 {
+            crate::metrics::abandoned("before_admission");
         }
     }
 }

@@ -351,6 +351,46 @@ async fn a_client_that_hangs_up_before_the_upstream_answers_still_leaves_its_eve
     assert_eq!(e.actor.id.as_deref(), Some("u-slow"));
 }
 
+/// A client that hangs up in the middle of a mapped request's body: the proxy, reading the
+/// body's head, sees the body break off; nothing reaches the upstream, and the trail has the
+/// attempt — an `error` event, `client_aborted`, without a status. (Not one of the requests
+/// dropped before admission: those have no event, see `tests/fault.rs`.)
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_body_leaves_its_event_and_nothing_is_forwarded() {
+    use tokio::io::AsyncWriteExt;
+    let up = upstream::spawn().await;
+    let routes = "  - id: login\n    match: { method: POST, path: /login }\n    event: auth.login\n    actor: { request_body: /username }\n";
+    let mut sc = harness::start(up.addr, "", routes).await;
+    let before = abandoned(&sc, "before_admission").await;
+    let mut s = tokio::net::TcpStream::connect(sc.addr).await.unwrap();
+    s.write_all(b"POST /login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\nx-request-id: cut-1\r\n\r\n{\"username\":")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(abandoned(&sc, "before_admission").await - before, 0.0);
+    let summary = sc.stop().await;
+    assert_eq!((summary.events.written, summary.events.dropped), (1, 0));
+    let evs = sc.events().await;
+    let got: Vec<_> = evs
+        .iter()
+        .map(|e| {
+            (
+                e.http.request_id.as_str(),
+                e.outcome,
+                e.reason.as_deref(),
+                e.http.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("cut-1", Outcome::Error, Some("client_aborted"), None)]
+    );
+    assert_eq!(up.requests(), 0);
+}
+
 /// Abandoned exchanges are followed to the upstream's answer at most `max_connections` at once
 /// (clients that send and hang up cannot hold more upstream requests open than connections
 /// could): past that, the event is still there, without the answer, marked `forwarded`.
