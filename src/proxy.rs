@@ -275,6 +275,7 @@ impl Proxy {
                 Some(decided) => decided,
                 None => {
                     // Read in full, and no route's conditions hold: truly unmapped.
+                    admitting.done();
                     let watch = Watch::head(&self.coverage, parts, &head.bytes);
                     return Ok(Admission::Unmapped(head.into_body(), arrival, watch));
                 }
