@@ -218,9 +218,11 @@ impl Proxy {
         match self.cfg.routes.policy_for(a.resembles.route) {
             PathPolicy::Reject => {
                 let (body, truncated) = (Bytes::new(), false);
+                let admitting = Admitting::new();
                 let mut exchange = self
                     .open(parts, resembles, body, truncated, arrival.clone())
                     .await;
+                admitting.done();
                 let notes = &mut exchange.notes;
                 notes.insert("variant".into(), variant.clone().into());
                 notes.insert("resembles".into(), a.resembles.route.id.clone().into());
