@@ -361,7 +361,7 @@ async fn a_client_that_hangs_up_mid_body_leaves_its_event_and_nothing_is_forward
     let up = upstream::spawn().await;
     let routes = "  - id: login\n    match: { method: POST, path: /login }\n    event: auth.login\n    actor: { request_body: /username }\n  - id: token\n    match: { method: POST, path: /token, body: { /grant_type: password } }\n    event: token.issue\n";
     let mut sc = harness::start(up.addr, "", routes).await;
-    let before = abandoned(&sc, "before_admission").await;
+    let before = harness::abandoned(sc.admin, "before_admission").await;
     // A whole request that turns out unmapped once its body is read is no abandoned one.
     send(
         Method::POST,
@@ -378,7 +378,10 @@ async fn a_client_that_hangs_up_mid_body_leaves_its_event_and_nothing_is_forward
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(s);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(abandoned(&sc, "before_admission").await - before, 0.0);
+    assert_eq!(
+        harness::abandoned(sc.admin, "before_admission").await - before,
+        0.0
+    );
     let summary = sc.stop().await;
     assert_eq!((summary.events.written, summary.events.dropped), (1, 0));
     let evs = sc.events().await;
@@ -409,7 +412,7 @@ async fn abandoned_exchanges_past_the_connection_limit_still_leave_their_events(
     let up = upstream::spawn().await;
     let routes = "  - id: slow\n    match: { path: /slow }\n    event: auth.login\n    actor: { response_body: /user/id }\n";
     let mut sc = harness::start(up.addr, "max_connections: 1\n", routes).await;
-    let unfollowed_before = abandoned(&sc, "unfollowed").await;
+    let unfollowed_before = harness::abandoned(sc.admin, "unfollowed").await;
     for (i, rid) in ["gone-1", "gone-2"].iter().enumerate() {
         let mut s = tokio::net::TcpStream::connect(sc.addr).await.unwrap();
         let req = format!(
@@ -421,8 +424,11 @@ async fn abandoned_exchanges_past_the_connection_limit_still_leave_their_events(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Counted (other tests of this binary count `followed` too, never `unfollowed`).
-    assert_eq!(abandoned(&sc, "unfollowed").await - unfollowed_before, 1.0);
-    assert!(abandoned(&sc, "followed").await >= 1.0);
+    assert_eq!(
+        harness::abandoned(sc.admin, "unfollowed").await - unfollowed_before,
+        1.0
+    );
+    assert!(harness::abandoned(sc.admin, "followed").await >= 1.0);
     let summary = sc.stop().await;
     assert_eq!((summary.events.written, summary.events.dropped), (2, 0));
     let mut evs = sc.events().await;
@@ -502,17 +508,6 @@ async fn an_http2_stream_reset_before_the_upstream_answers_still_leaves_its_even
     assert_eq!(e.http.status, Some(200));
     assert_eq!(e.reason.as_deref(), Some("client_aborted"));
     assert_eq!(e.actor.id.as_deref(), Some("u-slow"));
-}
-
-/// `authtrail_exchanges_abandoned_total{when}` as the sidecar's /metrics says (0 when absent).
-async fn abandoned(sc: &harness::Sidecar, when: &str) -> f64 {
-    let url = format!("http://{}/metrics", sc.admin);
-    let r = send(Method::GET, &url, &[], Bytes::new()).await.unwrap();
-    let series = format!("authtrail_exchanges_abandoned_total{{when=\"{when}\"}} ");
-    String::from_utf8_lossy(&r.body)
-        .lines()
-        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Wait (bounded) until `n` requests have reached the upstream's `/slow`, and insist on it.

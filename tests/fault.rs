@@ -1246,20 +1246,13 @@ async fn a_postgres_store_that_turned_read_only_takes_writes_again_when_the_data
 /// all) and its completion, `client_aborted` without a status, under the same request id.
 #[tokio::test]
 async fn a_sync_request_abandoned_before_forwarding_completes_its_attempt_and_is_not_sent() {
-    let up = support::upstream::spawn().await;
-    let dir = tempfile::tempdir().unwrap();
-    let inner =
-        authtrail::store::sqlite::SqliteStore::open(dir.path().join("trail.db").to_str().unwrap())
-            .await
-            .unwrap();
-    let inner: std::sync::Arc<dyn authtrail::store::EventStore> = std::sync::Arc::new(inner);
-    let store = support::fault::FaultStore::gated(inner.clone());
-    let yaml = format!(
-        "upstream: http://{}\nstore:\n  url: sqlite://{}\n  flush_interval: 10ms\nroutes:\n{RW_ROUTES}",
-        up.addr,
-        dir.path().join("trail.db").display(),
-    );
-    let sc = support::fault::Running::start(&yaml, store.clone()).await;
+    let Gated {
+        up,
+        _dir,
+        inner,
+        store,
+        sc,
+    } = Gated::start("").await;
     let entered = store.entered.notified();
     let mut s = TcpStream::connect(sc.addr).await.unwrap();
     s.write_all(
@@ -1281,14 +1274,7 @@ async fn a_sync_request_abandoned_before_forwarding_completes_its_attempt_and_is
         "a request whose client left was forwarded"
     );
     assert_eq!(summary.events.dropped, 0);
-    let evs = inner
-        .query(&authtrail::store::Query {
-            ascending: true,
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let evs = stored(inner.as_ref()).await;
     let got: Vec<_> = evs
         .iter()
         .map(|e| {
@@ -1323,21 +1309,14 @@ async fn a_sync_request_abandoned_before_forwarding_completes_its_attempt_and_is
 /// requests before it keep their events.
 #[tokio::test]
 async fn a_request_abandoned_while_waiting_for_queue_room_is_counted_and_not_sent() {
-    let up = support::upstream::spawn().await;
-    let dir = tempfile::tempdir().unwrap();
-    let inner =
-        authtrail::store::sqlite::SqliteStore::open(dir.path().join("trail.db").to_str().unwrap())
-            .await
-            .unwrap();
-    let inner: std::sync::Arc<dyn authtrail::store::EventStore> = std::sync::Arc::new(inner);
-    let store = support::fault::FaultStore::gated(inner.clone());
-    let yaml = format!(
-        "upstream: http://{}\nstore:\n  url: sqlite://{}\n  flush_interval: 10ms\n  queue_capacity: 1\n  queue_wait: 20s\nroutes:\n{RW_ROUTES}",
-        up.addr,
-        dir.path().join("trail.db").display(),
-    );
-    let sc = support::fault::Running::start(&yaml, store.clone()).await;
-    let before = abandoned_before_admission(sc.admin).await;
+    let Gated {
+        up,
+        _dir,
+        inner,
+        store,
+        sc,
+    } = Gated::start("  queue_capacity: 1\n  queue_wait: 20s\n").await;
+    let before = harness::abandoned(sc.admin, "before_admission").await;
     let url = format!("http://{}/m/1", sc.addr);
     // The writer takes the first event and is held at the gate; the second fills the queue.
     // (The test upstream answers /m/1 with its 404: any answer makes an event.)
@@ -1356,7 +1335,7 @@ async fn a_request_abandoned_while_waiting_for_queue_room_is_counted_and_not_sen
     drop(s);
     let mut counted = 0.0;
     for _ in 0..200 {
-        counted = abandoned_before_admission(sc.admin).await - before;
+        counted = harness::abandoned(sc.admin, "before_admission").await - before;
         if counted >= 1.0 {
             break;
         }
@@ -1367,29 +1346,56 @@ async fn a_request_abandoned_while_waiting_for_queue_room_is_counted_and_not_sen
     let summary = sc.stop().await;
     assert_eq!(up.requests(), 2, "the abandoned request was forwarded");
     assert_eq!((summary.events.written, summary.events.dropped), (2, 0));
-    let evs = inner
+    let evs = stored(inner.as_ref()).await;
+    let ids: Vec<_> = evs.iter().map(|e| e.http.request_id.as_str()).collect();
+    assert_eq!(ids, ["held-1", "queued-2"]);
+}
+
+/// A sidecar in front of the test upstream on a SQLite store behind a gate (`FaultStore::gated`:
+/// the writer's appends wait until the test adds permits), with [`RW_ROUTES`];
+/// `store_yaml` adds lines to `store:`.
+struct Gated {
+    up: support::upstream::TestUpstream,
+    _dir: tempfile::TempDir,
+    inner: std::sync::Arc<dyn authtrail::store::EventStore>,
+    store: std::sync::Arc<support::fault::FaultStore>,
+    sc: support::fault::Running,
+}
+
+impl Gated {
+    async fn start(store_yaml: &str) -> Gated {
+        let up = support::upstream::spawn().await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("trail.db");
+        let inner = authtrail::store::sqlite::SqliteStore::open(db.to_str().unwrap())
+            .await
+            .unwrap();
+        let inner: std::sync::Arc<dyn authtrail::store::EventStore> = std::sync::Arc::new(inner);
+        let store = support::fault::FaultStore::gated(inner.clone());
+        let yaml = format!(
+            "upstream: http://{}\nstore:\n  url: sqlite://{}\n  flush_interval: 10ms\n{store_yaml}routes:\n{RW_ROUTES}",
+            up.addr,
+            db.display(),
+        );
+        let sc = support::fault::Running::start(&yaml, store.clone()).await;
+        Gated {
+            up,
+            _dir: dir,
+            inner,
+            store,
+            sc,
+        }
+    }
+}
+
+/// Every event in `store`, oldest first.
+async fn stored(store: &dyn authtrail::store::EventStore) -> Vec<AuditEvent> {
+    store
         .query(&authtrail::store::Query {
             ascending: true,
             limit: 100,
             ..Default::default()
         })
         .await
-        .unwrap();
-    let ids: Vec<_> = evs.iter().map(|e| e.http.request_id.as_str()).collect();
-    assert_eq!(ids, ["held-1", "queued-2"]);
-}
-
-/// `authtrail_exchanges_abandoned_total{when="before_admission"}` from the admin `/metrics`.
-async fn abandoned_before_admission(admin: std::net::SocketAddr) -> f64 {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let resp = client
-        .get(format!("http://{admin}/metrics").parse().unwrap())
-        .await
-        .unwrap();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let series = "authtrail_exchanges_abandoned_total{when=\"before_admission\"} ";
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .unwrap()
 }

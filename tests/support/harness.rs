@@ -192,6 +192,18 @@ impl Reply {
     }
 }
 
+/// `authtrail_exchanges_abandoned_total{when="WHEN"}` from the admin `/metrics` at `admin`
+/// (0 before the first).
+pub async fn abandoned(admin: SocketAddr, when: &str) -> f64 {
+    let url = format!("http://{admin}/metrics");
+    let r = send(Method::GET, &url, &[], Bytes::new()).await.unwrap();
+    let series = format!("authtrail_exchanges_abandoned_total{{when=\"{when}\"}} ");
+    String::from_utf8_lossy(&r.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// One HTTP/1.1 request on a fresh connection.
 pub async fn send(
     method: Method,
