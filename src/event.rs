@@ -278,11 +278,36 @@ pub mod rfc3339_millis {
 /// Current time truncated to milliseconds, so what is stored equals what was built.
 pub fn now_millis() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
-    let ms = now.unix_timestamp_nanos() / 1_000_000;
-    OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).unwrap_or(now)
+    // Within the second: no 128-bit division, no second date conversion.
+    let nanos = now.nanosecond();
+    now.replace_nanosecond(nanos - nanos % 1_000_000)
+        .unwrap_or(now)
 }
 
 /// Milliseconds since the Unix epoch, the stores' time column.
 pub fn unix_millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_millis_is_now_cut_to_whole_milliseconds() {
+        let before = OffsetDateTime::now_utc();
+        let t = now_millis();
+        let after = OffsetDateTime::now_utc();
+        assert_eq!(t.nanosecond() % 1_000_000, 0, "{t}");
+        assert!(
+            before - time::Duration::milliseconds(1) < t && t <= after,
+            "{before} {t} {after}"
+        );
+        // What the stores keep (whole milliseconds) gives the same instant back.
+        let ms = unix_millis(t);
+        assert_eq!(
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap(),
+            t
+        );
+    }
 }

@@ -331,6 +331,13 @@ fn raw_dot_segments(path: &str) -> Vec<Cow<'static, str>> {
 /// The path readings a target triggers, each as segments.
 fn path_variants(path: &str) -> Vec<(Variant, Vec<Cow<'static, str>>)> {
     let path = path.split('?').next().unwrap_or("");
+    // Every reading below starts from one of these bytes; a plain path (most) has none.
+    if !path
+        .bytes()
+        .any(|b| matches!(b, b'%' | b'\\' | b';' | b'\0'))
+    {
+        return Vec::new();
+    }
     let owned = |p: &str| -> Vec<Cow<'static, str>> {
         segments(p)
             .into_iter()
