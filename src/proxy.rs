@@ -515,23 +515,23 @@ impl Proxy {
         parts.uri = self.upstream_uri(&parts.uri)?;
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
-        let proto = if parts.extensions.get::<server::Secure>().is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let proto =
+            HeaderValue::from_static(if parts.extensions.get::<server::Secure>().is_some() {
+                "https"
+            } else {
+                "http"
+            });
         let h = &mut parts.headers;
-        let xff = HeaderName::from_static("x-forwarded-for");
         // Only a trusted proxy's chain is passed on; anyone else's is replaced, so the upstream
         // never sees an address a client made up.
         let trusted = self.cfg.identity.trusted.contains(peer.ip());
-        let chain = forwarded_for(trusted.then(|| h.get_all(&xff)), peer.ip());
+        let chain = forwarded_for(trusted.then(|| h.get_all(&X_FORWARDED_FOR)), peer.ip());
         if let Some(chain) = chain {
-            h.insert(xff, chain);
+            h.insert(X_FORWARDED_FOR, chain);
         }
-        set_header(h, &HeaderName::from_static("x-forwarded-proto"), proto);
+        h.insert(X_FORWARDED_PROTO, proto);
         if let Some(host) = original_host {
-            h.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+            h.insert(X_FORWARDED_HOST, host.clone());
             h.insert(header::HOST, host);
         }
         Some(Request::from_parts(parts, body))
@@ -1442,6 +1442,11 @@ impl Exchange {
         ev
     }
 }
+
+/// The `X-Forwarded-*` headers set on every forwarded request (parsed once, not per request).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) are for one connection only and never forwarded.
 /// (Parsed names: removing by `&str` would parse each name again on every request.)
