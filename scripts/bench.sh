@@ -65,8 +65,9 @@ OUT=${BENCH_OUT:-docs/benchmarks.md}
 WRITE_AHEAD=${BENCH_WRITE_AHEAD:-true}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PG_BIN=${BENCH_PG_BIN:-/usr/lib/postgresql/15/bin}
-JWT_SECRET=bench-jwt-secret-0123456789abcdef
-FP_KEY=bench-fingerprint-key-0123456789
+# JWT_SECRET, FP_KEY, free_port, case_config: the configuration every authtrail case runs.
+# shellcheck source=scripts/bench/case.sh
+. "$ROOT/scripts/bench/case.sh"
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -131,10 +132,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # wait_for CMD... : retry a readiness check for at most 30 s.
 wait_for() {
@@ -227,41 +224,13 @@ measure() {
     done
 }
 
-# authtrail_config NAME STORE_URL DELIVERY PORT ADMIN_PORT
-authtrail_config() {
-    local name=$1 url=$2 delivery=$3 port=$4 admin=$5
-    cat > "$T/$name.yaml" <<EOF
-# authtrail configuration of scripts/bench.sh, case $name
-listen: 127.0.0.1:$port
-upstream: http://127.0.0.1:$UP_PORT
-admin: { listen: "127.0.0.1:$admin" }
-max_connections: 12000
-timeouts: { idle: 300s }
-store:
-  url: "$url"
-  spool: { dir: "$T/$name-spool", write_ahead: $WRITE_AHEAD }
-trust: { fingerprint_key: $FP_KEY }
-keys:
-  bench: { secret: $JWT_SECRET, algorithms: [HS256] }
-routes:
-  - id: login
-    match: { method: POST, path: /v1/sessions }
-    event: auth.login
-    actor: [ { claim: sub }, { request_body: /username } ]
-    app: { claim: app_id }
-    outcome: { success: [2xx], failure: [4xx], reason: /error }
-    capture: { username: { request_body: /username } }
-    delivery: $delivery
-EOF
-}
-
 # start_authtrail NAME : start it on the server CPUs, wait for /readyz; sets AT_PID and AT_PORT.
 start_authtrail() {
     local name=$1 url=$2 delivery=$3
     AT_PORT=$(free_port)
     local admin
     admin=$(free_port)
-    authtrail_config "$name" "$url" "$delivery" "$AT_PORT" "$admin"
+    case_config "$T/$name.yaml" "$UP_PORT" "$AT_PORT" "$admin" "$url" "$T/$name-spool" "$delivery"
     AUTHTRAIL_LOG=${AUTHTRAIL_LOG:-info} taskset -c "$SERVER_CPUS" "$AUTHTRAIL" serve --config "$T/$name.yaml" \
         > "$T/$name.log" 2>&1 &
     AT_PID=$!

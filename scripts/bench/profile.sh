@@ -38,13 +38,14 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/bench/case.sh
+. "$ROOT/scripts/bench/case.sh"
 
 UP_PORT=$(free_port)
 "$UPSTREAM_BIN" "127.0.0.1:$UP_PORT" > "$T/up.out" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q listening "$T/up.out" && break; sleep 0.1; done
-BEARER=$("$CLIENT_BIN" mint bench-jwt-secret-0123456789abcdef alice app-bench)
+BEARER=$("$CLIENT_BIN" mint "$JWT_SECRET" alice app-bench)
 
 profile() {
     local case=$1 path=/v1/sessions delivery=async
@@ -53,24 +54,7 @@ profile() {
     local port admin
     port=$(free_port)
     admin=$(free_port)
-    cat > "$T/$case.yaml" <<EOF
-listen: 127.0.0.1:$port
-upstream: http://127.0.0.1:$UP_PORT
-admin: { listen: "127.0.0.1:$admin" }
-store: { url: "sqlite://$T/$case.db", spool: { dir: "$T/$case-spool" } }
-trust: { fingerprint_key: bench-fingerprint-key-0123456789 }
-keys:
-  bench: { secret: bench-jwt-secret-0123456789abcdef, algorithms: [HS256] }
-routes:
-  - id: login
-    match: { method: POST, path: /v1/sessions }
-    event: auth.login
-    actor: [ { claim: sub }, { request_body: /username } ]
-    app: { claim: app_id }
-    outcome: { success: [2xx], failure: [4xx], reason: /error }
-    capture: { username: { request_body: /username } }
-    delivery: $delivery
-EOF
+    case_config "$T/$case.yaml" "$UP_PORT" "$port" "$admin" "sqlite://$T/$case.db" "$T/$case-spool" "$delivery"
     local out=$OUTDIR/callgrind.$case.out
     rm -f "$out"
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
