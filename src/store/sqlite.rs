@@ -83,8 +83,18 @@ const COLUMNS: usize = 19;
 /// seven distinct statements exist per partition and each stays prepared in the connection's
 /// cache.
 const CHUNK_SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
-/// Rows inserted between two `PRAGMA optimize` runs, which refresh the planner's statistics.
-const OPTIMIZE_EVERY_ROWS: u64 = 100_000;
+/// Rows inserted between two refreshes of the planner's statistics ([`SqliteStore::refresh_stats`]).
+/// Often enough that a new day's partition is analyzed while it is small (at ~10,000 rows, and
+/// again at ~100,000: SQLite asks for it at each tenfold growth); a refresh that finds nothing
+/// to do costs SQLite's size estimate of each table (no scan).
+const OPTIMIZE_EVERY_ROWS: u64 = 10_000;
+/// Largest table whose statistics are (re)computed. `ANALYZE` counts every entry of every index
+/// of its table exactly (`analysis_limit` bounds only the sample it reads for the rest) while it
+/// holds the write lock: on a partition of 7.9M events it stopped the writer for 90 s in a
+/// saturation run (docs/benchmarks.md, "Statistics that stopped the writer").
+/// Up to this many rows it takes well under a second; a bigger table keeps the statistics it
+/// had, which describe its shape (how selective each index is), only not its size.
+const ANALYZE_MAX_ROWS: i64 = 200_000;
 
 /// The INSERT of `rows` events into partition `table`, each with its `seq`.
 fn insert_sql(table: &str, rows: usize) -> String {
@@ -122,6 +132,24 @@ pub struct SqliteStore {
     rows_since_optimize: Arc<AtomicU64>,
     /// The partitions as of a schema version (see [`SqliteStore::partitions`]).
     parts: Arc<Mutex<(i64, Arc<Vec<Partition>>)>>,
+    stats: Arc<StatsState>,
+    /// [`ANALYZE_MAX_ROWS`] (smaller in tests).
+    analyze_max_rows: i64,
+}
+
+/// What [`SqliteStore::refresh_stats`] keeps between runs.
+#[derive(Debug, Default)]
+struct StatsState {
+    /// A refresh is under way (one at a time).
+    running: std::sync::atomic::AtomicBool,
+    /// Tables found bigger than the limit: not counted again while this store is open.
+    too_big: Mutex<HashSet<String>>,
+}
+
+impl StatsState {
+    fn too_big(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.too_big.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl SqliteStore {
@@ -136,7 +164,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
-            // Keeps `PRAGMA optimize` to a sample of each index: milliseconds, whatever the size.
+            // `ANALYZE` samples 1,000 rows of each index (it still counts them all: see
+            // ANALYZE_MAX_ROWS).
             .pragma("analysis_limit", "1000");
 
         // The writer connection lives as long as the store: it keeps the WAL and its index open
@@ -156,8 +185,6 @@ impl SqliteStore {
             .await
             .map_err(Error::backend("open"))?;
         migrator().run(&writer).await?;
-        // 0x10002: also look at tables this connection has not used yet (all of them, at open).
-        optimize(&writer, "PRAGMA optimize=0x10002").await;
 
         let reader = if in_memory {
             writer.clone()
@@ -174,8 +201,11 @@ impl SqliteStore {
             reader,
             rows_since_optimize: Arc::new(AtomicU64::new(0)),
             parts: Arc::new(Mutex::new((-1, Arc::new(Vec::new())))),
+            stats: Arc::new(StatsState::default()),
+            analyze_max_rows: ANALYZE_MAX_ROWS,
         };
         store.prepare_partitions().await?;
+        store.refresh_stats().await;
         Ok(store)
     }
 
@@ -285,13 +315,11 @@ fn read_only(e: &Error) -> bool {
     }
 }
 
-/// Refresh the planner's statistics where they are stale. The planner needs them to tell a
-/// selective filter (one actor) from a broad one (a big app) when a query has both. Best effort:
-/// stale statistics make queries slower, never wrong.
-async fn optimize(writer: &SqlitePool, pragma: &'static str) {
-    if let Err(e) = sqlx::query(pragma).execute(writer).await {
-        tracing::warn!(error = %e, "sqlite store: optimize failed");
-    }
+/// The table an `ANALYZE "schema"."table"` statement of `PRAGMA optimize`'s listing names.
+fn analyzed_table(statement: &str) -> Option<String> {
+    let (_, quoted) = statement.rsplit_once("\".\"")?;
+    let name = quoted.strip_suffix('"')?;
+    Some(name.replace("\"\"", "\""))
 }
 
 fn migrator() -> Migrator {
@@ -457,7 +485,8 @@ fn decode(row: &SqliteRow) -> Result<AuditEvent, Error> {
 }
 
 impl SqliteStore {
-    /// Count inserted rows towards the next `PRAGMA optimize`.
+    /// Count inserted rows towards the next statistics refresh, which runs as a task of its own:
+    /// a batch is reported once committed, never held up (or timed out) by the refresh.
     async fn note_inserted(&self, inserted: u64) {
         let since = self
             .rows_since_optimize
@@ -465,8 +494,60 @@ impl SqliteStore {
             + inserted;
         if since >= OPTIMIZE_EVERY_ROWS {
             self.rows_since_optimize.store(0, Ordering::Relaxed);
-            optimize(&self.writer, "PRAGMA optimize").await;
+            let store = self.clone();
+            tokio::spawn(async move { store.refresh_stats().await });
         }
+    }
+
+    /// Refresh the planner's statistics where they are missing or stale, for tables of at most
+    /// `analyze_max_rows` rows. The planner needs them to tell a selective filter (one actor)
+    /// from a broad one (a big app) when a query has both. SQLite's own `PRAGMA optimize` picks
+    /// the tables (no statistics yet, or ten times bigger or smaller than they say, by its
+    /// estimate of their size: no scan), here only listed (mask `0x10003`); each is counted up
+    /// to the limit through a covering index and analyzed only if it is within it. Best effort:
+    /// stale statistics make queries slower, never wrong. Returns the tables analyzed.
+    async fn refresh_stats(&self) -> Vec<String> {
+        use std::sync::atomic::Ordering::{AcqRel, Release};
+        if self.stats.running.swap(true, AcqRel) {
+            return Vec::new();
+        }
+        let result = self.refresh_stats_now().await;
+        self.stats.running.store(false, Release);
+        result.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "sqlite store: statistics not refreshed");
+            Vec::new()
+        })
+    }
+
+    async fn refresh_stats_now(&self) -> Result<Vec<String>, sqlx::Error> {
+        let listed: Vec<String> = sqlx::query_scalar("PRAGMA optimize=0x10003")
+            .fetch_all(&self.writer)
+            .await?;
+        let mut analyzed = Vec::new();
+        for table in listed.iter().filter_map(|s| analyzed_table(s)) {
+            if self.stats.too_big().contains(&table) {
+                continue;
+            }
+            // Each statement on its own: appends take the connection in between.
+            let quoted = table.replace('"', "\"\"");
+            let limit = self.analyze_max_rows;
+            let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT count(*) FROM (SELECT 1 FROM \"{quoted}\" LIMIT {})",
+                limit + 1
+            )))
+            .fetch_one(&self.writer)
+            .await?;
+            if rows > limit {
+                tracing::debug!(table = %table, limit, "sqlite store: statistics kept (table above the limit)");
+                self.stats.too_big().insert(table);
+                continue;
+            }
+            sqlx::query(AssertSqlSafe(format!("ANALYZE \"{quoted}\"")))
+                .execute(&self.writer)
+                .await?;
+            analyzed.push(table);
+        }
+        Ok(analyzed)
     }
 }
 
@@ -1444,6 +1525,84 @@ mod tests {
         .unwrap();
         e.time = time;
         e
+    }
+
+    /// `sqlite_stat1`'s row count for `table` (the first number of its rows), if it has any.
+    async fn stat_rows(store: &SqliteStore, table: &str) -> Option<i64> {
+        let stat: Option<String> =
+            sqlx::query_scalar("SELECT stat FROM sqlite_stat1 WHERE tbl = ? LIMIT 1")
+                .bind(table)
+                .fetch_optional(&store.writer)
+                .await
+                .unwrap();
+        stat.map(|s| s.split(' ').next().unwrap().parse().unwrap())
+    }
+
+    async fn append_now(store: &SqliteStore, n: usize) {
+        let now = crate::event::now_millis();
+        let events: Vec<AuditEvent> = (0..n).map(|i| event_at(&format!("r{i}"), now)).collect();
+        assert_eq!(
+            store.append("c", &events, false).await.unwrap().inserted,
+            n as u64
+        );
+    }
+
+    #[tokio::test]
+    async fn statistics_are_refreshed_only_for_tables_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.db");
+        let mut store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        store.analyze_max_rows = 100;
+        let part = only_partition(&store).await;
+        let tokens = format!("{part}_tokens");
+
+        // No statistics yet: SQLite lists the partition, which is within the limit.
+        append_now(&store, 30).await;
+        let analyzed = store.refresh_stats().await;
+        assert!(analyzed.contains(&part), "{analyzed:?}");
+        assert_eq!(stat_rows(&store, &part).await, Some(30));
+        // Nothing changed enough: nothing to do.
+        assert_eq!(store.refresh_stats().await, Vec::<String>::new());
+
+        // More than ten times bigger than its statistics say (400 against 30; SQLite estimates
+        // the size from the b-tree's shape), but above the limit: listed by SQLite, counted,
+        // kept as it was, and not counted again.
+        append_now(&store, 370).await;
+        let listed: Vec<String> = sqlx::query_scalar("PRAGMA optimize=0x10003")
+            .fetch_all(&store.writer)
+            .await
+            .unwrap();
+        assert!(
+            listed
+                .iter()
+                .any(|s| analyzed_table(s).as_deref() == Some(part.as_str())),
+            "{listed:?}"
+        );
+        let analyzed = store.refresh_stats().await;
+        assert!(!analyzed.contains(&part), "{analyzed:?}");
+        assert_eq!(stat_rows(&store, &part).await, Some(30));
+        assert!(store.stats.too_big().contains(&part));
+        // The token keys table has no rows (these events carry no token): never analyzed.
+        assert_eq!(stat_rows(&store, &tokens).await, None);
+
+        // Within a larger limit, the same refresh brings the count up to date.
+        store.analyze_max_rows = 1_000;
+        store.stats.too_big().clear();
+        assert!(store.refresh_stats().await.contains(&part));
+        assert_eq!(stat_rows(&store, &part).await, Some(400));
+    }
+
+    #[test]
+    fn the_table_of_an_analyze_statement() {
+        assert_eq!(
+            analyzed_table(r#"ANALYZE "main"."events_20261205""#).as_deref(),
+            Some("events_20261205")
+        );
+        assert_eq!(
+            analyzed_table(r#"ANALYZE "main"."a""b""#).as_deref(),
+            Some("a\"b")
+        );
+        assert_eq!(analyzed_table("ANALYZE main.t"), None);
     }
 
     #[tokio::test]
