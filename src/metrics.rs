@@ -120,6 +120,11 @@ fn describe() {
         "Events replayed from the spool into the store."
     );
     describe_counter!(
+        "authtrail_events_duplicates_total",
+        "Events found already stored when written again (read back from the log after a crash, \
+         or a batch whose commit outlived its timeout): kept once, counted here instead of written."
+    );
+    describe_counter!(
         "authtrail_sync_failed_total",
         "Sync-route attempt events not committed (their requests got 503)."
     );

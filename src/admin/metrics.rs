@@ -57,6 +57,7 @@ fn collect(s: &ScrapeState) {
     counter!("authtrail_events_failed_total").absolute(p.failed);
     counter!("authtrail_events_spooled_total").absolute(p.spooled);
     counter!("authtrail_events_replayed_total").absolute(p.replayed);
+    counter!("authtrail_events_duplicates_total").absolute(p.duplicates);
     counter!("authtrail_events_deferred_total").absolute(p.deferred);
     counter!("authtrail_wal_errors_total").absolute(p.wal_errors);
     counter!("authtrail_sync_failed_total").absolute(p.sync_failed);
