@@ -416,7 +416,7 @@ for _ in $(seq 15); do
     [ "$(grep -E '^authtrail_(requests|events_[a-z]+)_total' <<<"$again")" = "$(grep -E '^authtrail_(requests|events_[a-z]+)_total' <<<"$metrics")" ] && break
     metrics=$again
 done
-for m in requests events_written events_dropped events_deferred events_failed events_spooled wal_errors; do
+for m in requests events_written events_duplicates events_dropped events_deferred events_failed events_spooled wal_errors; do
     echo "metric_$m=$(awk -v n="authtrail_${m}_total" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d", s }' <<<"$metrics")" >> "$MEM"
 done
 stop_pid "$MEM_PID"
