@@ -205,7 +205,22 @@ impl SqliteStore {
             analyze_max_rows: ANALYZE_MAX_ROWS,
         };
         store.prepare_partitions().await?;
-        store.refresh_stats().await;
+        // A file never analyzed (new, or just migrated) gets its statistics before it is used:
+        // its tables are small, or the count bounds the work. An existing one is refreshed in
+        // the background: on a long trail that may count a few tables, and neither serving nor a
+        // CLI command waits for it.
+        let analyzed: bool = sqlx::query_scalar(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'",
+        )
+        .fetch_one(&store.writer)
+        .await
+        .map_err(Error::backend("open"))?;
+        if analyzed {
+            let refresh = store.clone();
+            tokio::spawn(async move { refresh.refresh_stats().await });
+        } else {
+            store.refresh_stats().await;
+        }
         Ok(store)
     }
 
