@@ -1,6 +1,7 @@
 # Sourced by scripts/bench.sh, scripts/bench/profile.sh and scripts/bench/cpu-ab.sh: the one
 # authtrail configuration their mapped cases run (case d of bench.sh), its bench-only secrets,
-# and a free port on 127.0.0.1.
+# a free port on 127.0.0.1, and (profile.sh, cpu-ab.sh) a scratch directory whose processes are
+# stopped on exit.
 
 JWT_SECRET=bench-jwt-secret-0123456789abcdef
 FP_KEY=bench-fingerprint-key-0123456789
@@ -38,4 +39,22 @@ routes:
     capture: { username: { request_body: /username } }
     delivery: $delivery
 EOF
+}
+
+# scratch NAME: a fresh directory $T (/tmp/authtrail-NAME.XXXXXX) and an empty $PIDS; on exit,
+# every PID in $PIDS gets TERM, then KILL after 10 s, and $T is removed.
+scratch() {
+    T=$(mktemp -d "/tmp/authtrail-$1.XXXXXX")
+    PIDS=()
+    trap stop_scratch EXIT
+    trap 'exit 130' INT TERM
+}
+
+stop_scratch() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    rm -rf "$T"
 }

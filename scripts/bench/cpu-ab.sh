@@ -27,20 +27,9 @@ cargo build --release --quiet --example bench_upstream --example bench_client
 UPSTREAM_BIN=$TARGET_DIR/release/examples/bench_upstream
 CLIENT_BIN=$TARGET_DIR/release/examples/bench_client
 
-T=$(mktemp -d /tmp/authtrail-cpu-ab.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-    done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 # shellcheck source=scripts/bench/case.sh
 . "$ROOT/scripts/bench/case.sh"
+scratch cpu-ab
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 UP_PORT=$(free_port)

@@ -26,20 +26,9 @@ UPSTREAM_BIN=$TARGET_DIR/release/examples/bench_upstream
 CLIENT_BIN=$TARGET_DIR/release/examples/bench_client
 mkdir -p "$OUTDIR"
 
-T=$(mktemp -d /tmp/authtrail-profile.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-    done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 # shellcheck source=scripts/bench/case.sh
 . "$ROOT/scripts/bench/case.sh"
+scratch profile
 
 UP_PORT=$(free_port)
 "$UPSTREAM_BIN" "127.0.0.1:$UP_PORT" > "$T/up.out" 2>&1 &
