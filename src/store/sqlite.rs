@@ -92,8 +92,9 @@ const OPTIMIZE_EVERY_ROWS: u64 = 10_000;
 /// of its table exactly (`analysis_limit` bounds only the sample it reads for the rest) while it
 /// holds the write lock: on a partition of 7.9M events it stopped the writer for 90 s in a
 /// saturation run (docs/benchmarks.md, "Statistics that stopped the writer").
-/// Up to this many rows it takes well under a second; a bigger table keeps the statistics it
-/// had, which describe its shape (how selective each index is), only not its size.
+/// At 102,656 rows it stayed under the 1 s at which sqlx logs a slow statement (a 150 s run
+/// there); the limit is twice that. A bigger table keeps the statistics it had, which describe
+/// its shape (how selective each index is), only not its size.
 const ANALYZE_MAX_ROWS: i64 = 200_000;
 
 /// The INSERT of `rows` events into partition `table`, each with its `seq`.
