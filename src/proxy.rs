@@ -140,6 +140,20 @@ impl Proxy {
             };
             return Ok(self.forward_unmapped(parts, body, &arrival, watch).await);
         };
+        // Boxed: the mapped phases' state is several KB, and an unmapped request's future (moved
+        // into its box by the connection's service) would otherwise be as big.
+        Box::pin(self.mapped(parts, body, routed, arrival, peer)).await
+    }
+
+    /// The phases of a request a route matched: admit, authorize, forward and respond.
+    async fn mapped(
+        self: Arc<Self>,
+        parts: http::request::Parts,
+        body: Incoming,
+        routed: Routed,
+        arrival: Arrival,
+        peer: SocketAddr,
+    ) -> Step<Response<ProxyBody>> {
         let (exchange, body) = match self.admit(&parts, body, routed, arrival).await? {
             Admission::Mapped(exchange, body) => (exchange, body),
             Admission::Unmapped(body, arrival, watch) => {
@@ -219,9 +233,10 @@ impl Proxy {
             PathPolicy::Reject => {
                 let (body, truncated) = (Bytes::new(), false);
                 let admitting = Admitting::new();
-                let mut exchange = self
-                    .open(parts, resembles, body, truncated, arrival.clone())
-                    .await;
+                // Boxed, as the mapped phases are: a rare path that would size every request's
+                // future.
+                let mut exchange =
+                    Box::pin(self.open(parts, resembles, body, truncated, arrival.clone())).await;
                 admitting.done();
                 let notes = &mut exchange.notes;
                 notes.insert("variant".into(), variant.clone().into());

@@ -34,9 +34,7 @@
 //! header the proxy strips); a forward proxy in between.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -212,29 +210,47 @@ impl Pool {
     /// pooled connection, else on a new one; the response head, or why there is none.
     pub async fn send(&self, mut req: Request<ProxyBody>) -> Result<Response<Incoming>, Error> {
         self.shared.target.prepare(&mut req);
-        let (mut sender, reused) = match self.shared.checkout() {
-            Some(s) => (s, true),
-            None => (self.shared.connect_boxed().await?, false),
+        let Some(mut sender) = self.shared.checkout() else {
+            let (sender, resp) = Box::pin(self.send_new(req)).await?;
+            return Ok(self.keep(sender, resp));
         };
         let resp = match sender.try_send_request(req).await {
             Ok(resp) => resp,
-            Err(mut e) => match e.take_message() {
+            Err(mut e) => {
                 // Never written: the connection was found closed first. Once, on a new one.
-                Some(req) if reused => {
-                    tracing::debug!(error = %e.error(), "pooled upstream connection was closed, request sent again on a new one");
-                    sender = self.shared.connect_boxed().await?;
-                    sender
-                        .try_send_request(req)
-                        .await
-                        .map_err(|e| Error::Request(e.into_error()))?
-                }
-                _ => return Err(Error::Request(e.into_error())),
-            },
+                let Some(req) = e.take_message() else {
+                    return Err(Error::Request(e.into_error()));
+                };
+                tracing::debug!(error = %e.error(), "pooled upstream connection was closed, request sent again on a new one");
+                drop(e);
+                let (new, resp) = Box::pin(self.send_new(req)).await?;
+                sender = new;
+                resp
+            }
         };
+        Ok(self.keep(sender, resp))
+    }
+
+    /// Send `req` on a new connection: the connect and its handshake live on the heap, so a
+    /// request on a pooled connection (most) does not carry their state in its future.
+    async fn send_new(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> Result<(Sender, Response<Incoming>), Error> {
+        let mut sender = self.shared.connect().await?;
+        let resp = sender
+            .try_send_request(req)
+            .await
+            .map_err(|e| Error::Request(e.into_error()))?;
+        Ok((sender, resp))
+    }
+
+    /// `resp` as it came on `sender`, whose connection is pooled again if it can be reused.
+    fn keep(&self, sender: Sender, resp: Response<Incoming>) -> Response<Incoming> {
         if reusable(&resp) {
             Shared::checkin(&self.shared, sender);
         }
-        Ok(resp)
+        resp
     }
 
     /// Connections held now (idle or finishing a response), for tests.
@@ -303,12 +319,6 @@ impl Shared {
             idle.reaper = true;
             tokio::spawn(reap(Arc::downgrade(this)));
         }
-    }
-
-    /// [`Shared::connect`] on the heap: a request that reuses a connection (most) does not carry
-    /// the connect and TLS handshake state in its future.
-    fn connect_boxed(&self) -> Pin<Box<dyn Future<Output = Result<Sender, Error>> + Send + '_>> {
-        Box::pin(self.connect())
     }
 
     /// A new connection: TCP (within the connect timeout, split between the addresses), TLS
