@@ -467,6 +467,9 @@ pub struct Route {
     pub path_policy: Option<PathPolicy>,
     /// Session cookies: recorded by fingerprint, bound to the actor of the event that set them.
     pub session: SessionRule,
+    /// [`Route::token_reads`], worked out on first use: a built route does not change, and
+    /// every request of it asks.
+    pub token_reads_memo: std::sync::OnceLock<Vec<(TokenLocation, Option<String>)>>,
 }
 
 /// A route's browser session cookies (`session: { cookies: [...] }`): a `Set-Cookie` of one
@@ -518,7 +521,12 @@ impl Route {
 
     /// Every token location this route reads: recorded tokens and claim sources, with the key
     /// set each is verified with.
-    pub fn token_reads(&self) -> Vec<(TokenLocation, Option<String>)> {
+    pub fn token_reads(&self) -> &[(TokenLocation, Option<String>)] {
+        self.token_reads_memo
+            .get_or_init(|| self.find_token_reads())
+    }
+
+    fn find_token_reads(&self) -> Vec<(TokenLocation, Option<String>)> {
         let mut out: Vec<(TokenLocation, Option<String>)> = Vec::new();
         let mut add = |loc: &TokenLocation, keys: &Option<String>| {
             let keys = loc.keys_for(keys);

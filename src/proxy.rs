@@ -932,9 +932,9 @@ impl Exchange {
             if location.is_issued() {
                 continue;
             }
-            if let Some(raw) = extract::request_token(&location, &facts) {
+            if let Some(raw) = extract::request_token(location, &facts) {
                 let checked = cfg.identity.check(&raw, keys.as_deref()).await;
-                seen.push(SeenToken::new(location, keys, checked));
+                seen.push(SeenToken::new(location.clone(), keys.clone(), checked));
             }
         }
         // Session cookies: fingerprinted, never parsed or verified.
@@ -1226,7 +1226,7 @@ impl Exchange {
         };
         let mut reads_bearer = false;
         for (location, _) in self.route.token_reads() {
-            match &location {
+            match location {
                 TokenLocation::Bearer => reads_bearer = true,
                 TokenLocation::Header(name) if h.get_all(name.as_str()).iter().count() > 1 => {
                     return Some("token_header");
@@ -1422,11 +1422,11 @@ impl Exchange {
             if !location.is_issued() {
                 continue;
             }
-            let Some((raw, expires)) = extract::issued_token(&location, &resp_facts) else {
+            let Some((raw, expires)) = extract::issued_token(location, &resp_facts) else {
                 continue;
             };
             let checked = cfg.identity.check_now(&raw, keys.as_deref());
-            let mut t = SeenToken::new(location, keys, checked);
+            let mut t = SeenToken::new(location.clone(), keys.clone(), checked);
             t.expires = expires;
             seen.to_mut().push(t);
         }

@@ -849,6 +849,7 @@ fn route(
         reasons,
         body: body_matchers(c, &r.matcher, &at),
         session,
+        token_reads_memo: std::sync::OnceLock::new(),
     })
 }
 

@@ -123,13 +123,13 @@ fn run(cfg: &Config, x: Exchange<'_>) -> AuditEvent {
     };
     let mut seen = Vec::new();
     for (location, keys) in m.route.token_reads() {
-        let raw = match &location {
+        let raw = match location {
             l if l.is_issued() => issued_token(l, &resp).map(|(t, _)| t),
             other => request_token(other, &req),
         };
         if let Some(raw) = raw {
             let checked = cfg.identity.check_now(&raw, keys.as_deref());
-            seen.push(SeenToken::new(location, keys, checked));
+            seen.push(SeenToken::new(location.clone(), keys.clone(), checked));
         }
     }
     let base = EventBase {
@@ -706,4 +706,49 @@ fn a_request_cookie_is_recorded_by_fingerprint_only() {
     assert!(!serde_json::to_string(&e)
         .unwrap()
         .contains("sess-value-9f8e7d6c"));
+}
+
+#[test]
+fn json_pointer_finds_what_serde_json_finds() {
+    let doc = json!({
+        "user": {"name": "alice", "ids": [10, 20, {"deep": true}]},
+        "a/b": 1, "m~n": 2, "~1": 3, "": {"": 4}, "0": "zero", "01": "leading",
+        "list": ["x", "y"]
+    });
+    let pointers = [
+        "",
+        "/",
+        "//",
+        "/user",
+        "/user/name",
+        "/user/ids",
+        "/user/ids/0",
+        "/user/ids/2/deep",
+        "/user/ids/3",
+        "/user/ids/01",
+        "/user/ids/+1",
+        "/user/ids/-1",
+        "/user/ids/1x",
+        "/a~1b",
+        "/m~0n",
+        "/~01",
+        "/~1",
+        "/~",
+        "/~2",
+        "/0",
+        "/01",
+        "/list/1",
+        "/list/1/x",
+        "user",
+        "/missing",
+        "/user/name/more",
+        "/user/ids/18446744073709551616",
+    ];
+    for p in pointers {
+        assert_eq!(json_pointer(&doc, p), doc.pointer(p), "pointer {p:?}");
+    }
+    // Random pointers over the characters that matter.
+    proptest::proptest!(|(p in "(/[a-z0-9~+]{0,4}){0,4}")| {
+        proptest::prop_assert_eq!(json_pointer(&doc, &p), doc.pointer(&p));
+    });
 }
