@@ -245,7 +245,13 @@ impl Task {
             match self.fill(&mut batch).await {
                 Next::Done => break,
                 Next::Work => {
-                    self.process(std::mem::take(&mut batch)).await;
+                    // The next batch has room for as many as this one: a batch is not grown
+                    // from nothing, event by event, under steady load.
+                    let next = Batch {
+                        events: Vec::with_capacity(batch.events.len()),
+                        sync: Vec::with_capacity(batch.sync.len()),
+                    };
+                    self.process(std::mem::replace(&mut batch, next)).await;
                 }
                 Next::Tick => {}
             }

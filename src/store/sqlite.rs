@@ -14,7 +14,7 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
     SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, Sqlite};
+use sqlx::{Arguments, AssertSqlSafe, Row, Sqlite};
 
 mod partitions;
 
@@ -414,7 +414,13 @@ async fn insert_rows(
             })?;
         match groups.iter_mut().find(|(t, _)| *t == table) {
             Some((_, g)) => g.push((seq, row)),
-            None => groups.push((table, vec![(seq, row)])),
+            None => {
+                // Nearly always the only group: room for every row at once.
+                let mut group =
+                    Vec::with_capacity(if groups.is_empty() { count as usize } else { 1 });
+                group.push((seq, row));
+                groups.push((table, group));
+            }
         }
     }
     let mut inserted = 0;
@@ -426,7 +432,11 @@ async fn insert_rows(
         let mut group = group.into_iter();
         while left > 0 {
             let size = chunk_size(left);
-            let mut q = sqlx::query(AssertSqlSafe(insert_sql(&table, CHUNK_SIZES[size])));
+            // Room for every value of the chunk at once, not grown one bind at a time.
+            let mut args = SqliteArguments::default();
+            args.reserve(COLUMNS * CHUNK_SIZES[size], 0);
+            let mut q =
+                sqlx::query_with(AssertSqlSafe(insert_sql(&table, CHUNK_SIZES[size])), args);
             for (seq, mut row) in group.by_ref().take(CHUNK_SIZES[size]) {
                 token_rows.extend(
                     std::mem::take(&mut row.token_keys)
