@@ -259,30 +259,41 @@ impl Source {
     /// How the source is named on events: `path:user_id`, `request_body:/username`,
     /// `claim:sub@bearer`, ...
     pub fn label(&self) -> String {
+        // Built by concatenation, not `format!`: every attributed event names its sources.
+        let lower = |prefix: &str, name: &str| {
+            let mut s = [prefix, name].concat();
+            s.make_ascii_lowercase();
+            s
+        };
         match self {
-            Source::Path(p) => format!("path:{p}"),
-            Source::Query(q) => format!("query:{q}"),
-            Source::Header(h) => format!("header:{}", h.to_ascii_lowercase()),
-            Source::RequestBody(p) => format!("request_body:{p}"),
-            Source::ResponseBody(p) => format!("response_body:{p}"),
-            Source::Form(f) => format!("form:{f}"),
+            Source::Path(p) => ["path:", p].concat(),
+            Source::Query(q) => ["query:", q].concat(),
+            Source::Header(h) => lower("header:", h),
+            Source::RequestBody(p) => ["request_body:", p].concat(),
+            Source::ResponseBody(p) => ["response_body:", p].concat(),
+            Source::Form(f) => ["form:", f].concat(),
             Source::Const(_) => "const".to_string(),
-            Source::Claim { claim, token, .. } => format!("claim:{claim}@{}", token.label()),
+            Source::Claim { claim, token, .. } => ["claim:", claim, "@", &token.label()].concat(),
             Source::BasicAuthUser => "basic_auth:user".to_string(),
-            Source::ResponseHeader { name, param } => match param {
-                Some(p) => format!("response_header:{}?{p}", name.to_ascii_lowercase()),
-                None => format!("response_header:{}", name.to_ascii_lowercase()),
-            },
-            Source::RequestCookie(c) => format!("request_cookie:{c}"),
-            Source::Lineage { of, token } => format!(
-                "lineage:{}@{}",
-                match of {
+            Source::ResponseHeader { name, param } => {
+                let mut s = lower("response_header:", name);
+                if let Some(p) = param {
+                    s.push('?');
+                    s.push_str(p);
+                }
+                s
+            }
+            Source::RequestCookie(c) => ["request_cookie:", c].concat(),
+            Source::Lineage { of, token } => {
+                let of = match of {
                     LineageOf::Actor => "actor",
                     LineageOf::App => "app",
-                },
-                token.label()
-            ),
-            Source::Mapped { source, map, .. } => format!("lookup:{map}({})", source.label()),
+                };
+                ["lineage:", of, "@", &token.label()].concat()
+            }
+            Source::Mapped { source, map, .. } => {
+                ["lookup:", map, "(", &source.label(), ")"].concat()
+            }
         }
     }
 

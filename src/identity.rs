@@ -48,14 +48,18 @@ impl TokenLocation {
     pub fn label(&self) -> String {
         match self {
             TokenLocation::Bearer => "bearer".to_string(),
-            TokenLocation::Header(h) => format!("header:{}", h.to_ascii_lowercase()),
-            TokenLocation::Cookie(c) => format!("cookie:{c}"),
-            TokenLocation::Query(q) => format!("query:{q}"),
-            TokenLocation::RequestBody(p) => format!("request_body:{p}"),
-            TokenLocation::Form(f) => format!("form:{f}"),
-            TokenLocation::ResponseBody(p) => format!("response_body:{p}"),
-            TokenLocation::Redirect(p) => format!("location:{p}"),
-            TokenLocation::SetCookie(c) => format!("set_cookie:{c}"),
+            TokenLocation::Header(h) => {
+                let mut s = ["header:", h].concat();
+                s.make_ascii_lowercase();
+                s
+            }
+            TokenLocation::Cookie(c) => ["cookie:", c].concat(),
+            TokenLocation::Query(q) => ["query:", q].concat(),
+            TokenLocation::RequestBody(p) => ["request_body:", p].concat(),
+            TokenLocation::Form(f) => ["form:", f].concat(),
+            TokenLocation::ResponseBody(p) => ["response_body:", p].concat(),
+            TokenLocation::Redirect(p) => ["location:", p].concat(),
+            TokenLocation::SetCookie(c) => ["set_cookie:", c].concat(),
         }
     }
 

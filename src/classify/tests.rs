@@ -419,3 +419,47 @@ fn host_is_compared_without_port_trailing_dot_or_case() {
         assert!(classify(&m, &head).is_some(), "{host}");
     }
 }
+
+#[test]
+fn source_labels_lowercase_header_names_only() {
+    use crate::identity::TokenLocation;
+    let claim = |token| Source::Claim {
+        claim: "Sub".into(),
+        token,
+        keys: None,
+    };
+    let cases = [
+        (Source::Header("X-User".into()), "header:x-user"),
+        (Source::Path("User_ID".into()), "path:User_ID"),
+        (Source::RequestBody("/User".into()), "request_body:/User"),
+        (
+            Source::ResponseHeader {
+                name: "Location".into(),
+                param: Some("State".into()),
+            },
+            "response_header:location?State",
+        ),
+        (
+            Source::ResponseHeader {
+                name: "X-App".into(),
+                param: None,
+            },
+            "response_header:x-app",
+        ),
+        (claim(TokenLocation::Bearer), "claim:Sub@bearer"),
+        (
+            claim(TokenLocation::Header("X-Token".into())),
+            "claim:Sub@header:x-token",
+        ),
+        (
+            Source::Lineage {
+                of: LineageOf::App,
+                token: TokenLocation::Form("Refresh".into()),
+            },
+            "lineage:app@form:Refresh",
+        ),
+    ];
+    for (source, label) in cases {
+        assert_eq!(source.label(), label);
+    }
+}
