@@ -10,6 +10,8 @@
 #   d  authtrail, mapped login route, verified HS256 bearer token, async SQLite
 #   e  as d with `delivery: sync`
 #   f  as d on PostgreSQL (a private server started here, on a free port, stopped at the end)
+#   g  the stack's floor: examples/bare_proxy, hyper + tokio forwarding with nothing of authtrail
+#      (no map, timeouts, metrics or pool; one upstream connection per client connection)
 # then memory (RSS idle, under load, with BENCH_IDLE_CONNS idle keep-alive connections, over a
 # soak run) and examples/store_bench on SQLite and the private PostgreSQL; optionally the store
 # path's instructions per mapped request (callgrind, scripts/bench/profile.sh) and the append
@@ -23,7 +25,7 @@
 # Knobs (environment):
 #   BENCH_DURATION=10     seconds per measured wrk run       BENCH_REPEAT=3   runs per case (median reported)
 #   BENCH_CONNS=32        wrk connections (1 wrk thread)      BENCH_WARMUP=3   warm-up seconds per case
-#   BENCH_CASES="a b c d e f"                                 BENCH_LOADGEN_CPU=1, BENCH_SERVER_CPUS=0 (taskset)
+#   BENCH_CASES="a b c d e f g"                               BENCH_LOADGEN_CPU=1, BENCH_SERVER_CPUS=0 (taskset)
 #   BENCH_IDLE_CONNS=10000  BENCH_IDLE_HOLD=30 (s held open)  BENCH_IDLE_SETTLE=12 (s before the idle RSS sample)
 #   BENCH_SOAK_SECS=120   length of the soak run (0: skip)
 #   BENCH_KILL9=1         kill -9 accounting: scripts/faults.sh kill9-async at BENCH_KILL9_RATE=2000 req/s
@@ -46,7 +48,7 @@ DURATION=${BENCH_DURATION:-10}
 REPEAT=${BENCH_REPEAT:-3}
 CONNS=${BENCH_CONNS:-32}
 WARMUP=${BENCH_WARMUP:-3}
-CASES=${BENCH_CASES:-a b c d e f}
+CASES=${BENCH_CASES:-a b c d e f g}
 LOADGEN_CPU=${BENCH_LOADGEN_CPU:-1}
 SERVER_CPUS=${BENCH_SERVER_CPUS:-0}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
@@ -103,12 +105,14 @@ NOFILE=$(ulimit -n)
 
 log "building release binaries"
 cargo build --release --quiet --bin authtrail --example bench_upstream --example bench_client \
+    --example bare_proxy \
     $([ "$RUN_STORE" = 1 ] && echo --example store_bench) \
     $([ "$RUN_KILL9" = 1 ] && echo --example reliability_load --example demo_auth_server)
 AUTHTRAIL=${BENCH_AUTHTRAIL_BIN:-$TARGET_DIR/release/authtrail}
 UPSTREAM_BIN=$TARGET_DIR/release/examples/bench_upstream
 CLIENT_BIN=$TARGET_DIR/release/examples/bench_client
 STORE_BENCH_BIN=$TARGET_DIR/release/examples/store_bench
+BARE_BIN=$TARGET_DIR/release/examples/bare_proxy
 
 # ---------------------------------------------------------------------------------------------
 # Scratch space and cleanup: every process started here is stopped by its PID.
@@ -308,6 +312,16 @@ for c in $CASES; do
         measure b "http://127.0.0.1:$NG_PORT/v1/sessions" "" "$NG_PID"
         echo "nginx_access_log_lines=$(wc -l < "$T/nginx/access.log")" >> "$T/machine.txt"
         stop_pid "$NG_PID"
+        ;;
+    g)
+        log "case g: the stack's floor (examples/bare_proxy)"
+        BARE_PORT=$(free_port)
+        taskset -c "$SERVER_CPUS" "$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT" > "$T/bare.out" 2>&1 &
+        BARE_PID=$!
+        PIDS+=("$BARE_PID")
+        wait_for grep -q listening "$T/bare.out" || die "bare_proxy did not start"
+        measure g "http://127.0.0.1:$BARE_PORT/v1/sessions" "" "$BARE_PID"
+        stop_pid "$BARE_PID"
         ;;
     c | d)
         if [ -z "${SQ_PID:-}" ]; then

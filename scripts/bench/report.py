@@ -28,6 +28,7 @@ CASES = {
     "d": "authtrail, mapped login, verified HS256 bearer, async SQLite",
     "e": "authtrail, as d with `delivery: sync` (SQLite)",
     "f": "authtrail, as d on PostgreSQL (async)",
+    "g": "the stack's floor: hyper + tokio alone (examples/bare_proxy)",
 }
 # Issue 14's goals: (c), (d) and (f) × nginx (b); (e) × the group-commit limit.
 TARGETS = {"c": 1.0, "d": 0.8, "f": 0.7}
@@ -181,6 +182,8 @@ def targets_table(d, machine, runs, mem):
             ok = got >= TARGETS[case]
             text = f"{got:.2f}"
             goal = f"≥ {TARGETS[case]:.1f}"
+            if case == "c" and "g" in runs:
+                text += f" (the stack's floor, g: {med(runs['g'], 'rps') / base_b:.2f})"
             if case == "d":
                 p99, p99b = med(runs["d"], "p99"), med(runs["b"], "p99")
                 ok = ok and p99 <= D_P99_TIMES_NGINX * p99b
@@ -261,7 +264,8 @@ def render(d):
       "behind the load generator.")
     w("- CPU s / 10k req: utime + stime of the serving process(es) from `/proc/PID/stat` over the "
       "measured runs (case a: the upstream itself; b: nginx master + worker; c-f: the authtrail "
-      "process, all threads, SQLite included; for f the PostgreSQL server's own CPU is shown apart).")
+      "process, all threads, SQLite included; for f the PostgreSQL server's own CPU is shown apart; "
+      "g: bare_proxy).")
     w("")
     w("| case | req/s | × a | × b | p50 ms | p99 ms | p99.9 ms | CPU s / 10k req | errors | load |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
