@@ -98,12 +98,20 @@ const OPTIMIZE_EVERY_ROWS: u64 = 10_000;
 const ANALYZE_MAX_ROWS: i64 = 200_000;
 
 /// The INSERT of `rows` events into partition `table`, each with its `seq`.
+///
+/// `OR IGNORE`: a row that breaks a constraint (a duplicate id, seq or chain position; none can
+/// happen under the write lock, with ids already looked up) is skipped, and the caller refuses
+/// the batch when fewer rows went in than it gave (the transaction is rolled back). An insert
+/// that could instead abort halfway (SQLite's default, `ABORT`) makes SQLite copy every page the
+/// multi-row statement changes into a statement journal first, so that it can undo just that
+/// statement: ~0.5 pages of 4 KiB per event, written to a temporary file once past 64 KiB
+/// (docs/benchmarks.md, "Fewer checkpoints, no statement journal").
 fn insert_sql(table: &str, rows: usize) -> String {
     let row = format!("({})", vec!["?"; COLUMNS].join(","));
     format!(
-        "INSERT INTO {table} (seq, id, time_ms, type, stage, outcome, reason, app, actor_id, \
-         target_kind, target_id, route, status, ip, request_id, chain_instance, chain_n, \
-         chain_hash, body) VALUES {} ON CONFLICT(id) DO NOTHING",
+        "INSERT OR IGNORE INTO {table} (seq, id, time_ms, type, stage, outcome, reason, app, \
+         actor_id, target_kind, target_id, route, status, ip, request_id, chain_instance, \
+         chain_n, chain_hash, body) VALUES {}",
         vec![row.as_str(); rows].join(",")
     )
 }
@@ -171,7 +179,8 @@ impl SqliteStore {
             // Checkpoint every 10,000 WAL pages (~40 MiB), not SQLite's 1,000: a checkpoint
             // writes each page once, however many commits changed it, and the pages every batch
             // changes (the ends of the table and its indexes) are the same few. Measured:
-            // ~+20 % appended events/s (docs/benchmarks.md, "Fewer checkpoints"). Durability is
+            // ~+20 % appended events/s (docs/benchmarks.md, "Fewer checkpoints, no statement
+            // journal"). Durability is
             // the same (commits are in the WAL either way); recovery after a crash reads at most
             // that much WAL.
             .pragma("wal_autocheckpoint", "10000")
@@ -394,7 +403,7 @@ fn bind_row(q: SqliteQuery, row: sql::Row) -> SqliteQuery {
 /// with its token keys beside it. Returns the rows newly written.
 ///
 /// The keys come from the encoder (`Row::token_keys`), not from a trigger re-reading each body's
-/// JSON. A row skipped as a duplicate id leaves its seq unused; the caller refuses such a batch.
+/// JSON. A row skipped (see [`insert_sql`]) leaves its seq unused; the caller refuses such a batch.
 async fn insert_rows(
     conn: &mut SqliteConnection,
     parts: &mut Arc<Vec<Partition>>,
@@ -1205,7 +1214,8 @@ impl ChainTx for SqliteTx<'_> {
             return Err(Error::Backend {
                 op: "append",
                 source: sqlx::Error::Protocol(format!(
-                    "{} of {expected} linked events were not inserted",
+                    "{} of {expected} linked events were not inserted (a constraint \
+                     refused them: duplicate id, seq or chain position)",
                     expected - inserted
                 )),
             });
@@ -1546,6 +1556,44 @@ mod tests {
         // SQLite's default SQLITE_MAX_VARIABLE_NUMBER is 32766.
         assert!(CHUNK_SIZES[0] * COLUMNS < 32_766);
         assert_eq!(insert_sql("events_x", 2).matches('?').count(), 2 * COLUMNS);
+    }
+
+    #[tokio::test]
+    async fn a_row_a_constraint_refuses_fails_its_whole_batch() {
+        // The insert skips a conflicting row (`OR IGNORE`) instead of aborting; the batch must
+        // still fail as a whole, with nothing of it stored.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conflict.db");
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        append_now(&store, 3).await;
+        // The next batch's first seq is one that is taken (as a broken counter would give).
+        sqlx::query("UPDATE seq_counter SET last = 2")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let now = crate::event::now_millis();
+        let batch: Vec<AuditEvent> = (0..70).map(|i| event_at(&format!("b{i}"), now)).collect();
+        let err = store.append("c", &batch, false).await.unwrap_err();
+        assert!(
+            format!("{err:?}").contains("1 of 70 linked events were not inserted"),
+            "{err:?}"
+        );
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(stored, 3, "nothing of the refused batch stays");
+        // With the counter right again the same batch goes in whole, its chain unbroken.
+        sqlx::query("UPDATE seq_counter SET last = 3")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(store.append("c", &batch, false).await.unwrap().inserted, 70);
+        let links: Vec<i64> = sqlx::query_scalar("SELECT chain_n FROM events ORDER BY seq")
+            .fetch_all(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(links, (1..=73).collect::<Vec<i64>>());
     }
 
     /// An event of `time` for the migration test.
