@@ -180,9 +180,8 @@ impl SqliteStore {
             // writes each page once, however many commits changed it, and the pages every batch
             // changes (the ends of the table and its indexes) are the same few. Measured:
             // ~+20 % appended events/s (docs/benchmarks.md, "Fewer checkpoints, no statement
-            // journal"). Durability is
-            // the same (commits are in the WAL either way); recovery after a crash reads at most
-            // that much WAL.
+            // journal"). Durability is the same (commits are in the WAL either way); recovery
+            // after a crash reads at most that much WAL.
             .pragma("wal_autocheckpoint", "10000")
             // A WAL that a long read made grow past this is cut back to it after the next
             // checkpoint, instead of keeping its largest size on disk.
