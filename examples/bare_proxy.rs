@@ -23,23 +23,20 @@ use hyper::server::conn::http1 as server;
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Mutex;
+
+#[path = "support/bench_listen.rs"]
+mod bench_listen;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let parse = |a: Option<String>, what: &str| -> std::io::Result<SocketAddr> {
-        let a = a.ok_or_else(|| std::io::Error::other(format!("missing {what} address")))?;
-        let addr: SocketAddr = a
-            .parse()
-            .map_err(|e| std::io::Error::other(format!("{what} address: {e}")))?;
-        if !addr.ip().is_loopback() {
-            return Err(std::io::Error::other("bare_proxy talks to 127.0.0.1 only"));
-        }
-        Ok(addr)
+    let mut addr = |what: &str| match args.next() {
+        Some(a) => bench_listen::loopback(&a, what),
+        None => Err(std::io::Error::other(format!("missing {what} address"))),
     };
-    let listen = parse(args.next(), "listen")?;
-    let upstream = parse(args.next(), "upstream")?;
+    let listen = addr("listen")?;
+    let upstream = addr("upstream")?;
     let inline = match args.next().as_deref() {
         None | Some("spawn") => false,
         Some("inline") => true,
@@ -52,16 +49,9 @@ fn main() -> std::io::Result<()> {
 }
 
 async fn serve(listen: SocketAddr, upstream: SocketAddr, inline: bool) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen).await?;
-    println!("listening {}", listener.local_addr()?);
+    let listener = bench_listen::listen(listen).await?;
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("accept: {e}");
-                continue;
-            }
-        };
+        let stream = bench_listen::accept(&listener).await;
         tokio::spawn(async move {
             if let Err(e) = connection(stream, upstream, inline).await {
                 eprintln!("connection: {e}");
@@ -72,7 +62,6 @@ async fn serve(listen: SocketAddr, upstream: SocketAddr, inline: bool) -> std::i
 
 /// One client connection and its upstream connection, until either ends.
 async fn connection(stream: TcpStream, upstream: SocketAddr, inline: bool) -> anyhow::Result<()> {
-    let _ = stream.set_nodelay(true);
     let up = TcpStream::connect(upstream).await?;
     let _ = up.set_nodelay(true);
     let (sender, conn) = client::handshake::<_, Incoming>(TokioIo::new(up)).await?;

@@ -9,7 +9,6 @@
 //! The request body is read to its end and dropped; keep-alive HTTP/1.1 only.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -18,7 +17,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+
+#[path = "support/bench_listen.rs"]
+mod bench_listen;
 
 /// What a typical JSON login endpoint answers (~200 bytes); the token is opaque on purpose: the
 /// benchmarked route verifies the *presented* bearer token, and a static issued JWT would only
@@ -42,28 +43,11 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:0".to_string())
-        .parse()
-        .map_err(|e| std::io::Error::other(format!("listen address: {e}")))?;
-    if !addr.ip().is_loopback() {
-        return Err(std::io::Error::other(
-            "bench_upstream listens on 127.0.0.1 only",
-        ));
-    }
-    let listener = TcpListener::bind(addr).await?;
-    println!("listening {}", listener.local_addr()?);
+    let arg = std::env::args().nth(1);
+    let addr = bench_listen::loopback(arg.as_deref().unwrap_or("127.0.0.1:0"), "listen")?;
+    let listener = bench_listen::listen(addr).await?;
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = bench_listen::accept(&listener).await;
         tokio::spawn(async move {
             let _ = http1::Builder::new()
                 .keep_alive(true)
